@@ -1,0 +1,19 @@
+"""vaelab: the autoencoder family on real images.
+
+    model = vaelab.build("vae", latent_dim=20)
+    result = vaelab.train("vae", "mnist", "runs/vae", config={"epochs": 10})
+    model = vaelab.load("runs/vae")
+    vaelab.evaluate(model, vaelab.load_dataset("mnist", "test").x, nll_samples=5000,
+                    binarize="dynamic")
+"""
+__version__ = "0.1.0"
+
+from .data import Dataset, load_dataset  # noqa: E402
+from .errors import VaelabError  # noqa: E402
+from .evaluate import evaluate, log_likelihood  # noqa: E402
+from .io import load, save  # noqa: E402
+from .models import Loss, Model, build, names as model_names  # noqa: E402
+from .train import TrainConfig, train  # noqa: E402
+
+__all__ = ["Dataset", "Loss", "Model", "TrainConfig", "VaelabError", "build", "evaluate",
+           "load", "load_dataset", "log_likelihood", "model_names", "save", "train"]

@@ -1,0 +1,300 @@
+"""The ``vaelab`` command. Each command is a thin call of one public Python function."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+from .errors import VaelabError
+
+# (flag, config key, parser, help); help gets the model's default appended.
+MODEL_OPTIONS = [
+    ("--latent-dim", "latent_dim", int, "size of the latent code z"),
+    ("--hidden", "hidden", "ints", "hidden layer sizes, e.g. 400 or 200,200 (conv: dense layers after the convolutions)"),
+    ("--activation", "activation", str, "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"),
+    ("--backbone", "backbone", str, "mlp or conv"),
+    ("--channels", "channels", "ints", "conv backbone channels per stride-2 stage, e.g. 32,64"),
+    ("--likelihood", "likelihood", str, "bernoulli, gaussian (fixed --sigma) or gaussian-learned"),
+    ("--sigma", "sigma", float, "σ of the fixed-σ gaussian likelihood"),
+    ("--beta", "beta", float, "weight of the KL term (1 = the ELBO; >1 = β-VAE)"),
+    ("--kl-warmup", "kl_warmup_epochs", float, "epochs over which the KL weight rises linearly from 0 to β (0 = off)"),
+    ("--init", "init", str, "weight initialisation: torch or glorot"),
+]
+TRAIN_OPTIONS = [
+    ("--epochs", "epochs", int, "training epochs (with --resume: the new total)"),
+    ("--batch-size", "batch_size", int, "minibatch size"),
+    ("--lr", "lr", float, "Adam learning rate"),
+    ("--lr-schedule", "lr_schedule", str, "constant, cosine, or iwae (10^(-i/7) for 3^i epochs, compressed to --epochs)"),
+    ("--adam-eps", "adam_eps", float, "Adam epsilon"),
+    ("--weight-decay", "weight_decay", float, "Adam weight decay"),
+    ("--grad-clip", "grad_clip", float, "clip the gradient norm to this value (0 = off)"),
+    ("--seed", "seed", int, "seed for weights, data order, binarization and sampling"),
+    ("--binarize", "binarize", str, "auto (dynamic for Bernoulli likelihoods), dynamic, static or none"),
+    ("--val-size", "val_size", float, "validation split carved from train: a fraction (<1) or a count"),
+    ("--patience", "patience", int, "stop after this many epochs without a better validation loss (0 = off)"),
+    ("--threads", "threads", int, "CPU threads (0 = all cores)"),
+    ("--device", "device", str, "auto (CUDA when present, else CPU), cpu or cuda[:N]"),
+]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 200,200, got {text!r}") from None
+
+
+def _add(group, options, defaults) -> None:
+    for flag, key, kind, text in options:
+        default = getattr(defaults, key, None)
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(flag, dest=key, type=_ints if kind == "ints" else kind, default=None,
+                           metavar=key.upper() if kind != "ints" else "N[,N...]",
+                           help=f"{text} (default: {shown})")
+
+
+def _data_args(p, required: bool = True) -> None:
+    p.add_argument("--data", required=required, metavar="SPEC",
+                   help="mnist, fashion-mnist, kmnist, digits, frey-faces, folder:PATH or npy:PATH")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    from .models.vae import VAEConfig
+    from .train import TrainConfig
+
+    parser = argparse.ArgumentParser(prog="vaelab", description="Train, measure and look inside autoencoders.")
+    parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model and write its run directory",
+                       description="Train a model on a dataset. The run directory records the full "
+                                   "configuration, checkpoints every epoch and metrics.jsonl.")
+    from .models import names
+    p.add_argument("model", help=f"model name: {', '.join(names())}")
+    _data_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory to create (or continue with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys as the options, "
+                                                   "with underscores); options given on the command line win")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    _add(p.add_argument_group("model settings"), MODEL_OPTIONS, VAEConfig)
+    _add(p.add_argument_group("training settings"), TRAIN_OPTIONS, TrainConfig)
+
+    p = sub.add_parser("eval", help="measure a trained model (ELBO, IS-NLL, active units)",
+                       description="Evaluate a run or model directory on a dataset split.")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--nll-samples", type=int, default=0, metavar="K",
+                   help="importance samples for the log-likelihood estimate, e.g. 5000 (default: 0 = skip)")
+    p.add_argument("--binarize", default="auto", choices=("auto", "dynamic", "static", "none"),
+                   help="binarize the evaluation images once with a fixed seed; auto follows the run "
+                        "(default: auto)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="evaluate the first N images only (default: all)")
+    p.add_argument("--batch-size", type=int, default=500, help="images per evaluation batch (default: 500)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default: 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+
+    p = sub.add_parser("sample", help="decode prior samples into a PNG grid")
+    p.add_argument("run", help="run or model directory")
+    p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default: samples.png)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+
+    p = sub.add_parser("reconstruct", help="PNG grid of inputs above their reconstructions")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("-n", type=int, default=32, help="number of images (default: 32)")
+    p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
+
+    p = sub.add_parser("demo", help="train a small VAE on scikit-learn's bundled digits (no download)")
+    p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
+                                                     "(default: runs/demo)")
+    p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+    return parser
+
+
+def _settings_file(path: str) -> dict:
+    from .io import read_json
+
+    p = Path(path)
+    if p.suffix == ".toml":
+        import tomllib
+
+        try:
+            return tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise VaelabError(f"--config file not found: {p}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise VaelabError(f"--config {p} is not valid TOML ({exc})") from None
+    return read_json(p, "--config file")
+
+
+def cmd_train(args) -> None:
+    from . import train
+    from .models import model_class
+    from .train import TrainConfig
+
+    model_cls = model_class(args.model)
+    model_keys = {f.name for f in dataclasses.fields(model_cls.Config)} - {"input_shape"}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    file_settings = _settings_file(args.config) if args.config else {}
+    unknown = sorted(set(file_settings) - model_keys - train_keys)
+    if unknown:
+        raise VaelabError(f"--config {args.config}: unknown setting(s) {', '.join(unknown)}; "
+                          f"valid: {', '.join(sorted(model_keys | train_keys))}")
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    for _, key, _, _ in MODEL_OPTIONS:
+        if key in given and key not in model_keys:
+            raise VaelabError(f"model '{args.model}' has no setting '{key}'")
+    model_settings = {k: v for k, v in {**file_settings, **given}.items() if k in model_keys}
+    train_settings = {k: v for k, v in {**file_settings, **given}.items() if k in train_keys}
+    out = Path(args.out)
+    model_config = model_settings or None
+    config = None
+    if args.resume:
+        recorded = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
+        if recorded:
+            for key, value in model_settings.items():
+                old = recorded["config"].get(key)
+                if _norm(old) != _norm(value):
+                    raise VaelabError(f"--resume continues the recorded run; --{key.replace('_', '-')} "
+                                      f"differs (recorded {old}, given {value})")
+            model_config = None
+            merged = {**recorded["train"], **train_settings}
+            changed = [k for k in train_settings if k != "epochs" and _norm(recorded["train"].get(k)) != _norm(train_settings[k])]
+            if changed:
+                k = changed[0]
+                raise VaelabError(f"--resume continues the recorded run; --{k.replace('_', '-')} differs "
+                                  f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only --epochs may change")
+            config = TrainConfig.from_dict(merged, where="training settings")
+    if config is None:
+        config = TrainConfig.from_dict(train_settings, where="training settings")
+    result = train(args.model, args.data, out, model_config=model_config, config=config,
+                   data_dir=args.data_dir, resume=args.resume, progress=not args.no_progress)
+    best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"
+    print(f"trained {result.epochs_run} epochs{best}{' (stopped early)' if result.stopped_early else ''}")
+    print(f"run directory: {result.run_dir}  (model.safetensors, samples.png, reconstructions.png, metrics.jsonl)")
+
+
+def _norm(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
+def _eval_images(args, model, run: Path):
+    from .data import load_dataset
+
+    ds = load_dataset(args.data, args.split, data_dir=args.data_dir)
+    if tuple(ds.shape) != tuple(model.input_shape):
+        raise VaelabError(f"{args.data} images have shape {list(ds.shape)}, the model expects "
+                          f"{list(model.input_shape)}")
+    x = ds.x[: args.limit] if getattr(args, "limit", 0) else ds.x
+    return x
+
+
+def _binarization(setting: str, model, run: Path) -> str:
+    if setting != "auto":
+        return setting
+    run_json = run / "run.json"
+    if run_json.exists():
+        try:
+            return json.loads(run_json.read_text())["resolved"]["binarize"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            pass
+    return "dynamic" if getattr(model.config, "likelihood", None) == "bernoulli" else "none"
+
+
+def cmd_eval(args) -> None:
+    from . import evaluate, load
+    from .train.trainer import resolve_device, set_threads
+
+    set_threads(args.threads)
+    run = Path(args.run)
+    model = load(run, device=resolve_device(args.device))
+    x = _eval_images(args, model, run)
+    result = evaluate(model, x, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
+                      batch_size=args.batch_size, seed=args.seed)
+    result = {"run": str(run), "data": args.data, "split": args.split, **result}
+    if args.json:
+        print(json.dumps(result))
+        return
+    for key in ("n", "k", "binarize", "elbo", "recon", "kl", "nll", "nll_stderr", "bits_per_dim",
+                "active_units", "nll_seconds"):
+        if key in result:
+            value = result[key]
+            print(f"{key:>14}  {value:.4f}" if isinstance(value, float) else f"{key:>14}  {value}")
+
+
+def cmd_sample(args) -> None:
+    from . import load
+    from .viz.grids import save_samples
+
+    if args.n < 1:
+        raise VaelabError(f"-n must be at least 1, got {args.n}")
+    save_samples(load(args.run), args.output, n=args.n, seed=args.seed)
+    print(f"wrote {args.output}")
+
+
+def cmd_reconstruct(args) -> None:
+    from . import load
+    from .data.batches import fixed_binarization
+    from .evaluate import TEST_BINARIZATION_SEED
+    from .viz.grids import save_reconstructions
+
+    if args.n < 1:
+        raise VaelabError(f"-n must be at least 1, got {args.n}")
+    run = Path(args.run)
+    model = load(run)
+    x = _eval_images(args, model, run)[: args.n]
+    if _binarization("auto", model, run) != "none":
+        x = fixed_binarization(x, TEST_BINARIZATION_SEED)
+    save_reconstructions(model, x, args.output)
+    print(f"wrote {args.output}")
+
+
+def cmd_demo(args) -> None:
+    from . import evaluate, train
+    from .data import load_dataset
+
+    out = Path(args.out)
+    i = 2
+    while (out / "run.json").exists() or (out / "checkpoints").exists():
+        out = Path(f"{args.out}-{i}")
+        i += 1
+    print(f"training a VAE (64-128-8, Bernoulli, dynamic binarization) on scikit-learn's digits -> {out}")
+    result = train("vae", "digits", out, model_config={"latent_dim": 8, "hidden": [128]},
+                   config={"epochs": args.epochs, "batch_size": 64, "lr": 3e-3, "val_size": 0.1})
+    test = load_dataset("digits", "test").x
+    m = evaluate(result.model, test, nll_samples=500, binarize="dynamic")
+    print(f"test: ELBO {m['elbo']:.2f} nats, NLL (500 importance samples) {m['nll']:.2f} nats, "
+          f"{m['active_units']}/8 active units")
+    for name in ("samples.png", "reconstructions.png", "model.safetensors", "metrics.jsonl"):
+        print(f"  {out / name}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
+                "reconstruct": cmd_reconstruct, "demo": cmd_demo}
+    try:
+        handlers[args.command](args)
+    except VaelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

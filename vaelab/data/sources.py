@@ -1,0 +1,402 @@
+"""Named datasets, image folders and arrays, all loaded to one in-memory form.
+
+Every source ends as a :class:`Dataset`: float32 images N×C×H×W in [0, 1] plus optional
+int64 labels, held in memory so training takes batches by indexing, not per-sample
+Python calls. Every check on the input raises :class:`VaelabError` naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vaelab.data.download import fetch
+from vaelab.data.idx import read_idx
+from vaelab.errors import VaelabError
+
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces")
+SPLITS = ("train", "test")
+_SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH"))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Images ``x`` (N×C×H×W float32 in [0, 1]), optional labels ``y`` (N, int64) and class names."""
+
+    name: str
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    classes: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        if self.x.ndim != 4 or self.x.dtype != torch.float32:
+            raise VaelabError(f"dataset {self.name}: x must be float32 N×C×H×W, got {self.x.dtype} {tuple(self.x.shape)}")
+        if self.y is not None and (self.y.dtype != torch.int64 or tuple(self.y.shape) != (len(self.x),)):
+            raise VaelabError(f"dataset {self.name}: y must be int64 of length {len(self.x)}, got {self.y.dtype} {tuple(self.y.shape)}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Shape of one image, (C, H, W)."""
+        return tuple(self.x.shape[1:])
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def subset(self, index) -> Dataset:
+        """The rows selected by ``index`` (indices, mask or slice), same name and classes."""
+        return Dataset(self.name, self.x[index], None if self.y is None else self.y[index], self.classes)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
+    """Where datasets live: the argument, else ``$VAELAB_DATA_DIR``, else the user cache."""
+    if data_dir is not None:
+        return Path(data_dir).expanduser()
+    if os.environ.get("VAELAB_DATA_DIR"):
+        return Path(os.environ["VAELAB_DATA_DIR"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "vaelab" / "data"
+
+
+def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | None = None, download: bool = True) -> Dataset:
+    """Load ``spec`` (a name from ``DATASETS``, ``folder:PATH`` or ``npy:PATH``) for ``split``.
+
+    Named datasets are read from ``resolve_data_dir(data_dir)/<name>/``; the IDX datasets
+    are downloaded there (SHA-256 checked) when missing and ``download`` is true.
+    """
+    if split not in SPLITS:
+        raise VaelabError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if spec.startswith("folder:"):
+        return _load_folder(_user_path(spec, "folder:"), split)
+    if spec.startswith("npy:"):
+        return _load_array(_user_path(spec, "npy:"))
+    name = spec.strip().lower().replace("_", "-")
+    if "/" in name or "\\" in name or ".." in name:
+        raise VaelabError(f"dataset {spec!r} is not a dataset name; use one of {_SPECS} (prefix paths with folder: or npy:)")
+    if name not in DATASETS:
+        raise VaelabError(f"unknown dataset {spec!r}; choose one of {_SPECS}")
+    root = resolve_data_dir(data_dir) / name
+    if name == "digits":
+        return _load_digits(split)
+    if name == "frey-faces":
+        return _load_frey(root, split)
+    return _load_idx_dataset(name, root, split, download)
+
+
+def _user_path(spec: str, prefix: str) -> Path:
+    path = spec[len(prefix):].strip()
+    if not path:
+        raise VaelabError(f"dataset {spec!r} names no path; write {prefix}PATH")
+    return Path(path).expanduser()
+
+
+# --- MNIST, Fashion-MNIST, KMNIST: four IDX files each --------------------------------
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+# SHA-256 of the .gz files. MNIST: /work/shared/data/README.md, equal to the list in
+# ankane/torchvision-ruby lib/torchvision/datasets/mnist.rb. Fashion-MNIST and KMNIST:
+# tensorflow/datasets tensorflow_datasets/url_checksums/{fashion_mnist,kmnist}.txt, equal
+# to ankane/torchvision-ruby lib/torchvision/datasets/{fashion_mnist,kmnist}.rb.
+_IDX_SOURCES = {
+    "mnist": (
+        ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"),
+        {
+            "train-images-idx3-ubyte": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "train-labels-idx1-ubyte": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "t10k-images-idx3-ubyte": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "t10k-labels-idx1-ubyte": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        },
+    ),
+    "fashion-mnist": (
+        ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+        {
+            "train-images-idx3-ubyte": "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            "train-labels-idx1-ubyte": "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            "t10k-images-idx3-ubyte": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            "t10k-labels-idx1-ubyte": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+        },
+    ),
+    "kmnist": (
+        ("http://codh.rois.ac.jp/kmnist/dataset/kmnist/",),
+        {
+            "train-images-idx3-ubyte": "51467d22d8cc72929e2a028a0428f2086b092bb31cfb79c69cc0a90ce135fde4",
+            "train-labels-idx1-ubyte": "e38f9ebcd0f3ebcdec7fc8eabdcdaef93bb0df8ea12bee65224341c8183d8e17",
+            "t10k-images-idx3-ubyte": "edd7a857845ad6bb1d0ba43fe7e794d164fe2dce499a1694695a792adfac43c5",
+            "t10k-labels-idx1-ubyte": "20bb9a0ef54c7db3efc55a92eef5582c109615df22683c380526788f98e42a1c",
+        },
+    ),
+}
+_CLASSES = {
+    "mnist": tuple("0123456789"),
+    "fashion-mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    "kmnist": ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"),
+}
+
+
+def _load_idx_dataset(name: str, root: Path, split: str, download: bool) -> Dataset:
+    image_file, label_file = (_idx_path(name, root, stem, download) for stem in _IDX_FILES[split])
+    images, labels = read_idx(image_file), read_idx(label_file)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise VaelabError(f"{image_file} holds {images.dtype} {images.shape}, not N×28×28 uint8 images; replace the file")
+    if labels.dtype != np.uint8 or labels.ndim != 1 or labels.max() > 9:
+        raise VaelabError(f"{label_file} holds {labels.dtype} {labels.shape} (max {labels.max()}), not labels 0..9; replace the file")
+    if len(images) != len(labels):
+        raise VaelabError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels; replace both files")
+    x = torch.from_numpy(images).unsqueeze(1).to(torch.float32).div_(255)
+    return Dataset(name, x, torch.from_numpy(labels.astype(np.int64)), _CLASSES[name])
+
+
+def _idx_path(name: str, root: Path, stem: str, download: bool) -> Path:
+    """The .gz (or uncompressed) file if present, else download the .gz or say where it goes."""
+    for path in (root / f"{stem}.gz", root / stem):
+        if path.is_file():
+            return path
+    dest = root / f"{stem}.gz"
+    if not download:
+        raise VaelabError(f"{name} file {dest} is missing; place it there (uncompressed also works) or load with download=True")
+    mirrors, sha256 = _IDX_SOURCES[name]
+    return fetch([m + dest.name for m in mirrors], dest, sha256[stem])
+
+
+# --- small bundled / hand-placed datasets ---------------------------------------------
+
+DIGITS_TEST_SIZE = 297
+
+
+def _load_digits(split: str) -> Dataset:
+    """scikit-learn's 1797 8×8 digits (0..16, scaled to [0, 1]).
+
+    There is no official test split, so a fixed one is carved: test = the first 297
+    indices of ``numpy.random.default_rng(0).permutation(1797)``, train = the other 1500;
+    each split keeps the original order.
+    """
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    perm = np.random.default_rng(0).permutation(len(bunch.target))
+    rows = np.sort(perm[:DIGITS_TEST_SIZE] if split == "test" else perm[DIGITS_TEST_SIZE:])
+    x = torch.from_numpy(bunch.data[rows].reshape(-1, 1, 8, 8) / 16.0).to(torch.float32)
+    return Dataset("digits", x, torch.from_numpy(bunch.target[rows].astype(np.int64)), tuple("0123456789"))
+
+
+FREY_FILE = "frey_faces_1965x560_uint8.npy"
+FREY_TEST_SIZE = 200
+
+
+def _load_frey(root: Path, split: str) -> Dataset:
+    """Frey Face: 1965 unlabelled 28×20 grey faces.
+
+    No official split exists: test = the last 200 rows, train = the first 1765. The file
+    is a (1965, 560) uint8 .npy; there is no verified download source, so it must be
+    placed by hand.
+    """
+    path = root / FREY_FILE
+    if not path.is_file():
+        raise VaelabError(
+            f"Frey Face file {path} is missing; no verified download source exists, so place "
+            f"{FREY_FILE} (a 1965×560 uint8 array) there by hand"
+        )
+    faces = _np_load(path)
+    if not isinstance(faces, np.ndarray) or faces.shape != (1965, 560) or faces.dtype != np.uint8:
+        raise VaelabError(f"{path} must hold a 1965×560 uint8 array; replace the file")
+    faces = faces[-FREY_TEST_SIZE:] if split == "test" else faces[:-FREY_TEST_SIZE]
+    x = torch.from_numpy(faces.reshape(-1, 1, 28, 20)).to(torch.float32).div_(255)
+    return Dataset("frey-faces", x)
+
+
+# --- folder:PATH -------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
+
+
+def _load_folder(path: Path, split: str) -> Dataset:
+    """Images under ``path``: each sub-folder (sorted by name) is a class, else unlabelled.
+
+    If ``path`` has both ``train/`` and ``test/`` the split picks one of them; otherwise
+    both splits are every image. All images must share one size (no silent resizing).
+    All-grey images give C=1; otherwise everything is converted to RGB (alpha dropped).
+    """
+    if not path.is_dir():
+        raise VaelabError(f"image folder {path} does not exist or is not a folder; check the path")
+    if (path / "train").is_dir() and (path / "test").is_dir():
+        path = path / split
+    class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    files = _image_files(path, recursive=False)
+    if class_dirs and files:
+        raise VaelabError(f"{path} mixes images ({files[0].name}) with class sub-folders ({class_dirs[0].name}); move every image into a class folder")
+    labels = []
+    for label, class_dir in enumerate(class_dirs):
+        found = _image_files(class_dir, recursive=True)
+        if not found:
+            raise VaelabError(f"class folder {class_dir} has no images ({' '.join(IMAGE_EXTENSIONS)}); add images or remove the folder")
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise VaelabError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {path}; check the path")
+    x = torch.from_numpy(_read_images(files))
+    if not class_dirs:
+        return Dataset(f"folder:{path}", x)
+    return Dataset(f"folder:{path}", x, torch.tensor(labels, dtype=torch.int64), tuple(d.name for d in class_dirs))
+
+
+def _image_files(folder: Path, recursive: bool) -> list[Path]:
+    found = folder.rglob("*") if recursive else folder.iterdir()
+    return sorted(
+        p for p in found
+        if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def _read_images(files: list[Path]) -> np.ndarray:
+    """Decode and stack images to N×C×H×W float32 in [0, 1]."""
+    pixels = []
+    for f in files:
+        pixels.append(_decode(f))
+        if pixels[-1].shape[:2] != pixels[0].shape[:2]:
+            (h0, w0), (h, w) = pixels[0].shape[:2], pixels[-1].shape[:2]
+            raise VaelabError(
+                f"images differ in size: {files[0]} is {w0}×{h0} but {f} is {w}×{h} (width×height); "
+                "resize all images to one size first"
+            )
+    channels = 3 if any(p.ndim == 3 for p in pixels) else 1
+    out = np.empty((len(pixels), channels) + pixels[0].shape[:2], dtype=np.float32)
+    for i, p in enumerate(pixels):
+        out[i] = p.transpose(2, 0, 1) if p.ndim == 3 else p
+        out[i] /= 65535 if p.dtype != np.uint8 else 255
+    return out
+
+
+def _decode(path: Path) -> np.ndarray:
+    """H×W (grey, uint8 or 16-bit) or H×W×3 (RGB uint8) pixels of one image file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.mode not in _GRAY_MODES:
+                return np.asarray(img.convert("RGB"))
+            pixels = np.asarray(img.convert("L") if img.mode in ("1", "LA") else img)
+    except Exception as e:  # PIL raises many types for damaged files; all mean the same here
+        raise VaelabError(f"cannot read image {path} ({type(e).__name__}: {e}); fix or remove the file") from None
+    if pixels.dtype != np.uint8 and (pixels.min() < 0 or pixels.max() > 65535):
+        raise VaelabError(f"image {path} has values outside 0..65535; save it as 8- or 16-bit")
+    return pixels
+
+
+# --- npy:PATH ---------------------------------------------------------------------------
+
+
+def _np_load(path: Path):
+    """``np.load`` without pickles; every failure becomes one line naming the file."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise VaelabError(f"cannot open array file {path}: {e.strerror}; check the path") from None
+    if not magic.startswith((b"\x93NUMPY", b"PK\x03\x04")):
+        raise VaelabError(f"{path} is not a .npy or .npz file; save the array with numpy.save or numpy.savez")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as e:  # numpy raises many types for damaged files; all mean the same here
+        raise _array_error(path, "", e) from None
+
+
+def _array_error(path: Path, key: str, e: Exception) -> VaelabError:
+    where = f"{path}: array {key!r}" if key else str(path)
+    if isinstance(e, ValueError) and "allow_pickle" in str(e):
+        return VaelabError(f"{where} holds Python objects (dtype=object), which are not loaded for safety; save a numeric array")
+    return VaelabError(f"cannot read {where} ({type(e).__name__}: {e}); save it again with numpy.save / numpy.savez")
+
+
+def _load_array(path: Path) -> Dataset:
+    """A .npy of images, or a .npz with ``x`` and optional integer labels ``y``.
+
+    Layouts: N×H×W, N×C×H×W or N×H×W×C with C in {1, 3}. uint8 is scaled by 1/255,
+    bool and floats already in [0, 1] are kept. Both splits return the whole array.
+    """
+    loaded = _np_load(path)
+    y = None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            if "x" not in loaded.files:
+                raise VaelabError(f"{path} has arrays {loaded.files} but no 'x'; save images under the key x (labels under y)")
+            x, y = _npz_get(loaded, "x", path), _npz_get(loaded, "y", path) if "y" in loaded.files else None
+    else:
+        x = loaded
+    x = torch.from_numpy(_to_unit_float(_to_nchw(x, path), path))
+    classes = None
+    if y is not None:
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x) or (y.size and y.min() < 0):
+            raise VaelabError(f"{path}: y must be {len(x)} non-negative integer labels, got {y.dtype} {y.shape}")
+        y = torch.from_numpy(y.astype(np.int64))
+        classes = tuple(str(c) for c in range(int(y.max()) + 1))
+    return Dataset(f"npy:{path}", x, y, classes)
+
+
+def _npz_get(npz, key: str, path: Path) -> np.ndarray:
+    try:
+        return npz[key]
+    except Exception as e:  # see _np_load
+        raise _array_error(path, key, e) from None
+
+
+def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[1] in (1, 3):
+        return x
+    if x.ndim == 4 and x.shape[3] in (1, 3):
+        return x.transpose(0, 3, 1, 2)
+    raise VaelabError(f"{path} has shape {x.shape}; expected N×H×W, N×C×H×W or N×H×W×C with C = 1 or 3")
+
+
+def _to_unit_float(x: np.ndarray, path: Path) -> np.ndarray:
+    if len(x) == 0:
+        raise VaelabError(f"{path} holds no images (shape {x.shape})")
+    if x.dtype == np.uint8:
+        out = np.ascontiguousarray(x, dtype=np.float32)
+        out /= 255
+        return out
+    if x.dtype == np.bool_ or x.dtype.kind == "f":
+        out = np.ascontiguousarray(x, dtype=np.float32)
+        if x.dtype.kind == "f" and not (np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1):
+            raise VaelabError(f"{path}: float images must lie in [0, 1] (found {np.nanmin(out):g}..{np.nanmax(out):g}); rescale them or save uint8")
+        return out
+    raise VaelabError(f"{path} has dtype {x.dtype}; save images as uint8 (0..255) or float in [0, 1]")
+
+
+# --- splitting and binarization -------------------------------------------------------
+
+
+def split_validation(ds: Dataset, val_size: int | float, seed: int) -> tuple[Dataset, Dataset]:
+    """Split ``ds`` into (train, validation) by a seeded permutation.
+
+    ``val_size`` is a count (int) or a fraction in (0, 1); rows keep their original order
+    within each part, so the same seed always gives the same split.
+    """
+    n = len(ds)
+    if isinstance(val_size, float) and 0 < val_size < 1:
+        n_val = round(val_size * n)
+    elif isinstance(val_size, int) and not isinstance(val_size, bool):
+        n_val = val_size
+    else:
+        raise VaelabError(f"val_size must be a count (int) or a fraction in (0, 1), got {val_size!r}")
+    if not 0 < n_val < n:
+        raise VaelabError(f"val_size {val_size!r} gives {n_val} validation rows out of {len(ds)}; need at least 1 and fewer than {n}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return ds.subset(perm[n_val:].sort().values), ds.subset(perm[:n_val].sort().values)
+
+
+def binarize_static(x: torch.Tensor, seed: int) -> torch.Tensor:
+    """One fixed Bernoulli(x) draw (float32 0/1), as in the static-binarization protocol."""
+    if x.numel() and (x.min() < 0 or x.max() > 1):
+        raise VaelabError(f"binarize_static needs values in [0, 1], got {x.min().item():g}..{x.max().item():g}")
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    return torch.bernoulli(x.to(torch.float32), generator=generator)

@@ -1,0 +1,35 @@
+"""The one place model names resolve: CLI, ``vaelab.build``, ``vaelab.load`` and benchmarks."""
+from __future__ import annotations
+
+from ..errors import VaelabError
+
+_MODELS: dict[str, type] = {}
+
+
+def register(name: str):
+    """Class decorator: ``@register("vae")`` makes the model buildable and loadable by name."""
+
+    def wrap(cls):
+        if name in _MODELS:
+            raise ValueError(f"model name {name!r} registered twice")
+        cls.name = name
+        _MODELS[name] = cls
+        return cls
+
+    return wrap
+
+
+def names() -> tuple[str, ...]:
+    return tuple(sorted(_MODELS))
+
+
+def model_class(name: str) -> type:
+    if name not in _MODELS:
+        raise VaelabError(f"unknown model '{name}'; choose one of: {', '.join(names())}")
+    return _MODELS[name]
+
+
+def build(name: str, **settings):
+    """Build a registered model from its config settings, e.g. ``build("vae", latent_dim=2)``."""
+    cls = model_class(name)
+    return cls(cls.Config.from_dict(settings, where=f"{name} config"))

@@ -1,0 +1,175 @@
+"""The VAE and β-VAE (Kingma & Welling 2014; Higgins et al. 2017).
+
+Gaussian encoder with mean and log-variance heads, reparameterised sample, analytic
+KL to N(0, I), a decoder likelihood from ``vaelab.nn.likelihoods``. The KL weight β
+is in the config (1 = the ELBO); an optional linear warm-up raises it from 0.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import distributions as td
+from torch import nn
+
+from ..config import Config, choice, require
+from ..nn.conv import ConvDecoder, ConvEncoder
+from ..nn.likelihoods import LIKELIHOODS, make_likelihood
+from ..nn.mlp import ACTIVATIONS, mlp
+from .base import Loss, Model
+from .registry import register
+
+LOGVAR_RANGE = (-30.0, 20.0)
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class VAEConfig(Config):
+    """Constructor arguments of :class:`VAE` (saved as ``config.json``).
+
+    ``hidden`` are the MLP layer sizes (for ``backbone="conv"``: dense layers after
+    the convolutions, whose widths are ``channels``). ``sigma`` is the fixed σ of the
+    ``gaussian`` likelihood. ``init="glorot"`` is the IWAE paper's initialisation;
+    ``output_bias_from_data`` sets the decoder's output bias to the logit of the
+    training-set mean pixel before training starts (also IWAE's choice).
+    """
+
+    input_shape: tuple[int, int, int] = (1, 28, 28)
+    latent_dim: int = 20
+    hidden: tuple[int, ...] = (400,)
+    activation: str = "relu"
+    backbone: str = "mlp"
+    channels: tuple[int, ...] = (32, 64)
+    likelihood: str = "bernoulli"
+    sigma: float = 0.1
+    beta: float = 1.0
+    kl_warmup_epochs: float = 0.0
+    init: str = "torch"
+    output_bias_from_data: bool = True
+
+    def validate(self) -> None:
+        require(all(s > 0 for s in self.input_shape),
+                f"input_shape must be positive C,H,W, got {list(self.input_shape)}")
+        require(self.latent_dim > 0, f"latent_dim must be positive, got {self.latent_dim}")
+        require(all(h > 0 for h in self.hidden),
+                f"hidden layer sizes must be positive, got {list(self.hidden)}")
+        choice("activation", self.activation, tuple(ACTIVATIONS))
+        choice("backbone", self.backbone, ("mlp", "conv"))
+        if self.backbone == "conv":
+            require(len(self.channels) > 0 and all(c > 0 for c in self.channels),
+                    f"conv channels must be a non-empty list of positive sizes, got {list(self.channels)}")
+        choice("likelihood", self.likelihood, LIKELIHOODS)
+        require(self.sigma > 0, f"sigma must be > 0, got {self.sigma}")
+        require(self.beta >= 0, f"beta must be >= 0 (1 is the ELBO), got {self.beta}")
+        require(self.kl_warmup_epochs >= 0,
+                f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+        choice("init", self.init, ("torch", "glorot"))
+
+
+@register("vae")
+class VAE(Model):
+    Config = VAEConfig
+
+    def __init__(self, config: VAEConfig):
+        super().__init__(config)
+        c, h, w = config.input_shape
+        self.likelihood = make_likelihood(config.likelihood, config.sigma)
+        out_c = c * self.likelihood.params_per_channel
+        self.out_shape = (out_c, h, w)
+        if config.backbone == "mlp":
+            self.encoder = nn.Sequential(nn.Flatten(),
+                                         mlp(c * h * w, config.hidden, 2 * config.latent_dim,
+                                             config.activation))
+            self.decoder = nn.Sequential(mlp(config.latent_dim, tuple(reversed(config.hidden)),
+                                             out_c * h * w, config.activation),
+                                         nn.Unflatten(1, self.out_shape))
+        else:
+            self.encoder = ConvEncoder(config.input_shape, config.channels, 2 * config.latent_dim,
+                                       config.activation, config.hidden)
+            self.decoder = ConvDecoder(config.latent_dim, config.channels, config.input_shape,
+                                       out_c, config.activation, config.hidden)
+        if config.init == "glorot":
+            for m in self.modules():
+                if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
+        self.kl_weight = config.beta
+
+    # -- the model's pieces -------------------------------------------------------
+    def posterior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and (clamped) log-variance of q(z|x)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return mu, logvar.clamp(*LOGVAR_RANGE)
+
+    def encode(self, x: torch.Tensor) -> td.Distribution:
+        """q(z|x) as a diagonal Gaussian; ``.mean`` is the deterministic code."""
+        mu, logvar = self.posterior_params(x)
+        return td.Independent(td.Normal(mu, torch.exp(0.5 * logvar)), 1)
+
+    def decode(self, z: torch.Tensor) -> td.Distribution:
+        """p(x|z) as a ``torch.distributions`` object over images."""
+        return self.likelihood.distribution(self.decoder(z))
+
+    def prior(self) -> td.Distribution:
+        p = next(self.parameters())
+        zeros = torch.zeros(self.config.latent_dim, device=p.device, dtype=p.dtype)
+        return td.Independent(td.Normal(zeros, torch.ones_like(zeros)), 1)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z = E[q(z|x)]): deterministic."""
+        return self.likelihood.mean(self.decoder(self.posterior_params(x)[0]))
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Means of p(x|z) for z ~ N(0, I); pass a generator for repeatable samples."""
+        p = next(self.parameters())
+        z = torch.randn(n, self.config.latent_dim, generator=generator, device=p.device)
+        return self.likelihood.mean(self.decoder(z))
+
+    # -- objectives ---------------------------------------------------------------
+    def schedule(self, epoch: float) -> None:
+        warm = self.config.kl_warmup_epochs
+        self.kl_weight = self.config.beta * (min(1.0, epoch / warm) if warm > 0 else 1.0)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Loss:
+        mu, logvar = self.posterior_params(x)
+        std = torch.exp(0.5 * logvar)
+        z = torch.addcmul(mu, std, torch.randn_like(std))
+        recon = -self.likelihood.log_prob(self.decoder(z), x).mean()
+        kl = 0.5 * (mu.square() + std.square() - 1.0 - logvar).sum(-1).mean()
+        return Loss(recon + self.kl_weight * kl, {"recon": recon, "kl": kl},
+                    {"recon": 1.0, "kl": self.kl_weight})
+
+    def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+        """KL(q(z_j|x) || N(0,1)) per example and latent dimension, shape (B, L)."""
+        mu, logvar = self.posterior_params(x)
+        return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
+
+    def importance_log_weights(self, x: torch.Tensor, k: int,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+        """log p(x|z_i) + log p(z_i) − log q(z_i|x) for k samples z_i ~ q(z|x): shape (B, k)."""
+        mu, logvar = self.posterior_params(x)
+        b, dim = mu.shape
+        std = torch.exp(0.5 * logvar)
+        eps = torch.randn(b, k, dim, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = torch.addcmul(mu.unsqueeze(1), std.unsqueeze(1), eps)
+        out = self.decoder(z.view(b * k, dim)).view(b, k, *self.out_shape)
+        log_px = self.likelihood.log_prob(out, x.unsqueeze(1))
+        log_pz = -0.5 * z.square().sum(-1)
+        log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
+        return log_px + log_pz - log_qz
+
+    def prepare(self, x_train: torch.Tensor) -> None:
+        """Set the decoder's output bias to logit(mean training pixel), clipped as in IWAE."""
+        if not self.config.output_bias_from_data:
+            return
+        last = [m for m in self.decoder.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
+        c, h, w = self.config.input_shape
+        mean = x_train.float().mean(0).clamp(1e-3, 1 - 1e-3)
+        with torch.no_grad():
+            if isinstance(last, nn.Linear):
+                last.bias[: c * h * w] = torch.logit(mean.flatten()).to(last.bias)
+            else:
+                last.bias[:c] = torch.logit(mean.mean((1, 2))).to(last.bias)

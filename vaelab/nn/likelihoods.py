@@ -1,0 +1,94 @@
+"""Decoder likelihoods p(x|z) over images in [0, 1].
+
+A likelihood turns the decoder's raw output into a distribution. ``log_prob`` is the
+fast path used by losses and the NLL estimator (sum over data dimensions, one value
+per example); ``distribution`` gives the ``torch.distributions`` object users inspect.
+All densities are normalised, so Gaussian NLLs are comparable across σ.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import distributions as td
+
+from ..config import choice
+
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
+LOG_SIGMA_RANGE = (-7.0, 2.0)
+
+
+def _sum_data(t: torch.Tensor) -> torch.Tensor:
+    """Sum over the image dimensions (C, H, W); leading batch/sample dims stay."""
+    return t.sum((-3, -2, -1))
+
+
+class Bernoulli:
+    """Bernoulli with logits: the binarized-MNIST likelihood of the VAE/IWAE papers."""
+
+    params_per_channel = 1
+
+    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        bce = F.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
+        return -_sum_data(bce)
+
+    def distribution(self, out: torch.Tensor) -> td.Distribution:
+        return td.Independent(td.Bernoulli(logits=out), 3)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(out)
+
+
+class FixedGaussian:
+    """N(x; sigmoid(out), σ²I) with σ fixed: −log p = ‖x − μ‖²/(2σ²) + D·log(σ√(2π)),
+    the MSE form of the lectures with its constant kept."""
+
+    params_per_channel = 1
+
+    def __init__(self, sigma: float):
+        self.sigma = sigma
+
+    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        d = x.shape[-3:].numel()
+        sq = _sum_data((x - torch.sigmoid(out)).square())
+        return -0.5 * sq / self.sigma**2 - d * (math.log(self.sigma) + 0.5 * math.log(2 * math.pi))
+
+    def distribution(self, out: torch.Tensor) -> td.Distribution:
+        mu = torch.sigmoid(out)
+        return td.Independent(td.Normal(mu, torch.full_like(mu, self.sigma)), 3)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(out)
+
+
+class LearnedGaussian:
+    """N(x; sigmoid(m), exp(s)²) with a per-pixel log σ predicted by the decoder
+    (channels doubled: means first, then log σ, clamped to a safe range)."""
+
+    params_per_channel = 2
+
+    def _split(self, out: torch.Tensor):
+        m, s = out.chunk(2, dim=-3)
+        return torch.sigmoid(m), s.clamp(*LOG_SIGMA_RANGE)
+
+    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        mu, log_sigma = self._split(out)
+        z = (x - mu) * torch.exp(-log_sigma)
+        return -_sum_data(0.5 * z.square() + log_sigma + 0.5 * math.log(2 * math.pi))
+
+    def distribution(self, out: torch.Tensor) -> td.Distribution:
+        mu, log_sigma = self._split(out)
+        return td.Independent(td.Normal(mu, log_sigma.exp()), 3)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return self._split(out)[0]
+
+
+def make_likelihood(name: str, sigma: float = 1.0):
+    choice("likelihood", name, LIKELIHOODS)
+    if name == "bernoulli":
+        return Bernoulli()
+    if name == "gaussian":
+        return FixedGaussian(sigma)
+    return LearnedGaussian()

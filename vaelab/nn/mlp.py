@@ -1,0 +1,35 @@
+"""Fully connected backbones of any depth, width and activation."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+from ..config import choice
+
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "leaky-relu": nn.LeakyReLU,
+    "softplus": nn.Softplus,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def activation(name: str) -> nn.Module:
+    choice("activation", name, tuple(ACTIVATIONS))
+    return ACTIVATIONS[name]()
+
+
+def mlp(in_features: int, hidden: Sequence[int], out_features: int, act: str) -> nn.Sequential:
+    """Linear layers ``in -> hidden... -> out`` with ``act`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), activation(act)]
+        width = h
+    layers.append(nn.Linear(width, out_features))
+    return nn.Sequential(*layers)

@@ -1,0 +1,67 @@
+"""``vaelab.train``: dataset spec + model name (or model) + settings -> a run directory."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..data import Dataset, load_dataset, split_validation
+from ..errors import VaelabError
+from ..models.base import Model
+from ..models.registry import build
+from .trainer import TrainConfig, TrainResult, fit
+
+
+def _recorded(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    if not path.exists():
+        raise VaelabError(f"--resume: no run in {run_dir} (run.json missing); start a new run without --resume")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise VaelabError(f"--resume: {path} is not valid JSON; the run cannot be continued") from None
+
+
+def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
+          model_config: dict | None = None, config: TrainConfig | dict | None = None,
+          val_data: Dataset | None = None, data_dir: str | os.PathLike | None = None,
+          resume: bool = False, progress: bool = True) -> TrainResult:
+    """Train a model on a dataset and write the run directory ``out``.
+
+    ``model`` is a registered name (built with ``model_config``; ``input_shape`` comes
+    from the data) or a model instance. ``data`` is a dataset spec (``"mnist"``,
+    ``"folder:PATH"``, ...) or a :class:`~vaelab.data.Dataset`. A validation set is
+    carved from the training split by seed unless ``val_data`` is given. With
+    ``resume=True`` a model name and settings left out are taken from the run's
+    ``run.json``, so ``train("vae", "mnist", out, resume=True)`` continues a run.
+    """
+    out = Path(out)
+    recorded = _recorded(out) if resume else None
+    if isinstance(config, dict):
+        config = TrainConfig.from_dict(config, where="training settings")
+    if config is None:
+        config = TrainConfig.from_dict(recorded["train"]) if recorded else TrainConfig()
+    ds = load_dataset(data, "train", data_dir=data_dir) if isinstance(data, str) else data
+    if isinstance(model, str):
+        if recorded and model_config is None:
+            if recorded.get("model") != model:
+                raise VaelabError(f"--resume: {out} holds a '{recorded.get('model')}' run, not '{model}'")
+            model_config = dict(recorded["config"])
+        settings = {"input_shape": list(ds.shape), **(model_config or {})}
+        model = build(model, **settings)
+    elif model_config is not None:
+        raise VaelabError("model_config is only used with a model name, not a built model")
+    if tuple(model.input_shape) != tuple(ds.shape):
+        raise VaelabError(f"the model expects images of shape {list(model.input_shape)}, "
+                          f"the data has {list(ds.shape)}")
+    if val_data is None and config.val_size > 0:
+        train_ds, val_ds = split_validation(ds, config.val_size if config.val_size < 1 else int(config.val_size),
+                                            seed=config.seed)
+    else:
+        train_ds, val_ds = ds, val_data
+    record = {"spec": data if isinstance(data, str) else ds.name, "split": "train",
+              "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
+              "shape": list(ds.shape)}
+    return fit(model, train_ds.x, train_ds.y, None if val_ds is None else val_ds.x,
+               None if val_ds is None else val_ds.y, config, out, resume=resume,
+               data_record=record, progress=progress)

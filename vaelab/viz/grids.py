@@ -1,0 +1,56 @@
+"""PNG grids of images: samples, and inputs above their reconstructions."""
+from __future__ import annotations
+
+import io
+import math
+import os
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..io import atomic_write_bytes
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int | None = None) -> Image.Image:
+    """Tile (N, C, H, W) images in [0, 1] into one PIL image (white padding, nearest upscaling;
+    by default small images are enlarged to about 56 pixels)."""
+    images = images.detach().float().clamp(0, 1).cpu()
+    n, c, h, w = images.shape
+    scale = scale or max(1, math.ceil(56 / max(h, w)))
+    nrow = nrow or max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / nrow)
+    canvas = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        top, left = pad + r * (h + pad), pad + col * (w + pad)
+        canvas[:, top:top + h, left:left + w] = images[i]
+    array = (canvas.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    img = Image.fromarray(array[:, :, 0] if c == 1 else array, mode="L" if c == 1 else "RGB")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    return img
+
+
+def save_png(img: Image.Image, path: str | os.PathLike) -> None:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_samples(model, path, n: int = 64, seed: int = 0) -> None:
+    """Decoder means for ``n`` prior samples (repeatable for a seed)."""
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
+    save_png(grid(model.sample(n, generator=g)), path)
+
+
+def save_reconstructions(model, x: torch.Tensor, path, nrow: int | None = None) -> None:
+    """Rows of inputs, each followed by a row of their reconstructions."""
+    x = x.to(next(model.parameters()).device)
+    recon = model.reconstruct(x)
+    nrow = nrow or min(len(x), 8)
+    x, recon = x[: len(x) // nrow * nrow], recon[: len(x) // nrow * nrow]
+    pairs = []
+    for i in range(0, len(x), nrow):
+        pairs += [x[i:i + nrow], recon[i:i + nrow]]
+    save_png(grid(torch.cat(pairs), nrow=nrow), path)
