@@ -245,7 +245,7 @@ def cmd_sample(args) -> None:
 
 def cmd_reconstruct(args) -> None:
     from . import load
-    from .data.batches import fixed_binarization
+    from .data import binarize_static
     from .evaluate import TEST_BINARIZATION_SEED
     from .viz.grids import save_reconstructions
 
@@ -255,7 +255,7 @@ def cmd_reconstruct(args) -> None:
     model = load(run)
     x = _eval_images(args, model, run)[: args.n]
     if _binarization("auto", model, run) != "none":
-        x = fixed_binarization(x, TEST_BINARIZATION_SEED)
+        x = binarize_static(x, TEST_BINARIZATION_SEED)
     save_reconstructions(model, x, args.output)
     print(f"wrote {args.output}")
 

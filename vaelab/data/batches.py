@@ -46,8 +46,3 @@ def binarize_with(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return torch.bernoulli(x, generator=generator)
     return torch.bernoulli(x.cpu(), generator=generator).to(x.device)
 
-
-def fixed_binarization(x: torch.Tensor, seed: int) -> torch.Tensor:
-    """One seeded Bernoulli draw: validation/test sets for dynamically binarized models."""
-    g = torch.Generator().manual_seed(seed)
-    return torch.bernoulli(x.cpu(), generator=g).to(x.device)

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from ..data.batches import fixed_binarization
+from ..data import binarize_static
 from .latent import posterior_stats
 from .likelihood import log_likelihood
 
@@ -25,7 +25,7 @@ def evaluate(model, x: torch.Tensor, *, nll_samples: int = 0, binarize: str = "n
     model.eval()
     device = next(model.parameters()).device
     if binarize != "none":
-        x = fixed_binarization(x, TEST_BINARIZATION_SEED)
+        x = binarize_static(x, TEST_BINARIZATION_SEED)
     sums: dict[str, float] = {}
     model.schedule(math.inf)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():

@@ -24,7 +24,8 @@ import torch
 
 from .. import __version__
 from ..config import Config, choice, require
-from ..data.batches import BINARIZE, Batches, fixed_binarization
+from ..data import binarize_static
+from ..data.batches import BINARIZE, Batches
 from ..errors import VaelabError
 from ..io import atomic_write_bytes, atomic_write_json, model_record, save
 from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
@@ -179,11 +180,11 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
     model.to(device)
     train_x = train_x.to(device, torch.float32)
     if binarize == "static":
-        train_x = fixed_binarization(train_x, config.seed + 2)
+        train_x = binarize_static(train_x, config.seed + 2)
     if val_x is not None and val_x.shape[0] > 0:
         val_x = val_x.to(device, torch.float32)
         if binarize != "none":
-            val_x = fixed_binarization(val_x, VAL_BINARIZATION_SEED)
+            val_x = binarize_static(val_x, VAL_BINARIZATION_SEED)
         val_y = None if val_y is None else val_y.to(device)
     else:
         val_x = None

@@ -1,0 +1,297 @@
+"""Data loading: strict IDX parsing, real MNIST, folders, arrays, splits, downloads."""
+
+import gzip
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vaelab.data import DATASETS, Dataset, binarize_static, load_dataset, read_idx, resolve_data_dir, split_validation
+from vaelab.data.download import fetch, sha256_file
+from vaelab.data.idx import write_idx
+from vaelab.errors import VaelabError
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def needs(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"shared data {path} not present on this machine")
+
+
+# --- IDX ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a.idx", "a.idx.gz"])
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
+def test_idx_round_trip(tmp_path, name, dtype):
+    array = (np.arange(2 * 3 * 4) - 5).astype(dtype).reshape(2, 3, 4)
+    write_idx(tmp_path / name, array)
+    back = read_idx(tmp_path / name)
+    assert back.dtype == np.dtype(dtype) and back.dtype.isnative
+    np.testing.assert_array_equal(back, array)
+
+
+def test_idx_gzip_detected_by_content_not_name(tmp_path):
+    write_idx(tmp_path / "a.gz", np.arange(5, dtype=np.uint8))
+    (tmp_path / "a.gz").rename(tmp_path / "plain-name")
+    np.testing.assert_array_equal(read_idx(tmp_path / "plain-name"), np.arange(5))
+
+
+def test_idx_wrong_magic(tmp_path):
+    (tmp_path / "x").write_bytes(b"PK\x03\x04" + bytes(20))
+    with pytest.raises(VaelabError, match=r"not an IDX file \(bad magic"):
+        read_idx(tmp_path / "x")
+
+
+def test_idx_unknown_type_code(tmp_path):
+    (tmp_path / "x").write_bytes(bytes([0, 0, 0x07, 1, 0, 0, 0, 1, 0]))
+    with pytest.raises(VaelabError, match="unknown type code 0x07"):
+        read_idx(tmp_path / "x")
+
+
+@pytest.mark.parametrize("name", ["t.idx", "t.idx.gz"])
+def test_idx_truncated(tmp_path, name):
+    data = bytes([0, 0, 8, 2, 0, 0, 0, 3, 0, 0, 0, 4]) + bytes(10)
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(VaelabError, match=r"t\.idx.* 12 payload bytes but the file holds only 10"):
+        read_idx(tmp_path / name)
+
+
+@pytest.mark.parametrize("name", ["t.idx", "t.idx.gz"])
+def test_idx_trailing_bytes(tmp_path, name):
+    data = bytes([0, 0, 8, 1, 0, 0, 0, 3]) + bytes(5)
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    with pytest.raises(VaelabError, match=r"3 payload bytes but the file holds (5|more)"):
+        read_idx(tmp_path / name)
+
+
+def test_idx_huge_header_refused_before_allocating(tmp_path):
+    (tmp_path / "huge").write_bytes(bytes([0, 0, 8, 2]) + np.array([10**6, 10**6], ">u4").tobytes())
+    start = time.perf_counter()
+    with pytest.raises(VaelabError, match=r"declares shape \(1000000, 1000000\).*over the"):
+        read_idx(tmp_path / "huge")
+    assert time.perf_counter() - start < 1
+
+
+def test_idx_corrupt_gzip(tmp_path):
+    blob = bytearray(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 1, 0]) + bytes(range(256))))
+    blob[len(blob) // 2] ^= 0xFF
+    (tmp_path / "c.gz").write_bytes(bytes(blob))
+    with pytest.raises(VaelabError, match=r"corrupt gzip stream in IDX file .*c\.gz"):
+        read_idx(tmp_path / "c.gz")
+
+
+def test_idx_missing_file(tmp_path):
+    with pytest.raises(VaelabError, match="cannot open IDX file"):
+        read_idx(tmp_path / "nope")
+
+
+# --- named datasets -------------------------------------------------------------------
+
+
+@needs(SHARED_DATA / "mnist")
+def test_mnist_from_shared_data():
+    train = load_dataset("mnist", "train", data_dir=SHARED_DATA, download=False)
+    test = load_dataset("mnist", "test", data_dir=SHARED_DATA, download=False)
+    assert (len(train), len(test)) == (60000, 10000)
+    assert train.shape == test.shape == (1, 28, 28)
+    assert train.x.dtype == torch.float32 and 0 <= train.x.min() and train.x.max() == 1
+    assert set(train.y.unique().tolist()) == set(range(10)) and train.y.dtype == torch.int64
+    assert train.y[0] == 5 and train.classes == tuple("0123456789")
+
+
+def test_mnist_missing_offline_names_path(tmp_path):
+    expected = tmp_path / "mnist" / "train-images-idx3-ubyte.gz"
+    with pytest.raises(VaelabError, match=re.escape(str(expected)) + " is missing"):
+        load_dataset("mnist", data_dir=tmp_path, download=False)
+
+
+def test_idx_dataset_checks_content(tmp_path):
+    root = tmp_path / "kmnist"
+    root.mkdir()
+    write_idx(root / "t10k-images-idx3-ubyte", np.zeros((3, 28, 28), np.uint8))  # uncompressed names work
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.array([1, 2, 3], np.uint8))
+    ds = load_dataset("kmnist", "test", data_dir=tmp_path, download=False)
+    assert len(ds) == 3 and ds.classes[1] == "ki"
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.array([1, 2], np.uint8))
+    with pytest.raises(VaelabError, match="has 3 images but .* has 2 labels"):
+        load_dataset("kmnist", "test", data_dir=tmp_path, download=False)
+    write_idx(root / "t10k-labels-idx1-ubyte.gz", np.array([1, 2, 10], np.uint8))
+    with pytest.raises(VaelabError, match="not labels 0..9"):
+        load_dataset("kmnist", "test", data_dir=tmp_path, download=False)
+
+
+def test_digits_fixed_split():
+    train, test = load_dataset("digits", "train"), load_dataset("digits", "test")
+    assert (len(train), len(test)) == (1500, 297) and train.shape == (1, 8, 8)
+    assert 0 <= train.x.min() and train.x.max() == 1
+    assert torch.equal(load_dataset("digits", "test").x, test.x)
+
+
+@needs(SHARED_DATA / "frey-faces")
+def test_frey_faces():
+    train = load_dataset("frey-faces", data_dir=SHARED_DATA)
+    test = load_dataset("frey-faces", "test", data_dir=SHARED_DATA)
+    assert (len(train), len(test)) == (1765, 200) and train.shape == (1, 28, 20)
+    assert train.y is None and 0 <= train.x.min() and train.x.max() <= 1
+
+
+def test_frey_missing_says_where(tmp_path):
+    with pytest.raises(VaelabError, match=re.escape(str(tmp_path / "frey-faces")) + ".*no verified download source"):
+        load_dataset("frey-faces", data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("spec", ["../x", "data/mnist", "..", "a\\b"])
+def test_paths_are_not_dataset_names(spec):
+    with pytest.raises(VaelabError, match="not a dataset name.*folder:PATH"):
+        load_dataset(spec)
+
+
+def test_unknown_name_and_split():
+    with pytest.raises(VaelabError, match="unknown dataset 'cifar'.*mnist, fashion-mnist, kmnist, digits, frey-faces"):
+        load_dataset("cifar")
+    with pytest.raises(VaelabError, match="unknown split 'valid'.*train, test"):
+        load_dataset("digits", "valid")
+    assert "mnist" in DATASETS
+
+
+def test_data_dir_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv("VAELAB_DATA_DIR", str(tmp_path))
+    assert resolve_data_dir() == tmp_path
+    assert resolve_data_dir(tmp_path / "other") == tmp_path / "other"
+    with pytest.raises(VaelabError, match=re.escape(str(tmp_path / "fashion-mnist" / "train-images"))):
+        load_dataset("fashion-mnist", download=False)
+    monkeypatch.delenv("VAELAB_DATA_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert resolve_data_dir() == tmp_path / "cache" / "vaelab" / "data"
+
+
+# --- folder: --------------------------------------------------------------------------
+
+
+def _png(path: Path, size=(4, 3), mode="L", value=128):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, value).save(path)
+
+
+def test_folder_with_classes(tmp_path):
+    for cls, n in (("cat", 2), ("ant", 3)):
+        for i in range(n):
+            _png(tmp_path / cls / f"{i}.png", value=255)
+    (tmp_path / "ant" / "notes.txt").write_text("not an image")
+    ds = load_dataset(f"folder:{tmp_path}")
+    assert ds.classes == ("ant", "cat") and ds.y.tolist() == [0, 0, 0, 1, 1]
+    assert ds.shape == (1, 3, 4) and ds.x.max() == 1
+
+
+def test_folder_unlabelled_rgb_and_splits(tmp_path):
+    _png(tmp_path / "train" / "a.png", mode="RGBA", value=(255, 0, 0, 10))
+    _png(tmp_path / "train" / "b.jpg")
+    _png(tmp_path / "test" / "c.png")
+    train = load_dataset(f"folder:{tmp_path}", "train")
+    assert train.y is None and train.shape == (3, 3, 4)
+    assert train.x[0, :, 0, 0].tolist() == [1, 0, 0]
+    assert len(load_dataset(f"folder:{tmp_path}", "test")) == 1
+
+
+def test_folder_mixed_sizes(tmp_path):
+    _png(tmp_path / "a.png", size=(4, 3))
+    _png(tmp_path / "b.png", size=(5, 3))
+    with pytest.raises(VaelabError, match=r"a\.png is 4×3 but .*b\.png is 5×3.*resize"):
+        load_dataset(f"folder:{tmp_path}")
+
+
+def test_folder_unreadable_and_empty(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(VaelabError, match="no images .* found in"):
+        load_dataset(f"folder:{tmp_path / 'empty'}")
+    _png(tmp_path / "bad" / "a.png")
+    (tmp_path / "bad" / "b.png").write_bytes(b"\x89PNG garbage")
+    with pytest.raises(VaelabError, match=r"cannot read image .*b\.png"):
+        load_dataset(f"folder:{tmp_path / 'bad'}")
+    with pytest.raises(VaelabError, match="does not exist"):
+        load_dataset(f"folder:{tmp_path / 'missing'}")
+
+
+# --- npy: -----------------------------------------------------------------------------
+
+
+def test_npy_uint8_and_layouts(tmp_path):
+    np.save(tmp_path / "hw.npy", np.full((2, 5, 6), 255, np.uint8))
+    ds = load_dataset(f"npy:{tmp_path / 'hw.npy'}", "test")
+    assert ds.shape == (1, 5, 6) and len(ds) == 2 and ds.x.max() == 1
+    np.save(tmp_path / "hwc.npy", np.zeros((2, 5, 6, 3), np.uint8))
+    assert load_dataset(f"npy:{tmp_path / 'hwc.npy'}").shape == (3, 5, 6)
+
+
+def test_npy_float_range_and_npz_labels(tmp_path):
+    x = np.random.default_rng(0).random((4, 1, 3, 3)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 2, 1, 2]))
+    ds = load_dataset(f"npy:{tmp_path / 'd.npz'}")
+    assert torch.equal(ds.x, torch.from_numpy(x)) and ds.y.tolist() == [0, 2, 1, 2] and ds.classes == ("0", "1", "2")
+    np.save(tmp_path / "big.npy", x * 255)
+    with pytest.raises(VaelabError, match=r"must lie in \[0, 1\]"):
+        load_dataset(f"npy:{tmp_path / 'big.npy'}")
+
+
+def test_npy_object_array_refused(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    with pytest.raises(VaelabError, match=r"o\.npy holds Python objects"):
+        load_dataset(f"npy:{tmp_path / 'o.npy'}")
+
+
+# --- splits, binarization, Dataset ----------------------------------------------------
+
+
+def _toy(n=10):
+    return Dataset("toy", torch.rand(n, 1, 2, 2), torch.arange(n), None)
+
+
+def test_split_validation_sizes_disjoint_deterministic():
+    ds = _toy(10)
+    train, val = split_validation(ds, 0.3, seed=1)
+    assert (len(train), len(val)) == (7, 3)
+    assert set(train.y.tolist()).isdisjoint(val.y.tolist()) and len(set(train.y.tolist()) | set(val.y.tolist())) == 10
+    again, _ = split_validation(ds, 3, seed=1)
+    assert torch.equal(again.y, train.y)
+    with pytest.raises(VaelabError, match="fewer than 10"):
+        split_validation(ds, 10, seed=0)
+    with pytest.raises(VaelabError, match="count .* or a fraction"):
+        split_validation(ds, 1.5, seed=0)
+
+
+def test_binarize_static_seeded():
+    x = torch.rand(50, 1, 4, 4)
+    a, b = binarize_static(x, 3), binarize_static(x, 3)
+    assert torch.equal(a, b) and a.dtype == torch.float32 and set(a.unique().tolist()) <= {0.0, 1.0}
+    with pytest.raises(VaelabError, match=r"values in \[0, 1\]"):
+        binarize_static(x * 2, 0)
+
+
+def test_dataset_rejects_bad_tensors():
+    with pytest.raises(VaelabError, match="N×C×H×W"):
+        Dataset("bad", torch.zeros(3, 4))
+
+
+# --- download -------------------------------------------------------------------------
+
+
+def test_fetch_file_urls(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"payload")
+    good = sha256_file(src)
+    dest = fetch(["file:///nonexistent/src.bin", src.as_uri()], tmp_path / "out" / "dest.bin", good)
+    assert dest.read_bytes() == b"payload"
+    with pytest.raises(VaelabError, match=r"checksum mismatch.*Place the file at .*bad\.bin"):
+        fetch([src.as_uri()], tmp_path / "out" / "bad.bin", "0" * 64)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dest.bin"]  # no temp files left
+
+
+def test_fetch_offline_names_urls_and_destination(tmp_path):
+    with pytest.raises(VaelabError, match=r"missing and could not be downloaded; tried file:///nonexistent/x\.gz .*Place the file at"):
+        fetch(["file:///nonexistent/x.gz"], tmp_path / "x.gz", "0" * 64)
