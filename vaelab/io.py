@@ -23,6 +23,12 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +38,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -74,14 +81,16 @@ def read_safetensors(path: Path, what: str = "weights file") -> tuple[dict[str, 
         raise VaelabError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise VaelabError(f"cannot read {what} {path}: {exc.strerror}") from None
-    if data[:2] == b"\x80\x02" or data[:1] == b"\x80" or data[:2] == b"PK":
-        raise VaelabError(f"{path} is a pickle/zip file, not safetensors; vaelab never unpickles "
-                          "(re-save the weights with safetensors)")
     try:
         tensors = st_load(data)  # validates the header against the file size
         header_len = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8:8 + header_len]).get("__metadata__") or {}
     except (SafetensorError, ValueError, OverflowError, UnicodeDecodeError) as exc:
+        # Sniff only after parsing failed: a valid file's 8-byte header length can start
+        # with 0x80 (1 file in 256), which is also how pickles start.
+        if data[:1] == b"\x80" or data[:2] == b"PK":
+            raise VaelabError(f"{path} is a pickle/zip file, not safetensors; vaelab never unpickles "
+                              "(re-save the weights with safetensors)") from None
         raise VaelabError(f"{what} {path} is not a valid safetensors file ({exc})") from None
     return tensors, meta
 

@@ -137,7 +137,7 @@ class VAE(Model):
         mu, logvar = self.posterior_params(x)
         std = torch.exp(0.5 * logvar)
         z = torch.addcmul(mu, std, torch.randn_like(std))
-        recon = -self.likelihood.log_prob(self.decoder(z), x).mean()
+        recon = self.likelihood.nll_sum(self.decoder(z), x) / x.shape[0]
         kl = 0.5 * (mu.square() + std.square() - 1.0 - logvar).sum(-1).mean()
         return Loss(recon + self.kl_weight * kl, {"recon": recon, "kl": kl},
                     {"recon": 1.0, "kl": self.kl_weight})
@@ -156,7 +156,7 @@ class VAE(Model):
         eps = torch.randn(b, k, dim, generator=generator, device=mu.device, dtype=mu.dtype)
         z = torch.addcmul(mu.unsqueeze(1), std.unsqueeze(1), eps)
         out = self.decoder(z.view(b * k, dim)).view(b, k, *self.out_shape)
-        log_px = self.likelihood.log_prob(out, x.unsqueeze(1))
+        log_px = self.likelihood.log_prob_samples(out, x)
         log_pz = -0.5 * z.square().sum(-1)
         log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
         return log_px + log_pz - log_qz

@@ -5,6 +5,8 @@ import json
 import os
 from pathlib import Path
 
+import torch
+
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import VaelabError
 from ..models.base import Model
@@ -48,6 +50,7 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
                 raise VaelabError(f"--resume: {out} holds a '{recorded.get('model')}' run, not '{model}'")
             model_config = dict(recorded["config"])
         settings = {"input_shape": list(ds.shape), **(model_config or {})}
+        torch.manual_seed(config.seed)  # the initial weights follow the run's seed too
         model = build(model, **settings)
     elif model_config is not None:
         raise VaelabError("model_config is only used with a model name, not a built model")

@@ -106,6 +106,18 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
+def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with the fused kernel where this torch has one for the device (same maths,
+    one pass over the parameters), else the multi-tensor implementation."""
+    params = list(params)
+    kwargs = dict(lr=config.lr, betas=config.adam_betas, eps=config.adam_eps,
+                  weight_decay=config.weight_decay)
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(params, **kwargs)
+
+
 def _check_writable(run_dir: Path) -> None:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -135,7 +147,7 @@ def _mean_terms(model, x, y, batch_size: int) -> dict[str, float]:
 
 def _nonfinite(loss, epoch: int, step: int, last: Path) -> VaelabError:
     bad = [k for k, v in loss.terms.items() if not torch.isfinite(v).all()] or ["total"]
-    values = ", ".join(f"{k} = {float(v):.4g}" for k, v in loss.terms.items())
+    values = ", ".join(f"{k} = {float(v.detach()):.4g}" for k, v in loss.terms.items())
     kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
     return VaelabError(f"loss became non-finite at epoch {epoch + 1}, step {step}: term '{bad[0]}' "
                        f"({values}); {kept}; lower --lr or set --grad-clip")
@@ -190,8 +202,7 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
         val_x = None
     train_y = None if train_y is None else train_y.to(device)
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.adam_betas,
-                                 eps=config.adam_eps, weight_decay=config.weight_decay)
+    optimizer = make_adam(model.parameters(), config)
     counters = {"epoch": 0, "step": 0, "best_val": None, "best_epoch": 0, "bad_epochs": 0}
     metrics_path = run_dir / "metrics.jsonl"
     if resume:
@@ -201,6 +212,7 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
             raise VaelabError(f"--resume: {exc}") from None
         counters = restore_checkpoint(tensors, state, model, optimizer, generators)
         _truncate_metrics(metrics_path, counters["epoch"])
+        atomic_write_json(run_dir / "run.json", record)  # the settings now in force (e.g. new epochs)
     else:
         model.prepare(train_x)
         atomic_write_json(run_dir / "run.json", record)
@@ -221,12 +233,13 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
                 group["lr"] = lr
             t0 = time.perf_counter()
             model.train()
-            sums: dict[str, torch.Tensor] = {}
+            history: list[torch.Tensor] = []  # per-step term values, summed once per epoch
+            sizes: list[int] = []
             bar = _bar(progress, steps, f"epoch {epoch + 1}/{config.epochs}")
             for i, (xb, yb) in enumerate(batches):
                 model.schedule(epoch + i / steps)
                 loss = model.loss(xb, yb)
-                if not torch.isfinite(loss.total):
+                if not math.isfinite(loss.total.item()):
                     raise _nonfinite(loss, epoch, counters["step"] + 1, last_path)
                 optimizer.zero_grad(set_to_none=True)
                 loss.total.backward()
@@ -234,18 +247,18 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
                 optimizer.step()
                 counters["step"] += 1
-                n = xb.shape[0]
-                for k, v in loss.terms.items():
-                    v = v.detach() * n
-                    sums[k] = sums[k] + v if k in sums else v
+                history.append(torch.stack(tuple(loss.terms.values())).detach())
+                sizes.append(xb.shape[0])
                 if bar is not None:
                     bar.update(1)
                     if i % 25 == 0:
-                        bar.set_postfix({k: f"{float(v) / ((i + 1) * n):.2f}" for k, v in sums.items()},
-                                        refresh=False)
+                        bar.set_postfix(_running(loss.terms, history, sizes), refresh=False)
             if bar is not None:
                 bar.close()
-            train_terms = {k: float(v) / train_x.shape[0] for k, v in sums.items()}
+            names = tuple(loss.terms)
+            means = (torch.stack(history) * torch.tensor(sizes, dtype=torch.float32, device=history[0].device)
+                     .unsqueeze(1)).sum(0) / sum(sizes)
+            train_terms = dict(zip(names, means.tolist()))
             model.eval()
             val_terms = _mean_terms(model, val_x, val_y, config.eval_batch_size) if val_x is not None else None
             score = val_terms["loss"] if val_terms else None
@@ -278,6 +291,11 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
     save_reconstructions(model, (val_x if val_x is not None else train_x)[:32],
                          run_dir / "reconstructions.png")
     return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early)
+
+
+def _running(terms: dict, history: list, sizes: list) -> dict:
+    recent = torch.stack(history[-25:]).mean(0).tolist()
+    return {k: f"{v:.2f}" for k, v in zip(terms, recent)}
 
 
 def _bar(progress: bool, total: int, desc: str):

@@ -1,0 +1,51 @@
+"""Shared helpers for the benchmark commands (data directory, matmul peak, timing)."""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA_DIR") or
+                        (str(SHARED_DATA) if SHARED_DATA.exists() else None),
+                        help="dataset directory (default: $VAELAB_DATA_DIR, else ../shared/data)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: all cores)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+
+def matmul_peak_gflops(device: str = "cpu", n: int = 4096, repeats: int = 5) -> float:
+    """Best observed float32 GEMM throughput: the denominator of the efficiency figures."""
+    a = torch.randn(n, n, device=device)
+    b = torch.randn(n, n, device=device)
+    best = float("inf")
+    for _ in range(repeats + 1):
+        sync(device)
+        t = time.perf_counter()
+        a @ b
+        sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def mlp_vae_train_flops(sizes_enc: list[int], sizes_dec: list[int], n: int) -> float:
+    """Analytic FLOPs of one training pass over n examples of an MLP VAE (2 per multiply-add).
+
+    Forward: every linear layer. Backward: weight gradients for every layer and input
+    gradients for every layer but the first (the data needs no gradient).
+    """
+    layers = list(zip(sizes_enc[:-1], sizes_enc[1:])) + list(zip(sizes_dec[:-1], sizes_dec[1:]))
+    macs = sum(a * b for a, b in layers)
+    first = sizes_enc[0] * sizes_enc[1]
+    return 2.0 * n * (3 * macs - first)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the real MNIST files in the shared data directory, small real subsets,
+and tiny models that keep the whole suite fast on a 2-core CPU."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+import vaelab
+
+# tests/conftest.py -> tests -> main -> work; the data lives in /work/shared/data.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+# Settings that keep every training call in the suite small and single-threaded: the
+# machine has 2 cores and other processes may share them, where 2 OpenMP threads are
+# several times slower than 1 for models this small.
+FAST = {"threads": 1, "batch_size": 100}
+TINY = {"hidden": [32], "latent_dim": 4}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The trainer and the CLI set torch's thread count globally; put it back to 1."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The data directory a user would pass as ``data_dir`` / ``--data-dir``."""
+    if not (SHARED_DATA / "mnist").is_dir():
+        pytest.skip(f"real MNIST not present at {SHARED_DATA / 'mnist'} (the shared data directory)")
+    return SHARED_DATA
+
+
+@dataclass
+class Small:
+    train: vaelab.Dataset  # 2000 real MNIST training images
+    val: vaelab.Dataset  # the next 500 training images
+    test: vaelab.Dataset  # the first 500 test images
+
+
+@pytest.fixture(scope="session")
+def mnist_small(data_dir) -> Small:
+    full = vaelab.load_dataset("mnist", "train", data_dir=data_dir, download=False)
+    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir, download=False)
+    return Small(full.subset(slice(0, 2000)), full.subset(slice(2000, 2500)), test.subset(slice(0, 500)))
+
+
+@pytest.fixture(scope="session")
+def trained_vae(mnist_small, tmp_path_factory):
+    """A small VAE trained for a few epochs on the real MNIST subset (shared, read-only)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    result = vaelab.train("vae", mnist_small.train, out, model_config={"hidden": [64], "latent_dim": 8},
+                          config={**FAST, "epochs": 4, "lr": 3e-3, "val_size": 0},
+                          val_data=mnist_small.val, progress=False)
+    return result.model.eval()

@@ -1,0 +1,182 @@
+"""Measuring models as the papers did: the importance-sampled log-likelihood uses exactly
+k samples with gradients off and tightens the ELBO; evaluate() reports consistent numbers;
+active units count only dimensions the encoder uses."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import vaelab
+from vaelab.data import binarize_static
+
+
+@pytest.fixture(scope="module")
+def test_x(mnist_small):
+    """200 real MNIST test images, binarized once (seed 123, as evaluate does)."""
+    return binarize_static(mnist_small.test.x[:200], 123)
+
+
+def _elbo_per_point(model, x, samples=50):
+    with torch.no_grad():
+        return model.importance_log_weights(x, samples, generator=torch.Generator().manual_seed(99)).mean(1)
+
+
+def test_importance_sampled_ll_bounds_elbo_and_grows_with_k(trained_vae, test_x):
+    elbo = _elbo_per_point(trained_vae, test_x).double().mean().item()
+    ll = {k: vaelab.log_likelihood(trained_vae, test_x, k, seed=1) for k in (1, 10, 100)}
+    for k, values in ll.items():
+        assert values.shape == (200,) and values.dtype == torch.float64
+        assert torch.isfinite(values).all()
+        assert (values < 0).all()  # log-probabilities of binary images
+    mean = {k: v.mean().item() for k, v in ll.items()}
+    assert mean[1] == pytest.approx(elbo, abs=1.5)  # one sample: an unbiased ELBO estimate
+    assert mean[10] > elbo + 1.0
+    assert mean[100] > mean[10] > mean[1]
+    assert mean[100] < elbo + 30  # a bound, not a runaway
+
+
+class Spy:
+    """Wraps ``model.importance_log_weights``: records the samples per point batch and
+    checks that no autograd graph is being recorded."""
+
+    def __init__(self, model):
+        self.original = model.importance_log_weights
+        self.calls: list[tuple[int, int, int]] = []  # (id of the point batch, points, k)
+        model.importance_log_weights = self
+
+    def __call__(self, x, k, generator=None):
+        assert not torch.is_grad_enabled(), "the estimator runs with gradients on"
+        self.calls.append((id(x), x.shape[0], k))
+        out = self.original(x, k, generator=generator)
+        assert not out.requires_grad
+        return out
+
+    def samples_per_batch(self) -> list[tuple[int, int]]:
+        """(points, total samples) for each run of consecutive calls on one point batch."""
+        groups: list[list] = []
+        for ident, points, k in self.calls:
+            if groups and groups[-1][0] == ident:
+                assert groups[-1][1] == points
+                groups[-1][2] += k
+            else:
+                groups.append([ident, points, k])
+        return [(points, total) for _, points, total in groups]
+
+
+@pytest.mark.parametrize("k, max_rows, n", [
+    (7, 1000, 50),     # k below the chunk size: one call per point batch
+    (1000, 64, 3),     # k far above max_rows: one point at a time, 16 chunks (15×64 + 40)
+    (5, 3, 4),         # k not a multiple of the chunk size (3 + 2)
+    (10, 25, 9),       # several points per batch, last batch short
+    (1, 16384, 20),
+])
+def test_estimator_uses_exactly_k_samples(k, max_rows, n):
+    torch.manual_seed(0)
+    model = vaelab.build("vae", hidden=[16], latent_dim=3)
+    x = torch.bernoulli(torch.full((n, 1, 28, 28), 0.3), generator=torch.Generator().manual_seed(0))
+    spy = Spy(model)
+    model.train()  # the estimator must not depend on the caller's mode either
+    with torch.enable_grad():
+        out = vaelab.log_likelihood(model, x, k, max_rows=max_rows)
+    assert out.shape == (n,) and not out.requires_grad and torch.isfinite(out).all()
+    batches = spy.samples_per_batch()
+    assert all(total == k for _, total in batches), batches
+    assert sum(points for points, _ in batches) == n
+    assert all(points * m <= max_rows for _, points, m in spy.calls)  # memory stays bounded
+
+
+def test_chunking_does_not_change_the_estimate(trained_vae, test_x):
+    """One seeded stream of samples per point: the chunk size only changes memory use."""
+    x = test_x[:3]
+    a = vaelab.log_likelihood(trained_vae, x, 1000, max_rows=64, seed=3)
+    b = vaelab.log_likelihood(trained_vae, x, 1000, max_rows=16384, seed=3)
+    c = vaelab.log_likelihood(trained_vae, x, 1000, max_rows=64, seed=4)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-3)
+    assert not torch.equal(a, c)
+    assert (a - c).abs().max() < 3.0  # k = 1000: a low-variance estimate
+
+
+def test_k_must_be_positive(trained_vae, test_x):
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        vaelab.log_likelihood(trained_vae, test_x[:2], 0)
+
+
+def test_evaluate_reports_consistent_numbers(trained_vae, mnist_small):
+    x = mnist_small.test.x[:200]
+    result = vaelab.evaluate(trained_vae, x, nll_samples=10, binarize="dynamic")
+    for key in ("elbo", "nll", "recon", "kl", "active_units", "n", "k"):
+        assert key in result, key
+    assert result["n"] == 200 and result["k"] == 10 and result["binarize"] == "dynamic"
+    assert result["elbo"] == -(result["recon"] + result["kl"])
+    assert result["kl"] > 0 and result["recon"] > 0
+    assert result["nll"] < -result["elbo"] + 1.0  # the IS estimate is the tighter bound
+    assert result["nll"] > 0
+    assert 0 <= result["active_units"] <= 8
+    assert result["active_units"] == sum(a > 0.01 for a in result["unit_activity"])
+    assert len(result["kl_per_dim"]) == 8
+    assert sum(result["kl_per_dim"]) == pytest.approx(result["kl"], rel=1e-4)
+    assert result["bits_per_dim"] == pytest.approx(result["nll"] / (784 * math.log(2)))
+
+    without = vaelab.evaluate(trained_vae, x, binarize="dynamic")
+    assert "nll" not in without and without["k"] == 0
+    # the ELBO terms do not depend on whether the NLL was estimated
+    assert without["elbo"] == result["elbo"]
+
+
+def test_evaluate_k1_nll_is_the_elbo(trained_vae, mnist_small):
+    result = vaelab.evaluate(trained_vae, mnist_small.test.x[:500], nll_samples=1, binarize="dynamic")
+    assert -result["nll"] == pytest.approx(result["elbo"], abs=1.5)
+
+
+def test_evaluate_is_deterministic_for_a_seed_and_leaves_global_rng_alone(trained_vae, mnist_small):
+    x = mnist_small.test.x[:100]
+    torch.manual_seed(42)
+    state = torch.get_rng_state()
+    a = vaelab.evaluate(trained_vae, x, nll_samples=5, binarize="dynamic", seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(7)
+    b = vaelab.evaluate(trained_vae, x, nll_samples=5, binarize="dynamic", seed=3)
+    c = vaelab.evaluate(trained_vae, x, nll_samples=5, binarize="dynamic", seed=4)
+    a.pop("nll_seconds"), b.pop("nll_seconds"), c.pop("nll_seconds")
+    assert a == b
+    assert a["elbo"] != c["elbo"] and a["nll"] != c["nll"]
+    grey = vaelab.evaluate(trained_vae, x, nll_samples=5, binarize="none", seed=3)
+    assert grey["elbo"] != a["elbo"]
+
+
+def test_active_units_counts_only_dimensions_the_encoder_uses(mnist_small):
+    torch.manual_seed(0)
+    model = vaelab.build("vae", hidden=[32], latent_dim=6)
+    head = model.encoder[-1][-1]  # Linear(32, 2 * latent): means first, then log-variances
+    with torch.no_grad():
+        for j in (0, 2, 4):  # these means ignore the input
+            head.weight[j] = 0.0
+            head.bias[j] = 0.5
+        for j in (1, 3, 5):  # these vary strongly with the input
+            head.weight[j] *= 20.0
+    result = vaelab.evaluate(model, mnist_small.test.x[:300])
+    assert result["active_units"] == 3
+    activity = result["unit_activity"]
+    assert [activity[j] for j in (0, 2, 4)] == [0.0, 0.0, 0.0]
+    assert all(activity[j] > 0.01 for j in (1, 3, 5))
+
+
+def test_evaluate_runs_without_gradients(trained_vae, mnist_small):
+    seen = []
+    original = trained_vae.loss
+
+    def loss(x, y=None):
+        seen.append(torch.is_grad_enabled())
+        return original(x, y)
+
+    trained_vae.loss = loss
+    for p in trained_vae.parameters():
+        p.grad = None
+    try:
+        vaelab.evaluate(trained_vae, mnist_small.test.x[:50], batch_size=20)
+    finally:
+        del trained_vae.loss
+    assert seen == [False, False, False]
+    assert all(p.grad is None for p in trained_vae.parameters())
