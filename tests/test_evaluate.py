@@ -37,6 +37,45 @@ def test_importance_sampled_ll_bounds_elbo_and_grows_with_k(trained_vae, test_x)
     assert mean[100] < elbo + 30  # a bound, not a runaway
 
 
+def _constant_decoder_model(mu, var):
+    """A VAE whose decoder ignores z and whose posterior is the same Gaussian for every x:
+    then p(x) = p(x|z) for any z exactly, and KL(q||p) is known in closed form."""
+    torch.manual_seed(0)
+    model = vaelab.build("vae", hidden=[8], latent_dim=2)
+    head = model.encoder[-1][-1]
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([*mu, *(math.log(v) for v in var)]))
+        for m in model.decoder.modules():
+            if isinstance(m, torch.nn.Linear):
+                m.weight.zero_()
+        model.decoder[0][-1].bias.uniform_(-2, 2, generator=torch.Generator().manual_seed(1))
+    return model.eval()
+
+
+@pytest.mark.parametrize("k", [1, 7, 100])
+def test_estimator_is_exact_when_the_posterior_is_the_prior(test_x, k):
+    model = _constant_decoder_model((0.0, 0.0), (1.0, 1.0))
+    x = test_x[:20]
+    with torch.no_grad():
+        exact = model.decode(torch.zeros(20, 2)).log_prob(x).double()
+    torch.testing.assert_close(vaelab.log_likelihood(model, x, k), exact, rtol=0, atol=1e-3)
+
+
+def test_estimator_converges_to_the_true_likelihood(test_x):
+    mu, var = (0.4, -0.3), (1.5, 2.0)  # q wider than p: bounded importance weights
+    model = _constant_decoder_model(mu, var)
+    x = test_x
+    with torch.no_grad():
+        exact = model.decode(torch.zeros(len(x), 2)).log_prob(x).double()
+    kl = sum(0.5 * (m * m + v - 1 - math.log(v)) for m, v in zip(mu, var))
+    ll1 = vaelab.log_likelihood(model, x, 1, max_rows=64)
+    assert (ll1 - exact).mean().item() == pytest.approx(-kl, abs=0.2)  # k = 1: the ELBO, log p(x) − KL
+    ll = vaelab.log_likelihood(model, x[:20], 5000, max_rows=4096)
+    torch.testing.assert_close(ll, exact[:20], rtol=0, atol=0.06)
+    assert abs((ll - exact[:20]).mean().item()) < 0.01
+
+
 class Spy:
     """Wraps ``model.importance_log_weights``: records the samples per point batch and
     checks that no autograd graph is being recorded."""
