@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 import vaelab
-from vaelab.train.trainer import TrainConfig, set_threads
+from vaelab.training.trainer import TrainConfig, set_threads
 
 from common import add_common
 

@@ -121,7 +121,7 @@ def test_resume_continues_a_run(npy, tmp_path, capsys):
     assert_one_line_error(code, err, "--latent-dim differs")
     code, _, err = cli(capsys, "train", "vae", "--data", npy, "--out", out, "--resume", "--epochs", "3",
                        "--lr", "0.1", "--no-progress")
-    assert_one_line_error(code, err, "--lr differs", "only --epochs may change")
+    assert_one_line_error(code, err, "--lr differs", "only --epochs, --threads, --device may change")
 
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])
@@ -191,7 +191,7 @@ def test_demo(tmp_path, capsys, monkeypatch):
 
     import torch
 
-    trainer = importlib.import_module("vaelab.train.trainer")  # vaelab.train is also the function
+    trainer = importlib.import_module("vaelab.training.trainer")
 
     # the demo trains with threads=0 (all cores); one thread keeps it fast when the 2 cores are shared
     monkeypatch.setattr(trainer, "set_threads", lambda threads: torch.set_num_threads(1))

@@ -138,7 +138,7 @@ def test_chunking_does_not_change_the_estimate(trained_vae, test_x):
 
 
 def test_k_must_be_positive(trained_vae, test_x):
-    with pytest.raises(ValueError, match="k must be >= 1"):
+    with pytest.raises(vaelab.VaelabError, match="importance samples must be at least 1"):
         vaelab.log_likelihood(trained_vae, test_x[:2], 0)
 
 

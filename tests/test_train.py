@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 import vaelab
 from vaelab.errors import VaelabError
 from vaelab.models import Loss
-from vaelab.train import TrainConfig
-from vaelab.train.checkpoint import read_checkpoint
-from vaelab.train.schedules import iwae_stages, learning_rate
+from vaelab.training import TrainConfig
+from vaelab.training.checkpoint import read_checkpoint
+from vaelab.training.schedules import iwae_stages, learning_rate
 
 FAST = {"threads": 1, "batch_size": 100}  # one thread: far faster for tiny models on a shared 2-core CPU
 TINY = {"hidden": [32], "latent_dim": 4}

@@ -10,10 +10,10 @@ __version__ = "0.1.0"
 
 from .data import Dataset, load_dataset  # noqa: E402
 from .errors import VaelabError  # noqa: E402
-from .evaluate import evaluate, log_likelihood  # noqa: E402
+from .evaluation import evaluate, log_likelihood  # noqa: E402
 from .io import load, save  # noqa: E402
 from .models import Loss, Model, build, names as model_names  # noqa: E402
-from .train import TrainConfig, train  # noqa: E402
+from .training import TrainConfig, train  # noqa: E402
 
 __all__ = ["Dataset", "Loss", "Model", "TrainConfig", "VaelabError", "build", "evaluate",
            "load", "load_dataset", "log_likelihood", "model_names", "save", "train"]

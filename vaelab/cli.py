@@ -39,6 +39,9 @@ TRAIN_OPTIONS = [
 ]
 
 
+RESUME_MAY_CHANGE = ("epochs", "threads", "device")
+
+
 def _ints(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
@@ -51,7 +54,7 @@ def _add(group, options, defaults) -> None:
         default = getattr(defaults, key, None)
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(flag, dest=key, type=_ints if kind == "ints" else kind, default=None,
-                           metavar=key.upper() if kind != "ints" else "N[,N...]",
+                           metavar={int: "N", float: "X", str: "NAME"}.get(kind, "N[,N...]"),
                            help=f"{text} (default: {shown})")
 
 
@@ -65,7 +68,7 @@ def _data_args(p, required: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .models.vae import VAEConfig
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     parser = argparse.ArgumentParser(prog="vaelab", description="Train, measure and look inside autoencoders.")
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
@@ -127,7 +130,10 @@ def _settings_file(path: str) -> dict:
 
     p = Path(path)
     if p.suffix == ".toml":
-        import tomllib
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            raise VaelabError("--config: TOML files need Python 3.11 or newer; use a JSON file") from None
 
         try:
             return tomllib.loads(p.read_text())
@@ -141,7 +147,7 @@ def _settings_file(path: str) -> dict:
 def cmd_train(args) -> None:
     from . import train
     from .models import model_class
-    from .train import TrainConfig
+    from .training import TrainConfig
 
     model_cls = model_class(args.model)
     model_keys = {f.name for f in dataclasses.fields(model_cls.Config)} - {"input_shape"}
@@ -170,11 +176,12 @@ def cmd_train(args) -> None:
                                       f"differs (recorded {old}, given {value})")
             model_config = None
             merged = {**recorded["train"], **train_settings}
-            changed = [k for k in train_settings if k != "epochs" and _norm(recorded["train"].get(k)) != _norm(train_settings[k])]
+            changed = [k for k in train_settings if k not in RESUME_MAY_CHANGE
+                       and _norm(recorded["train"].get(k)) != _norm(train_settings[k])]
             if changed:
                 k = changed[0]
                 raise VaelabError(f"--resume continues the recorded run; --{k.replace('_', '-')} differs "
-                                  f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only --epochs may change")
+                                  f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only {', '.join('--' + k for k in RESUME_MAY_CHANGE)} may change")
             config = TrainConfig.from_dict(merged, where="training settings")
     if config is None:
         config = TrainConfig.from_dict(train_settings, where="training settings")
@@ -214,8 +221,10 @@ def _binarization(setting: str, model, run: Path) -> str:
 
 def cmd_eval(args) -> None:
     from . import evaluate, load
-    from .train.trainer import resolve_device, set_threads
+    from .training.trainer import resolve_device, set_threads
 
+    if args.nll_samples < 0:
+        raise VaelabError(f"--nll-samples must be >= 0 (0 skips the estimate), got {args.nll_samples}")
     set_threads(args.threads)
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
@@ -246,7 +255,7 @@ def cmd_sample(args) -> None:
 def cmd_reconstruct(args) -> None:
     from . import load
     from .data import binarize_static
-    from .evaluate import TEST_BINARIZATION_SEED
+    from .evaluation import TEST_BINARIZATION_SEED
     from .viz.grids import save_reconstructions
 
     if args.n < 1:

@@ -11,6 +11,7 @@ Run directory layout::
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -106,6 +107,17 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads or os.cpu_count() or 1)
 
 
+@contextlib.contextmanager
+def threads(n: int):
+    """Use ``n`` CPU threads (0 = all cores) inside the block, then restore the caller's."""
+    previous = torch.get_num_threads()
+    set_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
     """Adam with the fused kernel where this torch has one for the device (same maths,
     one pass over the parameters), else the multi-tensor implementation."""
@@ -175,122 +187,130 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
                 raise VaelabError(f"--resume: the checkpoint in {run_dir} is from a different model "
                                   f"({recorded.get('model')} {recorded.get('config')}); "
                                   "resume with the same settings or choose another --out")
+        if recorded.get("data") and data_record and recorded["data"] != record["data"]:
+            raise VaelabError(f"--resume: the run in {run_dir} was trained on {recorded['data']}, "
+                              f"not {record['data']}; resume with the same data and --val-size")
     elif last_path.exists() or (run_dir / "run.json").exists():
         raise VaelabError(f"{run_dir} already holds a run; pass --resume to continue it, "
                           "or choose another --out")
     _check_writable(run_dir)
 
-    set_threads(config.threads)
-    device = resolve_device(config.device)
-    torch.manual_seed(config.seed)
-    np.random.seed(config.seed % 2**32)
-    random.seed(config.seed)
-    order = torch.Generator().manual_seed(config.seed)
-    bin_gen = torch.Generator().manual_seed(config.seed + 1)
-    generators = {"order": order, "binarize": bin_gen}
+    with threads(config.threads):
+        device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        random.seed(config.seed)
+        order = torch.Generator().manual_seed(config.seed)
+        bin_gen = torch.Generator().manual_seed(config.seed + 1)
+        generators = {"order": order, "binarize": bin_gen}
 
-    model.to(device)
-    train_x = train_x.to(device, torch.float32)
-    if binarize == "static":
-        train_x = binarize_static(train_x, config.seed + 2)
-    if val_x is not None and val_x.shape[0] > 0:
-        val_x = val_x.to(device, torch.float32)
-        if binarize != "none":
-            val_x = binarize_static(val_x, VAL_BINARIZATION_SEED)
-        val_y = None if val_y is None else val_y.to(device)
-    else:
-        val_x = None
-    train_y = None if train_y is None else train_y.to(device)
+        model.to(device)
+        train_x = train_x.to(device, torch.float32)
+        if binarize == "static":
+            train_x = binarize_static(train_x, config.seed + 2)
+        if val_x is not None and val_x.shape[0] > 0:
+            val_x = val_x.to(device, torch.float32)
+            if binarize != "none":
+                val_x = binarize_static(val_x, VAL_BINARIZATION_SEED)
+            val_y = None if val_y is None else val_y.to(device)
+        else:
+            val_x = None
+        train_y = None if train_y is None else train_y.to(device)
 
-    optimizer = make_adam(model.parameters(), config)
-    counters = {"epoch": 0, "step": 0, "best_val": None, "best_epoch": 0, "bad_epochs": 0}
-    metrics_path = run_dir / "metrics.jsonl"
-    if resume:
+        optimizer = make_adam(model.parameters(), config)
+        counters = {"epoch": 0, "step": 0, "best_val": None, "best_epoch": 0, "bad_epochs": 0}
+        metrics_path = run_dir / "metrics.jsonl"
+        if resume:
+            try:
+                tensors, state = read_checkpoint(last_path)
+            except VaelabError as exc:
+                raise VaelabError(f"--resume: {exc}") from None
+            counters = restore_checkpoint(tensors, state, model, optimizer, generators)
+            _truncate_metrics(metrics_path, counters["epoch"])
+            atomic_write_json(run_dir / "run.json", record)  # the settings now in force (e.g. new epochs)
+        else:
+            model.prepare(train_x)
+            atomic_write_json(run_dir / "run.json", record)
+            metrics_path.unlink(missing_ok=True)
+
+        batches = Batches(train_x, train_y, config.batch_size, order=order,
+                          binarize=bin_gen if binarize == "dynamic" else None)
+        steps = len(batches)
+        stopped_early = False
+        epoch = counters["epoch"]
         try:
-            tensors, state = read_checkpoint(last_path)
-        except VaelabError as exc:
-            raise VaelabError(f"--resume: {exc}") from None
-        counters = restore_checkpoint(tensors, state, model, optimizer, generators)
-        _truncate_metrics(metrics_path, counters["epoch"])
-        atomic_write_json(run_dir / "run.json", record)  # the settings now in force (e.g. new epochs)
-    else:
-        model.prepare(train_x)
-        atomic_write_json(run_dir / "run.json", record)
-        metrics_path.unlink(missing_ok=True)
-
-    batches = Batches(train_x, train_y, config.batch_size, order=order,
-                      binarize=bin_gen if binarize == "dynamic" else None)
-    steps = len(batches)
-    stopped_early = False
-    epoch = counters["epoch"]
-    try:
-        while epoch < config.epochs:
-            if config.patience and counters["bad_epochs"] >= config.patience:
-                stopped_early = True
-                break
-            lr = learning_rate(config.lr_schedule, config.lr, epoch, config.epochs)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            t0 = time.perf_counter()
-            model.train()
-            history: list[torch.Tensor] = []  # per-step term values, summed once per epoch
-            sizes: list[int] = []
-            bar = _bar(progress, steps, f"epoch {epoch + 1}/{config.epochs}")
-            for i, (xb, yb) in enumerate(batches):
-                model.schedule(epoch + i / steps)
-                loss = model.loss(xb, yb)
-                if not math.isfinite(loss.total.item()):
-                    raise _nonfinite(loss, epoch, counters["step"] + 1, last_path)
-                optimizer.zero_grad(set_to_none=True)
-                loss.total.backward()
-                if config.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                optimizer.step()
-                counters["step"] += 1
-                history.append(torch.stack(tuple(loss.terms.values())).detach())
-                sizes.append(xb.shape[0])
+            while epoch < config.epochs:
+                if config.patience and counters["bad_epochs"] >= config.patience:
+                    stopped_early = True
+                    break
+                lr = learning_rate(config.lr_schedule, config.lr, epoch, config.epochs)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                t0 = time.perf_counter()
+                model.train()
+                history: list[torch.Tensor] = []  # per-step term values, summed once per epoch
+                sizes: list[int] = []
+                bar = _bar(progress, steps, f"epoch {epoch + 1}/{config.epochs}")
+                for i, (xb, yb) in enumerate(batches):
+                    model.schedule(epoch + i / steps)
+                    loss = model.loss(xb, yb)
+                    if not math.isfinite(loss.total.item()):
+                        raise _nonfinite(loss, epoch, counters["step"] + 1, last_path)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.total.backward()
+                    if config.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                    optimizer.step()
+                    counters["step"] += 1
+                    history.append(torch.stack(tuple(loss.terms.values())).detach())
+                    sizes.append(xb.shape[0])
+                    if bar is not None:
+                        bar.update(1)
+                        if i % 25 == 0:
+                            bar.set_postfix(_running(loss.terms, history, sizes), refresh=False)
                 if bar is not None:
-                    bar.update(1)
-                    if i % 25 == 0:
-                        bar.set_postfix(_running(loss.terms, history, sizes), refresh=False)
-            if bar is not None:
-                bar.close()
-            names = tuple(loss.terms)
-            means = (torch.stack(history) * torch.tensor(sizes, dtype=torch.float32, device=history[0].device)
-                     .unsqueeze(1)).sum(0) / sum(sizes)
-            train_terms = dict(zip(names, means.tolist()))
-            model.eval()
-            val_terms = _mean_terms(model, val_x, val_y, config.eval_batch_size) if val_x is not None else None
-            score = val_terms["loss"] if val_terms else None
-            epoch += 1
-            improved = counters["best_val"] is None or (score is not None and score < counters["best_val"])
-            if improved:
-                counters.update(best_val=score, best_epoch=epoch, bad_epochs=0)
-            else:
-                counters["bad_epochs"] += 1
-            counters["epoch"] = epoch
-            line = {"epoch": epoch, "step": counters["step"], "lr": lr,
-                    "seconds": round(time.perf_counter() - t0, 3), "train": train_terms}
-            if val_terms is not None:
-                line["val"] = val_terms
-            _append_metrics(metrics_path, line)
-            save_checkpoint(last_path, model, optimizer, generators, counters)
-            if improved:
-                save_checkpoint(best_path, model, optimizer, generators, counters)
-                save(model, run_dir)
-            if progress:
-                _summary(line, improved and val_terms is not None)
-    except KeyboardInterrupt:
-        raise VaelabError(f"interrupted; {run_dir} keeps the checkpoint of epoch {counters['epoch']}: "
-                          "continue with --resume") from None
+                    bar.close()
+                names = tuple(loss.terms)
+                means = (torch.stack(history) * torch.tensor(sizes, dtype=torch.float32, device=history[0].device)
+                         .unsqueeze(1)).sum(0) / sum(sizes)
+                train_terms = dict(zip(names, means.tolist()))
+                model.eval()
+                val_terms = _mean_terms(model, val_x, val_y, config.eval_batch_size) if val_x is not None else None
+                score = val_terms["loss"] if val_terms else None
+                if score is not None and not math.isfinite(score):
+                    raise VaelabError(f"validation loss became non-finite after epoch {epoch + 1} "
+                                      f"({', '.join(f'{k} = {v:.4g}' for k, v in val_terms.items())}); "
+                                      f"the last good checkpoint is {last_path}; lower --lr or set --grad-clip")
+                epoch += 1
+                improved = counters["best_val"] is None or (score is not None and score < counters["best_val"])
+                if improved:
+                    counters.update(best_val=score, best_epoch=epoch, bad_epochs=0)
+                else:
+                    counters["bad_epochs"] += 1
+                counters["epoch"] = epoch
+                line = {"epoch": epoch, "step": counters["step"], "lr": lr,
+                        "seconds": round(time.perf_counter() - t0, 3), "train": train_terms}
+                if val_terms is not None:
+                    line["val"] = val_terms
+                _append_metrics(metrics_path, line)
+                save_checkpoint(last_path, model, optimizer, generators, counters)
+                if improved:
+                    save_checkpoint(best_path, model, optimizer, generators, counters)
+                    save(model, run_dir)
+                if progress:
+                    _summary(line, improved and val_terms is not None)
+        except KeyboardInterrupt:
+            raise VaelabError(f"interrupted; {run_dir} keeps the checkpoint of epoch {counters['epoch']}: "
+                              "continue with --resume") from None
 
-    best_tensors, _ = read_checkpoint(best_path)
-    model.load_state_dict({k[6:]: v for k, v in best_tensors.items() if k.startswith("model/")})
-    model.eval()
-    save_samples(model, run_dir / "samples.png", n=64, seed=config.seed)
-    save_reconstructions(model, (val_x if val_x is not None else train_x)[:32],
-                         run_dir / "reconstructions.png")
-    return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early)
+        best_tensors, _ = read_checkpoint(best_path)
+        model.load_state_dict({k[6:]: v for k, v in best_tensors.items() if k.startswith("model/")})
+        model.eval()
+        model.zero_grad(set_to_none=True)
+        save_samples(model, run_dir / "samples.png", n=64, seed=config.seed)
+        save_reconstructions(model, (val_x if val_x is not None else train_x)[:32],
+                             run_dir / "reconstructions.png")
+        return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early)
 
 
 def _running(terms: dict, history: list, sizes: list) -> dict:

@@ -12,7 +12,9 @@ import math
 
 import torch
 
-DEFAULT_MAX_ROWS = 16384
+from ..errors import VaelabError
+
+DEFAULT_MAX_ROWS = 4096  # decoder rows per chunk: large enough for GEMM, small enough for cache
 
 
 @torch.inference_mode()
@@ -20,7 +22,7 @@ def log_likelihood(model, x: torch.Tensor, k: int, *, seed: int = 0,
                    max_rows: int = DEFAULT_MAX_ROWS) -> torch.Tensor:
     """Per-example estimates of log p(x) (float64) with exactly ``k`` importance samples."""
     if k < 1:
-        raise ValueError("k must be >= 1")
+        raise VaelabError(f"the number of importance samples must be at least 1, got {k}")
     device = next(model.parameters()).device
     gen = torch.Generator(device=device).manual_seed(seed)
     points = max(1, min(x.shape[0], max_rows // k))
