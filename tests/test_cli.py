@@ -219,3 +219,9 @@ def test_console_script_error_exit_status(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.startswith("error: unknown model 'nope'") and proc.stderr.count("\n") == 1
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_negative_nll_samples_is_refused(capsys, mnist_run, data_dir):
+    code, _, err = cli(capsys, "eval", mnist_run, "--data", "mnist", "--data-dir", data_dir,
+                       "--nll-samples", "-5", "--limit", "10")
+    assert_one_line_error(code, err, "--nll-samples must be >= 0")

@@ -339,3 +339,37 @@ def test_lr_schedule_is_applied_per_epoch(mnist_small, tmp_path):
     _run(mnist_small, tmp_path / "run", n_train=200, epochs=3, lr=1e-3, lr_schedule="cosine")
     lrs = [line["lr"] for line in _metrics(tmp_path / "run")]
     assert lrs == pytest.approx([learning_rate("cosine", 1e-3, e, 3) for e in range(3)])
+
+
+def test_nan_validation_loss_stops_the_run(mnist_small, tmp_path):
+    out = tmp_path / "run"
+    model = _tiny_model()
+    original = model.loss
+
+    def loss(x, y=None):
+        result = original(x, y)
+        if model.training:
+            return result
+        nan = result.terms["recon"] * float("nan")
+        return Loss(nan, {"recon": nan, "kl": result.terms["kl"]}, result.weights)
+
+    model.loss = loss
+    with pytest.raises(VaelabError, match=r"validation loss became non-finite after epoch 1 .*recon = nan"):
+        vaelab.train(model, mnist_small.train.subset(slice(0, 300)), out,
+                     config={**FAST, "epochs": 2, "val_size": 0}, val_data=mnist_small.val, progress=False)
+    assert not (out / "metrics.jsonl").exists() or "nan" not in (out / "metrics.jsonl").read_text().lower()
+
+
+def test_resume_with_different_data_is_refused(mnist_small, tmp_path):
+    out = tmp_path / "run"
+    _run(mnist_small, out, n_train=300, epochs=1)
+    before = _snapshot(out)
+    with pytest.raises(VaelabError, match=r"--resume: the run in .* was trained on"):
+        _run(mnist_small, out, n_train=400, epochs=2, resume=True)
+    assert _snapshot(out) == before
+
+
+def test_training_restores_the_callers_thread_count(mnist_small, tmp_path):
+    torch.set_num_threads(1)
+    _run(mnist_small, tmp_path / "run", n_train=200, epochs=1, threads=2)
+    assert torch.get_num_threads() == 1

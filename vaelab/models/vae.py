@@ -155,8 +155,13 @@ class VAE(Model):
         std = torch.exp(0.5 * logvar)
         eps = torch.randn(b, k, dim, generator=generator, device=mu.device, dtype=mu.dtype)
         z = torch.addcmul(mu.unsqueeze(1), std.unsqueeze(1), eps)
-        out = self.decoder(z.view(b * k, dim)).view(b, k, *self.out_shape)
-        log_px = self.likelihood.log_prob_samples(out, x)
+        last = self.decoder[0][-1] if self.config.backbone == "mlp" else None
+        if last is not None and hasattr(self.likelihood, "log_prob_linear"):
+            h = self.decoder[0][:-1](z.view(b * k, dim)).view(b, k, -1)
+            log_px = self.likelihood.log_prob_linear(h, last.weight, last.bias, x)
+        else:
+            out = self.decoder(z.view(b * k, dim)).view(b, k, *self.out_shape)
+            log_px = self.likelihood.log_prob_samples(out, x)
         log_pz = -0.5 * z.square().sum(-1)
         log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
         return log_px + log_pz - log_qz
