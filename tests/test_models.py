@@ -279,3 +279,27 @@ def test_loss_gradients_match_the_reference_formula(likelihood, grey):
     torch.testing.assert_close(loss.total, reference, rtol=1e-5, atol=1e-3)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cols", [784, 97, 3 * 32 * 32])
+def test_softplus_row_sums_match_softplus(cols):
+    from vaelab.nn.likelihoods import _softplus_row_sums
+
+    torch.manual_seed(0)
+    v = torch.randn(64, cols) * 15  # includes values far beyond softplus's linear regime
+    expected = torch.nn.functional.softplus(v.double()).sum(-1)
+    torch.testing.assert_close(_softplus_row_sums(v.clone()).double(), expected, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_linear_fast_path_equals_the_generic_bernoulli_log_prob(binary):
+    from vaelab.nn.likelihoods import Bernoulli
+
+    torch.manual_seed(0)
+    h = torch.relu(torch.randn(3, 1500, 32))  # more rows than one block
+    weight, bias = torch.randn(784, 32), torch.randn(784)
+    x = torch.rand(3, 1, 28, 28)
+    x = torch.bernoulli(x) if binary else x
+    logits = torch.nn.functional.linear(h, weight, bias).view(3, 1500, 1, 28, 28)
+    expected = Bernoulli().log_prob(logits, x.unsqueeze(1))
+    torch.testing.assert_close(Bernoulli().log_prob_linear(h, weight, bias, x), expected, rtol=1e-5, atol=2e-3)

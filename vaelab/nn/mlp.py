@@ -19,9 +19,14 @@ ACTIVATIONS = {
 }
 
 
+INPLACE = ("relu", "elu", "leaky-relu", "silu")
+
+
 def activation(name: str) -> nn.Module:
+    """The activation module; in place where torch allows it (the input of an
+    activation after a linear layer is not needed for the backward pass)."""
     choice("activation", name, tuple(ACTIVATIONS))
-    return ACTIVATIONS[name]()
+    return ACTIVATIONS[name](inplace=True) if name in INPLACE else ACTIVATIONS[name]()
 
 
 def mlp(in_features: int, hidden: Sequence[int], out_features: int, act: str) -> nn.Sequential:
