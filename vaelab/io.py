@@ -57,15 +57,19 @@ def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
 
 
-def read_json(path: Path, what: str) -> dict:
+def _read_bytes(path: Path, what: str) -> bytes:
     try:
-        text = path.read_text()
+        return path.read_bytes()
     except FileNotFoundError:
         raise VaelabError(f"{what} not found: {path}") from None
     except OSError as exc:
         raise VaelabError(f"cannot read {what} {path}: {exc.strerror}") from None
+
+
+def read_json(path: Path, what: str) -> dict:
+    data = _read_bytes(path, what)
     try:
-        obj = json.loads(text)
+        obj = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise VaelabError(f"{what} {path} is not valid JSON ({exc}); restore or re-create it") from None
     if not isinstance(obj, dict):
@@ -75,12 +79,7 @@ def read_json(path: Path, what: str) -> dict:
 
 def read_safetensors(path: Path, what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict]:
     """Read tensors and metadata; safetensors parses a bounded header and never runs code."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise VaelabError(f"{what} not found: {path}") from None
-    except OSError as exc:
-        raise VaelabError(f"cannot read {what} {path}: {exc.strerror}") from None
+    data = _read_bytes(path, what)
     try:
         tensors = st_load(data)  # validates the header against the file size
         header_len = int.from_bytes(data[:8], "little")
