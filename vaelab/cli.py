@@ -146,6 +146,7 @@ def _settings_file(path: str) -> dict:
 
 def cmd_train(args) -> None:
     from . import train
+    from .io import read_json
     from .models import model_class
     from .training import TrainConfig
 
@@ -167,7 +168,7 @@ def cmd_train(args) -> None:
     model_config = model_settings or None
     config = None
     if args.resume:
-        recorded = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else None
+        recorded = read_json(out / "run.json", "run record") if (out / "run.json").exists() else None
         if recorded:
             for key, value in model_settings.items():
                 old = recorded["config"].get(key)

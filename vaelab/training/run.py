@@ -1,7 +1,6 @@
 """``vaelab.train``: dataset spec + model name (or model) + settings -> a run directory."""
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import torch
 
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import VaelabError
+from ..io import read_json
 from ..models.base import Model
 from ..models.registry import build
 from .trainer import TrainConfig, TrainResult, fit
@@ -18,10 +18,7 @@ def _recorded(run_dir: Path) -> dict:
     path = run_dir / "run.json"
     if not path.exists():
         raise VaelabError(f"--resume: no run in {run_dir} (run.json missing); start a new run without --resume")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise VaelabError(f"--resume: {path} is not valid JSON; the run cannot be continued") from None
+    return read_json(path, "--resume: run record")
 
 
 def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,

@@ -28,7 +28,7 @@ from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batches import BINARIZE, Batches
 from ..errors import VaelabError
-from ..io import atomic_write_bytes, atomic_write_json, model_record, save
+from ..io import atomic_write_bytes, atomic_write_json, model_record, read_json, save
 from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
 from .schedules import SCHEDULES, learning_rate
 
@@ -181,7 +181,7 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
         if not last_path.exists():
             raise VaelabError(f"--resume: no checkpoint in {run_dir} (expected {last_path}); "
                               "start a new run without --resume")
-        recorded = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+        recorded = read_json(run_dir / "run.json", "run record") if (run_dir / "run.json").exists() else {}
         for key in ("model", "config"):
             if recorded.get(key) != record[key]:
                 raise VaelabError(f"--resume: the checkpoint in {run_dir} is from a different model "
