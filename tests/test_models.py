@@ -288,15 +288,18 @@ def test_softplus_row_sums_match_softplus(cols):
     torch.manual_seed(0)
     v = torch.randn(64, cols) * 15  # includes values far beyond softplus's linear regime
     expected = torch.nn.functional.softplus(v.double()).sum(-1)
-    torch.testing.assert_close(_softplus_row_sums(v.clone()).double(), expected, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(_softplus_row_sums(v.clone(), torch.empty_like(v)).double(), expected, rtol=1e-5, atol=1e-3)
 
 
-@pytest.mark.parametrize("binary", [True, False])
-def test_linear_fast_path_equals_the_generic_bernoulli_log_prob(binary):
+@pytest.mark.parametrize("binary,dead", [(True, False), (False, False), (True, True)])
+def test_linear_fast_path_equals_the_generic_bernoulli_log_prob(binary, dead):
     from vaelab.nn.likelihoods import Bernoulli
 
     torch.manual_seed(0)
     h = torch.relu(torch.randn(3, 1500, 32))  # more rows than one block
+    if dead:  # units off for every sample are skipped; an image with all units off too
+        h[:, :, 5:17] = 0
+        h[1] = 0
     weight, bias = torch.randn(784, 32), torch.randn(784)
     x = torch.rand(3, 1, 28, 28)
     x = torch.bernoulli(x) if binary else x
