@@ -1,17 +1,25 @@
 """Saving and loading models: ``config.json`` + ``model.safetensors``, never pickle.
 
-Every file is written atomically (temporary file, flush, fsync, rename) so an
-interrupted write leaves the previous good file in place.
+Every file is written atomically (temporary file, flush, fsync, rename, fsync of the
+directory) so an interrupted write leaves the previous good file in place. Every reader
+here treats its file as hostile: sizes are checked against the file before anything is
+allocated, and every failure is one :class:`~vaelab.errors.VaelabError` naming the file.
+
+Test hook: ``VAELAB_TEST_WRITE_DELAY=<seconds>`` makes every atomic write pause halfway
+through writing its temporary file, so crash tests (``benchmarks/soak.py``) can kill a
+process in the middle of a checkpoint write. It changes nothing else.
 """
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -21,6 +29,14 @@ from .models.registry import model_class
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+RUN_FILE = "run.json"
+WRITE_DELAY_ENV = "VAELAB_TEST_WRITE_DELAY"
+_INT_RANGE = (-(2**63), 2**64)  # what 64-bit settings (seeds, sizes) can hold
+
+
+class WriteError(VaelabError):
+    """A file could not be written (disk full, read-only, no permission); the previous
+    version of the file, if any, is unchanged."""
 
 
 def _umask() -> int:
@@ -29,32 +45,92 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _write_hint(exc: OSError) -> str:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free disk space or choose another directory"
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return "choose a writable directory"
+    return "check the disk and the directory"
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make renames and new names in ``directory`` durable (a no-op where unsupported)."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        dfd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dfd)
     except OSError:
         pass
+    finally:
+        os.close(dfd)
+
+
+def _write_fd(fd: int, data: bytes) -> None:
+    """The one place atomic writes put bytes on disk (tests patch it to simulate a full disk)."""
+    with os.fdopen(fd, "wb") as f:
+        delay = float(os.environ.get(WRITE_DELAY_ENV) or 0)
+        if delay > 0:  # test hook: widen the window in which a kill lands mid-write
+            f.write(data[: len(data) // 2])
+            f.flush()
+            time.sleep(delay)
+            f.write(data[len(data) // 2:])
+        else:
+            f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that ``path`` holds either the old or the new bytes,
+    never a mix, even if the process is killed or the machine loses power."""
+    path = Path(path)
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        _write_fd(fd, data)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}; {kept}; {_write_hint(exc)}") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+    fsync_dir(path.parent)  # make the rename itself durable
+
+
+def serialize(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes:
+    """safetensors bytes with the metadata keys in sorted order. safetensors writes its
+    metadata map in a per-process random order, so equal content would give different
+    bytes; sorting makes every saved file a function of its content alone."""
+    data = st_save(tensors, metadata=metadata)
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    if "__metadata__" in header:
+        header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes
+    return len(text).to_bytes(8, "little") + text + data[8 + n:]
 
 
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def remove_stale_temporaries(directory: Path, names) -> None:
+    """Delete the ``.<name>.*.tmp`` files that a killed writer of ``names`` left in ``directory``
+    (only those: the directory may hold other people's files)."""
+    prefixes = tuple(f".{name}." for name in names)
+    try:
+        for p in directory.iterdir():
+            if p.name.startswith(prefixes) and p.name.endswith(".tmp") and p.is_file():
+                p.unlink(missing_ok=True)
+    except OSError:
+        pass
 
 
 def _read_bytes(path: Path, what: str) -> bytes:
@@ -62,45 +138,121 @@ def _read_bytes(path: Path, what: str) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         raise VaelabError(f"{what} not found: {path}") from None
+    except IsADirectoryError:
+        raise VaelabError(f"{what} {path} is a directory, not a file") from None
     except OSError as exc:
         raise VaelabError(f"cannot read {what} {path}: {exc.strerror}") from None
 
 
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _check_numbers(obj, where: str) -> None:
+    """Refuse NaN/Infinity and integers beyond 64 bits anywhere in a parsed settings file."""
+    stack = [obj]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise VaelabError(f"{where} holds the non-finite number {value}; write a finite value")
+        elif isinstance(value, int) and not isinstance(value, bool) and not _INT_RANGE[0] <= value < _INT_RANGE[1]:
+            raise VaelabError(f"{where} holds the integer {str(value)[:20]}..., beyond 64 bits; write a smaller value")
+
+
 def read_json(path: Path, what: str) -> dict:
+    """A JSON object from ``path``: strict JSON (no NaN/Infinity), 64-bit integers."""
+    path = Path(path)
     data = _read_bytes(path, what)
     try:
-        obj = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        obj = json.loads(data, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
         raise VaelabError(f"{what} {path} is not valid JSON ({exc}); restore or re-create it") from None
+    except RecursionError:
+        raise VaelabError(f"{what} {path} is nested too deeply to be a settings file; restore or re-create it") from None
     if not isinstance(obj, dict):
         raise VaelabError(f"{what} {path} must hold a JSON object")
+    _check_numbers(obj, f"{what} {path}")
     return obj
 
 
+def read_settings(path: str | os.PathLike, what: str = "settings file") -> dict:
+    """A settings file: ``.toml`` as TOML, anything else as JSON; one table of settings."""
+    path = Path(path)
+    if path.suffix.lower() != ".toml":
+        return read_json(path, what)
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        raise VaelabError(f"{what} {path}: TOML files need Python 3.11 or newer; use a JSON file") from None
+    data = _read_bytes(path, what)
+    try:
+        obj = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise VaelabError(f"{what} {path} is not UTF-8 text ({exc}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise VaelabError(f"{what} {path} is not valid TOML ({exc})") from None
+    except RecursionError:
+        raise VaelabError(f"{what} {path} is nested too deeply to be a settings file") from None
+    _check_numbers(obj, f"{what} {path}")
+    return obj
+
+
+def _looks_like_pickle(data: bytes) -> bool:
+    return data[:1] == b"\x80" or data[:2] == b"PK"
+
+
 def read_safetensors(path: Path, what: str = "weights file") -> tuple[dict[str, torch.Tensor], dict]:
-    """Read tensors and metadata; safetensors parses a bounded header and never runs code."""
+    """Read tensors and metadata; safetensors parses a bounded header and never runs code.
+
+    The header's declared sizes and offsets are checked against the file's length before
+    any tensor is built, so a file cannot make us allocate more than it holds.
+    """
+    path = Path(path)
     data = _read_bytes(path, what)
     try:
         tensors = st_load(data)  # validates the header against the file size
         header_len = int.from_bytes(data[:8], "little")
         meta = json.loads(data[8:8 + header_len]).get("__metadata__") or {}
-    except (SafetensorError, ValueError, OverflowError, UnicodeDecodeError) as exc:
+    except Exception as exc:  # safetensors, json and torch each raise their own types
         # Sniff only after parsing failed: a valid file's 8-byte header length can start
         # with 0x80 (1 file in 256), which is also how pickles start.
-        if data[:1] == b"\x80" or data[:2] == b"PK":
+        if _looks_like_pickle(data):
             raise VaelabError(f"{path} is a pickle/zip file, not safetensors; vaelab never unpickles "
                               "(re-save the weights with safetensors)") from None
         raise VaelabError(f"{what} {path} is not a valid safetensors file ({exc})") from None
     return tensors, meta
 
 
+def read_run_record(path: str | os.PathLike, what: str = "run record") -> dict:
+    """``run.json`` of a training run, with the type of every field checked."""
+    path = Path(path)
+    record = read_json(path, what)
+    kinds = {"vaelab_version": str, "format_version": int, "model": str, "config": dict,
+             "train": dict, "resolved": dict, "data": dict}
+    unknown = sorted(set(record) - set(kinds))
+    if unknown:
+        raise VaelabError(f"{what} {path}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(kinds))}")
+    for key in ("model", "config", "train"):
+        if key not in record:
+            raise VaelabError(f"{what} {path} lacks '{key}'; it was not written by vaelab train")
+    for key, kind in kinds.items():
+        if key in record and (not isinstance(record[key], kind) or isinstance(record[key], bool)):
+            raise VaelabError(f"{what} {path}: '{key}' must be a JSON {kind.__name__.replace('dict', 'object')}")
+    return record
+
+
 def model_record(model) -> dict:
     return {"format_version": FORMAT_VERSION, "model": model.name, "config": model.config.to_dict()}
 
 
-def model_from_record(record: dict, where: str):
+def record_config(record: dict, where: str):
+    """The model class and its checked config from a ``config.json`` record (nothing built)."""
     version = record.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or isinstance(version, bool):
         raise VaelabError(f"{where}: unsupported format_version {version!r} "
                           f"(this vaelab reads {FORMAT_VERSION})")
     unknown = sorted(set(record) - {"format_version", "model", "config"})
@@ -110,26 +262,68 @@ def model_from_record(record: dict, where: str):
     if not isinstance(name, str):
         raise VaelabError(f"{where}: 'model' must name a registered model")
     cls = model_class(name)
-    return cls(cls.Config.from_dict(record.get("config"), where=f"{where} ({name} config)"))
+    return cls, cls.Config.from_dict(record.get("config"), where=f"{where} ({name} config)")
+
+
+def state_bytes(cls, config) -> int:
+    """Bytes of a model's state dict, found by building it on the meta device (no memory)."""
+    with torch.device("meta"):
+        probe = cls(config)
+    return sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+
+
+def _mismatch(own: dict, tensors: dict, where) -> str | None:
+    """What differs between a model's state dict and a file's tensors (None: they fit)."""
+    missing = sorted(set(own) - set(tensors))
+    extra = sorted(set(tensors) - set(own))
+    shapes = [k for k in own if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)]
+    if not (missing or extra or shapes):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"missing {', '.join(missing[:3])}")
+    if extra:
+        parts.append(f"unexpected {', '.join(extra[:3])}")
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{k} has shape {list(tensors[k].shape)}, config needs {list(own[k].shape)}")
+    return (f"weights in {where} do not match its config.json ({'; '.join(parts)}); "
+            "the directory mixes files from different models")
+
+
+def build_checked(cls, config, where: str, tensors: dict[str, torch.Tensor] | None = None):
+    """Build a model from a checked config. With ``tensors``, the model is first built on the
+    meta device (no memory) and compared with them, so a config.json declaring a huge model
+    is refused before anything is allocated; constructor failures become one clear line."""
+    try:
+        if tensors is not None:
+            try:
+                with torch.device("meta"):
+                    probe = cls(config)
+            except Exception:  # a model that cannot be built on meta: its real build decides
+                probe = None
+            if probe is not None:
+                problem = _mismatch(probe.state_dict(), tensors, where)
+                if problem:
+                    raise VaelabError(problem)
+        return cls(config)
+    except VaelabError:
+        raise
+    except Exception as exc:  # a config that passes its checks but no layer can be built from
+        raise VaelabError(f"cannot build a {cls.name} from the config for {where} "
+                          f"({type(exc).__name__}: {exc}); fix config.json") from None
+
+
+def model_from_record(record: dict, where: str):
+    cls, config = record_config(record, where)
+    return build_checked(cls, config, where)
 
 
 def load_state(model, tensors: dict[str, torch.Tensor], where: Path) -> None:
     """Copy tensors into the model, refusing any missing, extra or mis-shaped entry."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(tensors))
-    extra = sorted(set(tensors) - set(own))
-    shapes = [k for k in own if k in tensors and tuple(own[k].shape) != tuple(tensors[k].shape)]
-    if missing or extra or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}")
-        if extra:
-            parts.append(f"unexpected {', '.join(extra[:3])}")
-        if shapes:
-            k = shapes[0]
-            parts.append(f"{k} has shape {list(tensors[k].shape)}, config needs {list(own[k].shape)}")
-        raise VaelabError(f"weights in {where} do not match its config.json ({'; '.join(parts)}); "
-                          "the directory mixes files from different models")
+    problem = _mismatch(model.state_dict(), tensors, where)
+    if problem:
+        raise VaelabError(problem)
     model.load_state_dict(tensors)
 
 
@@ -138,23 +332,38 @@ def save(model, directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     atomic_write_bytes(directory / WEIGHTS_FILE,
-                       st_save(state, metadata={"format_version": str(FORMAT_VERSION), "model": model.name}))
+                       serialize(state, {"format_version": str(FORMAT_VERSION), "model": model.name}))
     atomic_write_json(directory / CONFIG_FILE, model_record(model))
     return directory
 
 
+_PICKLE_NAMES = ("model.pt", "model.pth", "checkpoint.pt", "checkpoint.pth", "pytorch_model.bin")
+
+
 def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a model saved by :func:`save` or a training run directory, in eval mode."""
+    """Load a model saved by :func:`save` or a training run directory, in eval mode.
+
+    Only ``config.json`` and ``model.safetensors`` are read; nothing is unpickled, so a
+    hostile file can be refused but never run. The model is built only after its size
+    was checked against the weights file.
+    """
     directory = Path(directory)
+    if directory.is_file():
+        kind = " (it holds a pickle, which vaelab never loads)" if directory.name.endswith(
+            (".pt", ".pth", ".bin", ".pkl", ".ckpt")) else ""
+        raise VaelabError(f"{directory} is a file{kind}; vaelab.load takes the directory holding "
+                          "config.json and model.safetensors")
     if not directory.is_dir():
         raise VaelabError(f"model directory not found: {directory}")
     config_path = directory / CONFIG_FILE
     if not config_path.exists():
         hint = " (it holds a pickle; vaelab loads only config.json + model.safetensors)" if any(
-            (directory / n).exists() for n in ("model.pt", "checkpoint.pt", "model.pth")) else ""
+            (directory / n).exists() for n in _PICKLE_NAMES) else ""
         raise VaelabError(f"no {CONFIG_FILE} in {directory}: not a vaelab model directory{hint}; "
                           "train one with `vaelab train` or write one with vaelab.save")
-    model = model_from_record(read_json(config_path, "model config"), str(config_path))
-    tensors, _ = read_safetensors(directory / WEIGHTS_FILE)
-    load_state(model, tensors, directory / WEIGHTS_FILE)
+    cls, config = record_config(read_json(config_path, "model config"), str(config_path))
+    weights = directory / WEIGHTS_FILE
+    tensors, _ = read_safetensors(weights)
+    model = build_checked(cls, config, weights, tensors)
+    load_state(model, tensors, weights)
     return model.to(device).eval()

@@ -30,9 +30,14 @@ class Batches:
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        return self.epoch()
+
+    def epoch(self, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """One epoch's batches from batch ``start`` on. The permutation is drawn whole, so a
+        resumed epoch sees the same order; skipped batches draw no binarization noise."""
         n = self.x.shape[0]
         perm = torch.randperm(n, generator=self.order).to(self.x.device)
-        for i in range(len(self)):
+        for i in range(start, len(self)):
             idx = perm[i * self.batch_size:(i + 1) * self.batch_size]
             xb = self.x.index_select(0, idx)
             if self.binarize is not None:

@@ -7,7 +7,9 @@ Python calls. Every check on the input raises :class:`VaelabError` naming the fi
 
 from __future__ import annotations
 
+import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +71,15 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | 
     """
     if split not in SPLITS:
         raise VaelabError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if not isinstance(spec, str):
+        raise VaelabError(f"dataset spec must be a string, got {type(spec).__name__}; use one of {_SPECS}")
     if spec.startswith("folder:"):
         return _load_folder(_user_path(spec, "folder:"), split)
     if spec.startswith("npy:"):
         return _load_array(_user_path(spec, "npy:"))
+    # A name never contributes a path component: <data_dir>/<name>/<canonical file names>.
     name = spec.strip().lower().replace("_", "-")
-    if "/" in name or "\\" in name or ".." in name:
+    if "/" in name or "\\" in name or ".." in name or "\0" in name or name.startswith("~"):
         raise VaelabError(f"dataset {spec!r} is not a dataset name; use one of {_SPECS} (prefix paths with folder: or npy:)")
     if name not in DATASETS:
         raise VaelabError(f"unknown dataset {spec!r}; choose one of {_SPECS}")
@@ -217,11 +222,22 @@ _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L")
 
 
 def _load_folder(path: Path, split: str) -> Dataset:
+    try:
+        return _walk_folder(path, split)
+    except OSError as e:
+        raise VaelabError(f"cannot read image folder {path}: {e.strerror or e} ({e.filename}); check the path "
+                          "and its permissions") from None
+
+
+def _walk_folder(path: Path, split: str) -> Dataset:
     """Images under ``path``: each sub-folder (sorted by name) is a class, else unlabelled.
 
     If ``path`` has both ``train/`` and ``test/`` the split picks one of them; otherwise
     both splits are every image. All images must share one size (no silent resizing).
     All-grey images give C=1; otherwise everything is converted to RGB (alpha dropped).
+    Symlinked image files are read (a folder of links is a common way to assemble a data
+    set without copying); the search inside a class folder does not descend into
+    symlinked sub-folders, so a link loop cannot make it run forever.
     """
     if not path.is_dir():
         raise VaelabError(f"image folder {path} does not exist or is not a folder; check the path")
@@ -279,10 +295,18 @@ def _decode(path: Path) -> np.ndarray:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            if img.mode not in _GRAY_MODES:
-                return np.asarray(img.convert("RGB"))
-            pixels = np.asarray(img.convert("L") if img.mode in ("1", "LA") else img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below, before decoding
+            with Image.open(path, formats=_IMAGE_FORMATS) as img:
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise VaelabError(f"image {path} declares {width}×{height} pixels, over the "
+                                      f"{MAX_IMAGE_PIXELS:,}-pixel limit; it is corrupt or far too large, resize it")
+                if img.mode not in _GRAY_MODES:
+                    return np.asarray(img.convert("RGB"))
+                pixels = np.asarray(img.convert("L") if img.mode in ("1", "LA") else img)
+    except VaelabError:
+        raise
     except Exception as e:  # PIL raises many types for damaged files; all mean the same here
         raise VaelabError(f"cannot read image {path} ({type(e).__name__}: {e}); fix or remove the file") from None
     if pixels.dtype != np.uint8 and (pixels.min() < 0 or pixels.max() > 65535):
@@ -293,26 +317,110 @@ def _decode(path: Path) -> np.ndarray:
 # --- npy:PATH ---------------------------------------------------------------------------
 
 
+MAX_IMAGE_PIXELS = 1 << 26  # 8192×8192: far above any autoencoder input; more is a bomb or an error
+_IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "TIFF")  # what IMAGE_EXTENSIONS name; no EPS/PDF
+_CHUNK = 1 << 24
+
+
 def _np_load(path: Path):
-    """``np.load`` without pickles; every failure becomes one line naming the file."""
+    """A ``.npy`` array, or a ``.npz`` as ``(names, {"x": ..., "y": ...})``, read without pickles.
+
+    numpy's own loader allocates what a header declares before reading, so the header is
+    parsed here: object dtypes are refused (nothing is unpickled) and the declared size
+    must fit in the bytes actually present before anything is allocated.
+    """
     try:
-        with open(path, "rb") as f:
-            magic = f.read(6)
+        f = open(path, "rb")
     except OSError as e:
         raise VaelabError(f"cannot open array file {path}: {e.strerror}; check the path") from None
-    if not magic.startswith((b"\x93NUMPY", b"PK\x03\x04")):
-        raise VaelabError(f"{path} is not a .npy or .npz file; save the array with numpy.save or numpy.savez")
+    with f:
+        try:
+            magic = f.read(6)
+            size = os.fstat(f.fileno()).st_size
+            f.seek(0)
+        except OSError as e:
+            raise VaelabError(f"cannot read array file {path}: {e.strerror}") from None
+        if magic == b"\x93NUMPY":
+            return _read_npy(f, size, str(path))
+        if magic.startswith(b"PK\x03\x04"):
+            return _read_npz(f, path)
+    raise VaelabError(f"{path} is not a .npy or .npz file; save the array with numpy.save or numpy.savez")
+
+
+def _read_npy(stream, available: int, where: str) -> np.ndarray:
+    """One .npy record from ``stream``, which holds at most ``available`` bytes."""
+    fmt = np.lib.format
     try:
-        return np.load(path, allow_pickle=False)
-    except Exception as e:  # numpy raises many types for damaged files; all mean the same here
-        raise _array_error(path, "", e) from None
+        version = fmt.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(stream)
+        else:
+            raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
+        header_end = stream.tell()
+    except Exception as e:  # numpy raises several types for damaged headers
+        raise VaelabError(f"cannot read {where} (bad .npy header: {e}); save it again with numpy.save") from None
+    if dtype.hasobject:
+        raise VaelabError(f"{where} holds Python objects (dtype=object), which are not loaded for safety; "
+                          "save a numeric array")
+    if dtype.itemsize == 0 or any(d < 0 for d in shape):
+        raise VaelabError(f"{where} declares dtype {dtype} with shape {shape}, which holds no data; "
+                          "save it again with numpy.save")
+    count = math.prod(shape)
+    nbytes = count * dtype.itemsize
+    if nbytes > available - header_end:
+        raise VaelabError(f"{where} declares shape {shape} of {dtype} ({nbytes:,} bytes) but holds only "
+                          f"{max(available - header_end, 0):,}; the file is truncated or corrupt")
+    data = bytearray()
+    try:
+        while len(data) < nbytes:
+            chunk = stream.read(min(nbytes - len(data), _CHUNK))
+            if not chunk:
+                break
+            data += chunk
+    except Exception as e:  # zip members raise zlib, CRC and EOF errors
+        raise VaelabError(f"cannot read {where} ({type(e).__name__}: {e}); save it again with numpy.save") from None
+    if len(data) < nbytes:
+        raise VaelabError(f"{where} ends after {len(data):,} of its {nbytes:,} data bytes; the file is truncated")
+    try:
+        if count == 0:
+            return np.empty(shape, dtype=dtype)
+        array = np.frombuffer(data, dtype=dtype, count=count)
+        return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
+    except Exception as e:
+        raise VaelabError(f"cannot read {where} ({type(e).__name__}: {e}); save it again with numpy.save") from None
 
 
-def _array_error(path: Path, key: str, e: Exception) -> VaelabError:
-    where = f"{path}: array {key!r}" if key else str(path)
-    if isinstance(e, ValueError) and "allow_pickle" in str(e):
-        return VaelabError(f"{where} holds Python objects (dtype=object), which are not loaded for safety; save a numeric array")
-    return VaelabError(f"cannot read {where} ({type(e).__name__}: {e}); save it again with numpy.save / numpy.savez")
+def _read_npz(f, path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The names in a .npz and its ``x`` and ``y`` arrays (nothing else is read)."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(f)
+        infos = {info.filename: info for info in archive.infolist()}
+    except Exception as e:  # BadZipFile, OSError, ValueError, ... for damaged archives
+        raise VaelabError(f"cannot read {path} as .npz ({type(e).__name__}: {e}); save it again with numpy.savez") from None
+    with archive:
+        names = sorted(n[:-4] for n in infos if n.endswith(".npy"))
+        arrays = {}
+        for key in ("x", "y"):
+            info = infos.get(f"{key}.npy")
+            if info is None:
+                continue
+            where = f"{path}: array {key!r}"
+            bound = {zipfile.ZIP_STORED: info.compress_size,
+                     zipfile.ZIP_DEFLATED: 1100 * info.compress_size + (1 << 16)}.get(info.compress_type)
+            if bound is not None and info.file_size > bound:
+                raise VaelabError(f"{where} declares {info.file_size:,} bytes, more than its "
+                                  f"{info.compress_size:,} compressed bytes can hold; the archive is corrupt")
+            try:
+                member = archive.open(info)
+            except Exception as e:
+                raise VaelabError(f"cannot read {where} ({type(e).__name__}: {e}); save it again with numpy.savez") from None
+            with member:
+                arrays[key] = _read_npy(member, info.file_size, where)
+    return names, arrays
 
 
 def _load_array(path: Path) -> Dataset:
@@ -323,28 +431,21 @@ def _load_array(path: Path) -> Dataset:
     """
     loaded = _np_load(path)
     y = None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if "x" not in loaded.files:
-                raise VaelabError(f"{path} has arrays {loaded.files} but no 'x'; save images under the key x (labels under y)")
-            x, y = _npz_get(loaded, "x", path), _npz_get(loaded, "y", path) if "y" in loaded.files else None
+    if isinstance(loaded, tuple):
+        names, arrays = loaded
+        if "x" not in arrays:
+            raise VaelabError(f"{path} has arrays {names[:10]} but no 'x'; save images under the key x (labels under y)")
+        x, y = arrays["x"], arrays.get("y")
     else:
         x = loaded
     x = torch.from_numpy(_to_unit_float(_to_nchw(x, path), path))
     classes = None
     if y is not None:
-        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x) or (y.size and y.min() < 0):
+        if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x) or (y.size and (y.min() < 0 or y.max() >= 2**31)):
             raise VaelabError(f"{path}: y must be {len(x)} non-negative integer labels, got {y.dtype} {y.shape}")
         y = torch.from_numpy(y.astype(np.int64))
         classes = tuple(str(c) for c in range(int(y.max()) + 1))
     return Dataset(f"npy:{path}", x, y, classes)
-
-
-def _npz_get(npz, key: str, path: Path) -> np.ndarray:
-    try:
-        return npz[key]
-    except Exception as e:  # see _np_load
-        raise _array_error(path, key, e) from None
 
 
 def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:

@@ -1,29 +1,37 @@
 """Training checkpoints: one safetensors file holding everything a resume needs.
 
 Model weights, the optimizer state, every RNG state (torch, numpy, Python, the data
-order and the binarization stream) and the loop counters go into a single file, so a
-checkpoint is replaced by one atomic rename. A SHA-256 over the tensors is stored in
-the metadata and checked on load, so a damaged file is detected, not trusted.
+order and the binarization stream), the loop counters and, for a checkpoint taken in
+the middle of an epoch, the epoch's running loss terms go into a single file, so a
+checkpoint is replaced by one atomic rename. A SHA-256 over the tensors and the state
+record is stored in the metadata and checked on load, so a damaged file is detected,
+not trusted.
+
+Before ``last.safetensors`` is replaced, the current one is kept as
+``last.prev.safetensors`` (a hard link, so no copy), and a resume whose ``last`` fails
+its checks falls back to it with a one-line warning.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save as st_save
-
 from ..errors import VaelabError
-from ..io import atomic_write_bytes, load_state, read_safetensors
+from ..io import WriteError, atomic_write_bytes, fsync_dir, load_state, read_safetensors, serialize
 
 FORMAT = "vaelab-checkpoint"
-VERSION = "1"
+VERSION = "2"  # 2: the checksum also covers the state record; 1 is still read
 
 
-def _digest(tensors: dict[str, torch.Tensor]) -> str:
+def _digest(tensors: dict[str, torch.Tensor], state_text: str | None) -> str:
     h = hashlib.sha256()
     for k in sorted(tensors):
         t = tensors[k]
@@ -31,7 +39,15 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
         h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if state_text is not None:
+        h.update(b"state")
+        h.update(state_text.encode())
     return h.hexdigest()
+
+
+def previous_path(path: Path) -> Path:
+    """``last.safetensors`` -> ``last.prev.safetensors``: the checkpoint before the latest."""
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
 def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -56,8 +72,32 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], extra: dict) -> dict:
     return {"state": state, "param_groups": extra["param_groups"]}
 
 
-def save_checkpoint(path: Path, model, optimizer, generators: dict[str, torch.Generator],
-                    counters: dict) -> None:
+def _keep_previous(path: Path) -> None:
+    """Keep the current ``path`` as its ``.prev`` before it is replaced (link, else copy)."""
+    if not path.exists():
+        return
+    prev = previous_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{prev.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:  # file systems without hard links
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, prev)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise WriteError(f"cannot keep {path} as {prev.name}: {exc.strerror or exc}; "
+                         "the checkpoint itself is unchanged") from None
+    fsync_dir(path.parent)
+
+
+def save_checkpoint(path: Path, model, optimizer, generators: dict[str, torch.Generator | torch.Tensor],
+                    counters: dict, extra: dict[str, torch.Tensor] | None = None,
+                    extra_state: dict | None = None, keep_previous: bool = False) -> None:
+    """Write one checkpoint atomically. ``generators`` maps names to generators or to saved
+    generator states; ``extra`` tensors and ``extra_state`` ride along (mid-epoch data)."""
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_tensors, opt_extra = _flatten_optimizer(optimizer.state_dict())
     tensors.update(opt_tensors)
@@ -65,7 +105,9 @@ def save_checkpoint(path: Path, model, optimizer, generators: dict[str, torch.Ge
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng/cuda"] = torch.cuda.get_rng_state()
     for name, g in generators.items():
-        tensors[f"rng/{name}"] = g.get_state()
+        tensors[f"rng/{name}"] = g if torch.is_tensor(g) else g.get_state()
+    for name, t in (extra or {}).items():
+        tensors[f"extra/{name}"] = t.detach().cpu().contiguous()
     np_state = np.random.get_state()
     tensors["rng/numpy"] = torch.from_numpy(np_state[1].astype(np.int64))
     py_state = random.getstate()
@@ -74,10 +116,14 @@ def save_checkpoint(path: Path, model, optimizer, generators: dict[str, torch.Ge
         "optimizer": opt_extra,
         "numpy_rng": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
+        **({"extra": extra_state} if extra_state else {}),
     }
-    meta = {"format": FORMAT, "version": VERSION, "state": json.dumps(state),
-            "sha256": _digest(tensors)}
-    atomic_write_bytes(path, st_save(tensors, metadata=meta))
+    state_text = json.dumps(state)
+    meta = {"format": FORMAT, "version": VERSION, "state": state_text, "sha256": _digest(tensors, state_text)}
+    data = serialize(tensors, meta)
+    if keep_previous:
+        _keep_previous(path)
+    atomic_write_bytes(path, data)
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
@@ -85,29 +131,61 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     tensors, meta = read_safetensors(path, "checkpoint")
     if meta.get("format") != FORMAT:
         raise VaelabError(f"{path} is not a vaelab training checkpoint")
-    if meta.get("sha256") != _digest(tensors):
+    version, state_text = meta.get("version"), meta.get("state")
+    if version not in ("1", VERSION):
+        raise VaelabError(f"checkpoint {path} has version {version!r}; this vaelab reads 1 and {VERSION}")
+    if meta.get("sha256") != _digest(tensors, state_text if version == VERSION else None):
         raise VaelabError(f"checkpoint {path} is corrupted (checksum mismatch)")
     try:
-        state = json.loads(meta["state"])
-    except (KeyError, json.JSONDecodeError):
+        state = json.loads(state_text)
+    except (TypeError, ValueError, RecursionError):
         raise VaelabError(f"checkpoint {path} has no readable state record") from None
+    if not isinstance(state, dict) or not isinstance(state.get("counters"), dict):
+        raise VaelabError(f"checkpoint {path} has no readable state record")
     return tensors, state
 
 
+def read_resume_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, Path]:
+    """The checkpoint to resume from: ``path``, or its ``.prev`` if ``path`` is damaged or
+    missing (a one-line warning says so; the damaged file is kept as ``*.damaged``)."""
+    prev = previous_path(path)
+    try:
+        tensors, state = read_checkpoint(path)
+        return tensors, state, path
+    except VaelabError as exc:
+        if not prev.exists():
+            raise
+        problem = str(exc)
+    try:
+        tensors, state = read_checkpoint(prev)
+    except VaelabError as exc:
+        raise VaelabError(f"{problem}; the previous checkpoint is unusable too ({exc})") from None
+    print(f"warning: {problem}; resuming from the previous checkpoint {prev.name} "
+          f"(epoch {state['counters'].get('epoch')})", file=sys.stderr, flush=True)
+    if path.exists():  # out of the way, so the next save does not rotate it over the good one
+        os.replace(path, path.with_name(path.name + ".damaged"))
+        fsync_dir(path.parent)
+    return tensors, state, prev
+
+
 def restore_checkpoint(tensors: dict[str, torch.Tensor], state: dict, model, optimizer,
-                       generators: dict[str, torch.Generator]) -> dict:
+                       generators: dict[str, torch.Generator], where: Path = Path("checkpoint")) -> dict:
     """Put model, optimizer and RNG states back; returns the loop counters."""
     model_state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
-    load_state(model, model_state, Path("checkpoint"))
-    opt = {k: v for k, v in tensors.items() if k.startswith("optim/")}
-    optimizer.load_state_dict(_unflatten_optimizer(opt, state["optimizer"]))
-    torch.set_rng_state(tensors["rng/torch"])
-    if "rng/cuda" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["rng/cuda"])
-    for name, g in generators.items():
-        g.set_state(tensors[f"rng/{name}"])
-    kind, pos, has_gauss, cached = state["numpy_rng"]
-    np.random.set_state((kind, tensors["rng/numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
-    version, internal, gauss = state["python_rng"]
-    random.setstate((version, tuple(internal), gauss))
+    load_state(model, model_state, where)
+    try:
+        opt = {k: v for k, v in tensors.items() if k.startswith("optim/")}
+        optimizer.load_state_dict(_unflatten_optimizer(opt, state["optimizer"]))
+        torch.set_rng_state(tensors["rng/torch"])
+        if "rng/cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng/cuda"])
+        for name, g in generators.items():
+            g.set_state(tensors[f"rng/{name}"])
+        kind, pos, has_gauss, cached = state["numpy_rng"]
+        np.random.set_state((kind, tensors["rng/numpy"].numpy().astype(np.uint32), pos, has_gauss, cached))
+        version, internal, gauss = state["python_rng"]
+        random.setstate((version, tuple(internal), gauss))
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
+        raise VaelabError(f"checkpoint {where} does not fit this run ({type(exc).__name__}: {exc}); "
+                          "resume with the settings it was written with") from None
     return state["counters"]

@@ -8,9 +8,9 @@ import torch
 
 from ..data import Dataset, load_dataset, split_validation
 from ..errors import VaelabError
-from ..io import read_json
+from ..io import read_run_record, state_bytes
 from ..models.base import Model
-from ..models.registry import build
+from ..models.registry import build, model_class
 from .trainer import TrainConfig, TrainResult, fit
 
 
@@ -18,7 +18,23 @@ def _recorded(run_dir: Path) -> dict:
     path = run_dir / "run.json"
     if not path.exists():
         raise VaelabError(f"--resume: no run in {run_dir} (run.json missing); start a new run without --resume")
-    return read_json(path, "--resume: run record")
+    return read_run_record(path, "--resume: run record")
+
+
+def _check_memory(name: str, settings: dict) -> None:
+    """Refuse a model whose weights, gradients and Adam state exceed this machine's memory,
+    before anything is allocated (its size is measured on the meta device)."""
+    cls = model_class(name)
+    config = cls.Config.from_dict(settings, where=f"{name} config")
+    try:
+        need = 4 * state_bytes(cls, config)
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except Exception:  # no meta build or no sysconf here: the real build decides
+        return
+    if need > ram:
+        raise VaelabError(f"a {name} with these settings needs about {need / 2**30:.1f} GiB for weights, "
+                          f"gradients and optimizer state, more than this machine's {ram / 2**30:.1f} GiB; "
+                          "choose smaller layer sizes")
 
 
 def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
@@ -47,6 +63,7 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
                 raise VaelabError(f"--resume: {out} holds a '{recorded.get('model')}' run, not '{model}'")
             model_config = dict(recorded["config"])
         settings = {"input_shape": list(ds.shape), **(model_config or {})}
+        _check_memory(model, settings)
         torch.manual_seed(config.seed)  # the initial weights follow the run's seed too
         model = build(model, **settings)
     elif model_config is not None:

@@ -1,21 +1,33 @@
-"""The training loop: seeded, resumable, atomic checkpoints, metrics in ``metrics.jsonl``.
+"""The training loop: seeded, resumable, crash-safe checkpoints, metrics in ``metrics.jsonl``.
 
 Run directory layout::
 
     run.json                 full resolved configuration (model, training, data)
     config.json, model.safetensors   the best weights so far (what ``vaelab.load`` reads)
-    checkpoints/last.safetensors     end of the latest epoch (weights, optimizer, RNGs)
+    checkpoints/last.safetensors     end of the latest epoch (weights, optimizer, RNGs), or
+                                     the step where Ctrl-C stopped the run
+    checkpoints/last.prev.safetensors  the checkpoint before it (fallback if last is damaged)
     checkpoints/best.safetensors     the best epoch, with its *own* optimizer and RNG state
     metrics.jsonl            one JSON line per epoch
     samples.png, reconstructions.png written when training ends
+
+Crash safety: every file is replaced atomically, and at the end of an epoch the files
+are written in the order metrics, best, model, last, so ``last`` is always the newest
+complete state and a run killed at any moment resumes to exactly the weights of an
+uninterrupted run (``benchmarks/soak.py`` checks this with SIGKILL).
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
 import random
+import shutil
+import signal
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +40,16 @@ from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batches import BINARIZE, Batches
 from ..errors import VaelabError
-from ..io import atomic_write_bytes, atomic_write_json, model_record, read_json, save
-from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
+from ..io import (WriteError, atomic_write_bytes, atomic_write_json, fsync_dir, model_record,
+                  read_run_record, remove_stale_temporaries, save)
+from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
 from .schedules import SCHEDULES, learning_rate
 
 VAL_BINARIZATION_SEED = 123
+NONFINITE = ("stop", "skip")
+RUN_FILES = ("run.json", "config.json", "model.safetensors", "metrics.jsonl", "samples.png",
+             "reconstructions.png", "write-test")
+CHECKPOINT_FILES = ("last.safetensors", "last.prev.safetensors", "best.safetensors")
 
 
 @dataclass(frozen=True)
@@ -43,6 +60,10 @@ class TrainConfig(Config):
     none otherwise. ``val_size`` below 1 is a fraction of the training set, otherwise a
     count. ``patience`` > 0 stops after that many epochs without a better validation
     loss. ``grad_clip`` > 0 clips the global gradient norm. ``threads`` 0 = all cores.
+    ``nonfinite="stop"`` ends the run at the first non-finite loss (naming the step and
+    term); ``"skip"`` drops that step (and steps with non-finite gradients), multiplies
+    the learning rate by ``nonfinite_lr_factor`` and stops only after
+    ``nonfinite_max_skips`` skipped steps; skips are counted in ``metrics.jsonl``.
     """
 
     epochs: int = 20
@@ -60,6 +81,9 @@ class TrainConfig(Config):
     eval_batch_size: int = 1000
     threads: int = 0
     device: str = "auto"
+    nonfinite: str = "stop"
+    nonfinite_lr_factor: float = 0.5
+    nonfinite_max_skips: int = 10
 
     def validate(self) -> None:
         require(self.epochs > 0, f"epochs must be positive, got {self.epochs}")
@@ -67,16 +91,21 @@ class TrainConfig(Config):
         require(self.lr > 0 and math.isfinite(self.lr), f"lr must be a positive number, got {self.lr}")
         choice("lr schedule", self.lr_schedule, SCHEDULES)
         require(all(0 <= b < 1 for b in self.adam_betas), f"adam_betas must lie in [0, 1), got {list(self.adam_betas)}")
-        require(self.adam_eps > 0, f"adam_eps must be > 0, got {self.adam_eps}")
-        require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
-        require(self.grad_clip >= 0, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        require(0 < self.adam_eps < math.inf, f"adam_eps must be > 0, got {self.adam_eps}")
+        require(0 <= self.weight_decay < math.inf, f"weight_decay must be >= 0, got {self.weight_decay}")
+        require(0 <= self.grad_clip < math.inf, f"grad_clip must be >= 0 (0 = off), got {self.grad_clip}")
+        require(abs(self.seed) < 2**62, f"seed must lie in (-2^62, 2^62), got {self.seed}")
         choice("binarization", self.binarize, ("auto",) + BINARIZE)
-        require(self.val_size >= 0, f"val_size must be >= 0, got {self.val_size}")
+        require(0 <= self.val_size < math.inf, f"val_size must be >= 0, got {self.val_size}")
         require(self.patience >= 0, f"patience must be >= 0 (0 = off), got {self.patience}")
         require(self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}")
-        require(self.threads >= 0, f"threads must be >= 0 (0 = all cores), got {self.threads}")
+        require(0 <= self.threads <= 4096, f"threads must be >= 0 (0 = all cores), got {self.threads}")
         require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
                 f"unknown device '{self.device}'; choose auto, cpu or cuda[:N]")
+        choice("non-finite policy", self.nonfinite, NONFINITE)
+        require(0 < self.nonfinite_lr_factor <= 1,
+                f"nonfinite_lr_factor must lie in (0, 1], got {self.nonfinite_lr_factor}")
+        require(self.nonfinite_max_skips >= 0, f"nonfinite_max_skips must be >= 0, got {self.nonfinite_max_skips}")
 
 
 @dataclass
@@ -87,8 +116,13 @@ class TrainResult:
     best_epoch: int
     best_val: float | None
     stopped_early: bool
+    skipped_steps: int = 0
 
 
+class TrainingInterrupted(VaelabError):
+    """Ctrl-C or SIGTERM stopped the run; the checkpoint written holds everything."""
+
+    exit_code = 130
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -131,14 +165,133 @@ def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
 
 
 def _check_writable(run_dir: Path) -> None:
+    """Find a read-only or full run directory before training, not at the first checkpoint."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test"
-        probe.write_bytes(b"0" * 65536)
+        probe = run_dir / ".write-test.tmp"
+        with open(probe, "wb") as f:
+            f.write(b"0" * 65536)
+            f.flush()
+            os.fsync(f.fileno())
         probe.unlink()
     except OSError as exc:
-        raise VaelabError(f"cannot write to run directory {run_dir}: {exc.strerror}; "
+        why = "it is read-only" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else exc.strerror
+        raise VaelabError(f"cannot write to run directory {run_dir}: {why}; "
                           "choose a writable --out with free space") from None
+
+
+def checkpoint_bytes(model) -> int:
+    """Size of one training checkpoint: weights plus Adam's two moments, plus RNG states."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return 3 * weights + (1 << 16)
+
+
+def _check_space(run_dir: Path, model) -> None:
+    """Refuse to start when the disk cannot hold the run's files: last, its .prev, best and a
+    temporary copy of each being replaced, plus model.safetensors and room for metrics."""
+    ckpt = checkpoint_bytes(model)
+    need = 4 * ckpt + 2 * (ckpt // 3) + (1 << 20)
+    try:
+        free = shutil.disk_usage(run_dir).free
+    except OSError:
+        return
+    if free < need:
+        raise VaelabError(f"only {free / 2**20:.1f} MiB free on the disk holding {run_dir}; this run's "
+                          f"checkpoints need about {need / 2**20:.1f} MiB; free space or choose another --out")
+
+
+@contextlib.contextmanager
+def _lock(run_dir: Path):
+    """One training process per run directory (the lock dies with its process, even on SIGKILL)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    try:
+        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise VaelabError(f"another vaelab process is training in {run_dir}; wait for it or stop it "
+                              "first (two writers would mix their checkpoints)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+class _StopRequest:
+    """Ctrl-C (or SIGTERM) once: finish the current step, save a checkpoint, stop. Twice: stop
+    at once; atomic writes leave the last checkpoint intact either way."""
+
+    SIGNALS = ("SIGINT", "SIGTERM")
+
+    def __init__(self):
+        self.signal: str | None = None
+        self._previous: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for name in self.SIGNALS:
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:
+            for sig in self._previous:
+                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
+        # os.write, not print: a handler may run while the progress bar is writing to stderr
+        os.write(2, (f"\n{self.signal}: stopping after this step and saving a checkpoint; "
+                     "press Ctrl-C again to stop at once\n").encode())
+
+    def __exit__(self, *exc):
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        return False
+
+
+def _nonfinite(loss, epoch: int, step: int, last: Path, grad: bool = False, skipped: int = 0) -> VaelabError:
+    bad = [k for k, v in loss.terms.items() if not torch.isfinite(v).all()] or ["total"]
+    values = ", ".join(f"{k} = {float(v.detach()):.4g}" for k, v in loss.terms.items())
+    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+    what = "the gradient became non-finite" if grad else "loss became non-finite"
+    where = f"at epoch {epoch + 1}, step {step}: " + ("" if grad else f"term '{bad[0]}' ")
+    after = f" after {skipped} skipped steps (--nonfinite-max-skips)" if skipped else ""
+    return VaelabError(f"{what} {where}({values}){after}; {kept}; lower --lr or set --grad-clip"
+                       + ("" if skipped else " or --nonfinite skip"))
+
+
+def _check_counters(counters, where: Path) -> dict:
+    """The loop counters of a checkpoint, each of the type the loop needs (defaults for
+    counters that older checkpoints lack)."""
+    counters = {"epoch_step": 0, "lr_scale": 1.0, "skipped": 0, "epoch_skipped": 0, **counters}
+    number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+    ok = all(isinstance(counters.get(k), int) and not isinstance(counters[k], bool) and counters[k] >= 0
+             for k in ("epoch", "step", "best_epoch", "bad_epochs", "epoch_step", "skipped", "epoch_skipped"))
+    ok = ok and (counters["best_val"] is None if "best_val" not in counters or counters["best_val"] is None
+                 else number(counters["best_val"]))
+    ok = ok and number(counters["lr_scale"]) and 0 < counters["lr_scale"] <= 1
+    ok = ok and ("epoch_lr" not in counters or number(counters["epoch_lr"]))
+    if not ok:
+        raise VaelabError(f"checkpoint {where} holds damaged loop counters; delete it to resume from "
+                          f"{previous_path(where).name}, or start a new run")
+    counters.setdefault("best_val", None)
+    return counters
+
+
+def _grad_norm(params) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
 
 
 def _mean_terms(model, x, y, batch_size: int) -> dict[str, float]:
@@ -157,12 +310,6 @@ def _mean_terms(model, x, y, batch_size: int) -> dict[str, float]:
     return {k: v / x.shape[0] for k, v in sums.items()}
 
 
-def _nonfinite(loss, epoch: int, step: int, last: Path) -> VaelabError:
-    bad = [k for k, v in loss.terms.items() if not torch.isfinite(v).all()] or ["total"]
-    values = ", ".join(f"{k} = {float(v.detach()):.4g}" for k, v in loss.terms.items())
-    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-    return VaelabError(f"loss became non-finite at epoch {epoch + 1}, step {step}: term '{bad[0]}' "
-                       f"({values}); {kept}; lower --lr or set --grad-clip")
 
 
 def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch.Tensor | None,
@@ -178,10 +325,10 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
     record = {"vaelab_version": __version__, **model_record(model), "train": config.to_dict(),
               "resolved": {"binarize": binarize}, "data": data_record or {}}
     if resume:
-        if not last_path.exists():
+        if not last_path.exists() and not previous_path(last_path).exists():
             raise VaelabError(f"--resume: no checkpoint in {run_dir} (expected {last_path}); "
                               "start a new run without --resume")
-        recorded = read_json(run_dir / "run.json", "run record") if (run_dir / "run.json").exists() else {}
+        recorded = read_run_record(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
         for key in ("model", "config"):
             if recorded.get(key) != record[key]:
                 raise VaelabError(f"--resume: the checkpoint in {run_dir} is from a different model "
@@ -194,8 +341,11 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
         raise VaelabError(f"{run_dir} already holds a run; pass --resume to continue it, "
                           "or choose another --out")
     _check_writable(run_dir)
+    _check_space(run_dir, model)
 
-    with threads(config.threads):
+    with _lock(run_dir), threads(config.threads):
+        remove_stale_temporaries(run_dir, RUN_FILES)  # left by a process killed mid-write
+        remove_stale_temporaries(last_path.parent, CHECKPOINT_FILES)
         device = resolve_device(config.device)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed % 2**32)
@@ -218,14 +368,22 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
         train_y = None if train_y is None else train_y.to(device)
 
         optimizer = make_adam(model.parameters(), config)
-        counters = {"epoch": 0, "step": 0, "best_val": None, "best_epoch": 0, "bad_epochs": 0}
+        counters = _check_counters({"epoch": 0, "step": 0, "best_val": None, "best_epoch": 0, "bad_epochs": 0},
+                                   last_path)
         metrics_path = run_dir / "metrics.jsonl"
+        batches = Batches(train_x, train_y, config.batch_size, order=order,
+                          binarize=bin_gen if binarize == "dynamic" else None)
+        steps = len(batches)
+        partial = None  # the running terms of an epoch that a Ctrl-C checkpoint cut short
         if resume:
             try:
-                tensors, state = read_checkpoint(last_path)
+                tensors, state, used = read_resume_checkpoint(last_path)
+                counters = _check_counters(restore_checkpoint(tensors, state, model, optimizer, generators, used),
+                                           used)
+                if counters["epoch_step"]:
+                    partial = _partial_epoch(tensors, state, counters, steps, device, used)
             except VaelabError as exc:
                 raise VaelabError(f"--resume: {exc}") from None
-            counters = restore_checkpoint(tensors, state, model, optimizer, generators)
             _truncate_metrics(metrics_path, counters["epoch"])
             atomic_write_json(run_dir / "run.json", record)  # the settings now in force (e.g. new epochs)
         else:
@@ -233,75 +391,135 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
             atomic_write_json(run_dir / "run.json", record)
             metrics_path.unlink(missing_ok=True)
 
-        batches = Batches(train_x, train_y, config.batch_size, order=order,
-                          binarize=bin_gen if binarize == "dynamic" else None)
-        steps = len(batches)
+        params = [p for p in model.parameters()]
+        skip_mode = config.nonfinite == "skip"
         stopped_early = False
         epoch = counters["epoch"]
+        stop = _StopRequest()
+
+        def write(action):
+            """Run a write; a failure stops the run with the last good checkpoint named."""
+            try:
+                action()
+            except WriteError as exc:
+                kept = f"the last good checkpoint {last_path} is intact" if last_path.exists() else \
+                    "no checkpoint was written yet"
+                raise VaelabError(f"{exc}; training stopped after step {counters['step']}; {kept}: "
+                                  "continue with --resume once the disk has room and is writable") from None
+
         try:
-            while epoch < config.epochs:
-                if config.patience and counters["bad_epochs"] >= config.patience:
-                    stopped_early = True
-                    break
-                lr = learning_rate(config.lr_schedule, config.lr, epoch, config.epochs)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                t0 = time.perf_counter()
-                model.train()
-                history: list[torch.Tensor] = []  # per-step term values, summed once per epoch
-                sizes: list[int] = []
-                bar = _bar(progress, steps, f"epoch {epoch + 1}/{config.epochs}")
-                for i, (xb, yb) in enumerate(batches):
-                    model.schedule(epoch + i / steps)
-                    loss = model.loss(xb, yb)
-                    if not math.isfinite(loss.total.item()):
-                        raise _nonfinite(loss, epoch, counters["step"] + 1, last_path)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.total.backward()
-                    if config.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                    optimizer.step()
-                    counters["step"] += 1
-                    history.append(torch.stack(tuple(loss.terms.values())).detach())
-                    sizes.append(xb.shape[0])
+            with stop:
+                while epoch < config.epochs:
+                    if config.patience and counters["bad_epochs"] >= config.patience:
+                        stopped_early = True
+                        break
+                    start = counters["epoch_step"]
+                    if partial is None:
+                        history: list[torch.Tensor] = []  # per-step term values, summed once per epoch
+                        sizes: list[int] = []
+                        names: tuple[str, ...] | None = None
+                        counters["epoch_skipped"] = 0
+                        counters["epoch_lr"] = learning_rate(config.lr_schedule, config.lr, epoch,
+                                                             config.epochs) * counters["lr_scale"]
+                    else:
+                        history, sizes, names = partial
+                        partial = None
+                    lr = counters["epoch_lr"]
+                    base_lr = learning_rate(config.lr_schedule, config.lr, epoch, config.epochs)
+                    _set_lr(optimizer, base_lr * counters["lr_scale"])
+                    t0 = time.perf_counter()
+                    model.train()
+                    epoch_order = order.get_state()  # this epoch's permutation is drawn from it
+                    bar = _bar(progress, steps, f"epoch {epoch + 1}/{config.epochs}", start)
+                    for i, (xb, yb) in enumerate(batches.epoch(start), start):
+                        model.schedule(epoch + i / steps)
+                        loss = model.loss(xb, yb)
+                        bad = None
+                        if not math.isfinite(loss.total.item()):
+                            bad = "loss"
+                        else:
+                            optimizer.zero_grad(set_to_none=True)
+                            loss.total.backward()
+                            norm = None
+                            if config.grad_clip > 0:
+                                norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+                            if skip_mode and not torch.isfinite(norm if norm is not None else _grad_norm(params)):
+                                bad = "gradient"
+                            else:
+                                optimizer.step()
+                                history.append(torch.stack(tuple(loss.terms.values())).detach())
+                                sizes.append(xb.shape[0])
+                                names = names or tuple(loss.terms)
+                        if bad is not None:
+                            if not skip_mode or counters["skipped"] >= config.nonfinite_max_skips:
+                                raise _nonfinite(loss, epoch, counters["step"] + 1, last_path,
+                                                 grad=bad == "gradient", skipped=counters["skipped"])
+                            counters["skipped"] += 1
+                            counters["epoch_skipped"] += 1
+                            counters["lr_scale"] *= config.nonfinite_lr_factor
+                            _set_lr(optimizer, base_lr * counters["lr_scale"])
+                            optimizer.zero_grad(set_to_none=True)
+                            if progress:
+                                _write_line(f"skipped step {counters['step'] + 1}: non-finite {bad}; "
+                                            f"learning rate now {base_lr * counters['lr_scale']:.3g}")
+                        counters["step"] += 1
+                        if bar is not None:
+                            bar.update(1)
+                            if i % 25 == 0 and history:
+                                bar.set_postfix(_running(names, history), refresh=False)
+                        if stop.signal and i + 1 < steps:  # save mid-epoch, resumable bit for bit
+                            counters["epoch_step"] = i + 1
+                            extra = {"history": torch.stack(history) if history else torch.zeros(0, 0),
+                                     "sizes": torch.tensor(sizes, dtype=torch.int64)}
+                            write(lambda: save_checkpoint(
+                                last_path, model, optimizer, {"order": epoch_order, "binarize": bin_gen},
+                                counters, extra, {"terms": list(names or ())}, keep_previous=True))
+                            if bar is not None:
+                                bar.close()
+                            raise TrainingInterrupted(
+                                f"stopped by {stop.signal} at epoch {epoch + 1}, step {counters['step']}; "
+                                f"{last_path} holds everything: continue with --resume")
                     if bar is not None:
-                        bar.update(1)
-                        if i % 25 == 0:
-                            bar.set_postfix(_running(loss.terms, history, sizes), refresh=False)
-                if bar is not None:
-                    bar.close()
-                names = tuple(loss.terms)
-                means = (torch.stack(history) * torch.tensor(sizes, dtype=torch.float32, device=history[0].device)
-                         .unsqueeze(1)).sum(0) / sum(sizes)
-                train_terms = dict(zip(names, means.tolist()))
-                model.eval()
-                val_terms = _mean_terms(model, val_x, val_y, config.eval_batch_size) if val_x is not None else None
-                score = val_terms["loss"] if val_terms else None
-                if score is not None and not math.isfinite(score):
-                    raise VaelabError(f"validation loss became non-finite after epoch {epoch + 1} "
-                                      f"({', '.join(f'{k} = {v:.4g}' for k, v in val_terms.items())}); "
-                                      f"the last good checkpoint is {last_path}; lower --lr or set --grad-clip")
-                epoch += 1
-                improved = counters["best_val"] is None or (score is not None and score < counters["best_val"])
-                if improved:
-                    counters.update(best_val=score, best_epoch=epoch, bad_epochs=0)
-                else:
-                    counters["bad_epochs"] += 1
-                counters["epoch"] = epoch
-                line = {"epoch": epoch, "step": counters["step"], "lr": lr,
-                        "seconds": round(time.perf_counter() - t0, 3), "train": train_terms}
-                if val_terms is not None:
-                    line["val"] = val_terms
-                _append_metrics(metrics_path, line)
-                save_checkpoint(last_path, model, optimizer, generators, counters)
-                if improved:
-                    save_checkpoint(best_path, model, optimizer, generators, counters)
-                    save(model, run_dir)
-                if progress:
-                    _summary(line, improved and val_terms is not None)
+                        bar.close()
+                    train_terms = _epoch_means(history, sizes, names)
+                    model.eval()
+                    val_terms = _mean_terms(model, val_x, val_y, config.eval_batch_size) if val_x is not None else None
+                    score = val_terms["loss"] if val_terms else None
+                    if score is not None and not math.isfinite(score):
+                        raise VaelabError(f"validation loss became non-finite after epoch {epoch + 1} "
+                                          f"({', '.join(f'{k} = {v:.4g}' for k, v in val_terms.items())}); "
+                                          f"the last good checkpoint is {last_path}; lower --lr or set --grad-clip")
+                    epoch += 1
+                    improved = counters["best_val"] is None or (score is not None and score < counters["best_val"])
+                    if improved:
+                        counters.update(best_val=score, best_epoch=epoch, bad_epochs=0)
+                    else:
+                        counters["bad_epochs"] += 1
+                    counters.update(epoch=epoch, epoch_step=0)
+                    line = {"epoch": epoch, "step": counters["step"], "lr": lr,
+                            "seconds": round(time.perf_counter() - t0, 3), "train": train_terms}
+                    if val_terms is not None:
+                        line["val"] = val_terms
+                    if skip_mode:
+                        line.update(skipped=counters["epoch_skipped"], lr_scale=counters["lr_scale"])
+                    # Order matters: `last` goes last, so it never points past a missing best/model.
+                    write(lambda: _append_metrics(metrics_path, line))
+                    if improved:
+                        write(lambda: save_checkpoint(best_path, model, optimizer, generators, counters))
+                        write(lambda: save(model, run_dir))
+                    write(lambda: save_checkpoint(last_path, model, optimizer, generators, counters,
+                                                  keep_previous=True))
+                    if progress:
+                        _summary(line, improved and val_terms is not None)
+                    if stop.signal and epoch < config.epochs:
+                        raise TrainingInterrupted(f"stopped by {stop.signal} after epoch {epoch}; {last_path} "
+                                                  "holds everything: continue with --resume")
         except KeyboardInterrupt:
-            raise VaelabError(f"interrupted; {run_dir} keeps the checkpoint of epoch {counters['epoch']}: "
-                              "continue with --resume") from None
+            saved = _describe_checkpoint(last_path)
+            if saved is None:
+                raise TrainingInterrupted(f"interrupted before the first checkpoint; nothing to resume: delete "
+                                          f"{run_dir} and start again") from None
+            raise TrainingInterrupted(f"interrupted; {run_dir} keeps {saved} (intact): continue with --resume") from None
 
         best_tensors, _ = read_checkpoint(best_path)
         model.load_state_dict({k[6:]: v for k, v in best_tensors.items() if k.startswith("model/")})
@@ -310,20 +528,73 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
         save_samples(model, run_dir / "samples.png", n=64, seed=config.seed)
         save_reconstructions(model, (val_x if val_x is not None else train_x)[:32],
                              run_dir / "reconstructions.png")
-        return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early)
+        if progress and counters["skipped"]:
+            _write_line(f"{counters['skipped']} steps with non-finite values were skipped")
+        return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early,
+                           counters["skipped"])
 
 
-def _running(terms: dict, history: list, sizes: list) -> dict:
+def _describe_checkpoint(last: Path) -> str | None:
+    """Which checkpoint a resume would use, checked (None: there is none)."""
+    for path in (last, previous_path(last)):
+        try:
+            _, state = read_checkpoint(path)
+            c = state["counters"]
+            if c.get("epoch_step"):
+                return f"the checkpoint at epoch {c['epoch'] + 1}, step {c['step']}"
+            return f"the checkpoint of epoch {c['epoch']}"
+        except (VaelabError, KeyError, TypeError):
+            continue
+    return None
+
+
+def _set_lr(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _partial_epoch(tensors: dict, state: dict, counters: dict, steps: int, device, where: Path):
+    """The running terms saved by a mid-epoch checkpoint, as the loop keeps them."""
+    history, sizes = tensors.get("extra/history"), tensors.get("extra/sizes")
+    extra = state.get("extra")
+    names = extra.get("terms") if isinstance(extra, dict) else None
+    if (history is None or sizes is None or not isinstance(names, list)
+            or not all(isinstance(n, str) for n in names) or history.ndim != 2
+            or history.dtype not in (torch.float32, torch.float64) or sizes.dtype != torch.int64
+            or sizes.ndim != 1 or len(sizes) != len(history) or not 0 < counters["epoch_step"] < steps
+            or (len(history) and (history.shape[1] != len(names) or int(sizes.min()) <= 0))
+            or not isinstance(counters.get("epoch_lr"), float)):
+        raise VaelabError(f"checkpoint {where} was taken mid-epoch but does not fit this run "
+                          "(its epoch data are damaged or the batch size changed)")
+    return list(history.to(device).unbind(0)), sizes.tolist(), tuple(names) or None
+
+
+def _epoch_means(history: list, sizes: list, names) -> dict[str, float]:
+    if not history:  # every step of the epoch was skipped
+        return {}
+    means = (torch.stack(history) * torch.tensor(sizes, dtype=torch.float32, device=history[0].device)
+             .unsqueeze(1)).sum(0) / sum(sizes)
+    return dict(zip(names, means.tolist()))
+
+
+def _write_line(text: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(text, file=sys.stderr)
+
+
+def _running(names, history: list) -> dict:
     recent = torch.stack(history[-25:]).mean(0).tolist()
-    return {k: f"{v:.2f}" for k, v in zip(terms, recent)}
+    return {k: f"{v:.2f}" for k, v in zip(names, recent)}
 
 
-def _bar(progress: bool, total: int, desc: str):
+def _bar(progress: bool, total: int, desc: str, initial: int = 0):
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True, disable=None)
+    return tqdm(total=total, initial=initial, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True,
+                disable=None)
 
 
 def _summary(line: dict, best: bool) -> None:
@@ -333,14 +604,22 @@ def _summary(line: dict, best: bool) -> None:
     text = f"epoch {line['epoch']}  train: {fmt(line['train'])}"
     if "val" in line:
         text += f"  | val: {fmt(line['val'])}{' *' if best else ''}"
+    if line.get("skipped"):
+        text += f"  [{line['skipped']} non-finite steps skipped]"
     tqdm.write(f"{text}  ({line['seconds']:.1f}s)")
 
 
 def _append_metrics(path: Path, line: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(line) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    new = not path.exists()
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(line) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if new:
+        fsync_dir(path.parent)
 
 
 def _truncate_metrics(path: Path, epoch: int) -> None:
@@ -348,10 +627,10 @@ def _truncate_metrics(path: Path, epoch: int) -> None:
     if not path.exists():
         return
     keep = []
-    for raw in path.read_text().splitlines():
+    for raw in path.read_text(errors="replace").splitlines():
         try:
             if json.loads(raw)["epoch"] <= epoch:
                 keep.append(raw)
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             continue
     atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
