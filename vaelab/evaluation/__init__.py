@@ -1,4 +1,5 @@
-"""Measure a trained model the way the papers did: ELBO terms, IS-NLL, active units."""
+"""Measure a trained model the way the papers did: ELBO terms, IS-NLL, active units,
+reconstruction error and PSNR."""
 from __future__ import annotations
 
 import math
@@ -7,6 +8,7 @@ import time
 import torch
 
 from ..data import binarize_static
+from ..errors import VaelabError
 from .latent import posterior_stats
 from .likelihood import log_likelihood
 
@@ -20,8 +22,15 @@ def evaluate(model, x: torch.Tensor, *, nll_samples: int = 0, binarize: str = "n
     ``binarize="dynamic"`` or ``"static"`` draws one fixed binarization of ``x``
     (seed 123, as the IWAE code does for its test set). ``elbo``, ``recon``, ``kl`` are
     nats per example from one seeded posterior sample each; ``nll`` is the importance-
-    sampled estimate with exactly ``nll_samples`` samples (omitted when 0).
+    sampled estimate with exactly ``nll_samples`` samples (omitted when 0). ``mse`` is
+    Σ_pixels (x − x̂)² per example for the deterministic reconstruction x̂, and ``psnr``
+    = 10·log10(1 / per-pixel MSE) in dB for [0, 1] images (at most 100). Deterministic autoencoders
+    have no latent density, so they report ``recon``, ``mse`` and ``psnr`` only.
     """
+    if nll_samples > 0 and not hasattr(model, "importance_log_weights"):
+        raise VaelabError(f"the log-likelihood (NLL) needs a VAE-family model with a latent density; "
+                          f"'{getattr(model, 'name', type(model).__name__)}' is a deterministic autoencoder: "
+                          "evaluate it without --nll-samples")
     model.eval()
     device = next(model.parameters()).device
     if binarize != "none":
@@ -35,11 +44,15 @@ def evaluate(model, x: torch.Tensor, *, nll_samples: int = 0, binarize: str = "n
             loss = model.loss(xb)
             for k, v in loss.terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * xb.shape[0]
+            sq = (model.reconstruct(xb).float() - xb).square().sum()
+            sums["mse"] = sums.get("mse", 0.0) + float(sq)
     n = x.shape[0]
     result: dict = {"n": n, "k": nll_samples, "binarize": binarize}
     result.update({k: v / n for k, v in sums.items()})
     if "recon" in result and "kl" in result:
         result["elbo"] = -(result["recon"] + result["kl"])
+    pixel_mse = max(result["mse"] / x[0].numel(), 1e-10)  # a perfect reconstruction reads 100 dB
+    result["psnr"] = 10 * math.log10(1.0 / pixel_mse)
     if hasattr(model, "posterior_params"):
         result.update(posterior_stats(model, x, batch_size))
     if nll_samples > 0:

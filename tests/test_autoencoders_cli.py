@@ -1,0 +1,144 @@
+"""The deterministic autoencoders through the ``vaelab`` command: train, eval, sample and
+reconstruct each one on real MNIST images; options that a model lacks, NLL requests and
+bad values give one ``error:`` line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vaelab.cli import main
+
+COMMON = ["--epochs", "1", "--val-size", "500", "--batch-size", "100", "--threads", "1", "--no-progress"]
+MODEL_ARGS = {
+    "linear-ae": ["--latent-dim", "1", "--no-tied"],
+    "ae": ["--hidden", "32", "--latent-dim", "4", "--loss", "bernoulli"],
+    "conv-ae": ["--channels", "4,8", "--latent-dim", "4"],
+    "dae": ["--hidden", "32", "--latent-dim", "4", "--corruption", "salt-pepper", "--noise-level", "0.2"],
+    "stacked-ae": ["--hidden", "32,16", "--latent-dim", "4", "--pretrain-epochs", "1"],
+}
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def assert_png(path, size):
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.size == size
+
+
+@pytest.fixture(scope="module")
+def npy(mnist_small, tmp_path_factory):
+    """2500 real MNIST images as a uint8 N×28×28 .npy file."""
+    x = np.concatenate([mnist_small.train.x.numpy(), mnist_small.val.x.numpy()])
+    path = tmp_path_factory.mktemp("npy") / "mnist2500.npy"
+    np.save(path, (x[:, 0] * 255).round().astype(np.uint8))
+    return f"npy:{path}"
+
+
+@pytest.fixture(scope="module")
+def runs(npy, tmp_path_factory):
+    """One tiny CLI training run per autoencoder."""
+    root = tmp_path_factory.mktemp("ae-runs")
+    for name, args in MODEL_ARGS.items():
+        assert main(["train", name, "--data", npy, "--out", str(root / name), *args, *COMMON]) == 0, name
+    return root
+
+
+@pytest.mark.parametrize("name", list(MODEL_ARGS))
+def test_train_eval_sample_reconstruct(name, runs, npy, tmp_path, capsys):
+    run = runs / name
+    record = json.loads((run / "run.json").read_text())
+    assert record["model"] == name and record["resolved"]["binarize"] == "none"
+    if name == "linear-ae":
+        assert record["config"]["tied"] is False and record["config"]["center"] is True
+    if name == "dae":
+        assert record["config"]["corruption"] == "salt-pepper" and record["config"]["noise_level"] == 0.2
+    if name == "stacked-ae":
+        assert record["config"]["pretrain_epochs"] == 1 and record["config"]["hidden"] == [32, 16]
+    line = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+    assert set(line["train"]) == {"recon"} and line["val"]["loss"] == line["val"]["recon"]
+    for file in ("model.safetensors", "config.json", "samples.png", "reconstructions.png"):
+        assert (run / file).is_file()
+
+    code, out, err = cli(capsys, "eval", run, "--data", npy, "--split", "train", "--limit", "300", "--json",
+                         "--threads", "1")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["n"] == 300 and result["binarize"] == "none"
+    assert {"recon", "mse", "psnr"} <= set(result) and not {"nll", "elbo", "kl"} & set(result)
+    assert 0 < result["mse"] < 120 and 5 < result["psnr"] < 30  # one tiny epoch: a smoke test
+    if name != "ae":  # squared-error models: the loss is the MSE
+        assert result["recon"] == pytest.approx(result["mse"], rel=1e-4)
+    code, out, err = cli(capsys, "eval", run, "--data", npy, "--split", "train", "--limit", "300", "--threads", "1")
+    assert code == 0 and "psnr" in out and "nll" not in out
+
+    code, _, err = cli(capsys, "sample", run, "-n", "9", "-o", tmp_path / "s.png")
+    assert code == 0, err
+    assert_png(tmp_path / "s.png", size=(2 * (3 * 30 + 2),) * 2)
+    code, _, err = cli(capsys, "reconstruct", run, "--data", npy, "--split", "train", "-n", "8", "-o", tmp_path / "r.png")
+    assert code == 0, err
+    assert_png(tmp_path / "r.png", size=(2 * (8 * 30 + 2), 2 * (2 * 30 + 2)))
+
+
+def test_nll_is_refused_for_an_autoencoder(runs, npy, capsys):
+    code, _, err = cli(capsys, "eval", runs / "ae", "--data", npy, "--split", "train", "--limit", "10",
+                       "--nll-samples", "10")
+    assert_one_line_error(code, err, "NLL) needs a VAE-family model", "'ae' is a deterministic autoencoder",
+                          "without --nll-samples")
+
+
+def test_resume_continues_an_autoencoder_run(npy, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "dae", "--data", npy, "--out", out, *MODEL_ARGS["dae"], *COMMON]
+    code, _, err = cli(capsys, *args)
+    assert code == 0, err
+    code, stdout, err = cli(capsys, "train", "dae", "--data", npy, "--out", out, "--resume", "--epochs", "2",
+                            "--no-progress")
+    assert code == 0 and "trained 2 epochs" in stdout, err
+    code, _, err = cli(capsys, "train", "dae", "--data", npy, "--out", out, "--resume", "--epochs", "3",
+                       "--noise-level", "0.5", "--no-progress")
+    assert_one_line_error(code, err, "--noise-level differs")
+
+
+@pytest.mark.parametrize("model, extra, fragments", [
+    ("vae", ["--tied"], ["model 'vae' has no setting 'tied'"]),
+    ("vae", ["--corruption", "masking"], ["model 'vae' has no setting 'corruption'"]),
+    ("ae", ["--beta", "2"], ["model 'ae' has no setting 'beta'"]),
+    ("linear-ae", ["--hidden", "32"], ["model 'linear-ae' has no setting 'hidden'"]),
+    ("stacked-ae", ["--backbone", "conv"], ["model 'stacked-ae' has no setting 'backbone'"]),
+    ("ae", ["--loss", "l1"], ["unknown loss 'l1'", "mse, bernoulli"]),
+    ("dae", ["--corruption", "blur"], ["unknown corruption 'blur'", "salt-pepper"]),
+    ("dae", ["--corruption", "none"], ["dae needs a corruption"]),
+    ("dae", ["--noise-level", "2"], ["noise_level is a probability", "[0, 1]"]),
+    ("stacked-ae", ["--pretrain-epochs", "-1"], ["pretrain_epochs must be >= 0"]),
+    ("linear-ae", ["--latent-dim", "0"], ["latent_dim must be positive"]),
+])
+def test_bad_model_options_give_one_error_line(model, extra, fragments, npy, tmp_path, capsys):
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "train", model, "--data", npy, "--out", out, *extra, *COMMON)
+    assert_one_line_error(code, err, *fragments)
+    assert not (out / "run.json").exists()
+
+
+def test_help_lists_every_model_option_with_its_models(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--latent-dim", "--beta", "--loss", "--corruption", "--noise-level", "--tied", "--no-tied",
+                 "--center", "--pretrain-epochs", "--pretrain-lr", "--likelihood"):
+        assert flag in text, flag
+    assert "(linear-ae only; default: true)" in text
+    assert "masking for dae" in text and "20 for vae" in text
