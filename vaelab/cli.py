@@ -21,6 +21,14 @@ MODEL_OPTIONS = [
     ("--beta", "beta", float, "weight of the KL term (1 = the ELBO; >1 = β-VAE)"),
     ("--kl-warmup", "kl_warmup_epochs", float, "epochs over which the KL weight rises linearly from 0 to β (0 = off)"),
     ("--init", "init", str, "weight initialisation: torch or glorot"),
+    ("--loss", "loss", str, "reconstruction loss: mse (squared error summed over pixels) or bernoulli (cross-entropy with logits)"),
+    ("--corruption", "corruption", str, "input corruption while training (denoising): none, gaussian, masking or salt-pepper"),
+    ("--noise-level", "noise_level", float, "corruption strength: σ for gaussian, the per-pixel probability for masking and salt-pepper"),
+    ("--tied", "tied", "bool", "decoder matrix = encoder matrix transposed (--no-tied: a separate decoder matrix)"),
+    ("--center", "center", "bool", "subtract the training-data mean before encoding, so the optimum is PCA's subspace (--no-center: no offset)"),
+    ("--pretrain-epochs", "pretrain_epochs", int, "greedy layer-wise pretraining epochs per layer before fine-tuning (0 = off)"),
+    ("--pretrain-lr", "pretrain_lr", float, "Adam learning rate of the layer-wise pretraining"),
+    ("--pretrain-batch-size", "pretrain_batch_size", int, "minibatch size of the layer-wise pretraining"),
 ]
 TRAIN_OPTIONS = [
     ("--epochs", "epochs", int, "training epochs (with --resume: the new total)"),
@@ -36,6 +44,9 @@ TRAIN_OPTIONS = [
     ("--patience", "patience", int, "stop after this many epochs without a better validation loss (0 = off)"),
     ("--threads", "threads", int, "CPU threads (0 = all cores)"),
     ("--device", "device", str, "auto (CUDA when present, else CPU), cpu or cuda[:N]"),
+    ("--nonfinite", "nonfinite", str, "on a NaN/inf loss or gradient: stop (naming the step and term) or skip the step"),
+    ("--nonfinite-lr-factor", "nonfinite_lr_factor", float, "with --nonfinite skip: multiply the learning rate by this at each skip"),
+    ("--nonfinite-max-skips", "nonfinite_max_skips", int, "with --nonfinite skip: stop after this many skipped steps"),
 ]
 
 
@@ -43,6 +54,8 @@ RESUME_MAY_CHANGE = ("epochs", "threads", "device")
 
 
 def _ints(text: str) -> tuple[int, ...]:
+    if text.strip().lower() == "none":  # no layers, e.g. --hidden none for a conv backbone
+        return ()
     try:
         return tuple(int(t) for t in text.split(",") if t.strip())
     except ValueError:
@@ -58,6 +71,40 @@ def _add(group, options, defaults) -> None:
                            help=f"{text} (default: {shown})")
 
 
+def _shown(value) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value else "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _add_model_options(group, options) -> None:
+    """Model options for every registered model; the help names the models that have
+    each setting and their defaults, e.g. ``(default: 20 for vae; 32 for ae, dae)``."""
+    from .models import model_class, names
+
+    order = sorted(names(), key=lambda n: (n != "vae", n))
+    defaults = {n: {f.name: f.default for f in dataclasses.fields(model_class(n).Config)} for n in order}
+    for flag, key, kind, text in options:
+        having = [n for n in order if key in defaults[n]]
+        groups: dict[str, list[str]] = {}
+        for n in having:
+            groups.setdefault(_shown(defaults[n][key]), []).append(n)
+        if len(groups) == 1:
+            (value,) = groups
+            scope = "" if len(having) == len(order) else (
+                f"{having[0]} only; " if len(having) == 1 else f"{', '.join(having)}; ")
+            note = f"{scope}default: {value}"
+        else:
+            note = "default: " + "; ".join(f"{v} for {', '.join(ns)}" for v, ns in groups.items())
+        if kind == "bool":
+            group.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{text} ({note})")
+        else:
+            group.add_argument(flag, dest=key, type=_ints if kind == "ints" else kind, default=None,
+                               metavar={int: "N", float: "X", str: "NAME"}.get(kind, "N[,N...]"),
+                               help=f"{text} ({note})")
+
+
 def _data_args(p, required: bool = True) -> None:
     p.add_argument("--data", required=required, metavar="SPEC",
                    help="mnist, fashion-mnist, kmnist, digits, frey-faces, folder:PATH or npy:PATH")
@@ -67,7 +114,6 @@ def _data_args(p, required: bool = True) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .models.vae import VAEConfig
     from .training import TrainConfig
 
     parser = argparse.ArgumentParser(prog="vaelab", description="Train, measure and look inside autoencoders.")
@@ -85,16 +131,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys as the options, "
                                                    "with underscores); options given on the command line win")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    _add(p.add_argument_group("model settings"), MODEL_OPTIONS, VAEConfig)
+    _add_model_options(p.add_argument_group("model settings (each names the models it applies to)"), MODEL_OPTIONS)
     _add(p.add_argument_group("training settings"), TRAIN_OPTIONS, TrainConfig)
 
-    p = sub.add_parser("eval", help="measure a trained model (ELBO, IS-NLL, active units)",
+    p = sub.add_parser("eval", help="measure a trained model (ELBO, IS-NLL, active units, MSE, PSNR)",
                        description="Evaluate a run or model directory on a dataset split.")
     p.add_argument("run", help="run or model directory")
     _data_args(p)
     p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
     p.add_argument("--nll-samples", type=int, default=0, metavar="K",
-                   help="importance samples for the log-likelihood estimate, e.g. 5000 (default: 0 = skip)")
+                   help="importance samples for the log-likelihood estimate, e.g. 5000; VAE-family "
+                        "models only (default: 0 = skip)")
     p.add_argument("--binarize", default="auto", choices=("auto", "dynamic", "static", "none"),
                    help="binarize the evaluation images once with a fixed seed; auto follows the run "
                         "(default: auto)")
@@ -122,31 +169,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
                                                      "(default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+
+    from .compare.cli import add_compare_parser
+    add_compare_parser(sub)
     return parser
 
 
 def _settings_file(path: str) -> dict:
-    from .io import read_json
+    from .io import read_settings
 
-    p = Path(path)
-    if p.suffix == ".toml":
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            raise VaelabError("--config: TOML files need Python 3.11 or newer; use a JSON file") from None
-
-        try:
-            return tomllib.loads(p.read_text())
-        except FileNotFoundError:
-            raise VaelabError(f"--config file not found: {p}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise VaelabError(f"--config {p} is not valid TOML ({exc})") from None
-    return read_json(p, "--config file")
+    return read_settings(path, "--config file")
 
 
 def cmd_train(args) -> None:
     from . import train
-    from .io import read_json
+    from .io import read_run_record
     from .models import model_class
     from .training import TrainConfig
 
@@ -168,7 +205,7 @@ def cmd_train(args) -> None:
     model_config = model_settings or None
     config = None
     if args.resume:
-        recorded = read_json(out / "run.json", "run record") if (out / "run.json").exists() else None
+        recorded = read_run_record(out / "run.json") if (out / "run.json").exists() else None
         if recorded:
             for key, value in model_settings.items():
                 old = recorded["config"].get(key)
@@ -189,7 +226,8 @@ def cmd_train(args) -> None:
     result = train(args.model, args.data, out, model_config=model_config, config=config,
                    data_dir=args.data_dir, resume=args.resume, progress=not args.no_progress)
     best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"
-    print(f"trained {result.epochs_run} epochs{best}{' (stopped early)' if result.stopped_early else ''}")
+    skipped = f"; {result.skipped_steps} non-finite steps skipped" if result.skipped_steps else ""
+    print(f"trained {result.epochs_run} epochs{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
     print(f"run directory: {result.run_dir}  (model.safetensors, samples.png, reconstructions.png, metrics.jsonl)")
 
 
@@ -236,7 +274,7 @@ def cmd_eval(args) -> None:
     if args.json:
         print(json.dumps(result))
         return
-    for key in ("n", "k", "binarize", "elbo", "recon", "kl", "nll", "nll_stderr", "bits_per_dim",
+    for key in ("n", "k", "binarize", "elbo", "recon", "kl", "mse", "psnr", "nll", "nll_stderr", "bits_per_dim",
                 "active_units", "nll_seconds"):
         if key in result:
             value = result[key]
@@ -290,16 +328,21 @@ def cmd_demo(args) -> None:
         print(f"  {out / name}")
 
 
+def _cmd_compare(args) -> None:
+    from .compare.cli import cmd_compare
+    cmd_compare(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
-                "reconstruct": cmd_reconstruct, "demo": cmd_demo}
+                "reconstruct": cmd_reconstruct, "demo": cmd_demo, "compare": _cmd_compare}
     try:
         handlers[args.command](args)
     except VaelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,20 @@
+"""The lectures' comparisons, one function each; every one writes a table and figures.
+
+    from vaelab.compare import pca_vs_autoencoders
+    result = pca_vs_autoencoders("runs/compare-pca", latent_dims=(2, 10), epochs=5)
+    print(result.markdown())
+"""
+from __future__ import annotations
+
+from .codes_2d import codes_2d
+from .common import Comparison
+from .denoising import denoising
+from .generation import generation
+from .mixtures import mixtures_vs_vae
+from .pca_vs_ae import pca_vs_autoencoders
+
+COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
+               "generate": generation, "mixtures": mixtures_vs_vae}
+
+__all__ = ["COMPARISONS", "Comparison", "codes_2d", "denoising", "generation", "mixtures_vs_vae",
+           "pca_vs_autoencoders"]

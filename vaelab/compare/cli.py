@@ -1,0 +1,117 @@
+"""``vaelab compare NAME``: one subcommand per comparison, each a thin call of its function."""
+from __future__ import annotations
+
+import argparse
+
+from ..errors import VaelabError
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one integer")
+    return values
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _levels(text: str) -> dict:
+    """``gaussian=0.1,0.3;masking=0.5`` → {"gaussian": (0.1, 0.3), "masking": (0.5,)}."""
+    out = {}
+    for part in text.split(";"):
+        if not part.strip():
+            continue
+        kind, _, values = part.partition("=")
+        try:
+            out[kind.strip()] = tuple(float(v) for v in values.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected KIND=l1,l2;KIND=l1, got {text!r}") from None
+        if not out[kind.strip()]:
+            raise argparse.ArgumentTypeError(f"no levels given for {kind.strip()!r} in {text!r}")
+    return out
+
+
+# name: (help, [(flag, dest, type, default, help)])
+SPECIFIC = {
+    "pca": ("PCA vs linear-ae, ae and conv-ae: test MSE per latent size, principal angles", [
+        ("--latent-dims", "latent_dims", _ints, (2, 5, 10, 20, 50), "latent sizes"),
+        ("--models", "models", _names, ("pca", "linear-ae", "ae", "conv-ae"), "models to compare"),
+        ("--epochs", "epochs", int, 10, "training epochs per model"),
+        ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
+    ]),
+    "codes-2d": ("2-D PCA map beside autoencoder / VAE codes, coloured by label", [
+        ("--run", "runs", str, None, "use this trained run's codes (repeatable) instead of training models"),
+        ("--models", "models", _names, ("ae", "vae"), "models to train when no --run is given"),
+        ("--latent-dim", "latent_dim", int, 2, "code size of the trained models (>2 is projected)"),
+        ("--projection", "projection", str, "pca", "projection of codes wider than 2: pca or tsne"),
+        ("--epochs", "epochs", int, 10, "training epochs per model"),
+        ("--test-size", "test_size", int, 5000, "first N test images plotted (0 = all)"),
+    ]),
+    "denoise": ("PSNR of noisy input vs DAE vs plain AE for each corruption and level", [
+        ("--corruptions", "corruptions", _names, ("gaussian", "masking", "salt-pepper"), "corruption types"),
+        ("--levels", "levels", _levels, None, "levels per type, e.g. 'gaussian=0.1,0.3;masking=0.5' "
+                                              "(default: gaussian 0.1,0.3,0.5; masking 0.25,0.5,0.75; "
+                                              "salt-pepper 0.1,0.2,0.4)"),
+        ("--epochs", "epochs", int, 10, "training epochs per model"),
+        ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
+    ]),
+    "generate": ("an AE cannot generate, a VAE can: samples scored by a digit classifier", [
+        ("--latent-dim", "latent_dim", int, 16, "code size of both models"),
+        ("--samples", "samples", int, 2000, "decoded samples scored per model"),
+        ("--epochs", "epochs", int, 20, "training epochs per model"),
+    ]),
+    "mixtures": ("Bernoulli / Gaussian mixtures vs VAEs by test log-likelihood (MNIST, Frey Face)", [
+        ("--components", "components", _ints, (10, 100, 500), "Bernoulli mixture component counts"),
+        ("--em-iters", "em_iters", int, 50, "maximum EM iterations"),
+        ("--vae-run", "vae_run", str, None, "score this trained MNIST VAE run instead of training one"),
+        ("--vae-epochs", "vae_epochs", int, 50, "epochs of the MNIST VAE trained when no --vae-run"),
+        ("--nll-samples", "nll_samples", int, 1000, "importance samples for the VAEs' log-likelihood"),
+        ("--frey-components", "frey_components", _ints, (1, 5, 10, 20), "Gaussian mixture component counts"),
+        ("--frey-vae-epochs", "frey_vae_epochs", int, 1000, "maximum epochs of the Frey Face VAE (early-stopped)"),
+        ("--test-size", "test_size", int, 0, "first N MNIST test images (0 = all)"),
+    ]),
+}
+
+
+def add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="the lectures' comparisons: tables (stdout + file) and figures",
+                       description="Run one comparison; it writes table.md, results.json and PNG figures "
+                                   "into --out and reuses models it trained there before.")
+    which = p.add_subparsers(dest="comparison", required=True, metavar="COMPARISON")
+    for name, (help_text, options) in SPECIFIC.items():
+        q = which.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("--out", required=True, metavar="DIR", help="directory for tables, figures and models")
+        q.add_argument("--data-dir", default=None, metavar="DIR",
+                       help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
+        for flag, dest, kind, default, text in options:
+            if dest == "runs":
+                q.add_argument(flag, dest=dest, action="append", default=[], metavar="DIR", help=text)
+                continue
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            q.add_argument(flag, dest=dest, type=kind, default=default,
+                           help=f"{text} (default: {shown})" if default is not None else text)
+        if name == "mixtures":
+            q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")
+        q.add_argument("--train-size", type=int, default=0, help="first N training images (default: 0 = all)")
+        q.add_argument("--seed", type=int, default=0, help="seed for models, noise and samples (default: 0)")
+        q.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+        q.add_argument("--no-progress", action="store_true", help="hide training progress bars")
+
+
+def cmd_compare(args) -> None:
+    from . import COMPARISONS
+
+    settings = {k: v for k, v in vars(args).items() if k not in ("command", "comparison", "out", "no_progress")}
+    if args.comparison == "denoise" and settings.get("levels"):
+        unknown = sorted(set(settings["levels"]) - set(settings["corruptions"]))
+        if unknown:
+            raise VaelabError(f"--levels names {', '.join(unknown)}, which is not in --corruptions")
+    result = COMPARISONS[args.comparison](args.out, progress=not args.no_progress, **settings)
+    result.write(args.out)
+    print(result.markdown())
+    print(f"written: {args.out}/table.md, {args.out}/results.json, " + ", ".join(result.figures))

@@ -1,0 +1,130 @@
+"""What every comparison shares: its result table, where it is written, and how models are fitted."""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data import Dataset, load_dataset
+from ..errors import VaelabError
+from ..io import atomic_write_bytes, atomic_write_json
+
+
+@dataclass
+class Comparison:
+    """A comparison's table (``columns`` + ``rows`` of dicts), the figures it wrote and the
+    settings it ran with. ``write`` stores ``table.md`` and ``results.json`` in ``out``."""
+
+    name: str
+    title: str
+    columns: list[str]
+    rows: list[dict]
+    settings: dict = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def markdown(self) -> str:
+        head = "| " + " | ".join(self.columns) + " |"
+        rule = "|" + "|".join("---" for _ in self.columns) + "|"
+        body = ["| " + " | ".join(_cell(row.get(c)) for c in self.columns) + " |" for row in self.rows]
+        lines = [f"### {self.title}", "", head, rule, *body]
+        if self.notes:
+            lines += ["", *[f"- {n}" for n in self.notes]]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        return {"comparison": self.name, "title": self.title, "columns": self.columns, "rows": self.rows,
+                "settings": self.settings, "figures": self.figures, "notes": self.notes,
+                "seconds": round(self.seconds, 1)}
+
+    def write(self, out: str | os.PathLike) -> None:
+        out = Path(out)
+        atomic_write_bytes(out / "table.md", self.markdown().encode())
+        atomic_write_json(out / "results.json", self.to_dict())
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4f}" if abs(value) < 1 else f"{value:.2f}"
+    return str(value)
+
+
+def prepare_out(out: str | os.PathLike) -> Path:
+    """Create the output directory; refuse a path that exists as a file."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise VaelabError(f"--out {out} is a file; give a directory for the comparison's tables and figures")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def split(spec: str, data_dir, train_size: int = 0, test_size: int = 0) -> tuple[Dataset, Dataset]:
+    """The first ``train_size`` / ``test_size`` images of a dataset's splits (0 = all)."""
+    for name, n in (("train_size", train_size), ("test_size", test_size)):
+        if n < 0:
+            raise VaelabError(f"{name} must be >= 0 (0 = the whole split), got {n}")
+    train = load_dataset(spec, "train", data_dir=data_dir)
+    test = load_dataset(spec, "test", data_dir=data_dir)
+    if train_size:
+        train = train.subset(slice(0, train_size))
+    if test_size:
+        test = test.subset(slice(0, test_size))
+    return train, test
+
+
+def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: dict, progress: bool,
+        val_data: Dataset | None = None):
+    """Train a model into ``out`` (validated on ``val_data`` when given); a finished run there
+    with the same settings is loaded instead, and an interrupted one is resumed, so
+    re-running a comparison is cheap."""
+    from ..io import load, read_run_record
+    from ..training import train
+
+    if (out / "run.json").exists():
+        rec = read_run_record(out / "run.json", "run record")
+        wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in model_config.items()}
+        same = (rec.get("model") == model and rec.get("data", {}).get("n_train") == len(data)
+                and all(rec["config"].get(k) == v for k, v in wanted.items())
+                and all(rec["train"].get(k) == v for k, v in train_config.items()
+                        if k not in ("epochs", "threads", "device")))
+        if not same:
+            raise VaelabError(f"{out} holds a run with other settings; remove it or choose another --out")
+        if _finished(out, train_config) and (out / "model.safetensors").exists():
+            return load(out)
+        train(model, data, out, config=train_config, resume=True, val_data=val_data, progress=progress)
+    else:
+        train(model, data, out, model_config=model_config, config=train_config, val_data=val_data,
+              progress=progress)
+    return load(out)  # the best weights when validated, else the last
+
+
+def _finished(run: Path, train_config: dict) -> bool:
+    """All epochs ran, or early stopping ended the run (patience epochs without a better
+    validation loss after the best one)."""
+    path = run / "metrics.jsonl"
+    if not path.exists():
+        return False
+    try:
+        records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()]
+        last = int(records[-1]["epoch"]) if records else 0
+        vals = [(r["val"]["loss"], int(r["epoch"])) for r in records if isinstance(r.get("val"), dict) and "loss" in r["val"]]
+    except (ValueError, KeyError, TypeError):
+        return False
+    patience = train_config.get("patience", 0)
+    stopped = bool(vals and patience and last - min(vals)[1] >= patience)
+    return last >= train_config.get("epochs", 0) or stopped
+
+
+@torch.no_grad()
+def batched(fn, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """``fn`` applied to ``x`` in batches, concatenated (inference mode, float32 on the model's device)."""
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
