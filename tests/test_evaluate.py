@@ -83,10 +83,13 @@ class Spy:
     def __init__(self, model):
         self.original = model.importance_log_weights
         self.calls: list[tuple[int, int, int]] = []  # (id of the point batch, points, k)
+        self.seen: list[torch.Tensor] = []
         model.importance_log_weights = self
 
     def __call__(self, x, k, generator=None):
+        assert isinstance(generator, list) and len(generator) == x.shape[0]  # one stream per image
         assert not torch.is_grad_enabled(), "the estimator runs with gradients on"
+        self.seen.append(x)  # keeps each batch alive, so its id cannot be reused by the next
         self.calls.append((id(x), x.shape[0], k))
         out = self.original(x, k, generator=generator)
         assert not out.requires_grad
@@ -219,3 +222,17 @@ def test_evaluate_runs_without_gradients(trained_vae, mnist_small):
         del trained_vae.loss
     assert seen == [False, False, False]
     assert all(p.grad is None for p in trained_vae.parameters())
+
+
+def test_estimate_does_not_depend_on_threads_or_chunking(trained_vae, test_x):
+    """Each image has its own seeded stream, so threads and chunk sizes change only speed."""
+    x = test_x[:6]
+    one = vaelab.log_likelihood(trained_vae, x, 300, max_rows=64, seed=5)
+    torch.set_num_threads(2)  # point batches then run concurrently
+    two = vaelab.log_likelihood(trained_vae, x, 300, max_rows=64, seed=5)
+    assert torch.get_num_threads() == 2  # the caller's setting is restored
+    batched = vaelab.log_likelihood(trained_vae, x, 300, max_rows=4096, seed=5)
+    torch.testing.assert_close(one, two, rtol=0, atol=0)
+    torch.testing.assert_close(one, batched, rtol=0, atol=1e-3)
+    first = vaelab.log_likelihood(trained_vae, x[:2], 300, max_rows=64, seed=5)
+    torch.testing.assert_close(first, one[:2], rtol=0, atol=0)  # more images leave these unchanged

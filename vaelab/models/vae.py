@@ -7,6 +7,7 @@ is in the config (1 = the ELBO); an optional linear warm-up raises it from 0.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -168,17 +169,29 @@ class VAE(Model):
         return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
 
     def importance_log_weights(self, x: torch.Tensor, k: int,
-                               generator: torch.Generator | None = None) -> torch.Tensor:
-        """log p(x|z_i) + log p(z_i) − log q(z_i|x) for k samples z_i ~ q(z|x): shape (B, k)."""
+                               generator: torch.Generator | Sequence[torch.Generator] | None = None
+                               ) -> torch.Tensor:
+        """log p(x|z_i) + log p(z_i) − log q(z_i|x) for k samples z_i ~ q(z|x): shape (B, k).
+
+        ``generator`` is one generator for the whole batch, or one per image (each image's
+        samples then depend only on its own stream, not on how images are batched)."""
         mu, logvar = self.posterior_params(x)
         b, dim = mu.shape
         std = torch.exp(0.5 * logvar)
-        eps = torch.randn(b, k, dim, generator=generator, device=mu.device, dtype=mu.dtype)
+        if isinstance(generator, (list, tuple)):
+            eps = torch.stack([torch.randn(k, dim, generator=g, device=mu.device, dtype=mu.dtype)
+                               for g in generator])
+        else:
+            eps = torch.randn(b, k, dim, generator=generator, device=mu.device, dtype=mu.dtype)
         z = torch.addcmul(mu.unsqueeze(1), std.unsqueeze(1), eps)
-        last = self.decoder[0][-1] if self.config.backbone == "mlp" else None
-        if last is not None and hasattr(self.likelihood, "log_prob_linear"):
-            h = self.decoder[0][:-1](z.view(b * k, dim)).view(b, k, -1)
-            log_px = self.likelihood.log_prob_linear(h, last.weight, last.bias, x)
+        layers = self.decoder[0] if self.config.backbone == "mlp" else None
+        if layers is not None and len(layers) >= 3 and hasattr(self.likelihood, "log_prob_linear"):
+            # The last hidden layer is computed transposed, (F, b·k) with contiguous rows, so
+            # the fast path can drop inactive hidden units with cheap row copies.
+            hidden, act, last = layers[-3], layers[-2], layers[-1]
+            prev = layers[:-3](z.view(b * k, dim))
+            h_t = act(torch.addmm(hidden.bias.unsqueeze(1), hidden.weight, prev.t()))
+            log_px = self.likelihood.log_prob_linear(h_t.t().view(b, k, -1), last.weight, last.bias, x)
         else:
             out = self.decoder(z.view(b * k, dim)).view(b, k, *self.out_shape)
             log_px = self.likelihood.log_prob_samples(out, x)

@@ -109,16 +109,19 @@ class Bernoulli(_Likelihood):
         rows = min(k, ROW_BLOCK)
         v_buf = torch.empty(rows, weight.shape[0], dtype=h.dtype, device=h.device)
         scratch = torch.empty_like(v_buf)
+        weight_t = weight.t().contiguous()  # (F, D): hidden units as rows
+        ones = torch.ones(k, dtype=h.dtype, device=h.device)
         for i in range(b):
-            hi, w = h[i], weight
-            active = hi.ne(0).any(0)  # ReLU decoders: units off for every sample of this image
-            if not bool(active.all()):
-                idx = active.nonzero().squeeze(1)
-                hi, w = hi.index_select(1, idx), weight.index_select(1, idx)
-            w, c = (w * sign[i].unsqueeze(1)).t(), bias * sign[i]
+            h_t = h[i].t()  # (F, k); rows are contiguous when h is a transposed layout
+            w_t = weight_t
+            if bool(h_t.min() >= 0):  # ReLU-like: a unit is off for all samples iff its row sums to 0
+                idx = torch.mv(h_t, ones).nonzero().squeeze(1)
+                if idx.numel() < h_t.shape[0]:
+                    h_t, w_t = h_t.index_select(0, idx), weight_t.index_select(0, idx)
+            w_t, c = w_t * sign[i], bias * sign[i]
             for j in range(0, k, ROW_BLOCK):  # blocks keep v in cache for the elementwise passes
-                hb = hi[j:j + ROW_BLOCK]
-                v = torch.addmm(c, hb, w, out=v_buf[:hb.shape[0]])
+                hb = h_t[:, j:j + ROW_BLOCK].t()
+                v = torch.addmm(c, hb, w_t, out=v_buf[:hb.shape[0]])
                 result[i, j:j + ROW_BLOCK] = -_softplus_row_sums(v, scratch[:hb.shape[0]])
         return result
 
