@@ -19,6 +19,7 @@ from ..config import Config, choice, require
 from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.corruption import CORRUPTIONS, corrupt
 from ..nn.deterministic import PointMass, squared_error_likelihood
+from ..nn.init import glorot_, output_bias_from_data_
 from ..nn.likelihoods import Bernoulli
 from ..nn.mlp import ACTIVATIONS, mlp
 from .base import Loss, Model
@@ -179,25 +180,6 @@ def mlp_autoencoder(config) -> tuple[nn.Sequential, nn.Sequential]:
     decoder = nn.Sequential(mlp(config.latent_dim, tuple(reversed(config.hidden)), c * h * w, config.activation),
                             nn.Unflatten(1, (c, h, w)))
     return encoder, decoder
-
-
-def glorot_(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.xavier_uniform_(m.weight)
-            nn.init.zeros_(m.bias)
-
-
-def output_bias_from_data_(decoder: nn.Module, x_train: torch.Tensor, input_shape) -> None:
-    """Set the last layer's bias to logit(mean training pixel), so training starts at the mean image."""
-    last = [m for m in decoder.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
-    c, h, w = input_shape
-    mean = x_train.float().mean(0).clamp(1e-3, 1 - 1e-3)
-    with torch.no_grad():
-        if isinstance(last, nn.Linear):
-            last.bias.copy_(torch.logit(mean.flatten()).to(last.bias))
-        else:
-            last.bias.copy_(torch.logit(mean.mean((1, 2))).to(last.bias))
 
 
 @register("ae")

@@ -24,7 +24,8 @@ from torch import nn
 from ..config import Config, require
 from ..nn.corruption import corrupt
 from ..nn.mlp import activation
-from .ae import Autoencoder, glorot_, mlp_autoencoder, output_bias_from_data_, validate_network
+from ..nn.init import glorot_, output_bias_from_data_
+from .ae import Autoencoder, mlp_autoencoder, validate_network
 from .registry import register
 
 

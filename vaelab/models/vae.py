@@ -16,6 +16,7 @@ from torch import nn
 
 from ..config import Config, choice, require
 from ..nn.conv import ConvDecoder, ConvEncoder
+from ..nn.init import glorot_, output_bias_from_data_
 from ..nn.likelihoods import LIKELIHOODS, make_likelihood
 from ..nn.mlp import ACTIVATIONS, mlp
 from .base import Loss, Model
@@ -112,10 +113,7 @@ class VAE(Model):
             self.decoder = ConvDecoder(config.latent_dim, config.channels, config.input_shape,
                                        out_c, config.activation, config.hidden)
         if config.init == "glorot":
-            for m in self.modules():
-                if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
-                    nn.init.xavier_uniform_(m.weight)
-                    nn.init.zeros_(m.bias)
+            glorot_(self)
         self.kl_weight = config.beta
 
     # -- the model's pieces -------------------------------------------------------
@@ -203,11 +201,4 @@ class VAE(Model):
         """Set the decoder's output bias to logit(mean training pixel), clipped as in IWAE."""
         if not self.config.output_bias_from_data:
             return
-        last = [m for m in self.decoder.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
-        c, h, w = self.config.input_shape
-        mean = x_train.float().mean(0).clamp(1e-3, 1 - 1e-3)
-        with torch.no_grad():
-            if isinstance(last, nn.Linear):
-                last.bias[: c * h * w] = torch.logit(mean.flatten()).to(last.bias)
-            else:
-                last.bias[:c] = torch.logit(mean.mean((1, 2))).to(last.bias)
+        output_bias_from_data_(self.decoder, x_train, self.config.input_shape)
