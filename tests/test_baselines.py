@@ -163,6 +163,15 @@ def _map_objective(weights: np.ndarray, means: np.ndarray, x: np.ndarray, prior:
     return (np.log(lik).sum() + prior * np.sum(np.log(means) + np.log1p(-means)) + weight_prior * np.log(weights).sum()) / len(x)
 
 
+def test_em_never_decreases_the_log_likelihood_when_the_priors_vanish():
+    """With (almost) no prior, EM is maximum likelihood: the data log-likelihood itself never drops."""
+    x = binarize_static(torch.rand(400, 40) ** 2, 3)
+    m = BernoulliMixture(8, prior=1e-9, weight_prior=0.0, init="random", seed=2).fit(x, max_iter=60, tol=-math.inf)
+    ll = [r["log_likelihood"] for r in m.history]
+    assert ll[-1] > ll[0] + 0.1  # it learned something
+    assert all(b >= a - 1e-9 * abs(a) for a, b in zip(ll, ll[1:]))
+
+
 @pytest.mark.parametrize("init", ["kmeans++", "random"])
 def test_em_never_decreases_the_map_objective(init):
     x = binarize_static(torch.rand(300, 30) ** 2, 0)
