@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from test_cli import assert_one_line_error, assert_png, cli
 from vaelab.cli import main
 
 COMMON = ["--epochs", "1", "--val-size", "500", "--batch-size", "100", "--threads", "1", "--no-progress"]
@@ -19,24 +19,6 @@ MODEL_ARGS = {
     "dae": ["--hidden", "32", "--latent-dim", "4", "--corruption", "salt-pepper", "--noise-level", "0.2"],
     "stacked-ae": ["--hidden", "32,16", "--latent-dim", "4", "--pretrain-epochs", "1"],
 }
-
-
-def cli(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, (fragment, err)
-
-
-def assert_png(path, size):
-    with Image.open(path) as img:
-        assert img.format == "PNG" and img.size == size
 
 
 @pytest.fixture(scope="module")
