@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .errors import VaelabError
+from .errors import VaelabError, brief
 from .models.registry import model_class
 
 FORMAT_VERSION = 1
@@ -96,7 +96,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         tmp = None
     except OSError as exc:
         kept = "the previous file is unchanged" if path.exists() else "nothing was written"
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}; {kept}; {_write_hint(exc)}") from None
+        raise WriteError(f"cannot write {path}: {exc.strerror or brief(exc)}; {kept}; {_write_hint(exc)}") from None
     finally:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -170,7 +170,7 @@ def read_json(path: Path, what: str) -> dict:
     try:
         obj = json.loads(data, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise VaelabError(f"{what} {path} is not valid JSON ({exc}); restore or re-create it") from None
+        raise VaelabError(f"{what} {path} is not valid JSON ({brief(exc)}); restore or re-create it") from None
     except RecursionError:
         raise VaelabError(f"{what} {path} is nested too deeply to be a settings file; restore or re-create it") from None
     if not isinstance(obj, dict):
@@ -192,9 +192,9 @@ def read_settings(path: str | os.PathLike, what: str = "settings file") -> dict:
     try:
         obj = tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
-        raise VaelabError(f"{what} {path} is not UTF-8 text ({exc}); save it as UTF-8") from None
+        raise VaelabError(f"{what} {path} is not UTF-8 text ({brief(exc)}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
-        raise VaelabError(f"{what} {path} is not valid TOML ({exc})") from None
+        raise VaelabError(f"{what} {path} is not valid TOML ({brief(exc)})") from None
     except RecursionError:
         raise VaelabError(f"{what} {path} is nested too deeply to be a settings file") from None
     _check_numbers(obj, f"{what} {path}")
@@ -223,7 +223,7 @@ def read_safetensors(path: Path, what: str = "weights file") -> tuple[dict[str, 
         if _looks_like_pickle(data):
             raise VaelabError(f"{path} is a pickle/zip file, not safetensors; vaelab never unpickles "
                               "(re-save the weights with safetensors)") from None
-        raise VaelabError(f"{what} {path} is not a valid safetensors file ({exc})") from None
+        raise VaelabError(f"{what} {path} is not a valid safetensors file ({brief(exc)})") from None
     return tensors, meta
 
 
@@ -311,7 +311,7 @@ def build_checked(cls, config, where: str, tensors: dict[str, torch.Tensor] | No
         raise
     except Exception as exc:  # a config that passes its checks but no layer can be built from
         raise VaelabError(f"cannot build a {cls.name} from the config for {where} "
-                          f"({type(exc).__name__}: {exc}); fix config.json") from None
+                          f"({brief(exc, typed=True)}); fix config.json") from None
 
 
 def model_from_record(record: dict, where: str):

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import VaelabError
+from ..errors import VaelabError, brief
 from ._store import read_baseline, require, save_baseline
 
 KIND = "digit-classifier"
@@ -116,7 +116,7 @@ class DigitClassifier(nn.Module):
             model = cls(tuple(config["image_shape"]), tuple(config["hidden"]), int(config["num_classes"]))
             model.history = list(config.get("history", []))
         except (KeyError, TypeError, ValueError) as exc:
-            raise VaelabError(f"{where}: classifier settings are incomplete ({exc!r}); re-save the baseline") from None
+            raise VaelabError(f"{where}: classifier settings are incomplete ({brief(exc, typed=True)}); re-save the baseline") from None
         own = model.state_dict()
         require(tensors, tuple(own), where)
         if set(tensors) != set(own) or any(tensors[k].shape != own[k].shape for k in own):

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..errors import VaelabError
+from ..errors import VaelabError, brief
 from ._store import read_baseline, require, rows, save_baseline
 
 _F64 = torch.float64
@@ -261,7 +261,7 @@ class BernoulliMixture:
             model.converged, model.fit_seconds = bool(config["converged"]), float(config["fit_seconds"])
             model.history = list(config["history"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise VaelabError(f"{where}: Bernoulli mixture settings are incomplete ({exc!r}); re-save the baseline") from None
+            raise VaelabError(f"{where}: Bernoulli mixture settings are incomplete ({brief(exc, typed=True)}); re-save the baseline") from None
         model.weights, model.means = tensors["weights"].to(_F64), tensors["means"].to(_F64)
         if model.means.shape != (model.n_components, math.prod(model.shape)) or model.weights.shape != (model.n_components,):
             raise VaelabError(f"{where}: arrays do not match the settings (means {tuple(model.means.shape)}); re-save the baseline")
@@ -315,7 +315,7 @@ class GaussianMixture:
         try:
             sk.fit(data.numpy())
         except ValueError as exc:  # scikit-learn's ill-defined covariance: a collapsed component
-            raise VaelabError(f"Gaussian mixture fit failed ({str(exc).splitlines()[0]}); increase reg_covar "
+            raise VaelabError(f"Gaussian mixture fit failed ({brief(exc)}); increase reg_covar "
                               f"(now {self.reg_covar:g}) or use fewer components") from None
         self.fit_seconds = time.perf_counter() - start
         self.weights, self.means = torch.from_numpy(sk.weights_).to(_F64), torch.from_numpy(sk.means_).to(_F64)
@@ -402,7 +402,7 @@ class GaussianMixture:
             model.converged, model.n_iter = bool(config["converged"]), int(config["n_iter"])
             model.fit_seconds = float(config["fit_seconds"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise VaelabError(f"{where}: Gaussian mixture settings are incomplete ({exc!r}); re-save the baseline") from None
+            raise VaelabError(f"{where}: Gaussian mixture settings are incomplete ({brief(exc, typed=True)}); re-save the baseline") from None
         model.weights, model.means, model.covariances = (tensors[k].to(_F64) for k in ("weights", "means", "covariances"))
         k, d = model.n_components, math.prod(model.shape)
         cov_shape = (k, d, d) if model.covariance_type == "full" else (k, d)

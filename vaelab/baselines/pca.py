@@ -13,7 +13,7 @@ import os
 
 import torch
 
-from ..errors import VaelabError
+from ..errors import VaelabError, brief
 from ._store import read_baseline, require, rows, save_baseline
 
 KIND = "pca"
@@ -147,7 +147,7 @@ class PCA:
             pca = cls(int(config["n_components"]))
             pca.shape, pca.n_samples = tuple(int(s) for s in config["shape"]), int(config["n_samples"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise VaelabError(f"{where}: PCA settings are incomplete ({exc!r}); re-save the baseline") from None
+            raise VaelabError(f"{where}: PCA settings are incomplete ({brief(exc, typed=True)}); re-save the baseline") from None
         pca.mean, pca.components, pca.eigenvalues = (tensors[n].to(torch.float64) for n in ("mean", "components", "eigenvalues"))
         if pca.components.shape != (pca.mean.shape[0], pca.n_components):
             raise VaelabError(f"{where}: components have shape {tuple(pca.components.shape)}, expected ({pca.mean.shape[0]}, {pca.n_components}); re-save the baseline")

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterable
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, brief
 
 TIMEOUT_S = 30.0
 
@@ -57,7 +57,7 @@ def fetch(url_list: Iterable[str], dest_path: str | os.PathLike, sha256: str, ti
                 return dest
             failures.append(f"{url} (checksum mismatch: SHA-256 {got})")
         except (OSError, http.client.HTTPException, ValueError) as e:
-            failures.append(f"{url} ({getattr(e, 'reason', None) or e})")
+            failures.append(f"{url} ({brief(getattr(e, 'reason', None) or e)})")
         finally:
             if os.path.exists(tmp):
                 os.remove(tmp)

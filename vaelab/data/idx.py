@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, brief
 
 # IDX type code -> big-endian numpy dtype.
 _DTYPES = {
@@ -59,7 +59,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
             payload = _read_at_most(stream, expected + 1)
         except (OSError, EOFError, zlib.error) as e:
             what = "corrupt gzip stream" if compressed else "read error"
-            raise VaelabError(f"{what} in IDX file {path} ({e}); re-download the file") from None
+            raise VaelabError(f"{what} in IDX file {path} ({brief(e)}); re-download the file") from None
         if len(payload) != expected:
             if len(payload) < expected:
                 found = f"only {len(payload):,}"

@@ -18,7 +18,7 @@ import torch
 
 from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, brief
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces")
 SPLITS = ("train", "test")
@@ -225,7 +225,7 @@ def _load_folder(path: Path, split: str) -> Dataset:
     try:
         return _walk_folder(path, split)
     except OSError as e:
-        raise VaelabError(f"cannot read image folder {path}: {e.strerror or e} ({e.filename}); check the path "
+        raise VaelabError(f"cannot read image folder {path}: {e.strerror or brief(e)} ({e.filename}); check the path "
                           "and its permissions") from None
 
 
@@ -308,7 +308,7 @@ def _decode(path: Path) -> np.ndarray:
     except VaelabError:
         raise
     except Exception as e:  # PIL raises many types for damaged files; all mean the same here
-        raise VaelabError(f"cannot read image {path} ({type(e).__name__}: {e}); fix or remove the file") from None
+        raise VaelabError(f"cannot read image {path} ({brief(e, typed=True)}); fix or remove the file") from None
     if pixels.dtype != np.uint8 and (pixels.min() < 0 or pixels.max() > 65535):
         raise VaelabError(f"image {path} has values outside 0..65535; save it as 8- or 16-bit")
     return pixels
@@ -360,7 +360,7 @@ def _read_npy(stream, available: int, where: str) -> np.ndarray:
             raise ValueError(f"format version {version[0]}.{version[1]} is not supported")
         header_end = stream.tell()
     except Exception as e:  # numpy raises several types for damaged headers
-        raise VaelabError(f"cannot read {where} (bad .npy header: {e}); save it again with numpy.save") from None
+        raise VaelabError(f"cannot read {where} (bad .npy header: {brief(e)}); save it again with numpy.save") from None
     if dtype.hasobject:
         raise VaelabError(f"{where} holds Python objects (dtype=object), which are not loaded for safety; "
                           "save a numeric array")
@@ -380,7 +380,7 @@ def _read_npy(stream, available: int, where: str) -> np.ndarray:
                 break
             data += chunk
     except Exception as e:  # zip members raise zlib, CRC and EOF errors
-        raise VaelabError(f"cannot read {where} ({type(e).__name__}: {e}); save it again with numpy.save") from None
+        raise VaelabError(f"cannot read {where} ({brief(e, typed=True)}); save it again with numpy.save") from None
     if len(data) < nbytes:
         raise VaelabError(f"{where} ends after {len(data):,} of its {nbytes:,} data bytes; the file is truncated")
     try:
@@ -389,7 +389,7 @@ def _read_npy(stream, available: int, where: str) -> np.ndarray:
         array = np.frombuffer(data, dtype=dtype, count=count)
         return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
     except Exception as e:
-        raise VaelabError(f"cannot read {where} ({type(e).__name__}: {e}); save it again with numpy.save") from None
+        raise VaelabError(f"cannot read {where} ({brief(e, typed=True)}); save it again with numpy.save") from None
 
 
 def _read_npz(f, path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
@@ -400,7 +400,7 @@ def _read_npz(f, path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
         archive = zipfile.ZipFile(f)
         infos = {info.filename: info for info in archive.infolist()}
     except Exception as e:  # BadZipFile, OSError, ValueError, ... for damaged archives
-        raise VaelabError(f"cannot read {path} as .npz ({type(e).__name__}: {e}); save it again with numpy.savez") from None
+        raise VaelabError(f"cannot read {path} as .npz ({brief(e, typed=True)}); save it again with numpy.savez") from None
     with archive:
         names = sorted(n[:-4] for n in infos if n.endswith(".npy"))
         arrays = {}
@@ -417,7 +417,7 @@ def _read_npz(f, path: Path) -> tuple[list[str], dict[str, np.ndarray]]:
             try:
                 member = archive.open(info)
             except Exception as e:
-                raise VaelabError(f"cannot read {where} ({type(e).__name__}: {e}); save it again with numpy.savez") from None
+                raise VaelabError(f"cannot read {where} ({brief(e, typed=True)}); save it again with numpy.savez") from None
             with member:
                 arrays[key] = _read_npy(member, info.file_size, where)
     return names, arrays

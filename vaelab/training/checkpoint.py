@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from ..errors import VaelabError
+from ..errors import VaelabError, brief
 from ..io import WriteError, atomic_write_bytes, fsync_dir, load_state, read_safetensors, serialize
 
 FORMAT = "vaelab-checkpoint"
@@ -88,7 +88,7 @@ def _keep_previous(path: Path) -> None:
         os.replace(tmp, prev)
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
-        raise WriteError(f"cannot keep {path} as {prev.name}: {exc.strerror or exc}; "
+        raise WriteError(f"cannot keep {path} as {prev.name}: {exc.strerror or brief(exc)}; "
                          "the checkpoint itself is unchanged") from None
     fsync_dir(path.parent)
 
@@ -186,6 +186,6 @@ def restore_checkpoint(tensors: dict[str, torch.Tensor], state: dict, model, opt
         version, internal, gauss = state["python_rng"]
         random.setstate((version, tuple(internal), gauss))
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as exc:
-        raise VaelabError(f"checkpoint {where} does not fit this run ({type(exc).__name__}: {exc}); "
+        raise VaelabError(f"checkpoint {where} does not fit this run ({brief(exc, typed=True)}); "
                           "resume with the settings it was written with") from None
     return state["counters"]

@@ -39,7 +39,7 @@ from .. import __version__
 from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batches import BINARIZE, Batches
-from ..errors import VaelabError
+from ..errors import VaelabError, brief
 from ..io import (WriteError, atomic_write_bytes, atomic_write_json, fsync_dir, model_record,
                   read_run_record, remove_stale_temporaries, save)
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
@@ -617,7 +617,7 @@ def _append_metrics(path: Path, line: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise WriteError(f"cannot write {path}: {exc.strerror or brief(exc)}") from None
     if new:
         fsync_dir(path.parent)
 
