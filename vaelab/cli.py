@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -341,12 +342,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handlers[args.command](args)
     except VaelabError as exc:
+        code = getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training
+        if code == 130 and argv is None:
+            _leaving()
         print(f"error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training
+        return code
     except KeyboardInterrupt:
+        if argv is None:
+            _leaving()
         print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def _leaving() -> None:
+    """The command was stopped and its checkpoint is saved: a further Ctrl-C has nothing left
+    to stop, and landing in the interpreter's shutdown it would only print a traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
