@@ -3,6 +3,7 @@
 import gzip
 import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 from vaelab.data import DATASETS, Dataset, binarize_static, load_dataset, read_idx, resolve_data_dir, split_validation
 from vaelab.data.download import fetch, sha256_file
 from vaelab.data.idx import write_idx
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, VaelabWarning
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -218,6 +219,16 @@ def test_folder_unreadable_and_empty(tmp_path):
         load_dataset(f"folder:{tmp_path / 'missing'}")
 
 
+def test_folder_of_0_1_images_is_read_as_black_and_white(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray((np.arange(12).reshape(3, 4) % 2 == i % 2).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    with pytest.warns(VaelabWarning, match=r"folder:.*hold only the values 0 and 1.*black-and-white"):
+        ds = load_dataset(f"folder:{tmp_path}")
+    assert ds.x.max() == 1 and set(ds.x.unique().tolist()) == {0.0, 1.0}  # not 1/255
+
+
 # --- npy: -----------------------------------------------------------------------------
 
 
@@ -237,6 +248,33 @@ def test_npy_float_range_and_npz_labels(tmp_path):
     np.save(tmp_path / "big.npy", x * 255)
     with pytest.raises(VaelabError, match=r"must lie in \[0, 1\]"):
         load_dataset(f"npy:{tmp_path / 'big.npy'}")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_npy_0_1_integers_are_read_as_black_and_white(tmp_path, dtype):
+    x = (np.random.default_rng(0).random((4, 5, 5)) > 0.5).astype(dtype)
+    np.save(tmp_path / "mask.npy", x)
+    with pytest.warns(VaelabWarning, match=rf"mask\.npy: the {np.dtype(dtype)} pixels hold only the values 0 and 1"):
+        ds = load_dataset(f"npy:{tmp_path / 'mask.npy'}")
+    assert torch.equal(ds.x[:, 0], torch.from_numpy(x).float())  # 0/1, not 0 and 1/255
+    np.save(tmp_path / "wide.npy", x * 7)  # other integers: uint8 stays 0..255 (no notice), int64 is refused
+    if dtype == np.uint8:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", VaelabWarning)
+            assert load_dataset(f"npy:{tmp_path / 'wide.npy'}").x.max() == pytest.approx(7 / 255)
+    else:
+        with pytest.raises(VaelabError, match="has dtype int64; save images as uint8"):
+            load_dataset(f"npy:{tmp_path / 'wide.npy'}")
+
+
+def test_npy_nan_and_inf_are_named_and_counted(tmp_path):
+    x = np.full((5, 3, 3), 0.5, np.float32)
+    x[0, 0, 0] = x[0, 1, 1] = np.nan
+    x[3, 2, 2] = np.inf
+    np.save(tmp_path / "nan.npy", x)
+    with pytest.raises(VaelabError, match=r"nan\.npy: the images hold 2 NaN and 1 inf values \(in 2 of 5 images\); "
+                                          r"replace them"):
+        load_dataset(f"npy:{tmp_path / 'nan.npy'}")
 
 
 def test_npy_object_array_refused(tmp_path):

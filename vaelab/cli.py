@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import VaelabError
@@ -333,13 +335,33 @@ def _cmd_compare(args) -> None:
     cmd_compare(args)
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Show vaelab's warnings as ``warning: <message>`` lines on stderr, every time."""
+    from .errors import VaelabWarning
+
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, VaelabWarning):
+                print(f"warning: {message}", file=sys.stderr)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.simplefilter("always", VaelabWarning)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
                 "reconstruct": cmd_reconstruct, "demo": cmd_demo, "compare": _cmd_compare}
     try:
-        handlers[args.command](args)
+        with _one_line_warnings():
+            handlers[args.command](args)
     except VaelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training

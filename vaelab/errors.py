@@ -7,3 +7,8 @@ callers can catch :class:`VaelabError` without catching programming errors.
 
 class VaelabError(Exception):
     """A user-facing problem (bad input, missing file, invalid setting)."""
+
+
+class VaelabWarning(UserWarning):
+    """A one-line notice about the data that does not stop the work (the CLI prints
+    ``warning: <message>``): something was read in a way the user may not expect."""

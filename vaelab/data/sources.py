@@ -18,7 +18,7 @@ import torch
 
 from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, VaelabWarning
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces")
 SPLITS = ("train", "test")
@@ -256,7 +256,7 @@ def _walk_folder(path: Path, split: str) -> Dataset:
         labels += [label] * len(found)
     if not files:
         raise VaelabError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {path}; check the path")
-    x = torch.from_numpy(_read_images(files))
+    x = torch.from_numpy(_read_images(files, f"folder:{path}"))
     if not class_dirs:
         return Dataset(f"folder:{path}", x)
     return Dataset(f"folder:{path}", x, torch.tensor(labels, dtype=torch.int64), tuple(d.name for d in class_dirs))
@@ -271,8 +271,8 @@ def _image_files(folder: Path, recursive: bool) -> list[Path]:
     )
 
 
-def _read_images(files: list[Path]) -> np.ndarray:
-    """Decode and stack images to N×C×H×W float32 in [0, 1]."""
+def _read_images(files: list[Path], where: str) -> np.ndarray:
+    """Decode and stack images to N×C×H×W float32 in [0, 1] (0/1-valued images kept as 0/1)."""
     pixels = []
     for f in files:
         pixels.append(_decode(f))
@@ -283,11 +283,21 @@ def _read_images(files: list[Path]) -> np.ndarray:
                 "resize all images to one size first"
             )
     channels = 3 if any(p.ndim == 3 for p in pixels) else 1
+    binary = max(int(p.max(initial=0)) for p in pixels) == 1
+    if binary:
+        _say_binary(where, "image files")
     out = np.empty((len(pixels), channels) + pixels[0].shape[:2], dtype=np.float32)
     for i, p in enumerate(pixels):
         out[i] = p.transpose(2, 0, 1) if p.ndim == 3 else p
-        out[i] /= 65535 if p.dtype != np.uint8 else 255
+        out[i] /= 1 if binary else 65535 if p.dtype != np.uint8 else 255
     return out
+
+
+def _say_binary(where: str, what: str) -> None:
+    """One line saying that 0/1 integer pixels are read as black and white: divided by 255
+    they would be near-black images, and a model would silently learn nothing."""
+    warnings.warn(f"{where}: the {what} hold only the values 0 and 1, so they are read as black-and-white "
+                  "pixels (0/1), not as 0..255 grey levels", VaelabWarning, stacklevel=2)
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -459,18 +469,37 @@ def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _to_unit_float(x: np.ndarray, path: Path) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: uint8 / 255, bool and floats in [0, 1] as they are, and
+    integers holding only 0 and 1 as 0/1 (with a one-line notice)."""
     if len(x) == 0:
         raise VaelabError(f"{path} holds no images (shape {x.shape})")
-    if x.dtype == np.uint8:
+    binary = x.dtype.kind in "iu" and x.size and x.min() >= 0 and x.max() == 1
+    if binary:
+        _say_binary(f"npy:{path}", f"{x.dtype} pixels")
+    if x.dtype == np.uint8 or binary:
         out = np.ascontiguousarray(x, dtype=np.float32)
-        out /= 255
+        if not binary:
+            out /= 255
         return out
     if x.dtype == np.bool_ or x.dtype.kind == "f":
         out = np.ascontiguousarray(x, dtype=np.float32)
-        if x.dtype.kind == "f" and not (np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1):
-            raise VaelabError(f"{path}: float images must lie in [0, 1] (found {np.nanmin(out):g}..{np.nanmax(out):g}); rescale them or save uint8")
+        if x.dtype.kind == "f":
+            _check_finite(out, path)
+            if out.size and not (out.min() >= 0 and out.max() <= 1):
+                raise VaelabError(f"{path}: float images must lie in [0, 1] (found {out.min():g}..{out.max():g}); rescale them or save uint8")
         return out
     raise VaelabError(f"{path} has dtype {x.dtype}; save images as uint8 (0..255) or float in [0, 1]")
+
+
+def _check_finite(x: np.ndarray, path: Path) -> None:
+    """Refuse NaN and inf by name and count: a range message would hide what is wrong."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        nan = int(np.isnan(x).sum())
+        parts = [f"{nan:,} NaN" if nan else "", f"{int(bad.sum()) - nan:,} inf" if bad.sum() > nan else ""]
+        raise VaelabError(f"{path}: the images hold {' and '.join(p for p in parts if p)} values "
+                          f"(in {int(bad.reshape(len(x), -1).any(1).sum()):,} of {len(x):,} images); "
+                          "replace them (e.g. numpy.nan_to_num) or drop those images")
 
 
 # --- splitting and binarization -------------------------------------------------------

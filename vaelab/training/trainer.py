@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from .. import __version__
 from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batches import BINARIZE, Batches
-from ..errors import VaelabError
+from ..errors import VaelabError, VaelabWarning
 from ..io import (WriteError, atomic_write_bytes, atomic_write_json, fsync_dir, model_record,
                   read_run_record, remove_stale_temporaries, save)
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
@@ -287,6 +288,28 @@ def _check_counters(counters, where: Path) -> dict:
     return counters
 
 
+NEAR_CONSTANT_RANGE = 1 / 32  # about 8 grey levels of 255 across the whole training set
+NEAR_CONSTANT_STD = 0.01
+
+
+def check_spread(x: torch.Tensor) -> None:
+    """Check the training images before step 1: non-finite pixels are refused, and (nearly)
+    constant images get a one-line warning, since a model learns nothing from them and
+    the cause is usually a scaling slip (0/1 masks divided by 255, say)."""
+    if x.numel() == 0:
+        return
+    finite = torch.isfinite(x)
+    if not finite.all():
+        raise VaelabError(f"the training images hold {int((~finite).sum()):,} NaN or inf pixel values; "
+                          "replace or drop them before training")
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    std = float(x.std()) if x.numel() > 1 else 0.0
+    if hi - lo < NEAR_CONSTANT_RANGE or std < NEAR_CONSTANT_STD:
+        warnings.warn(f"the {len(x):,} training images are nearly constant (pixels {lo:.4g}..{hi:.4g}, standard "
+                      f"deviation {std:.2g}): a model learns next to nothing from them; check how the data "
+                      "was scaled", VaelabWarning, stacklevel=2)
+
+
 def _grad_norm(params) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -356,6 +379,8 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
 
         model.to(device)
         train_x = train_x.to(device, torch.float32)
+        if not resume:
+            check_spread(train_x)
         if binarize == "static":
             train_x = binarize_static(train_x, config.seed + 2)
         if val_x is not None and val_x.shape[0] > 0:
