@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from vaelab.data import DATASETS, Dataset, binarize_static, load_dataset, read_idx, resolve_data_dir, split_validation
+from vaelab.data import (DATASETS, Dataset, binarize_static, has_test_split, load_dataset, read_idx, resolve_data_dir,
+                         split_test, split_validation)
 from vaelab.data.download import fetch, sha256_file
 from vaelab.data.idx import write_idx
 from vaelab.errors import VaelabError, VaelabWarning
@@ -229,12 +230,22 @@ def test_folder_of_0_1_images_is_read_as_black_and_white(tmp_path):
     assert ds.x.max() == 1 and set(ds.x.unique().tolist()) == {0.0, 1.0}  # not 1/255
 
 
+def test_folder_without_test_part_has_no_test_split(tmp_path):
+    _png(tmp_path / "all" / "a.png")
+    _png(tmp_path / "held" / "b.png", value=255)
+    spec = f"folder:{tmp_path / 'all'}"
+    assert not has_test_split(spec) and has_test_split(f"{spec},test={tmp_path / 'held'}")
+    with pytest.raises(VaelabError, match=r"no held-out test split.*train/ and test/ sub-folders.*--test-fraction"):
+        load_dataset(spec, "test")
+    assert load_dataset(f"{spec},test={tmp_path / 'held'}", "test").x.max() == 1
+
+
 # --- npy: -----------------------------------------------------------------------------
 
 
 def test_npy_uint8_and_layouts(tmp_path):
     np.save(tmp_path / "hw.npy", np.full((2, 5, 6), 255, np.uint8))
-    ds = load_dataset(f"npy:{tmp_path / 'hw.npy'}", "test")
+    ds = load_dataset(f"npy:{tmp_path / 'hw.npy'}", "train")
     assert ds.shape == (1, 5, 6) and len(ds) == 2 and ds.x.max() == 1
     np.save(tmp_path / "hwc.npy", np.zeros((2, 5, 6, 3), np.uint8))
     assert load_dataset(f"npy:{tmp_path / 'hwc.npy'}").shape == (3, 5, 6)
@@ -277,6 +288,21 @@ def test_npy_nan_and_inf_are_named_and_counted(tmp_path):
         load_dataset(f"npy:{tmp_path / 'nan.npy'}")
 
 
+def test_npy_test_split_only_when_named(tmp_path):
+    np.save(tmp_path / "train.npy", np.zeros((6, 4, 4), np.uint8))
+    np.save(tmp_path / "test.npy", np.full((2, 4, 4), 255, np.uint8))
+    spec = f"npy:{tmp_path / 'train.npy'}"
+    with pytest.raises(VaelabError, match=r"has no held-out test split .*npy:.*train\.npy,test=TEST\.npy.*"
+                                          r"--test-fraction X.*--split train"):
+        load_dataset(spec, "test")
+    both = f"{spec},test={tmp_path / 'test.npy'}"
+    assert has_test_split(both) and not has_test_split(spec) and has_test_split("mnist")
+    assert len(load_dataset(both, "train")) == 6 and load_dataset(both, "train").x.max() == 0
+    assert len(load_dataset(both, "test")) == 2 and load_dataset(both, "test").x.min() == 1
+    with pytest.raises(VaelabError, match="names no test path after test="):
+        load_dataset(f"{spec},test=", "test")
+
+
 def test_npy_object_array_refused(tmp_path):
     np.save(tmp_path / "o.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
     with pytest.raises(VaelabError, match=r"o\.npy holds Python objects"):
@@ -301,6 +327,16 @@ def test_split_validation_sizes_disjoint_deterministic():
         split_validation(ds, 10, seed=0)
     with pytest.raises(VaelabError, match="count .* or a fraction"):
         split_validation(ds, 1.5, seed=0)
+
+
+def test_split_test_is_fixed_and_disjoint():
+    ds = _toy(20)
+    train, test = split_test(ds, 0.25)
+    assert (len(train), len(test)) == (15, 5) and set(train.y.tolist()).isdisjoint(test.y.tolist())
+    assert torch.equal(split_test(ds, 0.25)[1].y, test.y)  # the same images every time
+    assert test.y.tolist() == sorted(test.y.tolist())
+    with pytest.raises(VaelabError, match="test fraction 0.01 of 20 images gives 0 test images"):
+        split_test(ds, 0.01)
 
 
 def test_binarize_static_seeded():

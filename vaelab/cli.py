@@ -43,6 +43,7 @@ TRAIN_OPTIONS = [
     ("--seed", "seed", int, "seed for weights, data order, binarization and sampling"),
     ("--binarize", "binarize", str, "auto (dynamic for Bernoulli likelihoods), dynamic, static or none"),
     ("--val-size", "val_size", float, "validation split carved from train: a fraction (<1) or a count"),
+    ("--test-fraction", "test_fraction", float, "hold out this fraction of folder:/npy: data without a test split as its test split (fixed seed; eval and reconstruct reuse it)"),
     ("--patience", "patience", int, "stop after this many epochs without a better validation loss (0 = off)"),
     ("--threads", "threads", int, "CPU threads (0 = all cores)"),
     ("--device", "device", str, "auto (CUDA when present, else CPU), cpu or cuda[:N]"),
@@ -237,14 +238,26 @@ def _norm(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def _eval_images(args, model, run: Path):
-    from .data import load_dataset
+TRAINING_IMAGES = "computed on training images (the train split), not on held-out data"
 
-    ds = load_dataset(args.data, args.split, data_dir=args.data_dir)
+
+def _eval_data(args, model, run: Path):
+    """The images of ``--split`` as the run saw them (its carved test split, if any)."""
+    from .training import run_split
+
+    ds = run_split(run, args.data, args.split, data_dir=args.data_dir)
     if tuple(ds.shape) != tuple(model.input_shape):
         raise VaelabError(f"{args.data} images have shape {list(ds.shape)}, the model expects "
                           f"{list(model.input_shape)}")
     x = ds.x[: args.limit] if getattr(args, "limit", 0) else ds.x
+    return x
+
+
+def _eval_images(args, model, run: Path):
+    """As :func:`_eval_data`, with a note on stderr when the images are training images."""
+    x = _eval_data(args, model, run)
+    if args.split == "train":
+        print(f"note: {TRAINING_IMAGES}", file=sys.stderr)
     return x
 
 
@@ -269,13 +282,17 @@ def cmd_eval(args) -> None:
     set_threads(args.threads)
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
-    x = _eval_images(args, model, run)
+    x = _eval_data(args, model, run)
     result = evaluate(model, x, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
                       batch_size=args.batch_size, seed=args.seed)
-    result = {"run": str(run), "data": args.data, "split": args.split, **result}
+    held_out = args.split == "test"
+    result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
+              **({} if held_out else {"note": TRAINING_IMAGES}), **result}
     if args.json:
         print(json.dumps(result))
         return
+    if not held_out:
+        print(f"{'note':>14}  {TRAINING_IMAGES}")
     for key in ("n", "k", "binarize", "elbo", "recon", "kl", "mse", "psnr", "nll", "nll_stderr", "bits_per_dim",
                 "active_units", "nll_seconds"):
         if key in result:

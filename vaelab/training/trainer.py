@@ -59,7 +59,9 @@ class TrainConfig(Config):
 
     ``binarize="auto"`` means dynamic binarization for Bernoulli-likelihood models and
     none otherwise. ``val_size`` below 1 is a fraction of the training set, otherwise a
-    count. ``patience`` > 0 stops after that many epochs without a better validation
+    count. ``test_fraction`` > 0 holds that fraction of user data without a test split
+    out of training, by a fixed seed, as its test split (``run.json`` records it, so
+    ``vaelab eval`` uses the same images). ``patience`` > 0 stops after that many epochs without a better validation
     loss. ``grad_clip`` > 0 clips the global gradient norm. ``threads`` 0 = all cores.
     ``nonfinite="stop"`` ends the run at the first non-finite loss (naming the step and
     term); ``"skip"`` drops that step (and steps with non-finite gradients), multiplies
@@ -78,6 +80,7 @@ class TrainConfig(Config):
     seed: int = 0
     binarize: str = "auto"
     val_size: float = 0.1
+    test_fraction: float = 0.0
     patience: int = 0
     eval_batch_size: int = 1000
     threads: int = 0
@@ -98,6 +101,7 @@ class TrainConfig(Config):
         require(abs(self.seed) < 2**62, f"seed must lie in (-2^62, 2^62), got {self.seed}")
         choice("binarization", self.binarize, ("auto",) + BINARIZE)
         require(0 <= self.val_size < math.inf, f"val_size must be >= 0, got {self.val_size}")
+        require(0 <= self.test_fraction < 1, f"test_fraction must lie in [0, 1) (0 = off), got {self.test_fraction}")
         require(self.patience >= 0, f"patience must be >= 0 (0 = off), got {self.patience}")
         require(self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}")
         require(0 <= self.threads <= 4096, f"threads must be >= 0 (0 = all cores), got {self.threads}")
@@ -357,7 +361,7 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
                 raise VaelabError(f"--resume: the checkpoint in {run_dir} is from a different model "
                                   f"({recorded.get('model')} {recorded.get('config')}); "
                                   "resume with the same settings or choose another --out")
-        if recorded.get("data") and data_record and recorded["data"] != record["data"]:
+        if recorded.get("data") and data_record and not _same_data(recorded["data"], record["data"]):
             raise VaelabError(f"--resume: the run in {run_dir} was trained on {recorded['data']}, "
                               f"not {record['data']}; resume with the same data and --val-size")
     elif last_path.exists() or (run_dir / "run.json").exists():
@@ -557,6 +561,21 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
             _write_line(f"{counters['skipped']} steps with non-finite values were skipped")
         return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early,
                            counters["skipped"])
+
+
+def _same_data(recorded: dict, now: dict) -> bool:
+    """Whether a resumed run sees the data it started on (a spec recorded with a relative
+    path by an older vaelab equals its absolute form)."""
+    from ..data.sources import canonical_spec
+
+    def canonical(record: dict) -> dict:
+        spec = record.get("spec")
+        try:
+            return {**record, "spec": canonical_spec(spec)} if isinstance(spec, str) else record
+        except VaelabError:
+            return record
+
+    return canonical(recorded) == canonical(now)
 
 
 def _describe_checkpoint(last: Path) -> str | None:
