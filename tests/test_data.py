@@ -3,16 +3,18 @@
 import gzip
 import re
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from vaelab.data import DATASETS, Dataset, binarize_static, load_dataset, read_idx, resolve_data_dir, split_validation
+from vaelab.data import (DATASETS, Dataset, binarize_static, has_test_split, load_dataset, read_idx, resolve_data_dir,
+                         split_test, split_validation)
 from vaelab.data.download import fetch, sha256_file
 from vaelab.data.idx import write_idx
-from vaelab.errors import VaelabError
+from vaelab.errors import VaelabError, VaelabWarning
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -218,12 +220,32 @@ def test_folder_unreadable_and_empty(tmp_path):
         load_dataset(f"folder:{tmp_path / 'missing'}")
 
 
+def test_folder_of_0_1_images_is_read_as_black_and_white(tmp_path):
+    from PIL import Image
+
+    for i in range(3):
+        Image.fromarray((np.arange(12).reshape(3, 4) % 2 == i % 2).astype(np.uint8)).save(tmp_path / f"{i}.png")
+    with pytest.warns(VaelabWarning, match=r"folder:.*hold only the values 0 and 1.*black-and-white"):
+        ds = load_dataset(f"folder:{tmp_path}")
+    assert ds.x.max() == 1 and set(ds.x.unique().tolist()) == {0.0, 1.0}  # not 1/255
+
+
+def test_folder_without_test_part_has_no_test_split(tmp_path):
+    _png(tmp_path / "all" / "a.png")
+    _png(tmp_path / "held" / "b.png", value=255)
+    spec = f"folder:{tmp_path / 'all'}"
+    assert not has_test_split(spec) and has_test_split(f"{spec},test={tmp_path / 'held'}")
+    with pytest.raises(VaelabError, match=r"no held-out test split.*train/ and test/ sub-folders.*--test-fraction"):
+        load_dataset(spec, "test")
+    assert load_dataset(f"{spec},test={tmp_path / 'held'}", "test").x.max() == 1
+
+
 # --- npy: -----------------------------------------------------------------------------
 
 
 def test_npy_uint8_and_layouts(tmp_path):
     np.save(tmp_path / "hw.npy", np.full((2, 5, 6), 255, np.uint8))
-    ds = load_dataset(f"npy:{tmp_path / 'hw.npy'}", "test")
+    ds = load_dataset(f"npy:{tmp_path / 'hw.npy'}", "train")
     assert ds.shape == (1, 5, 6) and len(ds) == 2 and ds.x.max() == 1
     np.save(tmp_path / "hwc.npy", np.zeros((2, 5, 6, 3), np.uint8))
     assert load_dataset(f"npy:{tmp_path / 'hwc.npy'}").shape == (3, 5, 6)
@@ -237,6 +259,48 @@ def test_npy_float_range_and_npz_labels(tmp_path):
     np.save(tmp_path / "big.npy", x * 255)
     with pytest.raises(VaelabError, match=r"must lie in \[0, 1\]"):
         load_dataset(f"npy:{tmp_path / 'big.npy'}")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64])
+def test_npy_0_1_integers_are_read_as_black_and_white(tmp_path, dtype):
+    x = (np.random.default_rng(0).random((4, 5, 5)) > 0.5).astype(dtype)
+    np.save(tmp_path / "mask.npy", x)
+    with pytest.warns(VaelabWarning, match=rf"mask\.npy: the {np.dtype(dtype)} pixels hold only the values 0 and 1"):
+        ds = load_dataset(f"npy:{tmp_path / 'mask.npy'}")
+    assert torch.equal(ds.x[:, 0], torch.from_numpy(x).float())  # 0/1, not 0 and 1/255
+    np.save(tmp_path / "wide.npy", x * 7)  # other integers: uint8 stays 0..255 (no notice), int64 is refused
+    if dtype == np.uint8:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", VaelabWarning)
+            assert load_dataset(f"npy:{tmp_path / 'wide.npy'}").x.max() == pytest.approx(7 / 255)
+    else:
+        with pytest.raises(VaelabError, match="has dtype int64; save images as uint8"):
+            load_dataset(f"npy:{tmp_path / 'wide.npy'}")
+
+
+def test_npy_nan_and_inf_are_named_and_counted(tmp_path):
+    x = np.full((5, 3, 3), 0.5, np.float32)
+    x[0, 0, 0] = x[0, 1, 1] = np.nan
+    x[3, 2, 2] = np.inf
+    np.save(tmp_path / "nan.npy", x)
+    with pytest.raises(VaelabError, match=r"nan\.npy: the images hold 2 NaN and 1 inf values \(in 2 of 5 images\); "
+                                          r"replace them"):
+        load_dataset(f"npy:{tmp_path / 'nan.npy'}")
+
+
+def test_npy_test_split_only_when_named(tmp_path):
+    np.save(tmp_path / "train.npy", np.zeros((6, 4, 4), np.uint8))
+    np.save(tmp_path / "test.npy", np.full((2, 4, 4), 255, np.uint8))
+    spec = f"npy:{tmp_path / 'train.npy'}"
+    with pytest.raises(VaelabError, match=r"has no held-out test split .*npy:.*train\.npy,test=TEST\.npy.*"
+                                          r"--test-fraction X.*--split train"):
+        load_dataset(spec, "test")
+    both = f"{spec},test={tmp_path / 'test.npy'}"
+    assert has_test_split(both) and not has_test_split(spec) and has_test_split("mnist")
+    assert len(load_dataset(both, "train")) == 6 and load_dataset(both, "train").x.max() == 0
+    assert len(load_dataset(both, "test")) == 2 and load_dataset(both, "test").x.min() == 1
+    with pytest.raises(VaelabError, match="names no test path after test="):
+        load_dataset(f"{spec},test=", "test")
 
 
 def test_npy_object_array_refused(tmp_path):
@@ -263,6 +327,16 @@ def test_split_validation_sizes_disjoint_deterministic():
         split_validation(ds, 10, seed=0)
     with pytest.raises(VaelabError, match="count .* or a fraction"):
         split_validation(ds, 1.5, seed=0)
+
+
+def test_split_test_is_fixed_and_disjoint():
+    ds = _toy(20)
+    train, test = split_test(ds, 0.25)
+    assert (len(train), len(test)) == (15, 5) and set(train.y.tolist()).isdisjoint(test.y.tolist())
+    assert torch.equal(split_test(ds, 0.25)[1].y, test.y)  # the same images every time
+    assert test.y.tolist() == sorted(test.y.tolist())
+    with pytest.raises(VaelabError, match="test fraction 0.01 of 20 images gives 0 test images"):
+        split_test(ds, 0.01)
 
 
 def test_binarize_static_seeded():

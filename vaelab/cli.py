@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 from .errors import VaelabError
@@ -42,6 +44,7 @@ TRAIN_OPTIONS = [
     ("--seed", "seed", int, "seed for weights, data order, binarization and sampling"),
     ("--binarize", "binarize", str, "auto (dynamic for Bernoulli likelihoods), dynamic, static or none"),
     ("--val-size", "val_size", float, "validation split carved from train: a fraction (<1) or a count"),
+    ("--test-fraction", "test_fraction", float, "hold out this fraction of folder:/npy: data without a test split as its test split (fixed seed; eval and reconstruct reuse it)"),
     ("--patience", "patience", int, "stop after this many epochs without a better validation loss (0 = off)"),
     ("--threads", "threads", int, "CPU threads (0 = all cores)"),
     ("--device", "device", str, "auto (CUDA when present, else CPU), cpu or cuda[:N]"),
@@ -236,14 +239,26 @@ def _norm(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-def _eval_images(args, model, run: Path):
-    from .data import load_dataset
+TRAINING_IMAGES = "computed on training images (the train split), not on held-out data"
 
-    ds = load_dataset(args.data, args.split, data_dir=args.data_dir)
+
+def _eval_data(args, model, run: Path):
+    """The images of ``--split`` as the run saw them (its carved test split, if any)."""
+    from .training import run_split
+
+    ds = run_split(run, args.data, args.split, data_dir=args.data_dir)
     if tuple(ds.shape) != tuple(model.input_shape):
         raise VaelabError(f"{args.data} images have shape {list(ds.shape)}, the model expects "
                           f"{list(model.input_shape)}")
     x = ds.x[: args.limit] if getattr(args, "limit", 0) else ds.x
+    return x
+
+
+def _eval_images(args, model, run: Path):
+    """As :func:`_eval_data`, with a note on stderr when the images are training images."""
+    x = _eval_data(args, model, run)
+    if args.split == "train":
+        print(f"note: {TRAINING_IMAGES}", file=sys.stderr)
     return x
 
 
@@ -268,13 +283,17 @@ def cmd_eval(args) -> None:
     set_threads(args.threads)
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
-    x = _eval_images(args, model, run)
+    x = _eval_data(args, model, run)
     result = evaluate(model, x, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
                       batch_size=args.batch_size, seed=args.seed)
-    result = {"run": str(run), "data": args.data, "split": args.split, **result}
+    held_out = args.split == "test"
+    result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
+              **({} if held_out else {"note": TRAINING_IMAGES}), **result}
     if args.json:
         print(json.dumps(result))
         return
+    if not held_out:
+        print(f"{'note':>14}  {TRAINING_IMAGES}")
     for key in ("n", "k", "binarize", "elbo", "recon", "kl", "mse", "psnr", "nll", "nll_stderr", "bits_per_dim",
                 "active_units", "nll_seconds"):
         if key in result:
@@ -334,13 +353,33 @@ def _cmd_compare(args) -> None:
     cmd_compare(args)
 
 
+@contextlib.contextmanager
+def _one_line_warnings():
+    """Show vaelab's warnings as ``warning: <message>`` lines on stderr, every time."""
+    from .errors import VaelabWarning, one_line
+
+    with warnings.catch_warnings():
+        original = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, VaelabWarning):
+                print(f"warning: {one_line(str(message))}", file=sys.stderr)
+            else:
+                original(message, category, filename, lineno, file, line)
+
+        warnings.simplefilter("always", VaelabWarning)
+        warnings.showwarning = show
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
                 "reconstruct": cmd_reconstruct, "demo": cmd_demo, "compare": _cmd_compare}
     try:
-        handlers[args.command](args)
+        with _one_line_warnings():
+            handlers[args.command](args)
     except VaelabError as exc:
         code = getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training
         if code == 130 and argv is None:

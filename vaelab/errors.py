@@ -33,3 +33,8 @@ class VaelabError(Exception):
 
     def __init__(self, message: str = "", *args):
         super().__init__(one_line(message), *args)
+
+
+class VaelabWarning(UserWarning):
+    """A one-line notice about the data that does not stop the work (the CLI prints
+    ``warning: <message>``): something was read in a way the user may not expect."""

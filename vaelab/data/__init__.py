@@ -5,9 +5,12 @@ from vaelab.data.sources import (
     DATASETS,
     Dataset,
     binarize_static,
+    has_test_split,
     load_dataset,
     resolve_data_dir,
+    split_test,
     split_validation,
 )
 
-__all__ = ["DATASETS", "Dataset", "binarize_static", "load_dataset", "read_idx", "resolve_data_dir", "split_validation"]
+__all__ = ["DATASETS", "Dataset", "binarize_static", "has_test_split", "load_dataset", "read_idx", "resolve_data_dir",
+           "split_test", "split_validation"]

@@ -18,7 +18,7 @@ import torch
 
 from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
-from vaelab.errors import VaelabError, brief
+from vaelab.errors import VaelabError, VaelabWarning, brief
 
 DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces")
 SPLITS = ("train", "test")
@@ -73,10 +73,8 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | 
         raise VaelabError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if not isinstance(spec, str):
         raise VaelabError(f"dataset spec must be a string, got {type(spec).__name__}; use one of {_SPECS}")
-    if spec.startswith("folder:"):
-        return _load_folder(_user_path(spec, "folder:"), split)
-    if spec.startswith("npy:"):
-        return _load_array(_user_path(spec, "npy:"))
+    if spec.startswith(_USER_PREFIXES):
+        return _load_user_data(spec, split)
     # A name never contributes a path component: <data_dir>/<name>/<canonical file names>.
     name = spec.strip().lower().replace("_", "-")
     if "/" in name or "\\" in name or ".." in name or "\0" in name or name.startswith("~"):
@@ -91,11 +89,61 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | 
     return _load_idx_dataset(name, root, split, download)
 
 
+_USER_PREFIXES = ("folder:", "npy:")
+
+
 def _user_path(spec: str, prefix: str) -> Path:
     path = spec[len(prefix):].strip()
     if not path:
         raise VaelabError(f"dataset {spec!r} names no path; write {prefix}PATH")
     return Path(path).expanduser()
+
+
+def _user_paths(spec: str) -> tuple[str, Path, Path | None]:
+    """``(prefix, path, test path or None)`` of ``folder:PATH[,test=PATH]`` / ``npy:PATH[,test=PATH]``."""
+    prefix = next(p for p in _USER_PREFIXES if spec.startswith(p))
+    main, sep, test = spec.rpartition(",test=") if ",test=" in spec else (spec, "", "")
+    if sep and not test.strip():
+        raise VaelabError(f"dataset {spec!r} names no test path after test=; write {prefix}PATH,test=TEST_PATH")
+    return prefix, _user_path(main, prefix), Path(test.strip()).expanduser() if sep else None
+
+
+def has_test_split(spec: str) -> bool:
+    """Whether ``spec`` has held-out test images of its own: every named dataset does; user
+    data only with ``,test=PATH`` or a folder holding ``train/`` and ``test/``."""
+    if not spec.startswith(_USER_PREFIXES):
+        return True
+    prefix, path, test = _user_paths(spec)
+    return test is not None or (prefix == "folder:" and _has_split_folders(path))
+
+
+def canonical_spec(spec: str) -> str:
+    """``spec`` with absolute paths, so a run's record names its data from any directory."""
+    if not spec.startswith(_USER_PREFIXES):
+        return spec
+    prefix, path, test = _user_paths(spec)
+    return f"{prefix}{path.resolve()}" + ("" if test is None else f",test={test.resolve()}")
+
+
+def _load_user_data(spec: str, split: str) -> Dataset:
+    """A ``folder:``/``npy:`` split; "test" without held-out images is refused, since a test
+    result measured on the training images would look better than it is."""
+    prefix, path, test = _user_paths(spec)
+    if split == "test" and test is not None:
+        path = test
+    elif split == "test" and not has_test_split(spec):
+        raise VaelabError(no_test_split(spec))
+    return _load_folder(path, split) if prefix == "folder:" else _load_array(path)
+
+
+def no_test_split(spec: str) -> str:
+    """The one-line refusal for a test split that user data does not have, naming the fixes."""
+    prefix, path, _ = _user_paths(spec)
+    own = f"{prefix}{path},test=TEST.npy" if prefix == "npy:" else \
+        f"{prefix}{path},test=TEST_FOLDER or train/ and test/ sub-folders"
+    return (f"{spec} has no held-out test split (a test result would be measured on training images); "
+            f"name one ({own}), or train with --test-fraction X to carve one off, or use --split train "
+            "(results then say they are on training images)")
 
 
 # --- MNIST, Fashion-MNIST, KMNIST: four IDX files each --------------------------------
@@ -233,7 +281,7 @@ def _walk_folder(path: Path, split: str) -> Dataset:
     """Images under ``path``: each sub-folder (sorted by name) is a class, else unlabelled.
 
     If ``path`` has both ``train/`` and ``test/`` the split picks one of them; otherwise
-    both splits are every image. All images must share one size (no silent resizing).
+    every image is read (``load_dataset`` refuses a "test" split that does not exist). All images must share one size (no silent resizing).
     All-grey images give C=1; otherwise everything is converted to RGB (alpha dropped).
     Symlinked image files are read (a folder of links is a common way to assemble a data
     set without copying); the search inside a class folder does not descend into
@@ -241,7 +289,7 @@ def _walk_folder(path: Path, split: str) -> Dataset:
     """
     if not path.is_dir():
         raise VaelabError(f"image folder {path} does not exist or is not a folder; check the path")
-    if (path / "train").is_dir() and (path / "test").is_dir():
+    if _has_split_folders(path):
         path = path / split
     class_dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     files = _image_files(path, recursive=False)
@@ -256,10 +304,14 @@ def _walk_folder(path: Path, split: str) -> Dataset:
         labels += [label] * len(found)
     if not files:
         raise VaelabError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {path}; check the path")
-    x = torch.from_numpy(_read_images(files))
+    x = torch.from_numpy(_read_images(files, f"folder:{path}"))
     if not class_dirs:
         return Dataset(f"folder:{path}", x)
     return Dataset(f"folder:{path}", x, torch.tensor(labels, dtype=torch.int64), tuple(d.name for d in class_dirs))
+
+
+def _has_split_folders(path: Path) -> bool:
+    return (path / "train").is_dir() and (path / "test").is_dir()
 
 
 def _image_files(folder: Path, recursive: bool) -> list[Path]:
@@ -271,8 +323,8 @@ def _image_files(folder: Path, recursive: bool) -> list[Path]:
     )
 
 
-def _read_images(files: list[Path]) -> np.ndarray:
-    """Decode and stack images to N×C×H×W float32 in [0, 1]."""
+def _read_images(files: list[Path], where: str) -> np.ndarray:
+    """Decode and stack images to N×C×H×W float32 in [0, 1] (0/1-valued images kept as 0/1)."""
     pixels = []
     for f in files:
         pixels.append(_decode(f))
@@ -283,11 +335,21 @@ def _read_images(files: list[Path]) -> np.ndarray:
                 "resize all images to one size first"
             )
     channels = 3 if any(p.ndim == 3 for p in pixels) else 1
+    binary = max(int(p.max(initial=0)) for p in pixels) == 1
+    if binary:
+        _say_binary(where, "image files")
     out = np.empty((len(pixels), channels) + pixels[0].shape[:2], dtype=np.float32)
     for i, p in enumerate(pixels):
         out[i] = p.transpose(2, 0, 1) if p.ndim == 3 else p
-        out[i] /= 65535 if p.dtype != np.uint8 else 255
+        out[i] /= 1 if binary else 65535 if p.dtype != np.uint8 else 255
     return out
+
+
+def _say_binary(where: str, what: str) -> None:
+    """One line saying that 0/1 integer pixels are read as black and white: divided by 255
+    they would be near-black images, and a model would silently learn nothing."""
+    warnings.warn(f"{where}: the {what} hold only the values 0 and 1, so they are read as black-and-white "
+                  "pixels (0/1), not as 0..255 grey levels", VaelabWarning, stacklevel=2)
 
 
 def _decode(path: Path) -> np.ndarray:
@@ -427,7 +489,8 @@ def _load_array(path: Path) -> Dataset:
     """A .npy of images, or a .npz with ``x`` and optional integer labels ``y``.
 
     Layouts: N×H×W, N×C×H×W or N×H×W×C with C in {1, 3}. uint8 is scaled by 1/255,
-    bool and floats already in [0, 1] are kept. Both splits return the whole array.
+    bool and floats already in [0, 1] are kept, integers holding only 0 and 1 stay 0/1.
+    The file is one split: a test split comes from ``npy:PATH,test=TEST_PATH``.
     """
     loaded = _np_load(path)
     y = None
@@ -459,18 +522,37 @@ def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
 
 
 def _to_unit_float(x: np.ndarray, path: Path) -> np.ndarray:
+    """Pixels as float32 in [0, 1]: uint8 / 255, bool and floats in [0, 1] as they are, and
+    integers holding only 0 and 1 as 0/1 (with a one-line notice)."""
     if len(x) == 0:
         raise VaelabError(f"{path} holds no images (shape {x.shape})")
-    if x.dtype == np.uint8:
+    binary = x.dtype.kind in "iu" and x.size and x.min() >= 0 and x.max() == 1
+    if binary:
+        _say_binary(f"npy:{path}", f"{x.dtype} pixels")
+    if x.dtype == np.uint8 or binary:
         out = np.ascontiguousarray(x, dtype=np.float32)
-        out /= 255
+        if not binary:
+            out /= 255
         return out
     if x.dtype == np.bool_ or x.dtype.kind == "f":
         out = np.ascontiguousarray(x, dtype=np.float32)
-        if x.dtype.kind == "f" and not (np.isfinite(out).all() and out.min() >= 0 and out.max() <= 1):
-            raise VaelabError(f"{path}: float images must lie in [0, 1] (found {np.nanmin(out):g}..{np.nanmax(out):g}); rescale them or save uint8")
+        if x.dtype.kind == "f":
+            _check_finite(out, path)
+            if out.size and not (out.min() >= 0 and out.max() <= 1):
+                raise VaelabError(f"{path}: float images must lie in [0, 1] (found {out.min():g}..{out.max():g}); rescale them or save uint8")
         return out
     raise VaelabError(f"{path} has dtype {x.dtype}; save images as uint8 (0..255) or float in [0, 1]")
+
+
+def _check_finite(x: np.ndarray, path: Path) -> None:
+    """Refuse NaN and inf by name and count: a range message would hide what is wrong."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        nan = int(np.isnan(x).sum())
+        parts = [f"{nan:,} NaN" if nan else "", f"{int(bad.sum()) - nan:,} inf" if bad.sum() > nan else ""]
+        raise VaelabError(f"{path}: the images hold {' and '.join(p for p in parts if p)} values "
+                          f"(in {int(bad.reshape(len(x), -1).any(1).sum()):,} of {len(x):,} images); "
+                          "replace them (e.g. numpy.nan_to_num) or drop those images")
 
 
 # --- splitting and binarization -------------------------------------------------------
@@ -491,8 +573,30 @@ def split_validation(ds: Dataset, val_size: int | float, seed: int) -> tuple[Dat
         raise VaelabError(f"val_size must be a count (int) or a fraction in (0, 1), got {val_size!r}")
     if not 0 < n_val < n:
         raise VaelabError(f"val_size {val_size!r} gives {n_val} validation rows out of {len(ds)}; need at least 1 and fewer than {n}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return ds.subset(perm[n_val:].sort().values), ds.subset(perm[:n_val].sort().values)
+    return _carve(ds, n_val, seed)
+
+
+TEST_SPLIT_SEED = 0
+
+
+def split_test(ds: Dataset, fraction: float, seed: int = TEST_SPLIT_SEED) -> tuple[Dataset, Dataset]:
+    """Carve a held-out (train, test) pair off data that has no test split of its own.
+
+    The seed is fixed, not the run's: every run on the same data and fraction holds out
+    the same images, so their test results compare. Rows keep their order in each part.
+    """
+    n = len(ds)
+    n_test = round(fraction * n)
+    if not 0 < fraction < 1 or not 0 < n_test < n:
+        raise VaelabError(f"test fraction {fraction!r} of {n} images gives {n_test} test images; choose a fraction "
+                          f"in (0, 1) that leaves at least 1 test and 1 training image")
+    return _carve(ds, n_test, seed)
+
+
+def _carve(ds: Dataset, n_part: int, seed: int) -> tuple[Dataset, Dataset]:
+    """(the rest, ``n_part`` rows) drawn by a seeded permutation; rows keep their order."""
+    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+    return ds.subset(perm[n_part:].sort().values), ds.subset(perm[:n_part].sort().values)
 
 
 def binarize_static(x: torch.Tensor, seed: int) -> torch.Tensor:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ..data import Dataset, load_dataset, split_validation
+from ..data import Dataset, has_test_split, load_dataset, split_test, split_validation
+from ..data.sources import TEST_SPLIT_SEED, canonical_spec
 from ..errors import VaelabError
 from ..io import read_run_record, state_bytes
 from ..models.base import Model
@@ -37,6 +38,18 @@ def _check_memory(name: str, settings: dict) -> None:
                           "choose smaller layer sizes")
 
 
+def _hold_out_test(data: str | Dataset, ds: Dataset, fraction: float) -> tuple[Dataset, dict]:
+    """Carve the ``test_fraction`` test split off data that has none, and the record of it
+    that lets ``vaelab eval`` and ``reconstruct`` rebuild exactly that split."""
+    if not fraction:
+        return ds, {}
+    if isinstance(data, str) and has_test_split(data):
+        raise VaelabError(f"{data} has a test split of its own; drop --test-fraction (it would only take "
+                          "images away from training)")
+    kept, test = split_test(ds, fraction, TEST_SPLIT_SEED)
+    return kept, {"test_fraction": fraction, "test_seed": TEST_SPLIT_SEED, "n_test": len(test)}
+
+
 def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
           model_config: dict | None = None, config: TrainConfig | dict | None = None,
           val_data: Dataset | None = None, data_dir: str | os.PathLike | None = None,
@@ -46,8 +59,9 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     ``model`` is a registered name (built with ``model_config``; ``input_shape`` comes
     from the data) or a model instance. ``data`` is a dataset spec (``"mnist"``,
     ``"folder:PATH"``, ...) or a :class:`~vaelab.data.Dataset`. A validation set is
-    carved from the training split by seed unless ``val_data`` is given. With
-    ``resume=True`` a model name and settings left out are taken from the run's
+    carved from the training split by seed unless ``val_data`` is given; user data
+    without a test split can hold one out with ``test_fraction`` (see :func:`run_split`).
+    With ``resume=True`` a model name and settings left out are taken from the run's
     ``run.json``, so ``train("vae", "mnist", out, resume=True)`` continues a run.
     """
     out = Path(out)
@@ -57,6 +71,7 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     if config is None:
         config = TrainConfig.from_dict(recorded["train"]) if recorded else TrainConfig()
     ds = load_dataset(data, "train", data_dir=data_dir) if isinstance(data, str) else data
+    ds, test_record = _hold_out_test(data, ds, config.test_fraction)
     if isinstance(model, str):
         if recorded and model_config is None:
             if recorded.get("model") != model:
@@ -76,9 +91,46 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
                                             seed=config.seed)
     else:
         train_ds, val_ds = ds, val_data
-    record = {"spec": data if isinstance(data, str) else ds.name, "split": "train",
+    record = {"spec": canonical_spec(data) if isinstance(data, str) else ds.name, "split": "train",
               "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
-              "shape": list(ds.shape)}
+              "shape": list(ds.shape), **test_record}
     return fit(model, train_ds.x, train_ds.y, None if val_ds is None else val_ds.x,
                None if val_ds is None else val_ds.y, config, out, resume=resume,
                data_record=record, progress=progress)
+
+
+def run_split(run_dir: str | os.PathLike, data: str, split: str = "test",
+              data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The ``split`` of dataset ``data`` as the run in ``run_dir`` saw it.
+
+    If the run carved its test split off this data (``test_fraction``), "test" is exactly
+    that carve-out and "train" the rest; otherwise the data's own split, and a "test"
+    split that user data lacks is refused (a result on it would be on training images).
+    """
+    carve = _recorded_carve(Path(run_dir), data)
+    if carve is None:
+        return load_dataset(data, split, data_dir=data_dir)
+    full = load_dataset(data, "train", data_dir=data_dir)
+    n_run = carve["n_train"] + carve["n_val"] + carve["n_test"]
+    if len(full) != n_run:
+        raise VaelabError(f"{data} now holds {len(full)} images, but the run in {run_dir} carved its test split "
+                          f"off {n_run}; the split cannot be rebuilt: evaluate on the data the run was trained on")
+    kept, test = split_test(full, carve["test_fraction"], carve["test_seed"])
+    return test if split == "test" else kept
+
+
+def _recorded_carve(run_dir: Path, data: str) -> dict | None:
+    """The run's record of a test split carved off ``data`` (None: no run record, no
+    carve-out, or the run trained on other data)."""
+    if has_test_split(data) or not (run_dir / "run.json").is_file():
+        return None
+    record = read_run_record(run_dir / "run.json").get("data", {})
+    keys = {"test_fraction": float, "test_seed": int, "n_test": int, "n_train": int, "n_val": int}
+    if "test_fraction" not in record or not isinstance(record.get("spec"), str):
+        return None
+    if canonical_spec(record["spec"]) != canonical_spec(data):
+        return None
+    if not all(isinstance(record.get(k), t) and not isinstance(record.get(k), bool) for k, t in keys.items()):
+        raise VaelabError(f"{run_dir / 'run.json'}: the record of the carved test split is damaged "
+                          f"({', '.join(keys)} expected); evaluate with --split train or retrain")
+    return record

@@ -29,6 +29,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from .. import __version__
 from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batches import BINARIZE, Batches
-from ..errors import VaelabError, brief
+from ..errors import VaelabError, VaelabWarning, brief
 from ..io import (WriteError, atomic_write_bytes, atomic_write_json, fsync_dir, model_record,
                   read_run_record, remove_stale_temporaries, save)
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
@@ -58,7 +59,9 @@ class TrainConfig(Config):
 
     ``binarize="auto"`` means dynamic binarization for Bernoulli-likelihood models and
     none otherwise. ``val_size`` below 1 is a fraction of the training set, otherwise a
-    count. ``patience`` > 0 stops after that many epochs without a better validation
+    count. ``test_fraction`` > 0 holds that fraction of user data without a test split
+    out of training, by a fixed seed, as its test split (``run.json`` records it, so
+    ``vaelab eval`` uses the same images). ``patience`` > 0 stops after that many epochs without a better validation
     loss. ``grad_clip`` > 0 clips the global gradient norm. ``threads`` 0 = all cores.
     ``nonfinite="stop"`` ends the run at the first non-finite loss (naming the step and
     term); ``"skip"`` drops that step (and steps with non-finite gradients), multiplies
@@ -77,6 +80,7 @@ class TrainConfig(Config):
     seed: int = 0
     binarize: str = "auto"
     val_size: float = 0.1
+    test_fraction: float = 0.0
     patience: int = 0
     eval_batch_size: int = 1000
     threads: int = 0
@@ -97,6 +101,7 @@ class TrainConfig(Config):
         require(abs(self.seed) < 2**62, f"seed must lie in (-2^62, 2^62), got {self.seed}")
         choice("binarization", self.binarize, ("auto",) + BINARIZE)
         require(0 <= self.val_size < math.inf, f"val_size must be >= 0, got {self.val_size}")
+        require(0 <= self.test_fraction < 1, f"test_fraction must lie in [0, 1) (0 = off), got {self.test_fraction}")
         require(self.patience >= 0, f"patience must be >= 0 (0 = off), got {self.patience}")
         require(self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}")
         require(0 <= self.threads <= 4096, f"threads must be >= 0 (0 = all cores), got {self.threads}")
@@ -287,6 +292,28 @@ def _check_counters(counters, where: Path) -> dict:
     return counters
 
 
+NEAR_CONSTANT_RANGE = 1 / 32  # about 8 grey levels of 255 across the whole training set
+NEAR_CONSTANT_STD = 0.01
+
+
+def check_spread(x: torch.Tensor) -> None:
+    """Check the training images before step 1: non-finite pixels are refused, and (nearly)
+    constant images get a one-line warning, since a model learns nothing from them and
+    the cause is usually a scaling slip (0/1 masks divided by 255, say)."""
+    if x.numel() == 0:
+        return
+    finite = torch.isfinite(x)
+    if not finite.all():
+        raise VaelabError(f"the training images hold {int((~finite).sum()):,} NaN or inf pixel values; "
+                          "replace or drop them before training")
+    lo, hi = (float(v) for v in torch.aminmax(x))
+    std = float(x.std()) if x.numel() > 1 else 0.0
+    if hi - lo < NEAR_CONSTANT_RANGE or std < NEAR_CONSTANT_STD:
+        warnings.warn(f"the {len(x):,} training images are nearly constant (pixels {lo:.4g}..{hi:.4g}, standard "
+                      f"deviation {std:.2g}): a model learns next to nothing from them; check how the data "
+                      "was scaled", VaelabWarning, stacklevel=2)
+
+
 def _grad_norm(params) -> torch.Tensor:
     grads = [p.grad for p in params if p.grad is not None]
     if not grads:
@@ -334,7 +361,7 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
                 raise VaelabError(f"--resume: the checkpoint in {run_dir} is from a different model "
                                   f"({recorded.get('model')} {recorded.get('config')}); "
                                   "resume with the same settings or choose another --out")
-        if recorded.get("data") and data_record and recorded["data"] != record["data"]:
+        if recorded.get("data") and data_record and not _same_data(recorded["data"], record["data"]):
             raise VaelabError(f"--resume: the run in {run_dir} was trained on {recorded['data']}, "
                               f"not {record['data']}; resume with the same data and --val-size")
     elif last_path.exists() or (run_dir / "run.json").exists():
@@ -356,6 +383,8 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
 
         model.to(device)
         train_x = train_x.to(device, torch.float32)
+        if not resume:
+            check_spread(train_x)
         if binarize == "static":
             train_x = binarize_static(train_x, config.seed + 2)
         if val_x is not None and val_x.shape[0] > 0:
@@ -532,6 +561,21 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
             _write_line(f"{counters['skipped']} steps with non-finite values were skipped")
         return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early,
                            counters["skipped"])
+
+
+def _same_data(recorded: dict, now: dict) -> bool:
+    """Whether a resumed run sees the data it started on (a spec recorded with a relative
+    path by an older vaelab equals its absolute form)."""
+    from ..data.sources import canonical_spec
+
+    def canonical(record: dict) -> dict:
+        spec = record.get("spec")
+        try:
+            return {**record, "spec": canonical_spec(spec)} if isinstance(spec, str) else record
+        except VaelabError:
+            return record
+
+    return canonical(recorded) == canonical(now)
 
 
 def _describe_checkpoint(last: Path) -> str | None:
