@@ -225,3 +225,15 @@ def test_negative_nll_samples_is_refused(capsys, mnist_run, data_dir):
     code, _, err = cli(capsys, "eval", mnist_run, "--data", "mnist", "--data-dir", data_dir,
                        "--nll-samples", "-5", "--limit", "10")
     assert_one_line_error(code, err, "--nll-samples must be >= 0")
+
+
+def test_eval_reports_nll_progress_on_stderr(mnist_run, data_dir, capsys):
+    args = ["eval", mnist_run, "--data", "mnist", "--data-dir", data_dir, "--nll-samples", "20", "--limit", "100",
+            "--json", "--threads", "1"]
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("log-likelihood (k = 20): 100/100 images (100%)"), lines
+    code, quiet_out, quiet_err = cli(capsys, *args, "--no-progress")
+    assert code == 0 and quiet_err == ""
+    assert json.loads(quiet_out)["nll"] == json.loads(out)["nll"]

@@ -151,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress report of the log-likelihood estimate (a bar on a terminal, else a "
+                        "line every 5 %% on stderr)")
 
     p = sub.add_parser("sample", help="decode prior samples into a PNG grid")
     p.add_argument("run", help="run or model directory")
@@ -269,7 +272,7 @@ def cmd_eval(args) -> None:
     model = load(run, device=resolve_device(args.device))
     x = _eval_images(args, model, run)
     result = evaluate(model, x, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
-                      batch_size=args.batch_size, seed=args.seed)
+                      batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     result = {"run": str(run), "data": args.data, "split": args.split, **result}
     if args.json:
         print(json.dumps(result))
