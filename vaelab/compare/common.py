@@ -38,7 +38,8 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
-        return {"comparison": self.name, "title": self.title, "columns": self.columns, "rows": self.rows,
+        return {"comparison": self.name, "title": self.title, "data": self.settings.get("data"),
+                "columns": self.columns, "rows": self.rows,
                 "settings": self.settings, "figures": self.figures, "notes": self.notes,
                 "seconds": round(self.seconds, 1)}
 
@@ -79,6 +80,34 @@ def split(spec: str, data_dir, train_size: int = 0, test_size: int = 0) -> tuple
     if test_size:
         test = test.subset(slice(0, test_size))
     return train, test
+
+
+def same_data(a: str, b: str) -> bool:
+    """Whether two dataset specs name the same data: names up to case and ``_``/``-``,
+    ``npy:``/``folder:`` paths after resolving."""
+    def norm(spec: str) -> str:
+        for prefix in ("npy:", "folder:"):
+            if spec.startswith(prefix):
+                return prefix + str(Path(spec[len(prefix):].strip()).expanduser().resolve())
+        return spec.strip().lower().replace("_", "-")
+    return norm(a) == norm(b)
+
+
+def load_run(run, spec: str, shape, option: str = "--run"):
+    """A trained model to measure on ``spec``, refused when its run recorded other data or
+    its input shape differs: its numbers would silently describe images it never saw."""
+    from ..io import load, read_run_record
+
+    model = load(run)
+    if tuple(model.input_shape) != tuple(shape):
+        raise VaelabError(f"{option} {run} takes images of shape {list(model.input_shape)}, but {spec} has "
+                          f"{list(shape)}; pass the --data it was trained on")
+    record = Path(run) / "run.json"
+    trained_on = read_run_record(record).get("data", {}).get("spec") if record.exists() else None
+    if isinstance(trained_on, str) and not same_data(trained_on, spec):
+        raise VaelabError(f"{option} {run} was trained on {trained_on}, not {spec}; pass --data {trained_on} "
+                          f"or a run trained on {spec}")
+    return model
 
 
 def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: dict, progress: bool,
