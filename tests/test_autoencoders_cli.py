@@ -75,6 +75,23 @@ def test_train_eval_sample_reconstruct(name, runs, npy, tmp_path, capsys):
     assert_png(tmp_path / "r.png", size=(2 * (8 * 30 + 2), 2 * (2 * 30 + 2)))
 
 
+def test_encode_writes_autoencoder_codes(runs, npy, tmp_path, capsys):
+    import torch
+
+    import vaelab
+
+    path = tmp_path / "codes.npz"
+    code, out, err = cli(capsys, "encode", runs / "ae", "--data", npy, "--split", "train", "-o", path)
+    assert code == 0, err
+    with np.load(path, allow_pickle=False) as saved:
+        assert saved.files == ["code"]  # the .npy has no labels, so no y
+        codes = saved["code"]
+    x = vaelab.load_dataset(npy, "train").x
+    assert codes.shape == (2500, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(codes[:20], vaelab.load(runs / "ae").encode(x[:20]).mean.numpy(), atol=1e-5)
+
+
 def test_nll_is_refused_for_an_autoencoder(runs, npy, capsys):
     code, _, err = cli(capsys, "eval", runs / "ae", "--data", npy, "--split", "train", "--limit", "10",
                        "--nll-samples", "10")

@@ -237,3 +237,47 @@ def test_eval_reports_nll_progress_on_stderr(mnist_run, data_dir, capsys):
     code, quiet_out, quiet_err = cli(capsys, *args, "--no-progress")
     assert code == 0 and quiet_err == ""
     assert json.loads(quiet_out)["nll"] == json.loads(out)["nll"]
+
+
+def test_encode_writes_posterior_means_logvars_and_labels(mnist_run, data_dir, tmp_path, capsys):
+    import torch
+
+    import vaelab
+    from vaelab.data import binarize_static
+
+    path = tmp_path / "codes.npz"
+    code, out, err = cli(capsys, "encode", mnist_run, "--data", "mnist", "--data-dir", data_dir, "--split", "test",
+                         "-o", path, "--batch-size", "777", "--device", "cpu")
+    assert code == 0, err
+    assert str(path) in out and "mean [10000, 4]" in out
+    with np.load(path, allow_pickle=False) as saved:
+        assert sorted(saved.files) == ["logvar", "mean", "y"]
+        mean, logvar, y = saved["mean"], saved["logvar"], saved["y"]
+    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir)
+    assert mean.shape == logvar.shape == (10000, 4) and mean.dtype == np.float32
+    np.testing.assert_array_equal(y, test.y.numpy())
+    model = vaelab.load(mnist_run)
+    with torch.no_grad():  # the run trained on binarized images: encoded as evaluate() binarizes them
+        q = model.encode(binarize_static(test.x[:50], 123))
+    np.testing.assert_allclose(mean[:50], q.mean.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.exp(logvar[:50]), q.variance.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_encode_batches_without_gradients(trained_vae, mnist_small):
+    import torch
+
+    import vaelab
+
+    x = mnist_small.test.x[:60]
+    small, large = vaelab.encode_images(trained_vae, x, batch_size=7), vaelab.encode_images(trained_vae, x)
+    assert set(small) == {"mean", "logvar"} and not small["mean"].requires_grad
+    torch.testing.assert_close(small["mean"], large["mean"], rtol=0, atol=1e-6)
+    assert all(p.grad is None for p in trained_vae.parameters())
+
+
+def test_encode_bad_input_is_one_line(mnist_run, data_dir, tmp_path, capsys):
+    code, _, err = cli(capsys, "encode", mnist_run, "--data", "mnist", "--data-dir", data_dir, "-o", tmp_path / "c.npy")
+    assert_one_line_error(code, err, "codes are written as one .npz", "ending in .npz")
+    code, _, err = cli(capsys, "encode", mnist_run, "--data", "digits", "-o", tmp_path / "c.npz")
+    assert_one_line_error(code, err, "digits images have shape [1, 8, 8]", "expects [1, 28, 28]")
+    assert not (tmp_path / "c.npz").exists()

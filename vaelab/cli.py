@@ -168,6 +168,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=32, help="number of images (default: 32)")
     p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
 
+    p = sub.add_parser("encode", help="write a dataset's codes (posterior means, log-variances) and labels to .npz",
+                       description="Encode a dataset split with a trained model and write one .npz of named "
+                                   "arrays, row i for image i: mean and logvar (VAE) or code (autoencoders), "
+                                   "and y (labels, where the data has them). Read it with numpy.load.")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("-o", "--output", default="codes.npz", help=".npz file to write (default: codes.npz)")
+    p.add_argument("--binarize", default="auto", choices=("auto", "dynamic", "static", "none"),
+                   help="binarize the images once with a fixed seed before encoding; auto follows the run, "
+                        "none encodes grey levels (default: auto)")
+    p.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+
     p = sub.add_parser("demo", help="train a small VAE on scikit-learn's bundled digits (no download)")
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
                                                      "(default: runs/demo)")
@@ -311,6 +325,15 @@ def cmd_reconstruct(args) -> None:
     print(f"wrote {args.output}")
 
 
+def cmd_encode(args) -> None:
+    from . import export_codes
+
+    arrays = export_codes(args.run, args.data, args.output, split=args.split, data_dir=args.data_dir,
+                          binarize=args.binarize, batch_size=args.batch_size, device=args.device)
+    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
+    print(f"wrote {args.output} ({shapes})")
+
+
 def cmd_demo(args) -> None:
     from . import evaluate, train
     from .data import load_dataset
@@ -340,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
-                "reconstruct": cmd_reconstruct, "demo": cmd_demo, "compare": _cmd_compare}
+                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare}
     try:
         handlers[args.command](args)
     except VaelabError as exc:
