@@ -281,3 +281,37 @@ def test_encode_bad_input_is_one_line(mnist_run, data_dir, tmp_path, capsys):
     code, _, err = cli(capsys, "encode", mnist_run, "--data", "digits", "-o", tmp_path / "c.npz")
     assert_one_line_error(code, err, "digits images have shape [1, 8, 8]", "expects [1, 28, 28]")
     assert not (tmp_path / "c.npz").exists()
+
+
+def test_reconstruct_chosen_or_random_images(mnist_run, data_dir, tmp_path, capsys):
+    import vaelab
+    from vaelab.data import binarize_static
+    from vaelab.viz.grids import save_reconstructions
+
+    base = ["reconstruct", mnist_run, "--data", "mnist", "--data-dir", data_dir]
+    code, _, err = cli(capsys, *base, "--indices", "3,17,42", "-o", tmp_path / "i.png")
+    assert code == 0, err
+    assert_png(tmp_path / "i.png", size=(2 * (3 * 30 + 2), 2 * (2 * 30 + 2)))  # the three inputs above their reconstructions
+    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir)
+    save_reconstructions(vaelab.load(mnist_run), binarize_static(test.x[[3, 17, 42]], 123), tmp_path / "want.png")
+    assert (tmp_path / "i.png").read_bytes() == (tmp_path / "want.png").read_bytes()
+    code, _, err = cli(capsys, *base, "--indices", ",".join(map(str, range(10))), "-o", tmp_path / "ten.png")
+    assert code == 0, err
+    assert_png(tmp_path / "ten.png", size=(2 * (8 * 30 + 2), 2 * (4 * 30 + 2)))  # all ten: a second, padded row
+    pictures = {}
+    for name, extra in {"a": ["--seed", "1"], "b": ["--seed", "1"], "c": ["--seed", "2"], "first": []}.items():
+        code, _, err = cli(capsys, *base, "-n", "8", *extra, "-o", tmp_path / f"{name}.png")
+        assert code == 0, err
+        pictures[name] = (tmp_path / f"{name}.png").read_bytes()
+    assert pictures["a"] == pictures["b"] and len({pictures["a"], pictures["c"], pictures["first"]}) == 3
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--indices", "5,10000"], ["--indices 10000", "has 10000 images", "from 0 to 9999"]),
+    (["--indices", "1,2", "-n", "4"], ["--indices names the images itself", "without -n and --seed"]),
+    (["-n", "0"], ["-n must be at least 1"]),
+])
+def test_reconstruct_bad_choice_is_one_line(extra, fragments, mnist_run, data_dir, tmp_path, capsys):
+    code, _, err = cli(capsys, "reconstruct", mnist_run, "--data", "mnist", "--data-dir", data_dir, *extra,
+                       "-o", tmp_path / "r.png")
+    assert_one_line_error(code, err, *fragments)

@@ -165,7 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run or model directory")
     _data_args(p)
     p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
-    p.add_argument("-n", type=int, default=32, help="number of images (default: 32)")
+    p.add_argument("-n", type=int, default=None, help="number of images (default: 32)")
+    p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
+                   help="show these images of the split (0-based, e.g. 3,17,42) instead of the first N")
+    p.add_argument("--seed", type=int, default=None,
+                   help="show N images drawn at random with this seed instead of the first N")
     p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
 
     p = sub.add_parser("encode", help="write a dataset's codes (posterior means, log-variances) and labels to .npz",
@@ -312,13 +316,12 @@ def cmd_reconstruct(args) -> None:
     from . import load
     from .data import binarize_static
     from .evaluation import TEST_BINARIZATION_SEED
-    from .viz.grids import save_reconstructions
+    from .viz.grids import choose_images, save_reconstructions
 
-    if args.n < 1:
-        raise VaelabError(f"-n must be at least 1, got {args.n}")
     run = Path(args.run)
     model = load(run)
-    x = _eval_images(args, model, run)[: args.n]
+    x = _eval_images(args, model, run)
+    x = x[choose_images(len(x), args.n, args.indices, args.seed)]
     if _binarization("auto", model, run) != "none":
         x = binarize_static(x, TEST_BINARIZATION_SEED)
     save_reconstructions(model, x, args.output)
