@@ -160,6 +160,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
     p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default: samples.png)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--codes", default="prior", choices=("prior", "fitted"),
+                   help="codes to decode: prior, z ~ N(0, I); or fitted, z ~ a Gaussian fitted to the codes of "
+                        "the training images (deterministic autoencoders, which have no prior) (default: prior)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="with --codes fitted: the training data (default: the data recorded in the run)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 
     p = sub.add_parser("reconstruct", help="PNG grid of inputs above their reconstructions")
     p.add_argument("run", help="run or model directory")
@@ -304,11 +311,20 @@ def cmd_eval(args) -> None:
 
 def cmd_sample(args) -> None:
     from . import load
+    from .codes import training_code_gaussian
     from .viz.grids import save_samples
 
     if args.n < 1:
         raise VaelabError(f"-n must be at least 1, got {args.n}")
-    save_samples(load(args.run), args.output, n=args.n, seed=args.seed)
+    model = load(args.run)
+    codes = None
+    if args.codes == "fitted":
+        codes, spec, count = training_code_gaussian(args.run, model, args.data, args.data_dir)
+        print(f"decoding codes drawn from the Gaussian fitted to the codes of {count} training images of {spec}")
+    elif hasattr(model, "code_gaussian"):
+        print(f"note: an '{model.name}' has no prior; decoding z ~ N(0, I), codes it was never trained on "
+              "(--codes fitted draws from a Gaussian fitted to its training codes)")
+    save_samples(model, args.output, n=args.n, seed=args.seed, codes=codes)
     print(f"wrote {args.output}")
 
 

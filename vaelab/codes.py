@@ -94,3 +94,34 @@ def export_codes(run: str | os.PathLike, data: str, output: str | os.PathLike, *
     np.savez(buffer, **arrays)
     atomic_write_bytes(output, buffer.getvalue())
     return arrays
+
+
+def run_data_spec(run: str | os.PathLike) -> str | None:
+    """The dataset spec a run was trained on (``run.json``), or None for a bare model directory."""
+    from .io import read_run_record
+
+    path = Path(run) / "run.json"
+    spec = read_run_record(path).get("data", {}).get("spec") if path.exists() else None
+    return spec if isinstance(spec, str) else None
+
+
+def training_code_gaussian(run: str | os.PathLike, model, data: str | None = None,
+                           data_dir: str | os.PathLike | None = None):
+    """The Gaussian fitted to a deterministic autoencoder's codes of its training images
+    (the train split of ``data``, default the run's recorded data): where its decoder was
+    trained, unlike N(0, I). Returns ``(distribution, spec, n_images)`` for ``model.sample(codes=...)``."""
+    from .data import binarize_static, load_dataset
+    from .evaluation import TEST_BINARIZATION_SEED
+
+    if not hasattr(model, "code_gaussian"):
+        raise VaelabError(f"--codes fitted is for deterministic autoencoders; a '{model.name}' samples its prior "
+                          "N(0, I), which it was trained to decode: drop --codes fitted")
+    spec = data or run_data_spec(run)
+    if spec is None:
+        raise VaelabError(f"--codes fitted needs the training images and {run} records no data; pass --data SPEC")
+    ds = load_dataset(spec, "train", data_dir=data_dir)
+    if tuple(ds.shape) != tuple(model.input_shape):
+        raise VaelabError(f"{spec} images have shape {list(ds.shape)}, the model in {run} expects "
+                          f"{list(model.input_shape)}; pass the --data it was trained on")
+    x = ds.x if run_binarization(run, model) == "none" else binarize_static(ds.x, TEST_BINARIZATION_SEED)
+    return model.code_gaussian(x), spec, len(ds)

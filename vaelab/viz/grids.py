@@ -39,10 +39,12 @@ def save_png(img: Image.Image, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def save_samples(model, path, n: int = 64, seed: int = 0) -> None:
-    """Decoder means for ``n`` prior samples (repeatable for a seed)."""
+def save_samples(model, path, n: int = 64, seed: int = 0, codes=None) -> None:
+    """Decoder means for ``n`` prior samples, or for codes drawn from ``codes`` (an
+    autoencoder's fitted Gaussian); repeatable for a seed."""
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    save_png(grid(model.sample(n, generator=g)), path)
+    images = model.sample(n, generator=g) if codes is None else model.sample(n, generator=g, codes=codes)
+    save_png(grid(images), path)
 
 
 def choose_images(count: int, n: int | None = None, indices=None, seed: int | None = None) -> list[int]:
