@@ -72,7 +72,7 @@ def mixtures_vs_vae(out: str | os.PathLike, *, data_dir=None, components=(10, 10
     vae = (load_run(vae_run, "mnist", train.shape, "--vae-run") if vae_run
            else fit("vae", train, out / "runs" / "vae-mnist", MNIST_VAE, tcfg, progress))
     shape = "-".join(str(v) for v in (784, *vae.config.hidden, vae.config.latent_dim))
-    res = evaluate(vae, test.x, nll_samples=nll_samples, binarize="dynamic")
+    res = evaluate(vae, test.x, nll_samples=nll_samples, binarize="dynamic", progress=progress)
     rows.append({"data": "binarized MNIST", "model": f"VAE {shape} (IS, k = {nll_samples})",
                  "test_log_likelihood": -res["nll"], "seconds": round(time.perf_counter() - t, 1)})
     settings = {"data": "mnist, frey-faces" if frey else "mnist",
@@ -94,7 +94,7 @@ def mixtures_vs_vae(out: str | os.PathLike, *, data_dir=None, components=(10, 10
                 "patience": FREY_PATIENCE}
         fvae = fit("vae", faces.subset(slice(0, cut)), out / "runs" / "vae-frey", FREY_VAE, fcfg, progress,
                    val_data=faces.subset(slice(cut, None)))
-        res = evaluate(fvae, faces_test.x, nll_samples=nll_samples)
+        res = evaluate(fvae, faces_test.x, nll_samples=nll_samples, progress=progress)
         rows.append({"data": "Frey Face", "model": f"VAE 560-200-10, learned-σ Gaussian decoder (IS, k = {nll_samples})",
                      "test_log_likelihood": -res["nll"], "seconds": round(time.perf_counter() - t, 1)})
         settings.update({"frey_components": list(frey_components), "frey_vae": FREY_VAE,
