@@ -75,6 +75,23 @@ def test_train_eval_sample_reconstruct(name, runs, npy, tmp_path, capsys):
     assert_png(tmp_path / "r.png", size=(2 * (8 * 30 + 2), 2 * (2 * 30 + 2)))
 
 
+def test_encode_writes_autoencoder_codes(runs, npy, tmp_path, capsys):
+    import torch
+
+    import vaelab
+
+    path = tmp_path / "codes.npz"
+    code, out, err = cli(capsys, "encode", runs / "ae", "--data", npy, "--split", "train", "-o", path)
+    assert code == 0, err
+    with np.load(path, allow_pickle=False) as saved:
+        assert saved.files == ["code"]  # the .npy has no labels, so no y
+        codes = saved["code"]
+    x = vaelab.load_dataset(npy, "train").x
+    assert codes.shape == (2500, 4)
+    with torch.no_grad():
+        np.testing.assert_allclose(codes[:20], vaelab.load(runs / "ae").encode(x[:20]).mean.numpy(), atol=1e-5)
+
+
 def test_nll_is_refused_for_an_autoencoder(runs, npy, capsys):
     code, _, err = cli(capsys, "eval", runs / "ae", "--data", npy, "--split", "train", "--limit", "10",
                        "--nll-samples", "10")
@@ -124,3 +141,40 @@ def test_help_lists_every_model_option_with_its_models(capsys):
         assert flag in text, flag
     assert "(linear-ae only; default: true)" in text
     assert "masking for dae" in text and "20 for vae" in text
+
+
+def test_sample_says_what_it_decodes_and_offers_fitted_codes(runs, npy, tmp_path, capsys):
+    import torch
+
+    import vaelab
+    from vaelab.viz.grids import grid
+
+    code, out, err = cli(capsys, "sample", runs / "ae", "-n", "16", "-o", tmp_path / "prior.png")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith("note: an 'ae' has no prior; decoding z ~ N(0, I)")
+    code, out, err = cli(capsys, "sample", runs / "ae", "-n", "16", "--codes", "fitted", "-o", tmp_path / "fit.png")
+    assert code == 0, err
+    assert "fitted to the codes of 2500 training images of " + npy in out  # the data recorded in run.json
+    model = vaelab.load(runs / "ae")
+    gaussian = model.code_gaussian(vaelab.load_dataset(npy, "train").x)
+    want = model.sample(16, generator=torch.Generator().manual_seed(0), codes=gaussian)
+    from vaelab.viz.grids import save_png
+
+    save_png(grid(want), tmp_path / "want.png")
+    assert (tmp_path / "fit.png").read_bytes() == (tmp_path / "want.png").read_bytes()
+    assert (tmp_path / "fit.png").read_bytes() != (tmp_path / "prior.png").read_bytes()
+
+
+def test_fitted_codes_refused_for_a_vae_and_without_data(runs, npy, tmp_path, capsys):
+    import vaelab
+
+    vae = tmp_path / "vae"
+    vaelab.save(vaelab.build("vae", hidden=[8], latent_dim=2), vae)  # a bare model directory: no run.json
+    code, _, err = cli(capsys, "sample", vae, "--codes", "fitted", "-o", tmp_path / "s.png")
+    assert_one_line_error(code, err, "--codes fitted is for deterministic autoencoders", "drop --codes fitted")
+    bare = tmp_path / "ae"
+    vaelab.save(vaelab.load(runs / "ae"), bare)
+    code, _, err = cli(capsys, "sample", bare, "--codes", "fitted", "-o", tmp_path / "s.png")
+    assert_one_line_error(code, err, "records no data", "pass --data SPEC")
+    code, out, err = cli(capsys, "sample", bare, "--codes", "fitted", "--data", npy, "-o", tmp_path / "s.png")
+    assert code == 0 and "2500 training images" in out, err

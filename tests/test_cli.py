@@ -225,3 +225,93 @@ def test_negative_nll_samples_is_refused(capsys, mnist_run, data_dir):
     code, _, err = cli(capsys, "eval", mnist_run, "--data", "mnist", "--data-dir", data_dir,
                        "--nll-samples", "-5", "--limit", "10")
     assert_one_line_error(code, err, "--nll-samples must be >= 0")
+
+
+def test_eval_reports_nll_progress_on_stderr(mnist_run, data_dir, capsys):
+    args = ["eval", mnist_run, "--data", "mnist", "--data-dir", data_dir, "--nll-samples", "20", "--limit", "100",
+            "--json", "--threads", "1"]
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("log-likelihood (k = 20): 100/100 images (100%)"), lines
+    code, quiet_out, quiet_err = cli(capsys, *args, "--no-progress")
+    assert code == 0 and quiet_err == ""
+    assert json.loads(quiet_out)["nll"] == json.loads(out)["nll"]
+
+
+def test_encode_writes_posterior_means_logvars_and_labels(mnist_run, data_dir, tmp_path, capsys):
+    import torch
+
+    import vaelab
+    from vaelab.data import binarize_static
+
+    path = tmp_path / "codes.npz"
+    code, out, err = cli(capsys, "encode", mnist_run, "--data", "mnist", "--data-dir", data_dir, "--split", "test",
+                         "-o", path, "--batch-size", "777", "--device", "cpu")
+    assert code == 0, err
+    assert str(path) in out and "mean [10000, 4]" in out
+    with np.load(path, allow_pickle=False) as saved:
+        assert sorted(saved.files) == ["logvar", "mean", "y"]
+        mean, logvar, y = saved["mean"], saved["logvar"], saved["y"]
+    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir)
+    assert mean.shape == logvar.shape == (10000, 4) and mean.dtype == np.float32
+    np.testing.assert_array_equal(y, test.y.numpy())
+    model = vaelab.load(mnist_run)
+    with torch.no_grad():  # the run trained on binarized images: encoded as evaluate() binarizes them
+        q = model.encode(binarize_static(test.x[:50], 123))
+    np.testing.assert_allclose(mean[:50], q.mean.numpy(), rtol=0, atol=1e-5)
+    np.testing.assert_allclose(np.exp(logvar[:50]), q.variance.numpy(), rtol=1e-4, atol=1e-7)
+
+
+def test_encode_batches_without_gradients(trained_vae, mnist_small):
+    import torch
+
+    import vaelab
+
+    x = mnist_small.test.x[:60]
+    small, large = vaelab.encode_images(trained_vae, x, batch_size=7), vaelab.encode_images(trained_vae, x)
+    assert set(small) == {"mean", "logvar"} and not small["mean"].requires_grad
+    torch.testing.assert_close(small["mean"], large["mean"], rtol=0, atol=1e-6)
+    assert all(p.grad is None for p in trained_vae.parameters())
+
+
+def test_encode_bad_input_is_one_line(mnist_run, data_dir, tmp_path, capsys):
+    code, _, err = cli(capsys, "encode", mnist_run, "--data", "mnist", "--data-dir", data_dir, "-o", tmp_path / "c.npy")
+    assert_one_line_error(code, err, "codes are written as one .npz", "ending in .npz")
+    code, _, err = cli(capsys, "encode", mnist_run, "--data", "digits", "-o", tmp_path / "c.npz")
+    assert_one_line_error(code, err, "digits images have shape [1, 8, 8]", "expects [1, 28, 28]")
+    assert not (tmp_path / "c.npz").exists()
+
+
+def test_reconstruct_chosen_or_random_images(mnist_run, data_dir, tmp_path, capsys):
+    import vaelab
+    from vaelab.data import binarize_static
+    from vaelab.viz.grids import save_reconstructions
+
+    base = ["reconstruct", mnist_run, "--data", "mnist", "--data-dir", data_dir]
+    code, _, err = cli(capsys, *base, "--indices", "3,17,42", "-o", tmp_path / "i.png")
+    assert code == 0, err
+    assert_png(tmp_path / "i.png", size=(2 * (3 * 30 + 2), 2 * (2 * 30 + 2)))  # the three inputs above their reconstructions
+    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir)
+    save_reconstructions(vaelab.load(mnist_run), binarize_static(test.x[[3, 17, 42]], 123), tmp_path / "want.png")
+    assert (tmp_path / "i.png").read_bytes() == (tmp_path / "want.png").read_bytes()
+    code, _, err = cli(capsys, *base, "--indices", ",".join(map(str, range(10))), "-o", tmp_path / "ten.png")
+    assert code == 0, err
+    assert_png(tmp_path / "ten.png", size=(2 * (8 * 30 + 2), 2 * (4 * 30 + 2)))  # all ten: a second, padded row
+    pictures = {}
+    for name, extra in {"a": ["--seed", "1"], "b": ["--seed", "1"], "c": ["--seed", "2"], "first": []}.items():
+        code, _, err = cli(capsys, *base, "-n", "8", *extra, "-o", tmp_path / f"{name}.png")
+        assert code == 0, err
+        pictures[name] = (tmp_path / f"{name}.png").read_bytes()
+    assert pictures["a"] == pictures["b"] and len({pictures["a"], pictures["c"], pictures["first"]}) == 3
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (["--indices", "5,10000"], ["--indices 10000", "has 10000 images", "from 0 to 9999"]),
+    (["--indices", "1,2", "-n", "4"], ["--indices names the images itself", "without -n and --seed"]),
+    (["-n", "0"], ["-n must be at least 1"]),
+])
+def test_reconstruct_bad_choice_is_one_line(extra, fragments, mnist_run, data_dir, tmp_path, capsys):
+    code, _, err = cli(capsys, "reconstruct", mnist_run, "--data", "mnist", "--data-dir", data_dir, *extra,
+                       "-o", tmp_path / "r.png")
+    assert_one_line_error(code, err, *fragments)

@@ -96,3 +96,72 @@ def test_compare_cli_bad_input_is_one_line(tmp_path, data_dir, capsys):
     assert main(["compare", "denoise", "--out", str(tmp_path / "d"), "--data-dir", str(data_dir),
                  "--corruptions", "gaussian", "--levels", "masking=0.5"]) == 2
     assert "not in --corruptions" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def npz(mnist_small, tmp_path_factory):
+    """600 real MNIST images with labels as an .npz (x uint8 N×28×28, y): user data with labels."""
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("npz") / "digits600.npz"
+    x = (mnist_small.train.x[:600, 0].numpy() * 255).round().astype(np.uint8)
+    np.savez(path, x=x, y=mnist_small.train.y[:600].numpy())
+    return f"npy:{path}"
+
+
+@pytest.fixture(scope="module")
+def npz_run(npz, tmp_path_factory):
+    """A tiny 2-D VAE trained on the .npz data (its run.json records that spec)."""
+    out = tmp_path_factory.mktemp("npz-run") / "run"
+    assert main(["train", "vae", "--data", npz, "--out", str(out), "--hidden", "16", "--latent-dim", "2",
+                 "--epochs", "1", "--val-size", "0", "--threads", "1", "--no-progress"]) == 0
+    return out
+
+
+def _one_line_error(code, err, *fragments):
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def test_compare_takes_data_and_says_which(tmp_path, npz, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "pca", "--data", npz, "--out", str(out), "--latent-dims", "2", "--models", "pca",
+                 "--threads", "1", "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert printed.out.startswith(f"data: {npz}\n")
+    # no test split of its own: measured on a seeded held-out 10 %, never on the training images
+    assert "warning: " in printed.err and "60 held-out images" in printed.err, printed.err
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["data"] == npz and saved["settings"]["data"] == npz
+    assert saved["settings"]["n_train"] == 540 and saved["settings"]["n_test"] == 60
+
+
+def test_codes_2d_refuses_a_run_trained_on_other_data(tmp_path, npz, npz_run, data_dir, capsys):
+    args = ["compare", "codes-2d", "--out", str(tmp_path / "c"), "--data-dir", str(data_dir), "--run", str(npz_run),
+            "--test-size", "100", "--train-size", "200", "--threads", "1", "--no-progress"]
+    assert main(args) == 2  # default --data mnist: the run's own data differs
+    _one_line_error(2, capsys.readouterr().err, f"was trained on {npz}, not mnist", f"pass --data {npz}")
+    assert not (tmp_path / "c" / "results.json").exists()
+    assert main([*args, "--data", npz]) == 0
+    saved = json.loads((tmp_path / "c" / "results.json").read_text())
+    assert saved["data"] == npz and [r["code_dim"] for r in saved["rows"]] == [2, 2]
+
+
+def test_compare_refuses_a_run_of_another_image_shape(tmp_path, data_dir):
+    digits = tmp_path / "digits-run"
+    import vaelab
+
+    vaelab.train("ae", "digits", digits, model_config={"hidden": [8], "latent_dim": 2},
+                 config={"epochs": 1, "threads": 1, "val_size": 0}, progress=False)
+    with pytest.raises(VaelabError, match=r"takes images of shape \[1, 8, 8\], but mnist has \[1, 28, 28\]"):
+        codes_2d(tmp_path / "c", data_dir=data_dir, runs=[digits], **{k: v for k, v in SMALL.items() if k != "epochs"})
+    with pytest.raises(VaelabError, match="--vae-run .* takes images of shape"):
+        mixtures_vs_vae(tmp_path / "m", data_dir=data_dir, components=(2,), em_iters=1, vae_run=str(digits),
+                        frey=False, **{k: v for k, v in SMALL.items() if k != "epochs"})
+
+
+def test_mixtures_takes_no_data(tmp_path, npz, capsys):
+    code = main(["compare", "mixtures", "--data", npz, "--out", str(tmp_path / "m")])
+    _one_line_error(code, capsys.readouterr().err, "compare mixtures is defined on binarized MNIST and Frey Face",
+                    "takes no --data")

@@ -236,3 +236,35 @@ def test_estimate_does_not_depend_on_threads_or_chunking(trained_vae, test_x):
     torch.testing.assert_close(one, batched, rtol=0, atol=1e-3)
     first = vaelab.log_likelihood(trained_vae, x[:2], 300, max_rows=64, seed=5)
     torch.testing.assert_close(first, one[:2], rtol=0, atol=0)  # more images leave these unchanged
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_progress_reports_lines_without_changing_the_estimate(trained_vae, test_x, capsys, threads):
+    """Off a terminal: a line every 5 % with rate and ETA; the estimates stay bit-identical."""
+    x = test_x[:40]
+    torch.set_num_threads(threads)
+    quiet = vaelab.log_likelihood(trained_vae, x, 200, max_rows=200, seed=7)
+    assert capsys.readouterr().err == ""
+    shown = vaelab.log_likelihood(trained_vae, x, 200, max_rows=200, seed=7, progress=True)
+    torch.testing.assert_close(shown, quiet, rtol=0, atol=0)
+    lines = capsys.readouterr().err.splitlines()
+    assert 10 <= len(lines) <= 21, lines  # one image per point batch here: 40 updates, ~20 marks
+    assert lines[-1].startswith("log-likelihood (k = 200): 40/40 images (100%)")
+    assert all("images/s, ETA" in line for line in lines)
+
+
+def test_progress_on_a_terminal_is_a_bar_with_rate_and_eta():
+    import io
+
+    from vaelab.evaluation.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    with Progress(10, "nll", stream=stream) as bar:
+        for _ in range(10):
+            bar.update(1)
+    text = stream.getvalue()
+    assert text.startswith("\rnll:") and "0/10 [00:00<?, ?img/s]" in text, text  # tqdm: count, ETA, rate

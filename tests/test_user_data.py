@@ -132,3 +132,12 @@ def test_cli_says_in_one_line_that_0_1_masks_stay_0_1(tmp_path, capsys):
     assert code == 0, err
     assert err == f"warning: npy:{path}: the uint8 pixels hold only the values 0 and 1, so they are read as " \
                   "black-and-white pixels (0/1), not as 0..255 grey levels\n"
+
+
+def test_encode_uses_the_test_split_the_run_carved(grey, tmp_path):
+    result = _train(grey, tmp_path / "run", test_fraction=0.2, val_size=10)
+    codes = vaelab.export_codes(result.run_dir, grey, tmp_path / "codes.npz", split="test", binarize="none")
+    held_out = vaelab.training.run_split(result.run_dir, grey, "test").x
+    assert codes["mean"].shape[0] == 20
+    model = vaelab.load(result.run_dir)
+    assert np.allclose(codes["mean"], model.encode(held_out).mean.detach().numpy(), atol=1e-6)

@@ -5,9 +5,11 @@
     model = vaelab.load("runs/vae")
     vaelab.evaluate(model, vaelab.load_dataset("mnist", "test").x, nll_samples=5000,
                     binarize="dynamic")
+    vaelab.export_codes("runs/vae", "mnist", "codes.npz")   # posterior means, log-variances, labels
 """
 __version__ = "0.1.0"
 
+from .codes import encode_images, export_codes  # noqa: E402
 from .data import Dataset, load_dataset  # noqa: E402
 from .errors import VaelabError  # noqa: E402
 from .evaluation import evaluate, log_likelihood  # noqa: E402
@@ -15,5 +17,5 @@ from .io import load, save  # noqa: E402
 from .models import Loss, Model, build, names as model_names  # noqa: E402
 from .training import TrainConfig, train  # noqa: E402
 
-__all__ = ["Dataset", "Loss", "Model", "TrainConfig", "VaelabError", "build", "evaluate",
-           "load", "load_dataset", "log_likelihood", "model_names", "save", "train"]
+__all__ = ["Dataset", "Loss", "Model", "TrainConfig", "VaelabError", "build", "encode_images", "evaluate",
+           "export_codes", "load", "load_dataset", "log_likelihood", "model_names", "save", "train"]

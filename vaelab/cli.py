@@ -155,19 +155,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress report of the log-likelihood estimate (a bar on a terminal, else a "
+                        "line every 5 %% on stderr)")
 
     p = sub.add_parser("sample", help="decode prior samples into a PNG grid")
     p.add_argument("run", help="run or model directory")
     p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
     p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default: samples.png)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    p.add_argument("--codes", default="prior", choices=("prior", "fitted"),
+                   help="codes to decode: prior, z ~ N(0, I); or fitted, z ~ a Gaussian fitted to the codes of "
+                        "the training images (deterministic autoencoders, which have no prior) (default: prior)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="with --codes fitted: the training data (default: the data recorded in the run)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 
     p = sub.add_parser("reconstruct", help="PNG grid of inputs above their reconstructions")
     p.add_argument("run", help="run or model directory")
     _data_args(p)
     p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
-    p.add_argument("-n", type=int, default=32, help="number of images (default: 32)")
+    p.add_argument("-n", type=int, default=None, help="number of images (default: 32)")
+    p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
+                   help="show these images of the split (0-based, e.g. 3,17,42) instead of the first N")
+    p.add_argument("--seed", type=int, default=None,
+                   help="show N images drawn at random with this seed instead of the first N")
     p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
+
+    p = sub.add_parser("encode", help="write a dataset's codes (posterior means, log-variances) and labels to .npz",
+                       description="Encode a dataset split with a trained model and write one .npz of named "
+                                   "arrays, row i for image i: mean and logvar (VAE) or code (autoencoders), "
+                                   "and y (labels, where the data has them). Read it with numpy.load.")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("-o", "--output", default="codes.npz", help=".npz file to write (default: codes.npz)")
+    p.add_argument("--binarize", default="auto", choices=("auto", "dynamic", "static", "none"),
+                   help="binarize the images once with a fixed seed before encoding; auto follows the run, "
+                        "none encodes grey levels (default: auto)")
+    p.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
 
     p = sub.add_parser("demo", help="train a small VAE on scikit-learn's bundled digits (no download)")
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
@@ -285,7 +313,7 @@ def cmd_eval(args) -> None:
     model = load(run, device=resolve_device(args.device))
     x = _eval_data(args, model, run)
     result = evaluate(model, x, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
-                      batch_size=args.batch_size, seed=args.seed)
+                      batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     held_out = args.split == "test"
     result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
               **({} if held_out else {"note": TRAINING_IMAGES}), **result}
@@ -303,11 +331,20 @@ def cmd_eval(args) -> None:
 
 def cmd_sample(args) -> None:
     from . import load
+    from .codes import training_code_gaussian
     from .viz.grids import save_samples
 
     if args.n < 1:
         raise VaelabError(f"-n must be at least 1, got {args.n}")
-    save_samples(load(args.run), args.output, n=args.n, seed=args.seed)
+    model = load(args.run)
+    codes = None
+    if args.codes == "fitted":
+        codes, spec, count = training_code_gaussian(args.run, model, args.data, args.data_dir)
+        print(f"decoding codes drawn from the Gaussian fitted to the codes of {count} training images of {spec}")
+    elif hasattr(model, "code_gaussian"):
+        print(f"note: an '{model.name}' has no prior; decoding z ~ N(0, I), codes it was never trained on "
+              "(--codes fitted draws from a Gaussian fitted to its training codes)")
+    save_samples(model, args.output, n=args.n, seed=args.seed, codes=codes)
     print(f"wrote {args.output}")
 
 
@@ -315,17 +352,25 @@ def cmd_reconstruct(args) -> None:
     from . import load
     from .data import binarize_static
     from .evaluation import TEST_BINARIZATION_SEED
-    from .viz.grids import save_reconstructions
+    from .viz.grids import choose_images, save_reconstructions
 
-    if args.n < 1:
-        raise VaelabError(f"-n must be at least 1, got {args.n}")
     run = Path(args.run)
     model = load(run)
-    x = _eval_images(args, model, run)[: args.n]
+    x = _eval_images(args, model, run)
+    x = x[choose_images(len(x), args.n, args.indices, args.seed)]
     if _binarization("auto", model, run) != "none":
         x = binarize_static(x, TEST_BINARIZATION_SEED)
     save_reconstructions(model, x, args.output)
     print(f"wrote {args.output}")
+
+
+def cmd_encode(args) -> None:
+    from . import export_codes
+
+    arrays = export_codes(args.run, args.data, args.output, split=args.split, data_dir=args.data_dir,
+                          binarize=args.binarize, batch_size=args.batch_size, device=args.device)
+    shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
+    print(f"wrote {args.output} ({shapes})")
 
 
 def cmd_demo(args) -> None:
@@ -376,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
-                "reconstruct": cmd_reconstruct, "demo": cmd_demo, "compare": _cmd_compare}
+                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare}
     try:
         with _one_line_warnings():
             handlers[args.command](args)

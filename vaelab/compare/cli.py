@@ -45,7 +45,8 @@ SPECIFIC = {
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
     "codes-2d": ("2-D PCA map beside autoencoder / VAE codes, coloured by label", [
-        ("--run", "runs", str, None, "use this trained run's codes (repeatable) instead of training models"),
+        ("--run", "runs", str, None, "use this trained run's codes (repeatable) instead of training models; "
+                                     "it must have been trained on --data"),
         ("--models", "models", _names, ("ae", "vae"), "models to train when no --run is given"),
         ("--latent-dim", "latent_dim", int, 2, "code size of the trained models (>2 is projected)"),
         ("--projection", "projection", str, "pca", "projection of codes wider than 2: pca or tsne"),
@@ -68,7 +69,7 @@ SPECIFIC = {
     "mixtures": ("Bernoulli / Gaussian mixtures vs VAEs by test log-likelihood (MNIST, Frey Face)", [
         ("--components", "components", _ints, (10, 100, 500), "Bernoulli mixture component counts"),
         ("--em-iters", "em_iters", int, 50, "maximum EM iterations"),
-        ("--vae-run", "vae_run", str, None, "score this trained MNIST VAE run instead of training one"),
+        ("--vae-run", "vae_run", str, None, "score this VAE run, trained on MNIST, instead of training one"),
         ("--vae-epochs", "vae_epochs", int, 50, "epochs of the MNIST VAE trained when no --vae-run"),
         ("--nll-samples", "nll_samples", int, 1000, "importance samples for the VAEs' log-likelihood"),
         ("--frey-components", "frey_components", _ints, (1, 5, 10, 20), "Gaussian mixture component counts"),
@@ -76,6 +77,7 @@ SPECIFIC = {
         ("--test-size", "test_size", int, 0, "first N MNIST test images (0 = all)"),
     ]),
 }
+FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face"}  # comparisons whose claim is about these data
 
 
 def add_compare_parser(sub) -> None:
@@ -84,8 +86,12 @@ def add_compare_parser(sub) -> None:
                                    "into --out and reuses models it trained there before.")
     which = p.add_subparsers(dest="comparison", required=True, metavar="COMPARISON")
     for name, (help_text, options) in SPECIFIC.items():
-        q = which.add_parser(name, help=help_text, description=help_text)
+        # no abbreviations: --data must never be read as --data-dir
+        q = which.add_parser(name, help=help_text, description=help_text, allow_abbrev=False)
         q.add_argument("--out", required=True, metavar="DIR", help="directory for tables, figures and models")
+        q.add_argument("--data", default=None if name in FIXED_DATA else "mnist", metavar="SPEC",
+                       help=argparse.SUPPRESS if name in FIXED_DATA else
+                       "mnist, fashion-mnist, kmnist, digits, frey-faces, folder:PATH or npy:PATH (default: mnist)")
         q.add_argument("--data-dir", default=None, metavar="DIR",
                        help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
         for flag, dest, kind, default, text in options:
@@ -107,11 +113,16 @@ def cmd_compare(args) -> None:
     from . import COMPARISONS
 
     settings = {k: v for k, v in vars(args).items() if k not in ("command", "comparison", "out", "no_progress")}
+    if args.comparison in FIXED_DATA:
+        if settings.pop("data") is not None:
+            raise VaelabError(f"compare {args.comparison} is defined on {FIXED_DATA[args.comparison]} only; "
+                              "it takes no --data (drop it)")
     if args.comparison == "denoise" and settings.get("levels"):
         unknown = sorted(set(settings["levels"]) - set(settings["corruptions"]))
         if unknown:
             raise VaelabError(f"--levels names {', '.join(unknown)}, which is not in --corruptions")
     result = COMPARISONS[args.comparison](args.out, progress=not args.no_progress, **settings)
     result.write(args.out)
+    print(f"data: {result.settings.get('data')}")
     print(result.markdown())
     print(f"written: {args.out}/table.md, {args.out}/results.json, " + ", ".join(result.figures))

@@ -14,9 +14,8 @@ import torch
 
 from ..baselines import PCA
 from ..errors import VaelabError
-from ..io import load
 from ..viz.plots import PROJECTIONS, project_2d, scatter_panels
-from .common import Comparison, batched, fit, prepare_out, split
+from .common import Comparison, batched, fit, load_run, prepare_out, split
 
 KNN_NEIGHBOURS = 5
 
@@ -31,8 +30,8 @@ def _knn_accuracy(train_codes, train_y, test_codes, test_y) -> float:
 def codes_2d(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, runs=(), latent_dim: int = 2,
              models=("ae", "vae"), projection: str = "pca", epochs: int = 10, train_size: int = 0,
              test_size: int = 5000, seed: int = 0, threads: int = 0, progress: bool = True) -> Comparison:
-    """PCA beside trained models' codes (``runs``: run directories to use; otherwise each of
-    ``models`` is trained with ``latent_dim`` on ``data``)."""
+    """PCA beside trained models' codes (``runs``: run directories to use, trained on ``data``;
+    otherwise each of ``models`` is trained with ``latent_dim`` on ``data``)."""
     if projection not in PROJECTIONS:
         raise VaelabError(f"unknown projection {projection!r}; choose one of {', '.join(PROJECTIONS)}")
     start = time.perf_counter()
@@ -43,7 +42,7 @@ def codes_2d(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, runs
     knn_train = train.subset(slice(0, min(len(train), 10000)))
     pca = PCA(2).fit(train.x)
     maps = [("PCA", pca.encode(knn_train.x).float(), pca.encode(test.x).float(), 2)]
-    models_used = [(str(r), load(r)) for r in runs]
+    models_used = [(str(r), load_run(r, data, train.shape)) for r in runs]
     if not runs:
         for name in models:
             cfg = {"latent_dim": latent_dim, "hidden": [512, 256]}

@@ -4,14 +4,18 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..data import Dataset, load_dataset
-from ..errors import VaelabError
+from ..data import Dataset, has_test_split, load_dataset, split_test
+from ..data.sources import canonical_spec
+from ..errors import VaelabError, VaelabWarning
 from ..io import atomic_write_bytes, atomic_write_json
+
+HELD_OUT_FRACTION = 0.1  # user data without a test split: the part comparisons measure on
 
 
 @dataclass
@@ -38,7 +42,8 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
     def to_dict(self) -> dict:
-        return {"comparison": self.name, "title": self.title, "columns": self.columns, "rows": self.rows,
+        return {"comparison": self.name, "title": self.title, "data": self.settings.get("data"),
+                "columns": self.columns, "rows": self.rows,
                 "settings": self.settings, "figures": self.figures, "notes": self.notes,
                 "seconds": round(self.seconds, 1)}
 
@@ -68,17 +73,49 @@ def prepare_out(out: str | os.PathLike) -> Path:
 
 
 def split(spec: str, data_dir, train_size: int = 0, test_size: int = 0) -> tuple[Dataset, Dataset]:
-    """The first ``train_size`` / ``test_size`` images of a dataset's splits (0 = all)."""
+    """The first ``train_size`` / ``test_size`` images of a dataset's splits (0 = all). User
+    data without a test split of its own is compared on a seeded held-out part, said in a line."""
     for name, n in (("train_size", train_size), ("test_size", test_size)):
         if n < 0:
             raise VaelabError(f"{name} must be >= 0 (0 = the whole split), got {n}")
-    train = load_dataset(spec, "train", data_dir=data_dir)
-    test = load_dataset(spec, "test", data_dir=data_dir)
+    if has_test_split(spec):
+        train, test = load_dataset(spec, "train", data_dir=data_dir), load_dataset(spec, "test", data_dir=data_dir)
+    else:
+        train, test = split_test(load_dataset(spec, "train", data_dir=data_dir), HELD_OUT_FRACTION)
+        warnings.warn(f"{spec} has no test split of its own: its models are measured on {len(test)} held-out images "
+                      f"({HELD_OUT_FRACTION:.0%}, carved as vaelab train --test-fraction {HELD_OUT_FRACTION} does)",
+                      VaelabWarning, stacklevel=2)
     if train_size:
         train = train.subset(slice(0, train_size))
     if test_size:
         test = test.subset(slice(0, test_size))
     return train, test
+
+
+def same_data(a: str, b: str) -> bool:
+    """Whether two dataset specs name the same data: names up to case and ``_``/``-``,
+    ``npy:``/``folder:`` paths after resolving."""
+    def norm(spec: str) -> str:
+        spec = spec.strip()
+        return canonical_spec(spec) if spec.startswith(("npy:", "folder:")) else spec.lower().replace("_", "-")
+    return norm(a) == norm(b)
+
+
+def load_run(run, spec: str, shape, option: str = "--run"):
+    """A trained model to measure on ``spec``, refused when its run recorded other data or
+    its input shape differs: its numbers would silently describe images it never saw."""
+    from ..io import load, read_run_record
+
+    model = load(run)
+    if tuple(model.input_shape) != tuple(shape):
+        raise VaelabError(f"{option} {run} takes images of shape {list(model.input_shape)}, but {spec} has "
+                          f"{list(shape)}; pass the --data it was trained on")
+    record = Path(run) / "run.json"
+    trained_on = read_run_record(record).get("data", {}).get("spec") if record.exists() else None
+    if isinstance(trained_on, str) and not same_data(trained_on, spec):
+        raise VaelabError(f"{option} {run} was trained on {trained_on}, not {spec}; pass --data {trained_on} "
+                          f"or a run trained on {spec}")
+    return model
 
 
 def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: dict, progress: bool,

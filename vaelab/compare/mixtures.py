@@ -16,8 +16,7 @@ from ..baselines import BernoulliMixture, GaussianMixture
 from ..data import binarize_static
 from ..errors import VaelabError
 from ..evaluation import TEST_BINARIZATION_SEED, evaluate
-from ..io import load
-from .common import Comparison, fit, prepare_out, split
+from .common import Comparison, fit, load_run, prepare_out, split
 
 MNIST_VAE = {"latent_dim": 20, "hidden": [400], "activation": "relu", "likelihood": "bernoulli"}
 FREY_VAE = {"latent_dim": 10, "hidden": [200], "activation": "tanh", "likelihood": "gaussian-learned"}
@@ -70,12 +69,14 @@ def mixtures_vs_vae(out: str | os.PathLike, *, data_dir=None, components=(10, 10
                      "test_log_likelihood": float(bmm.log_prob(x_test).mean()), "seconds": round(bmm.fit_seconds, 1)})
     t = time.perf_counter()
     tcfg = {"epochs": vae_epochs, "seed": seed, "threads": threads, "val_size": 0, "binarize": "dynamic"}
-    vae = load(vae_run) if vae_run else fit("vae", train, out / "runs" / "vae-mnist", MNIST_VAE, tcfg, progress)
+    vae = (load_run(vae_run, "mnist", train.shape, "--vae-run") if vae_run
+           else fit("vae", train, out / "runs" / "vae-mnist", MNIST_VAE, tcfg, progress))
     shape = "-".join(str(v) for v in (784, *vae.config.hidden, vae.config.latent_dim))
-    res = evaluate(vae, test.x, nll_samples=nll_samples, binarize="dynamic")
+    res = evaluate(vae, test.x, nll_samples=nll_samples, binarize="dynamic", progress=progress)
     rows.append({"data": "binarized MNIST", "model": f"VAE {shape} (IS, k = {nll_samples})",
                  "test_log_likelihood": -res["nll"], "seconds": round(time.perf_counter() - t, 1)})
-    settings = {"n_train": len(train), "n_test": len(test), "components": list(components), "em_iters": em_iters,
+    settings = {"data": "mnist, frey-faces" if frey else "mnist",
+                "n_train": len(train), "n_test": len(test), "components": list(components), "em_iters": em_iters,
                 "vae_run": vae_run, "vae": None if vae_run else MNIST_VAE, "vae_epochs": vae_epochs,
                 "nll_samples": nll_samples, "seed": seed}
     if frey:
@@ -93,7 +94,7 @@ def mixtures_vs_vae(out: str | os.PathLike, *, data_dir=None, components=(10, 10
                 "patience": FREY_PATIENCE}
         fvae = fit("vae", faces.subset(slice(0, cut)), out / "runs" / "vae-frey", FREY_VAE, fcfg, progress,
                    val_data=faces.subset(slice(cut, None)))
-        res = evaluate(fvae, faces_test.x, nll_samples=nll_samples)
+        res = evaluate(fvae, faces_test.x, nll_samples=nll_samples, progress=progress)
         rows.append({"data": "Frey Face", "model": f"VAE 560-200-10, learned-σ Gaussian decoder (IS, k = {nll_samples})",
                      "test_log_likelihood": -res["nll"], "seconds": round(time.perf_counter() - t, 1)})
         settings.update({"frey_components": list(frey_components), "frey_vae": FREY_VAE,

@@ -16,7 +16,8 @@ TEST_BINARIZATION_SEED = 123
 
 
 def evaluate(model, x: torch.Tensor, *, nll_samples: int = 0, binarize: str = "none",
-             batch_size: int = 500, seed: int = 0, max_rows: int | None = None) -> dict:
+             batch_size: int = 500, seed: int = 0, max_rows: int | None = None,
+             progress: bool = False) -> dict:
     """Evaluate ``model`` on images ``x`` (float, [0, 1]); returns a JSON-ready dict.
 
     ``binarize="dynamic"`` or ``"static"`` draws one fixed binarization of ``x``
@@ -26,6 +27,8 @@ def evaluate(model, x: torch.Tensor, *, nll_samples: int = 0, binarize: str = "n
     Σ_pixels (x − x̂)² per example for the deterministic reconstruction x̂, and ``psnr``
     = 10·log10(1 / per-pixel MSE) in dB for [0, 1] images (at most 100). Deterministic autoencoders
     have no latent density, so they report ``recon``, ``mse`` and ``psnr`` only.
+    ``progress`` reports the log-likelihood estimate's progress on stderr (minutes for
+    thousands of samples).
     """
     if nll_samples > 0 and not hasattr(model, "importance_log_weights"):
         raise VaelabError(f"the log-likelihood (NLL) needs a VAE-family model with a latent density; "
@@ -58,7 +61,7 @@ def evaluate(model, x: torch.Tensor, *, nll_samples: int = 0, binarize: str = "n
     if nll_samples > 0:
         t0 = time.perf_counter()
         kwargs = {} if max_rows is None else {"max_rows": max_rows}
-        log_px = log_likelihood(model, x, nll_samples, seed=seed, **kwargs)
+        log_px = log_likelihood(model, x, nll_samples, seed=seed, progress=progress, **kwargs)
         result["nll"] = float(-log_px.mean())
         result["nll_stderr"] = float(log_px.std() / math.sqrt(n)) if n > 1 else 0.0
         result["nll_seconds"] = round(time.perf_counter() - t0, 2)

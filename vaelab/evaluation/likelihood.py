@@ -6,17 +6,20 @@ Points × samples are processed in chunks bounded by ``max_rows`` decoder evalua
 combined with a running logsumexp, so any k fits in memory and exactly k samples are
 always used. Each image draws from its own generator, seeded from (seed, image index),
 so the estimate does not depend on the chunk size or on how many threads share the
-work. Runs under inference mode: no graph is built.
+work. Runs under inference mode: no graph is built. ``progress`` reports finished images
+after each point batch, outside the sampling, so it cannot change an estimate.
 """
 from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
 from ..errors import VaelabError
+from .progress import Progress
 
 DEFAULT_MAX_ROWS = 4096  # decoder rows per chunk: large enough for GEMM, small enough for cache
 
@@ -40,36 +43,51 @@ def _batch(model, xb: torch.Tensor, first: int, k: int, seed: int, per_chunk: in
 
 
 @torch.inference_mode()
-def _sequential(model, x: torch.Tensor, first: int, k: int, seed: int, max_rows: int) -> torch.Tensor:
-    """Estimates for images ``x`` (whose first has index ``first``), one point batch after another."""
+def _sequential(model, x: torch.Tensor, first: int, k: int, seed: int, max_rows: int,
+                done: Callable[[int], None] | None = None) -> torch.Tensor:
+    """Estimates for images ``x`` (whose first has index ``first``), one point batch after
+    another; ``done(n)`` is told after each batch of n images."""
     device = next(model.parameters()).device
     points = max(1, min(x.shape[0], max_rows // k))
     per_chunk = min(k, max(1, max_rows // points))
-    return torch.cat([_batch(model, x[s:s + points].to(device, torch.float32), first + s, k, seed, per_chunk)
-                      for s in range(0, x.shape[0], points)])
+    parts = []
+    for s in range(0, x.shape[0], points):
+        parts.append(_batch(model, x[s:s + points].to(device, torch.float32), first + s, k, seed, per_chunk))
+        if done is not None:
+            done(parts[-1].shape[0])
+    return torch.cat(parts)
 
 
 def log_likelihood(model, x: torch.Tensor, k: int, *, seed: int = 0,
-                   max_rows: int = DEFAULT_MAX_ROWS) -> torch.Tensor:
+                   max_rows: int = DEFAULT_MAX_ROWS, progress: bool = False) -> torch.Tensor:
     """Per-example estimates of log p(x) (float64) with exactly ``k`` importance samples.
 
     On the CPU with several threads, contiguous shares of the images run concurrently,
     one thread each: the chunks are too small for torch's intra-op threads to pay off
-    (about 15 % faster on two cores).
+    (about 15 % faster on two cores). ``progress`` reports images done, with rate and
+    ETA, on stderr (see :mod:`vaelab.evaluation.progress`).
     """
     if k < 1:
         raise VaelabError(f"the number of importance samples must be at least 1, got {k}")
+    if not progress:
+        return _estimate(model, x, k, seed, max_rows, None)
+    with Progress(x.shape[0], f"log-likelihood (k = {k})") as bar:
+        return _estimate(model, x, k, seed, max_rows, bar.update)
+
+
+def _estimate(model, x: torch.Tensor, k: int, seed: int, max_rows: int,
+              done: Callable[[int], None] | None) -> torch.Tensor:
     device = next(model.parameters()).device
     points = max(1, min(x.shape[0], max_rows // k))
     threads = torch.get_num_threads()
     workers = min(threads, math.ceil(x.shape[0] / points)) if device.type == "cpu" else 1
     if workers <= 1:
-        return _sequential(model, x, 0, k, seed, max_rows)
+        return _sequential(model, x, 0, k, seed, max_rows, done)
     share = math.ceil(x.shape[0] / points / workers) * points  # whole point batches per thread
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(lambda s: _sequential(model, x[s:s + share], s, k, seed, max_rows),
+            parts = pool.map(lambda s: _sequential(model, x[s:s + share], s, k, seed, max_rows, done),
                              range(0, x.shape[0], share))
             return torch.cat(list(parts))
     finally:

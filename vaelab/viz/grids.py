@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import VaelabError
 from ..io import atomic_write_bytes
 
 
@@ -38,18 +39,42 @@ def save_png(img: Image.Image, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def save_samples(model, path, n: int = 64, seed: int = 0) -> None:
-    """Decoder means for ``n`` prior samples (repeatable for a seed)."""
+def save_samples(model, path, n: int = 64, seed: int = 0, codes=None) -> None:
+    """Decoder means for ``n`` prior samples, or for codes drawn from ``codes`` (an
+    autoencoder's fitted Gaussian); repeatable for a seed."""
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    save_png(grid(model.sample(n, generator=g)), path)
+    images = model.sample(n, generator=g) if codes is None else model.sample(n, generator=g, codes=codes)
+    save_png(grid(images), path)
+
+
+def choose_images(count: int, n: int | None = None, indices=None, seed: int | None = None) -> list[int]:
+    """Which of ``count`` images to show: ``indices`` as given, or ``n`` (default 32) drawn
+    without replacement with ``seed``, else the first ``n``: the first images of a split
+    are a poor sample of it, and a user may want to look at particular ones."""
+    if indices is not None and (n is not None or seed is not None):
+        raise VaelabError("--indices names the images itself; give it without -n and --seed")
+    if indices is not None:
+        bad = [i for i in indices if not 0 <= i < count]
+        if not indices or bad:
+            raise VaelabError(f"--indices {','.join(map(str, bad or indices)) or '(none)'}: the split has {count} "
+                              f"images, so indices run from 0 to {count - 1}")
+        return list(indices)
+    n = 32 if n is None else n
+    if n < 1:
+        raise VaelabError(f"-n must be at least 1, got {n}")
+    if seed is None:
+        return list(range(min(n, count)))
+    return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n].tolist()
 
 
 def save_reconstructions(model, x: torch.Tensor, path, nrow: int | None = None) -> None:
-    """Rows of inputs, each followed by a row of their reconstructions."""
+    """Rows of inputs, each followed by a row of their reconstructions (a short last row is
+    padded with blank tiles, so every image is shown)."""
     x = x.to(next(model.parameters()).device)
     recon = model.reconstruct(x)
     nrow = nrow or min(len(x), 8)
-    x, recon = x[: len(x) // nrow * nrow], recon[: len(x) // nrow * nrow]
+    blank = torch.ones((-len(x)) % nrow, *x.shape[1:], dtype=x.dtype, device=x.device)
+    x, recon = torch.cat([x, blank]), torch.cat([recon.to(x.dtype), blank])
     pairs = []
     for i in range(0, len(x), nrow):
         pairs += [x[i:i + nrow], recon[i:i + nrow]]
