@@ -369,7 +369,7 @@ MUTATIONS = st.lists(st.tuples(st.sampled_from(["drop", "reshape", "retype", "st
                                 st.integers(0, 10**6), st.lists(st.integers(0, 4), max_size=3), SCALARS | JSONISH),
                       min_size=1, max_size=3)
 RETYPES = (torch.float64, torch.int32, torch.bool, torch.float16)
-STATE_KEYS = ("optimizer", "numpy_rng", "python_rng", "counters", "extra")
+STATE_KEYS = ("optimizers", "numpy_rng", "python_rng", "counters", "extra")
 COUNTERS = ("epoch", "step", "epoch_step", "best_val", "lr_scale", "epoch_lr", "skipped")
 
 

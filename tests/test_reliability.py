@@ -83,8 +83,8 @@ class _StepHook:
         self.original = model.loss
         model.loss = self
 
-    def __call__(self, x, y=None):
-        result = self.original(x, y)
+    def __call__(self, batch):
+        result = self.original(batch)
         if self.model.training:
             self.steps += 1
             action = self.actions.get(self.steps)

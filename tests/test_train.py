@@ -195,8 +195,8 @@ def test_nan_loss_names_the_term_and_step_and_keeps_the_last_good_checkpoint(mni
     original = model.loss
     seen = {"steps": 0, "last": None}
 
-    def loss(x, y=None):
-        result = original(x, y)
+    def loss(batch):
+        result = original(batch)
         if not model.training:
             return result
         seen["steps"] += 1
@@ -250,9 +250,9 @@ def test_patience_stops_training_and_keeps_the_best_epoch(mnist_small, tmp_path)
     model = _tiny_model()
     original = model.loss
 
-    def loss(x, y=None):  # a validation loss that never improves after epoch 1
+    def loss(batch):  # a validation loss that never improves after epoch 1
         if model.training:
-            return original(x, y)
+            return original(batch)
         value = torch.tensor(100.0)
         return Loss(value, {"recon": value, "kl": torch.tensor(0.0)}, {"recon": 1.0, "kl": 1.0})
 
@@ -269,7 +269,7 @@ def test_patience_stops_training_and_keeps_the_best_epoch(mnist_small, tmp_path)
     last_w = {k[6:]: v for k, v in last.items() if k.startswith("model/")}
     _assert_same_tensors(load_file(out / "model.safetensors"), best_w)
     assert not all(torch.equal(best_w[k], last_w[k]) for k in best_w)  # training went on after the best
-    assert best["optim/0/step"] < last["optim/0/step"]  # best keeps its own optimizer state
+    assert best["optim/model/0/step"] < last["optim/model/0/step"]  # best keeps its own optimizer state
 
 
 # --- inputs and settings --------------------------------------------------------------
@@ -346,8 +346,8 @@ def test_nan_validation_loss_stops_the_run(mnist_small, tmp_path):
     model = _tiny_model()
     original = model.loss
 
-    def loss(x, y=None):
-        result = original(x, y)
+    def loss(batch):
+        result = original(batch)
         if model.training:
             return result
         nan = result.terms["recon"] * float("nan")

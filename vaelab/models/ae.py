@@ -22,7 +22,7 @@ from ..nn.deterministic import PointMass, squared_error_likelihood
 from ..nn.init import glorot_, output_bias_from_data_
 from ..nn.likelihoods import Bernoulli
 from ..nn.mlp import ACTIVATIONS, mlp
-from .base import Loss, Model
+from .base import Batch, Loss, Model, inputs
 from .registry import register
 
 RECON_LOSSES = ("mse", "bernoulli")
@@ -104,9 +104,9 @@ class Autoencoder(Model):
         return torch.sigmoid(out)
 
     # -- the contract ---------------------------------------------------------------
-    def encode(self, x: torch.Tensor) -> td.Distribution:
+    def encode(self, data: Batch | torch.Tensor) -> td.Distribution:
         """The code as a point mass: ``.mean``, ``.sample()`` and ``.rsample()`` are f(x)."""
-        return PointMass(self.code(x))
+        return PointMass(self.code(inputs(data)))
 
     def decode(self, z: torch.Tensor) -> td.Distribution:
         """The distribution whose negative log-density is the training loss (up to a
@@ -117,10 +117,11 @@ class Autoencoder(Model):
         return squared_error_likelihood(self.output_mean(out))
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, corrupted: bool = False,
+    def reconstruct(self, data: Batch | torch.Tensor, corrupted: bool = False,
                     generator: torch.Generator | None = None) -> torch.Tensor:
         """x̂ = g(f(x)), deterministic. ``corrupted=True`` first applies the model's own
         corruption (drawn from ``generator``) to show denoising."""
+        x = inputs(data)
         if corrupted:
             kind, level = self.corruption
             x = corrupt(x, kind, level, generator)
@@ -164,9 +165,10 @@ class Autoencoder(Model):
             return Bernoulli().nll_sum(out, x)
         return F.mse_loss(self.output_mean(out), x, reduction="sum")
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Loss:
+    def loss(self, batch: Batch | torch.Tensor) -> Loss:
         """``recon`` = Σ_pixels loss(x, g(f(x̃))) averaged over the batch, where x̃ is the
         corrupted input in training mode (denoising) and x itself in eval mode."""
+        x = inputs(batch)
         kind, level = self.corruption
         inp = corrupt(x, kind, level) if self.training and kind != "none" else x
         recon = self.recon_sum(self.decoder_output(self.code(inp)), x) / x.shape[0]
@@ -207,9 +209,9 @@ class AE(Autoencoder):
     def decoder_output(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def prepare(self, x_train: torch.Tensor) -> None:
+    def prepare(self, data: Batch | torch.Tensor) -> None:
         if self.config.output_bias_from_data:
-            output_bias_from_data_(self.decoder, x_train, self.config.input_shape)
+            output_bias_from_data_(self.decoder, inputs(data), self.config.input_shape)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from ..nn.corruption import corrupt
 from ..nn.mlp import activation
 from ..nn.init import glorot_, output_bias_from_data_
 from .ae import Autoencoder, mlp_autoencoder, validate_network
+from .base import Batch, inputs
 from .registry import register
 
 
@@ -88,8 +89,9 @@ class StackedAE(Autoencoder):
         dec = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
         return list(zip(enc, reversed(dec)))
 
-    def prepare(self, x_train: torch.Tensor) -> None:
+    def prepare(self, data: Batch | torch.Tensor) -> None:
         """Output bias from the data, then greedy layer-wise pretraining (see the module docstring)."""
+        x_train = inputs(data)
         if self.config.output_bias_from_data:
             output_bias_from_data_(self.decoder, x_train, self.config.input_shape)
         if self.config.pretrain_epochs == 0:

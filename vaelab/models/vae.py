@@ -19,7 +19,7 @@ from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.init import glorot_, output_bias_from_data_
 from ..nn.likelihoods import LIKELIHOODS, make_likelihood
 from ..nn.mlp import ACTIVATIONS, mlp
-from .base import Loss, Model
+from .base import Batch, Loss, Model, inputs
 from .registry import register
 
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -122,9 +122,9 @@ class VAE(Model):
         mu, logvar = self.encoder(x).chunk(2, dim=-1)
         return mu, logvar.clamp(*LOGVAR_RANGE)
 
-    def encode(self, x: torch.Tensor) -> td.Distribution:
+    def encode(self, data: Batch | torch.Tensor) -> td.Distribution:
         """q(z|x) as a diagonal Gaussian; ``.mean`` is the deterministic code."""
-        mu, logvar = self.posterior_params(x)
+        mu, logvar = self.posterior_params(inputs(data))
         return td.Independent(td.Normal(mu, torch.exp(0.5 * logvar)), 1)
 
     def decode(self, z: torch.Tensor) -> td.Distribution:
@@ -137,9 +137,9 @@ class VAE(Model):
         return td.Independent(td.Normal(zeros, torch.ones_like(zeros)), 1)
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+    def reconstruct(self, data: Batch | torch.Tensor) -> torch.Tensor:
         """Mean of p(x | z = E[q(z|x)]): deterministic."""
-        return self.likelihood.mean(self.decoder(self.posterior_params(x)[0]))
+        return self.likelihood.mean(self.decoder(self.posterior_params(inputs(data))[0]))
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -153,7 +153,9 @@ class VAE(Model):
         warm = self.config.kl_warmup_epochs
         self.kl_weight = self.config.beta * (min(1.0, epoch / warm) if warm > 0 else 1.0)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> Loss:
+    def loss(self, batch: Batch | torch.Tensor) -> Loss:
+        """−ELBO = E_q[−log p(x|z)] + β·KL(q(z|x) ‖ N(0, I)), per example."""
+        x = inputs(batch)
         mu, logvar = self.posterior_params(x)
         z, kl_sum = _SampleAndKL.apply(mu, logvar, torch.randn_like(mu))
         recon = self.likelihood.nll_sum(self.decoder(z), x) / x.shape[0]
@@ -161,18 +163,19 @@ class VAE(Model):
         return Loss(recon + self.kl_weight * kl, {"recon": recon, "kl": kl},
                     {"recon": 1.0, "kl": self.kl_weight})
 
-    def kl_per_dim(self, x: torch.Tensor) -> torch.Tensor:
+    def kl_per_dim(self, data: Batch | torch.Tensor) -> torch.Tensor:
         """KL(q(z_j|x) || N(0,1)) per example and latent dimension, shape (B, L)."""
-        mu, logvar = self.posterior_params(x)
+        mu, logvar = self.posterior_params(inputs(data))
         return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
 
-    def importance_log_weights(self, x: torch.Tensor, k: int,
+    def importance_log_weights(self, data: Batch | torch.Tensor, k: int,
                                generator: torch.Generator | Sequence[torch.Generator] | None = None
                                ) -> torch.Tensor:
         """log p(x|z_i) + log p(z_i) − log q(z_i|x) for k samples z_i ~ q(z|x): shape (B, k).
 
         ``generator`` is one generator for the whole batch, or one per image (each image's
         samples then depend only on its own stream, not on how images are batched)."""
+        x = inputs(data)
         mu, logvar = self.posterior_params(x)
         b, dim = mu.shape
         std = torch.exp(0.5 * logvar)
@@ -197,8 +200,8 @@ class VAE(Model):
         log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
         return log_px + log_pz - log_qz
 
-    def prepare(self, x_train: torch.Tensor) -> None:
+    def prepare(self, data: Batch | torch.Tensor) -> None:
         """Set the decoder's output bias to logit(mean training pixel), clipped as in IWAE."""
         if not self.config.output_bias_from_data:
             return
-        output_bias_from_data_(self.decoder, x_train, self.config.input_shape)
+        output_bias_from_data_(self.decoder, inputs(data), self.config.input_shape)

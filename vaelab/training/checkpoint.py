@@ -28,7 +28,8 @@ from ..errors import VaelabError, brief
 from ..io import WriteError, atomic_write_bytes, fsync_dir, load_state, read_safetensors, serialize
 
 FORMAT = "vaelab-checkpoint"
-VERSION = "2"  # 2: the checksum also covers the state record; 1 is still read
+VERSION = "3"  # 3: one optimizer per phase; 2: the checksum covers the state record; 1 and 2 are still read
+READABLE = ("1", "2", VERSION)
 
 
 def _digest(tensors: dict[str, torch.Tensor], state_text: str | None) -> str:
@@ -50,12 +51,12 @@ def previous_path(path: Path) -> Path:
     return path.with_name(f"{path.stem}.prev{path.suffix}")
 
 
-def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+def _flatten_optimizer(state: dict, prefix: str = "optim") -> tuple[dict[str, torch.Tensor], dict]:
     tensors, extra = {}, {"param_groups": state["param_groups"], "values": {}}
     for idx, entry in state["state"].items():
         for name, value in entry.items():
             if torch.is_tensor(value):
-                tensors[f"optim/{idx}/{name}"] = value.detach().cpu().contiguous()
+                tensors[f"{prefix}/{idx}/{name}"] = value.detach().cpu().contiguous()
             else:
                 extra["values"][f"{idx}/{name}"] = value
     return tensors, extra
@@ -64,7 +65,7 @@ def _flatten_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], extra: dict) -> dict:
     state: dict[int, dict] = {}
     for key, value in tensors.items():
-        _, idx, name = key.split("/", 2)
+        idx, name = key.split("/", 1)
         state.setdefault(int(idx), {})[name] = value
     for key, value in extra["values"].items():
         idx, name = key.split("/", 1)
@@ -93,14 +94,22 @@ def _keep_previous(path: Path) -> None:
     fsync_dir(path.parent)
 
 
+def _optimizers(optimizer) -> dict:
+    """Phase name -> optimizer; a lone optimizer is the one phase "model"."""
+    return optimizer if isinstance(optimizer, dict) else {"model": optimizer}
+
+
 def save_checkpoint(path: Path, model, optimizer, generators: dict[str, torch.Generator | torch.Tensor],
                     counters: dict, extra: dict[str, torch.Tensor] | None = None,
                     extra_state: dict | None = None, keep_previous: bool = False) -> None:
-    """Write one checkpoint atomically. ``generators`` maps names to generators or to saved
+    """Write one checkpoint atomically. ``optimizer`` is one optimizer or a dict phase name ->
+    optimizer (every one is saved); ``generators`` maps names to generators or to saved
     generator states; ``extra`` tensors and ``extra_state`` ride along (mid-epoch data)."""
     tensors = {f"model/{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    opt_tensors, opt_extra = _flatten_optimizer(optimizer.state_dict())
-    tensors.update(opt_tensors)
+    opt_extra = {}
+    for phase, opt in _optimizers(optimizer).items():
+        phase_tensors, opt_extra[phase] = _flatten_optimizer(opt.state_dict(), f"optim/{phase}")
+        tensors.update(phase_tensors)
     tensors["rng/torch"] = torch.get_rng_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng/cuda"] = torch.cuda.get_rng_state()
@@ -113,7 +122,7 @@ def save_checkpoint(path: Path, model, optimizer, generators: dict[str, torch.Ge
     py_state = random.getstate()
     state = {
         "counters": counters,
-        "optimizer": opt_extra,
+        "optimizers": opt_extra,
         "numpy_rng": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])],
         "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
         **({"extra": extra_state} if extra_state else {}),
@@ -132,9 +141,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if meta.get("format") != FORMAT:
         raise VaelabError(f"{path} is not a vaelab training checkpoint")
     version, state_text = meta.get("version"), meta.get("state")
-    if version not in ("1", VERSION):
-        raise VaelabError(f"checkpoint {path} has version {version!r}; this vaelab reads 1 and {VERSION}")
-    if meta.get("sha256") != _digest(tensors, state_text if version == VERSION else None):
+    if version not in READABLE:
+        raise VaelabError(f"checkpoint {path} has version {version!r}; this vaelab reads {', '.join(READABLE)}")
+    if meta.get("sha256") != _digest(tensors, state_text if version != "1" else None):
         raise VaelabError(f"checkpoint {path} is corrupted (checksum mismatch)")
     try:
         state = json.loads(state_text)
@@ -142,6 +151,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         raise VaelabError(f"checkpoint {path} has no readable state record") from None
     if not isinstance(state, dict) or not isinstance(state.get("counters"), dict):
         raise VaelabError(f"checkpoint {path} has no readable state record")
+    if "optimizer" in state:  # versions 1 and 2: one optimizer, the phase "model"
+        state["optimizers"] = {"model": state.pop("optimizer")}
+        tensors = {f"optim/model/{k[6:]}" if k.startswith("optim/") else k: v for k, v in tensors.items()}
     return tensors, state
 
 
@@ -170,12 +182,20 @@ def read_resume_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict, P
 
 def restore_checkpoint(tensors: dict[str, torch.Tensor], state: dict, model, optimizer,
                        generators: dict[str, torch.Generator], where: Path = Path("checkpoint")) -> dict:
-    """Put model, optimizer and RNG states back; returns the loop counters."""
+    """Put model, optimizers (one, or a dict phase -> optimizer) and RNG states back; returns
+    the loop counters."""
     model_state = {k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")}
     load_state(model, model_state, where)
+    optimizers, saved = _optimizers(optimizer), state.get("optimizers")
+    saved = sorted(saved) if isinstance(saved, dict) else []
+    if sorted(optimizers) != saved:
+        raise VaelabError(f"checkpoint {where} holds the optimizers of phases {saved}, this model trains "
+                          f"{sorted(optimizers)}; resume with the model it was written by")
     try:
-        opt = {k: v for k, v in tensors.items() if k.startswith("optim/")}
-        optimizer.load_state_dict(_unflatten_optimizer(opt, state["optimizer"]))
+        for phase, opt in optimizers.items():
+            prefix = f"optim/{phase}/"
+            phase_tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            opt.load_state_dict(_unflatten_optimizer(phase_tensors, state["optimizers"][phase]))
         torch.set_rng_state(tensors["rng/torch"])
         if "rng/cuda" in tensors and torch.cuda.is_available():
             torch.cuda.set_rng_state(tensors["rng/cuda"])

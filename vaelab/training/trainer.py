@@ -39,6 +39,7 @@ import torch
 from .. import __version__
 from ..config import Config, choice, require
 from ..data import binarize_static
+from ..data.batch import Batch
 from ..data.batches import BINARIZE, Batches
 from ..errors import VaelabError, VaelabWarning, brief
 from ..io import (WriteError, atomic_write_bytes, atomic_write_json, fsync_dir, model_record,
@@ -329,7 +330,7 @@ def _mean_terms(model, x, y, batch_size: int) -> dict[str, float]:
         for i in range(0, x.shape[0], batch_size):
             xb = x[i:i + batch_size]
             yb = None if y is None else y[i:i + batch_size]
-            loss = model.loss(xb, yb)
+            loss = model(Batch(xb, yb))
             n = xb.shape[0]
             sums["loss"] = sums.get("loss", 0.0) + float(loss.total) * n
             for k, v in loss.terms.items():
@@ -462,7 +463,7 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
                     bar = _bar(progress, steps, f"epoch {epoch + 1}/{config.epochs}", start)
                     for i, (xb, yb) in enumerate(batches.epoch(start), start):
                         model.schedule(epoch + i / steps)
-                        loss = model.loss(xb, yb)
+                        loss = model(Batch(xb, yb))
                         bad = None
                         if not math.isfinite(loss.total.item()):
                             bad = "loss"
