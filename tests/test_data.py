@@ -397,6 +397,8 @@ def test_dataset_unlabelled_rows_by_mask_not_sentinel():
     assert unlabelled.y is None and len(unlabelled) == 2 and unlabelled.n_labelled == 0
     assert torch.equal(unlabelled.x, ds.x[[1, 3]])
     assert ds.subset(torch.tensor([1, 2])).labelled.tolist() == [False, True]
+    batch = ds.batch()
+    assert batch.x is ds.x and batch.y is ds.y and batch.labelled_rows().tolist() == [True, False, True, False]
     nothing = Dataset("none", torch.rand(3, 2), labelled=torch.zeros(3, dtype=torch.bool))
     assert nothing.n_labelled == 0 and nothing.labelled_mask.tolist() == [False] * 3
 

@@ -7,6 +7,7 @@ import torch
 import vaelab
 from vaelab.data import (Dataset, encoded, fingerprint, labelled_subset, load_dataset, quadrant_mask,
                          quadrant_target_mask)
+from vaelab.data.samplers import SemiSupervisedSampler
 from vaelab.errors import VaelabError
 from vaelab.io import atomic_write_bytes, read_safetensors, serialize
 
@@ -38,6 +39,19 @@ def test_labelled_subset_kingma_protocol_on_50k(data_dir):
     assert (len(labelled), len(unlabelled)) == (100, 49900)
     assert torch.bincount(labelled.y, minlength=10).tolist() == [10] * 10
     assert unlabelled.y is None and unlabelled.n_labelled == 0
+
+
+def test_labelled_subset_feeds_the_semi_supervised_sampler():
+    ds = _ids([30, 30, 30])
+    labelled, unlabelled = labelled_subset(ds, 4, seed=3).split_labelled()
+    sampler = SemiSupervisedSampler(labelled.batch(), unlabelled.batch(), 5, 20, seed=0)
+    steps = list(sampler.epoch())
+    assert len(steps) == 4  # the 78 unlabelled rows define the epoch
+    ids_l = set(labelled.x[:, 0].tolist())
+    for step in steps:
+        rows = step.x[:, 0]
+        assert set(rows[step.labelled].tolist()) <= ids_l and ids_l.isdisjoint(rows[~step.labelled].tolist())
+        assert torch.equal(step.y[step.labelled], ds.y[rows[step.labelled].long()])
 
 
 def test_labelled_subset_deterministic_by_seed_and_differs_across_seeds():

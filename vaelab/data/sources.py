@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vaelab.data.batch import Batch
 from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
 from vaelab.errors import VaelabError, VaelabWarning, brief
@@ -131,6 +132,10 @@ class Dataset:
         mask = self.labelled_mask
         labelled, rest = self.subset(mask), self.subset(~mask)
         return replace(labelled, labelled=None), replace(rest, y=None, labelled=None)
+
+    def batch(self) -> Batch:
+        """Every row as one :class:`~vaelab.data.batch.Batch`, what samplers and models take."""
+        return Batch(self.x, self.y, self.labelled, dict(self.extras))
 
     def require_images(self, what: str = "this step") -> Dataset:
         """``self`` if x holds float32 images N×C×H×W, else one line saying what it holds."""
