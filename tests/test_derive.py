@@ -94,6 +94,8 @@ def test_labelled_subset_bad_input_one_line_each():
         labelled_subset(Dataset("faces", torch.rand(4, 1, 2, 2)), 1, seed=0)
     with pytest.raises(VaelabError, match=r"dataset attrs has y of torch.float32 \(4, 3\)"):
         labelled_subset(Dataset("attrs", torch.rand(4, 2), torch.rand(4, 3)), 1, seed=0)
+    with pytest.raises(VaelabError, match=r"^seed must be a whole number, got 1.5$"):
+        labelled_subset(ds, 2, seed=1.5)
     none = Dataset("none", torch.rand(3, 2), torch.zeros(3, dtype=torch.int64), labelled=torch.zeros(3, dtype=torch.bool))
     with pytest.raises(VaelabError, match="has no labelled rows to draw from"):
         labelled_subset(none, 1, seed=0)

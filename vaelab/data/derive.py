@@ -44,6 +44,8 @@ def labelled_subset(ds: Dataset, per_class: int, seed: int) -> Dataset:
     index order from one generator, so a seed always picks the same rows.
     """
     _check_whole(per_class, "per_class", "labelled examples per class")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise VaelabError(f"seed must be a whole number, got {seed!r}")
     if not ds.has_class_labels:
         raise VaelabError(f"labelled_subset needs class labels (y, one int64 index per row) but dataset {ds.name} "
                           f"has {'no y' if ds.y is None else f'y of {ds.y.dtype} {tuple(ds.y.shape)}'}; "
