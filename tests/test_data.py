@@ -348,8 +348,65 @@ def test_binarize_static_seeded():
 
 
 def test_dataset_rejects_bad_tensors():
-    with pytest.raises(VaelabError, match="N×C×H×W"):
-        Dataset("bad", torch.zeros(3, 4))
+    with pytest.raises(VaelabError, match=r"x must be a tensor with one row per example, got ndarray"):
+        Dataset("bad", np.zeros((3, 4)))
+    with pytest.raises(VaelabError, match=r"y must be a tensor with 3 rows \(one per x\), got torch.int64 \(4,\)"):
+        Dataset("bad", torch.zeros(3, 4), torch.zeros(4, dtype=torch.int64))
+    with pytest.raises(VaelabError, match=r"class labels y must be int64, got torch.int32; convert them with y.long\(\)"):
+        Dataset("bad", torch.zeros(3, 4), torch.zeros(3, dtype=torch.int32))
+    with pytest.raises(VaelabError, match=r"labelled must be a bool tensor of shape \(3,\), got torch.int64 \(3,\)"):
+        Dataset("bad", torch.zeros(3, 4), torch.zeros(3, dtype=torch.int64), labelled=torch.ones(3, dtype=torch.int64))
+    with pytest.raises(VaelabError, match="2 rows are marked labelled but y is None"):
+        Dataset("bad", torch.zeros(3, 4), labelled=torch.tensor([True, False, True]))
+    with pytest.raises(VaelabError, match="labelled rows hold the class index -1; class indices start at 0"):
+        Dataset("bad", torch.zeros(3, 4), torch.tensor([0, -1, 2]))
+    with pytest.raises(VaelabError, match="the class index 2 but only 2 classes are named"):
+        Dataset("bad", torch.zeros(3, 4), torch.tensor([0, 1, 2]), ("a", "b"))
+    with pytest.raises(VaelabError, match=r"extras\['mask'\] must be a tensor with 3 rows"):
+        Dataset("bad", torch.zeros(3, 4), extras={"mask": torch.zeros(2, 4)})
+
+
+def test_dataset_holds_feature_vectors():
+    ds = Dataset("features", torch.randn(6, 5), torch.tensor([0, 1, 2, 0, 1, 2]), ("a", "b", "c"))
+    assert ds.shape == (5,) and not ds.is_image and ds.has_class_labels and ds.n_classes == 3
+    part = ds.subset(torch.tensor([1, 4]))
+    assert part.shape == (5,) and part.y.tolist() == [1, 1] and part.classes == ("a", "b", "c")
+    with pytest.raises(VaelabError, match=r"training needs images \(float32 N×C×H×W\) but dataset features "
+                                          r"holds torch.float32 \(6, 5\)"):
+        ds.require_images("training")
+
+
+def test_dataset_holds_integer_code_maps_and_target_tensors():
+    codes = torch.randint(0, 512, (4, 7, 7))
+    ds = Dataset("codes", codes, extras={"pos": torch.arange(4)})
+    assert ds.shape == (7, 7) and ds.x.dtype == torch.int64 and not ds.is_image
+    assert not ds.has_class_labels and ds.n_classes is None and ds.n_labelled == 0
+    assert torch.equal(ds.subset(slice(1, 3)).x, codes[1:3]) and ds.subset(slice(1, 3)).extras["pos"].tolist() == [1, 2]
+    targets = Dataset("completion", torch.rand(4, 1, 2, 2), torch.rand(4, 1, 2, 2))
+    assert targets.is_image and not targets.has_class_labels and targets.n_labelled == 4
+    attributes = Dataset("attrs", torch.rand(4, 3), torch.rand(4, 40) > 0.5)
+    assert attributes.y.shape == (4, 40) and attributes.n_classes is None
+
+
+def test_dataset_unlabelled_rows_by_mask_not_sentinel():
+    y = torch.tensor([3, -1, 0, -1])  # what unlabelled rows hold does not matter
+    ds = Dataset("semi", torch.rand(4, 1, 2, 2), y, tuple("0123"), labelled=torch.tensor([True, False, True, False]))
+    assert ds.n_labelled == 2 and ds.n_classes == 4
+    labelled, unlabelled = ds.split_labelled()
+    assert labelled.y.tolist() == [3, 0] and labelled.labelled is None and labelled.n_labelled == 2
+    assert unlabelled.y is None and len(unlabelled) == 2 and unlabelled.n_labelled == 0
+    assert torch.equal(unlabelled.x, ds.x[[1, 3]])
+    assert ds.subset(torch.tensor([1, 2])).labelled.tolist() == [False, True]
+    batch = ds.batch()
+    assert batch.x is ds.x and batch.y is ds.y and batch.labelled_rows().tolist() == [True, False, True, False]
+    nothing = Dataset("none", torch.rand(3, 2), labelled=torch.zeros(3, dtype=torch.bool))
+    assert nothing.n_labelled == 0 and nothing.labelled_mask.tolist() == [False] * 3
+
+
+def test_loaded_images_still_checked_as_images(data_dir):
+    ds = load_dataset("mnist", "test", data_dir=data_dir, download=False)
+    assert ds.is_image and ds.shape == (1, 28, 28) and ds.n_classes == 10 and ds.n_labelled == 10000
+    assert ds.require_images() is ds
 
 
 # --- download -------------------------------------------------------------------------

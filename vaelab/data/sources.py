@@ -1,8 +1,9 @@
 """Named datasets, image folders and arrays, all loaded to one in-memory form.
 
-Every source ends as a :class:`Dataset`: float32 images N×C×H×W in [0, 1] plus optional
+Every source ends as a :class:`Dataset` of float32 images N×C×H×W in [0, 1] plus optional
 int64 labels, held in memory so training takes batches by indexing, not per-sample
-Python calls. Every check on the input raises :class:`VaelabError` naming the file.
+Python calls. Every check on the input raises :class:`VaelabError` naming the file. The
+container itself also holds feature vectors and code maps (see :mod:`vaelab.data.derive`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from vaelab.data.batch import Batch
 from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
 from vaelab.errors import VaelabError, VaelabWarning, brief
@@ -27,30 +29,136 @@ _SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH"))
 
 @dataclass(frozen=True)
 class Dataset:
-    """Images ``x`` (N×C×H×W float32 in [0, 1]), optional labels ``y`` (N, int64) and class names."""
+    """N rows of data held in memory: ``x`` of any rank and dtype (images N×C×H×W float32,
+    feature vectors N×D, integer code maps N×H×W), optional ``y`` and which rows carry it.
+
+    ``y`` is class indices (N, int64), or attribute vectors / target tensors with N rows.
+    ``labelled`` (N, bool) marks the rows whose ``y`` means something, so "unlabelled" needs
+    no sentinel; None means every row is labelled when ``y`` is given, none when it is not.
+    ``extras`` are further per-row tensors (e.g. the target mask of a completion task).
+    Image checks (float32, range, layout) belong to the loaders and :meth:`require_images`,
+    not here, so features and codes fit the same container.
+    """
 
     name: str
     x: torch.Tensor
     y: torch.Tensor | None = None
     classes: tuple[str, ...] | None = None
+    labelled: torch.Tensor | None = None
+    extras: dict[str, torch.Tensor] = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
-        if self.x.ndim != 4 or self.x.dtype != torch.float32:
-            raise VaelabError(f"dataset {self.name}: x must be float32 N×C×H×W, got {self.x.dtype} {tuple(self.x.shape)}")
-        if self.y is not None and (self.y.dtype != torch.int64 or tuple(self.y.shape) != (len(self.x),)):
-            raise VaelabError(f"dataset {self.name}: y must be int64 of length {len(self.x)}, got {self.y.dtype} {tuple(self.y.shape)}")
+        where = f"dataset {self.name}"
+        if not isinstance(self.x, torch.Tensor) or self.x.ndim < 1:
+            raise VaelabError(f"{where}: x must be a tensor with one row per example, got {_describe(self.x)}")
+        n = len(self.x)
+        for key, value in (("y", self.y), *((f"extras[{k!r}]", v) for k, v in self.extras.items())):
+            if value is not None and (not isinstance(value, torch.Tensor) or value.ndim < 1 or len(value) != n):
+                raise VaelabError(f"{where}: {key} must be a tensor with {n} rows (one per x), got {_describe(value)}")
+        if self.y is not None and self.y.ndim == 1 and _is_integer(self.y) and self.y.dtype != torch.int64:
+            raise VaelabError(f"{where}: class labels y must be int64, got {self.y.dtype}; convert them with y.long()")
+        if self.labelled is not None and (not isinstance(self.labelled, torch.Tensor)
+                                          or self.labelled.dtype != torch.bool or tuple(self.labelled.shape) != (n,)):
+            raise VaelabError(f"{where}: labelled must be a bool tensor of shape ({n},), got {_describe(self.labelled)}")
+        if self.y is None and self.labelled is not None and bool(self.labelled.any()):
+            raise VaelabError(f"{where}: {int(self.labelled.sum())} rows are marked labelled but y is None; "
+                              "give their labels or mark them unlabelled")
+        if self.has_class_labels:
+            self._check_class_range(where)
+
+    def _check_class_range(self, where: str) -> None:
+        """Class indices of the labelled rows lie in 0..K-1 (K = len(classes) when named)."""
+        y = self.y if self.labelled is None else self.y[self.labelled]
+        if not y.numel():
+            return
+        low, high = int(y.min()), int(y.max())
+        if low < 0:
+            raise VaelabError(f"{where}: labelled rows hold the class index {low}; class indices start at 0 "
+                              "(mark rows without a label with the labelled mask instead)")
+        if self.classes is not None and high >= len(self.classes):
+            raise VaelabError(f"{where}: labelled rows hold the class index {high} but only {len(self.classes)} "
+                              f"classes are named; name every class or fix the labels")
 
     @property
-    def shape(self) -> tuple[int, int, int]:
-        """Shape of one image, (C, H, W)."""
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one row: (C, H, W) for images, (D,) for feature vectors."""
         return tuple(self.x.shape[1:])
 
     def __len__(self) -> int:
         return self.x.shape[0]
 
+    @property
+    def is_image(self) -> bool:
+        """Whether x holds float images N×C×H×W (values are the loaders' business)."""
+        return self.x.ndim == 4 and self.x.is_floating_point()
+
+    @property
+    def has_class_labels(self) -> bool:
+        """Whether y holds class indices (one int64 per row), as classifiers and M2 need."""
+        return self.y is not None and self.y.ndim == 1 and self.y.dtype == torch.int64
+
+    @property
+    def n_classes(self) -> int | None:
+        """Number of classes: the named ones, else 1 + the largest labelled index; None
+        when y is not class indices."""
+        if not self.has_class_labels:
+            return None
+        if self.classes is not None:
+            return len(self.classes)
+        y = self.y[self.labelled_mask]
+        return int(y.max()) + 1 if y.numel() else 0
+
+    @property
+    def labelled_mask(self) -> torch.Tensor:
+        """(N,) bool: which rows carry a meaningful y (always a tensor, unlike ``labelled``)."""
+        if self.labelled is not None:
+            return self.labelled
+        return torch.full((len(self),), self.y is not None, dtype=torch.bool)
+
+    @property
+    def n_labelled(self) -> int:
+        return int(self.labelled_mask.sum())
+
     def subset(self, index) -> Dataset:
         """The rows selected by ``index`` (indices, mask or slice), same name and classes."""
-        return Dataset(self.name, self.x[index], None if self.y is None else self.y[index], self.classes)
+        def pick(t):
+            return None if t is None else t[index]
+        return Dataset(self.name, self.x[index], pick(self.y), self.classes, pick(self.labelled),
+                       {k: v[index] for k, v in self.extras.items()})
+
+    def split_labelled(self) -> tuple[Dataset, Dataset]:
+        """(the labelled rows, the unlabelled rows): the second has no y at all, so nothing
+        downstream can read labels it was not meant to see."""
+        mask = self.labelled_mask
+        labelled, rest = self.subset(mask), self.subset(~mask)
+        return replace(labelled, labelled=None), replace(rest, y=None, labelled=None)
+
+    def batch(self) -> Batch:
+        """Every row as one :class:`~vaelab.data.batch.Batch`, what samplers and models take."""
+        return Batch(self.x, self.y, self.labelled, dict(self.extras))
+
+    def require_images(self, what: str = "this step") -> Dataset:
+        """``self`` if x holds float32 images N×C×H×W, else one line saying what it holds."""
+        if self.x.ndim != 4 or self.x.dtype != torch.float32:
+            raise VaelabError(f"{what} needs images (float32 N×C×H×W) but dataset {self.name} holds "
+                              f"{self.x.dtype} {tuple(self.x.shape)}; use image data or a model made for this data")
+        return self
+
+
+def _is_integer(t: torch.Tensor) -> bool:
+    return not t.is_floating_point() and not t.is_complex() and t.dtype != torch.bool
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"{value.dtype} {tuple(value.shape)}"
+    return type(value).__name__
+
+
+def _images(name: str, x: torch.Tensor, y: torch.Tensor | None = None,
+            classes: tuple[str, ...] | None = None) -> Dataset:
+    """A loaded image dataset; every loader ends here, so what it read is float32 N×C×H×W."""
+    return Dataset(name, x, y, classes).require_images(f"loading {name}")
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
@@ -202,7 +310,7 @@ def _load_idx_dataset(name: str, root: Path, split: str, download: bool) -> Data
     if len(images) != len(labels):
         raise VaelabError(f"{image_file} has {len(images)} images but {label_file} has {len(labels)} labels; replace both files")
     x = torch.from_numpy(images).unsqueeze(1).to(torch.float32).div_(255)
-    return Dataset(name, x, torch.from_numpy(labels.astype(np.int64)), _CLASSES[name])
+    return _images(name, x, torch.from_numpy(labels.astype(np.int64)), _CLASSES[name])
 
 
 def _idx_path(name: str, root: Path, stem: str, download: bool) -> Path:
@@ -235,7 +343,7 @@ def _load_digits(split: str) -> Dataset:
     perm = np.random.default_rng(0).permutation(len(bunch.target))
     rows = np.sort(perm[:DIGITS_TEST_SIZE] if split == "test" else perm[DIGITS_TEST_SIZE:])
     x = torch.from_numpy(bunch.data[rows].reshape(-1, 1, 8, 8) / 16.0).to(torch.float32)
-    return Dataset("digits", x, torch.from_numpy(bunch.target[rows].astype(np.int64)), tuple("0123456789"))
+    return _images("digits", x, torch.from_numpy(bunch.target[rows].astype(np.int64)), tuple("0123456789"))
 
 
 FREY_FILE = "frey_faces_1965x560_uint8.npy"
@@ -260,7 +368,7 @@ def _load_frey(root: Path, split: str) -> Dataset:
         raise VaelabError(f"{path} must hold a 1965×560 uint8 array; replace the file")
     faces = faces[-FREY_TEST_SIZE:] if split == "test" else faces[:-FREY_TEST_SIZE]
     x = torch.from_numpy(faces.reshape(-1, 1, 28, 20)).to(torch.float32).div_(255)
-    return Dataset("frey-faces", x)
+    return _images("frey-faces", x)
 
 
 # --- folder:PATH -------------------------------------------------------------------------
@@ -306,8 +414,8 @@ def _walk_folder(path: Path, split: str) -> Dataset:
         raise VaelabError(f"no images ({' '.join(IMAGE_EXTENSIONS)}) found in {path}; check the path")
     x = torch.from_numpy(_read_images(files, f"folder:{path}"))
     if not class_dirs:
-        return Dataset(f"folder:{path}", x)
-    return Dataset(f"folder:{path}", x, torch.tensor(labels, dtype=torch.int64), tuple(d.name for d in class_dirs))
+        return _images(f"folder:{path}", x)
+    return _images(f"folder:{path}", x, torch.tensor(labels, dtype=torch.int64), tuple(d.name for d in class_dirs))
 
 
 def _has_split_folders(path: Path) -> bool:
@@ -508,7 +616,7 @@ def _load_array(path: Path) -> Dataset:
             raise VaelabError(f"{path}: y must be {len(x)} non-negative integer labels, got {y.dtype} {y.shape}")
         y = torch.from_numpy(y.astype(np.int64))
         classes = tuple(str(c) for c in range(int(y.max()) + 1))
-    return Dataset(f"npy:{path}", x, y, classes)
+    return _images(f"npy:{path}", x, y, classes)
 
 
 def _to_nchw(x: np.ndarray, path: Path) -> np.ndarray:
