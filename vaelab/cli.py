@@ -112,11 +112,19 @@ def _data_args(p, required: bool = True) -> None:
                    help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """No prefix matching (``--epoch 1`` is not ``--epochs 1``): a typo must fail, not guess.
+    Sub-parsers are built with the parent's class, so every (sub-)command inherits this."""
+
+    def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .training import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="vaelab", description="Train, measure and look inside autoencoders.")
+    parser = _Parser(prog="vaelab", description="Train, measure and look inside autoencoders.")
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -128,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys as the options, "
-                                                   "with underscores); options given on the command line win")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys are the option names, "
+                                                   "with dashes or underscores); options given on the command line win")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     _add_model_options(p.add_argument_group("model settings (each names the models it applies to)"), MODEL_OPTIONS)
     _add(p.add_argument_group("training settings"), TRAIN_OPTIONS, TrainConfig)
@@ -181,6 +189,54 @@ def _settings_file(path: str) -> dict:
     return read_settings(path, "--config file")
 
 
+def _flag(key: str) -> str:
+    """The command-line option that sets config field ``key`` (``kl_warmup_epochs`` -> ``--kl-warmup``)."""
+    flags = {k: f for f, k, _, _ in MODEL_OPTIONS + TRAIN_OPTIONS}
+    return flags.get(key, "--" + key.replace("_", "-"))
+
+
+def _key_spellings(keys: set[str]) -> dict[str, str]:
+    """Every settings-file key -> its field: the option name with dashes or underscores
+    (what ``--help`` shows) and the field name (what ``run.json`` records)."""
+    spellings = {}
+    for key in keys:
+        name = _flag(key)[2:]
+        for spelling in (name, name.replace("-", "_"), key, key.replace("_", "-")):
+            spellings[spelling] = key
+    return spellings
+
+
+def _valid_keys(keys: set[str]) -> str:
+    """``latent-dim/latent_dim, kl-warmup/kl_warmup (kl_warmup_epochs), lr, ...`` for an error."""
+    shown = []
+    for key in sorted(keys, key=lambda k: _flag(k)):
+        name = _flag(key)[2:]
+        text = "/".join(dict.fromkeys((name, name.replace("-", "_"))))
+        shown.append(text if name.replace("-", "_") == key else f"{text} ({key})")
+    return ", ".join(shown)
+
+
+def _file_settings(path: str, keys: set[str]) -> dict:
+    """The settings in a ``--config`` file, keyed by config field; unknown or doubled keys are refused."""
+    import difflib
+
+    raw = _settings_file(path)
+    spellings = _key_spellings(keys)
+    unknown = [k for k in raw if k not in spellings]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(spellings), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise VaelabError(f"--config {path}: unknown setting(s) {', '.join(sorted(unknown))}{hint}; valid keys "
+                          f"are the option names, with dashes or underscores: {_valid_keys(keys)}")
+    settings, given_as = {}, {}
+    for spelling, value in raw.items():
+        key = spellings[spelling]
+        if key in settings:
+            raise VaelabError(f"--config {path}: '{given_as[key]}' and '{spelling}' both set {_flag(key)}; keep one")
+        settings[key], given_as[key] = value, spelling
+    return settings
+
+
 def cmd_train(args) -> None:
     from . import train
     from .io import read_run_record
@@ -190,11 +246,7 @@ def cmd_train(args) -> None:
     model_cls = model_class(args.model)
     model_keys = {f.name for f in dataclasses.fields(model_cls.Config)} - {"input_shape"}
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    file_settings = _settings_file(args.config) if args.config else {}
-    unknown = sorted(set(file_settings) - model_keys - train_keys)
-    if unknown:
-        raise VaelabError(f"--config {args.config}: unknown setting(s) {', '.join(unknown)}; "
-                          f"valid: {', '.join(sorted(model_keys | train_keys))}")
+    file_settings = _file_settings(args.config, model_keys | train_keys) if args.config else {}
     given = {k: v for k, v in vars(args).items() if v is not None}
     for _, key, _, _ in MODEL_OPTIONS:
         if key in given and key not in model_keys:
@@ -210,7 +262,7 @@ def cmd_train(args) -> None:
             for key, value in model_settings.items():
                 old = recorded["config"].get(key)
                 if _norm(old) != _norm(value):
-                    raise VaelabError(f"--resume continues the recorded run; --{key.replace('_', '-')} "
+                    raise VaelabError(f"--resume continues the recorded run; {_flag(key)} "
                                       f"differs (recorded {old}, given {value})")
             model_config = None
             merged = {**recorded["train"], **train_settings}
@@ -218,7 +270,7 @@ def cmd_train(args) -> None:
                        and _norm(recorded["train"].get(k)) != _norm(train_settings[k])]
             if changed:
                 k = changed[0]
-                raise VaelabError(f"--resume continues the recorded run; --{k.replace('_', '-')} differs "
+                raise VaelabError(f"--resume continues the recorded run; {_flag(k)} differs "
                                   f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only {', '.join('--' + k for k in RESUME_MAY_CHANGE)} may change")
             config = TrainConfig.from_dict(merged, where="training settings")
     if config is None:

@@ -1,0 +1,76 @@
+"""What users type and read: no abbreviated options, settings-file keys spelled as the
+options."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from test_cli import TINY, assert_one_line_error, cli, npy  # noqa: F401  (npy is a fixture)
+from vaelab.cli import build_parser
+
+
+def _parsers(parser):
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_no_parser_accepts_abbreviations():
+    parsers = list(_parsers(build_parser()))
+    assert len(parsers) >= 11  # vaelab, its commands and every comparison
+    assert all(not p.allow_abbrev for p in parsers), [p.prog for p in parsers if p.allow_abbrev]
+
+
+@pytest.mark.parametrize("argv", [
+    ["train", "vae", "--data", "mnist", "--out", "r", "--epoch", "1"],
+    ["compare", "pca", "--out", "r", "--epoch", "1"],
+    ["compare", "mixtures", "--out", "r", "--test", "5"],
+])
+def test_a_prefix_of_an_option_is_refused(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(argv)
+    assert exc.value.code == 2
+    assert f"unrecognized arguments: {argv[-2]}" in capsys.readouterr().err
+
+
+def _settings(tmp_path, obj):
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_settings_file_keys_are_the_option_names(npy, tmp_path, capsys):  # noqa: F811
+    settings = {"kl-warmup": 2, "latent_dim": 3, "hidden": [16], "batch-size": 50, "epochs": 1, "val_size": 500}
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "vae", "--data", npy, "--out", out, "--config", _settings(tmp_path, settings),
+                       "--threads", "1", "--no-progress")
+    assert code == 0, err
+    record = json.loads((out / "run.json").read_text())
+    assert record["config"]["kl_warmup_epochs"] == 2 and record["config"]["latent_dim"] == 3
+    assert record["train"]["batch_size"] == 50 and record["train"]["val_size"] == 500
+
+
+@pytest.mark.parametrize("key", ["kl_warmup", "kl-warmup", "kl_warmup_epochs"])
+def test_every_spelling_of_a_key_reaches_its_setting(key, tmp_path):
+    from vaelab.cli import _file_settings
+
+    keys = {"kl_warmup_epochs", "latent_dim"}
+    assert _file_settings(str(_settings(tmp_path, {key: 2, "latent-dim": 3})), keys) == \
+        {"kl_warmup_epochs": 2, "latent_dim": 3}
+
+
+@pytest.mark.parametrize("obj, fragments", [
+    ({"latent_dims": 3}, ["unknown setting(s) latent_dims (did you mean latent_dim?)", "latent-dim/latent_dim",
+                          "kl-warmup/kl_warmup (kl_warmup_epochs)", "batch-size/batch_size"]),
+    ({"kl_warmup": 1, "kl_warmup_epochs": 2}, ["'kl_warmup' and 'kl_warmup_epochs' both set --kl-warmup"]),
+])
+def test_bad_settings_file_keys_give_one_line(obj, fragments, npy, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "vae", "--data", npy, "--out", out, "--config", _settings(tmp_path, obj),
+                       *TINY)
+    assert_one_line_error(code, err, *fragments)
+    assert not out.exists()
