@@ -1,9 +1,10 @@
 """What users type and read: no abbreviated options, settings-file keys spelled as the
-options."""
+options, a package description that names only what exists, counts in the singular."""
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,28 @@ def test_bad_settings_file_keys_give_one_line(obj, fragments, npy, tmp_path, cap
                        *TINY)
     assert_one_line_error(code, err, *fragments)
     assert not out.exists()
+
+
+# families the lectures name, as the package description would spell them -> registry name
+FAMILIES = {"VAE": "vae", "CVAE": "cvae", "M1": "m1", "M2": "m2", "AAE": "aae", "VQ-VAE": "vqvae",
+            "denoising": "dae", "stacked": "stacked-ae", "linear": "linear-ae", "convolutional": "conv-ae"}
+
+
+def test_the_package_description_names_only_models_this_release_has():
+    import re
+
+    from vaelab.models import names
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    description = pyproject["project"]["description"]
+    named = {family for family in FAMILIES if re.search(rf"(?<![\w-]){re.escape(family)}(?![\w-])", description)}
+    assert named, description
+    assert all(FAMILIES[family] in names() for family in named), sorted(f for f in named if FAMILIES[f] not in names())
+
+
+def test_counts_agree_with_their_nouns():
+    from vaelab.words import count
+
+    assert [count(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
+    assert count(1, "full-covariance component") == "1 full-covariance component"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .errors import VaelabError
+from .words import count
 
 # (flag, config key, parser, help); help gets the model's default appended.
 MODEL_OPTIONS = [
@@ -278,8 +279,8 @@ def cmd_train(args) -> None:
     result = train(args.model, args.data, out, model_config=model_config, config=config,
                    data_dir=args.data_dir, resume=args.resume, progress=not args.no_progress)
     best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"
-    skipped = f"; {result.skipped_steps} non-finite steps skipped" if result.skipped_steps else ""
-    print(f"trained {result.epochs_run} epochs{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
+    skipped = f"; {count(result.skipped_steps, 'non-finite step')} skipped" if result.skipped_steps else ""
+    print(f"trained {count(result.epochs_run, 'epoch')}{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
     print(f"run directory: {result.run_dir}  (model.safetensors, samples.png, reconstructions.png, metrics.jsonl)")
 
 

@@ -42,6 +42,7 @@ from ..data.batches import BINARIZE, Batches
 from ..errors import VaelabError
 from ..io import (WriteError, atomic_write_bytes, atomic_write_json, fsync_dir, model_record,
                   read_run_record, remove_stale_temporaries, save)
+from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
 from .schedules import SCHEDULES, learning_rate
 
@@ -264,7 +265,7 @@ def _nonfinite(loss, epoch: int, step: int, last: Path, grad: bool = False, skip
     kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
     what = "the gradient became non-finite" if grad else "loss became non-finite"
     where = f"at epoch {epoch + 1}, step {step}: " + ("" if grad else f"term '{bad[0]}' ")
-    after = f" after {skipped} skipped steps (--nonfinite-max-skips)" if skipped else ""
+    after = f" after {count(skipped, 'skipped step')} (--nonfinite-max-skips)" if skipped else ""
     return VaelabError(f"{what} {where}({values}){after}; {kept}; lower --lr or set --grad-clip"
                        + ("" if skipped else " or --nonfinite skip"))
 
@@ -529,7 +530,8 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
         save_reconstructions(model, (val_x if val_x is not None else train_x)[:32],
                              run_dir / "reconstructions.png")
         if progress and counters["skipped"]:
-            _write_line(f"{counters['skipped']} steps with non-finite values were skipped")
+            _write_line(f"{count(counters['skipped'], 'step')} with non-finite values "
+                        f"{'was' if counters['skipped'] == 1 else 'were'} skipped")
         return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early,
                            counters["skipped"])
 
@@ -605,7 +607,7 @@ def _summary(line: dict, best: bool) -> None:
     if "val" in line:
         text += f"  | val: {fmt(line['val'])}{' *' if best else ''}"
     if line.get("skipped"):
-        text += f"  [{line['skipped']} non-finite steps skipped]"
+        text += f"  [{count(line['skipped'], 'non-finite step')} skipped]"
     tqdm.write(f"{text}  ({line['seconds']:.1f}s)")
 
 
