@@ -1,5 +1,6 @@
 """What users type and read: no abbreviated options, settings-file keys spelled as the
-options, a package description that names only what exists, counts in the singular."""
+options, a package description that names only what exists, counts in the singular, and
+``--resume`` re-run on a finished run or where no run was written."""
 from __future__ import annotations
 
 import argparse
@@ -75,6 +76,31 @@ def test_bad_settings_file_keys_give_one_line(obj, fragments, npy, tmp_path, cap
                        *TINY)
     assert_one_line_error(code, err, *fragments)
     assert not out.exists()
+
+
+def test_resume_of_a_finished_run_says_how_to_extend_it(npy, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    train = ["train", "vae", "--data", npy, "--out", out, "--epochs", "1", "--val-size", "500", *TINY]
+    code, stdout, err = cli(capsys, *train)
+    assert code == 0, err
+    assert stdout.startswith("trained 1 epoch;"), stdout
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    code, stdout, err = cli(capsys, *train, "--resume")
+    assert code == 0, err
+    assert stdout.count("\n") == 1 and stdout.startswith(f"nothing left to do: the run in {out} finished 1 epoch;")
+    assert "--resume --epochs N with N larger than 1" in stdout and "trained" not in stdout
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing rewritten
+
+
+def test_resume_where_a_kill_left_no_run_starts_one(npy, tmp_path, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").touch()  # all that a kill before run.json leaves
+    train = ["train", "vae", "--data", npy, "--out", out, "--epochs", "1", "--val-size", "500", "--resume", *TINY]
+    code, stdout, err = cli(capsys, *train)
+    assert code == 0, err
+    assert f"--resume: no run in {out} yet; starting a new one" in err
+    assert stdout.startswith("trained 1 epoch;") and (out / "model.safetensors").is_file()
 
 
 # families the lectures name, as the package description would spell them -> registry name

@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"model name: {', '.join(names())}")
     _data_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to create (or continue with --resume)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                                                          "(where none was written yet, start it)")
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys are the option names, "
                                                    "with dashes or underscores); options given on the command line win")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
@@ -279,9 +280,20 @@ def cmd_train(args) -> None:
     result = train(args.model, args.data, out, model_config=model_config, config=config,
                    data_dir=args.data_dir, resume=args.resume, progress=not args.no_progress)
     best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"
+    if result.already_finished:
+        print(_nothing_to_do(result, best))
+        return
     skipped = f"; {count(result.skipped_steps, 'non-finite step')} skipped" if result.skipped_steps else ""
     print(f"trained {count(result.epochs_run, 'epoch')}{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
     print(f"run directory: {result.run_dir}  (model.safetensors, samples.png, reconstructions.png, metrics.jsonl)")
+
+
+def _nothing_to_do(result, best: str) -> str:
+    """What ``--resume`` of a finished run says instead of a training summary: how to go on."""
+    done = f"nothing left to do: the run in {result.run_dir} finished {count(result.epochs_run, 'epoch')}{best}"
+    if result.stopped_early:
+        return f"{done}; it stopped early (no better validation loss for --patience epochs)"
+    return f"{done}; to train longer, pass --resume --epochs N with N larger than {result.epochs_run}"
 
 
 def _norm(value):

@@ -14,11 +14,10 @@ from ..models.registry import build, model_class
 from .trainer import TrainConfig, TrainResult, fit
 
 
-def _recorded(run_dir: Path) -> dict:
+def _recorded(run_dir: Path) -> dict | None:
+    """The run record to continue; None where there is no run yet (the trainer starts one)."""
     path = run_dir / "run.json"
-    if not path.exists():
-        raise VaelabError(f"--resume: no run in {run_dir} (run.json missing); start a new run without --resume")
-    return read_run_record(path, "--resume: run record")
+    return read_run_record(path, "--resume: run record") if path.exists() else None
 
 
 def _check_memory(name: str, settings: dict) -> None:
