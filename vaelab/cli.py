@@ -69,7 +69,15 @@ def _add(group, options, defaults) -> None:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(flag, dest=key, type=_ints if kind == "ints" else kind, default=None,
                            metavar={int: "N", float: "X", str: "NAME"}.get(kind, "N[,N...]"),
-                           help=f"{text} (default: {shown})")
+                           help=f"{text} (default: {shown}{_family_defaults(key)})")
+
+
+def _family_defaults(key: str) -> str:
+    """``; 0.003 for linear-ae``: the model families whose own training default replaces TrainConfig's."""
+    from .models import model_class, names
+
+    own = {n: model_class(n).train_defaults[key] for n in names() if key in model_class(n).train_defaults}
+    return "".join(f"; {value} for {name}" for name, value in own.items())
 
 
 def _shown(value) -> str:
@@ -243,7 +251,7 @@ def cmd_train(args) -> None:
     from . import train
     from .io import read_run_record
     from .models import model_class
-    from .training import TrainConfig
+    from .training import TrainConfig, train_config
 
     model_cls = model_class(args.model)
     model_keys = {f.name for f in dataclasses.fields(model_cls.Config)} - {"input_shape"}
@@ -276,7 +284,7 @@ def cmd_train(args) -> None:
                                   f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only {', '.join('--' + k for k in RESUME_MAY_CHANGE)} may change")
             config = TrainConfig.from_dict(merged, where="training settings")
     if config is None:
-        config = TrainConfig.from_dict(train_settings, where="training settings")
+        config = train_config(model_cls, train_settings)
     result = train(args.model, args.data, out, model_config=model_config, config=config,
                    data_dir=args.data_dir, resume=args.resume, progress=not args.no_progress)
     best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"

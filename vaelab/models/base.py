@@ -27,6 +27,9 @@ class Model(nn.Module):
     name: ClassVar[str] = ""
     Config: ClassVar[type]
     phases: ClassVar[tuple[str, ...]] = ("model",)
+    # Training settings this family needs to keep its documented promise, where they differ
+    # from TrainConfig's; they apply wherever the caller sets none (CLI and ``vaelab.train``).
+    train_defaults: ClassVar[dict] = {}
 
     def __init__(self, config):
         super().__init__()

@@ -46,6 +46,9 @@ class LinearAE(Autoencoder):
     """Linear encoder and decoder, squared-error loss, no output nonlinearity."""
 
     Config = LinearAEConfig
+    # Adam at a constant rate stalls a few degrees off PCA's subspace (minibatch noise: 4.4°
+    # on MNIST, latent 10, 20 epochs at 1e-3); a cosine decay from a larger step reaches it.
+    train_defaults = {"lr": 3e-3, "lr_schedule": "cosine"}
 
     def __init__(self, config: LinearAEConfig):
         super().__init__(config)

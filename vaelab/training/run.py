@@ -36,6 +36,14 @@ def _check_memory(name: str, settings: dict) -> None:
                           "choose smaller layer sizes")
 
 
+def train_config(model: str | Model | type, settings: dict | None = None) -> TrainConfig:
+    """``settings`` over the model family's ``train_defaults`` over TrainConfig's defaults,
+    so ``linear-ae`` trains with the schedule that reaches PCA's subspace unless told otherwise."""
+    cls = model_class(model) if isinstance(model, str) else model if isinstance(model, type) else type(model)
+    return TrainConfig.from_dict({**getattr(cls, "train_defaults", {}), **(settings or {})},
+                                 where="training settings")
+
+
 def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
           model_config: dict | None = None, config: TrainConfig | dict | None = None,
           val_data: Dataset | None = None, data_dir: str | os.PathLike | None = None,
@@ -47,14 +55,15 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     ``"folder:PATH"``, ...) or a :class:`~vaelab.data.Dataset`. A validation set is
     carved from the training split by seed unless ``val_data`` is given. With
     ``resume=True`` a model name and settings left out are taken from the run's
-    ``run.json``, so ``train("vae", "mnist", out, resume=True)`` continues a run.
+    ``run.json``, so ``train("vae", "mnist", out, resume=True)`` continues a run. Settings
+    left out of ``config`` (a dict or None) take the model family's ``train_defaults``.
     """
     out = Path(out)
     recorded = _recorded(out) if resume else None
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config, where="training settings")
-    if config is None:
-        config = TrainConfig.from_dict(recorded["train"]) if recorded else TrainConfig()
+    if recorded and config is None:
+        config = TrainConfig.from_dict(recorded["train"])
+    elif not isinstance(config, TrainConfig):
+        config = train_config(model, config)
     ds = load_dataset(data, "train", data_dir=data_dir) if isinstance(data, str) else data
     if isinstance(model, str):
         if recorded and model_config is None:
