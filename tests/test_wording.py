@@ -126,3 +126,15 @@ def test_counts_agree_with_their_nouns():
 
     assert [count(n, "epoch") for n in (0, 1, 2)] == ["0 epochs", "1 epoch", "2 epochs"]
     assert count(1, "full-covariance component") == "1 full-covariance component"
+
+
+def test_a_parser_message_with_a_newline_stays_on_one_line(tmp_path):
+    from vaelab.errors import VaelabError
+    from vaelab.io import read_safetensors
+
+    header = b'{"0": {"dtype": "\\n", "shape": [], "data_offsets": [0, 0]}}'  # the JSON string "\n"
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(VaelabError) as exc:
+        read_safetensors(path)
+    assert "not a valid safetensors file" in str(exc.value) and "\n" not in str(exc.value)

@@ -223,7 +223,8 @@ def read_safetensors(path: Path, what: str = "weights file") -> tuple[dict[str, 
         if _looks_like_pickle(data):
             raise VaelabError(f"{path} is a pickle/zip file, not safetensors; vaelab never unpickles "
                               "(re-save the weights with safetensors)") from None
-        raise VaelabError(f"{what} {path} is not a valid safetensors file ({exc})") from None
+        reason = " ".join(str(exc).split())  # the library may quote a header's newline: one line
+        raise VaelabError(f"{what} {path} is not a valid safetensors file ({reason})") from None
     return tensors, meta
 
 
