@@ -5,9 +5,9 @@
 
 A small MLP VAE trains on a subset of real MNIST (from ``--data-dir``; written once to
 a temporary ``.npy``) through the ``vaelab train`` command in a subprocess. Each run is
-killed with SIGKILL several times and restarted with ``--resume`` (or from scratch when
-it died before its first checkpoint, the only case where there is nothing to resume),
-then left to finish. Its final files must equal an uninterrupted run's bit for bit:
+killed with SIGKILL several times and restarted with the same command, ``--resume``
+included, as a script or an elastic restart would (a run killed before its first
+checkpoint starts again from the beginning), then left to finish. Its final files must equal an uninterrupted run's bit for bit:
 ``model.safetensors``, every tensor of ``checkpoints/last.safetensors`` and
 ``checkpoints/best.safetensors`` (weights, Adam state, every RNG state) and
 ``metrics.jsonl`` apart from its timing field.
@@ -84,11 +84,6 @@ def fingerprint(run: Path) -> dict:
     return out
 
 
-def _has_checkpoint(out: Path) -> bool:
-    ckpt = out / "checkpoints"
-    return (ckpt / "last.safetensors").exists() or (ckpt / "last.prev.safetensors").exists()
-
-
 def _writing(out: Path) -> bool:
     try:
         return any(p.name.endswith(".tmp") for p in (out / "checkpoints").iterdir())
@@ -118,11 +113,8 @@ def soak(data: str, work: Path, args, log=print) -> dict:
         target = min(args.kills_per_run, args.kills - kills)
         failed = None
         while True:
-            resume = _has_checkpoint(out)
-            if not resume and out.exists():
-                shutil.rmtree(out)  # died before its first checkpoint: nothing to resume
-            final = in_run >= target
-            proc = subprocess.Popen(train_command(data, out, args, resume), env=_env(args.write_delay),
+            final = in_run >= target  # every start is the same command, the first one too
+            proc = subprocess.Popen(train_command(data, out, args, True), env=_env(args.write_delay),
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if final:
                 _, err = proc.communicate()

@@ -46,6 +46,10 @@ def test_train_eval_sample_reconstruct(name, runs, npy, tmp_path, capsys):
     assert record["model"] == name and record["resolved"]["binarize"] == "none"
     if name == "linear-ae":
         assert record["config"]["tied"] is False and record["config"]["center"] is True
+        # the model's own training defaults, the ones that reach PCA's subspace
+        assert (record["train"]["lr"], record["train"]["lr_schedule"]) == (3e-3, "cosine")
+    else:
+        assert (record["train"]["lr"], record["train"]["lr_schedule"]) == (1e-3, "constant")
     if name == "dae":
         assert record["config"]["corruption"] == "salt-pepper" and record["config"]["noise_level"] == 0.2
     if name == "stacked-ae":

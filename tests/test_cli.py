@@ -144,7 +144,7 @@ def test_config_file_and_command_line_override(npy, tmp_path, capsys, suffix):
 
 
 @pytest.mark.parametrize("case", [
-    "unknown model", "negative latent-dim", "unknown likelihood", "negative beta", "resume without checkpoint",
+    "unknown model", "negative latent-dim", "unknown likelihood", "negative beta", "resume a damaged run",
     "eval missing directory", "path as dataset name", "unknown config key", "config file missing",
     "sample missing directory", "bad activation",
 ])
@@ -157,7 +157,7 @@ def test_bad_input_gives_one_error_line(case, npy, data_dir, tmp_path, capsys):
         "unknown likelihood": (train + ["--likelihood", "poisson"], ["unknown likelihood 'poisson'", "bernoulli"]),
         "negative beta": (train + ["--beta", "-1"], ["beta must be >= 0"]),
         "bad activation": (train + ["--activation", "swish"], ["unknown activation 'swish'", "relu"]),
-        "resume without checkpoint": (train + ["--resume"], ["--resume", "start a new run without --resume"]),
+        "resume a damaged run": (train + ["--resume"], ["--resume", "checkpoints but no run.json", "another --out"]),
         "eval missing directory": (["eval", tmp_path / "missing", "--data", "mnist", "--data-dir", data_dir],
                                    ["model directory not found"]),
         "sample missing directory": (["sample", tmp_path / "missing"], ["model directory not found"]),
@@ -167,6 +167,9 @@ def test_bad_input_gives_one_error_line(case, npy, data_dir, tmp_path, capsys):
                                ["unknown setting(s) latent_dims", "latent_dim"]),
         "config file missing": (train + ["--config", tmp_path / "none.json"], ["not found"]),
     }[case]
+    if case == "resume a damaged run":
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "last.safetensors").write_bytes(b"x")
     code, stdout, err = cli(capsys, *args)
     assert_one_line_error(code, err, *fragments)
     if args[0] == "train":

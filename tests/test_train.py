@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -151,22 +152,71 @@ def test_second_train_into_a_run_directory_is_refused_and_changes_nothing(mnist_
     assert _snapshot(out) == before
 
 
-def test_resume_without_a_checkpoint(mnist_small, tmp_path):
-    with pytest.raises(VaelabError, match=r"--resume: no run in"):
-        _run(mnist_small, tmp_path / "empty", epochs=1, resume=True)
-    # a run that died before its first checkpoint: run.json but no checkpoints/last
+def test_resume_where_no_run_was_written_starts_it(mnist_small, tmp_path, capsys):
+    """Killed before the first checkpoint: re-running the same command with resume starts the
+    run from the beginning (scripts and elastic restarts re-run one command), as if uninterrupted."""
+    straight = tmp_path / "straight"
+    _run(mnist_small, straight, n_train=300, epochs=2)
+    lock_only, started = tmp_path / "lock-only", tmp_path / "started"
+    lock_only.mkdir()
+    (lock_only / ".lock").touch()  # killed before run.json
+    _run(mnist_small, started, n_train=300, epochs=2)
+    for name in ("checkpoints", "model.safetensors", "config.json", "metrics.jsonl"):  # killed after run.json
+        path = started / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    capsys.readouterr()
+    for out, said in ((lock_only, "no run in"), (started, "stopped before its first checkpoint; starting it again"),
+                      (tmp_path / "missing", "no run in")):
+        result = _run(mnist_small, out, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
+        assert said in capsys.readouterr().err
+        assert result.epochs_run == 2 and not result.already_finished
+        assert (out / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
+        assert _without_seconds(_metrics(out)) == _without_seconds(_metrics(straight))
+
+
+def test_resume_refuses_a_different_or_damaged_run_without_a_checkpoint(mnist_small, tmp_path):
     out = tmp_path / "run"
     _run(mnist_small, out, n_train=300, epochs=1)
-    (out / "checkpoints" / "last.safetensors").unlink()
-    with pytest.raises(VaelabError, match=r"--resume: no checkpoint in .*last.safetensors"):
+    shutil.rmtree(out / "checkpoints")
+    before = _snapshot(out)
+    with pytest.raises(VaelabError, match=r"--resume: the run in .* is a different model"):
+        _run(mnist_small, out, n_train=300, epochs=2, resume=True, model_config={**TINY, "latent_dim": 8})
+    (out / "run.json").write_text("{")
+    with pytest.raises(VaelabError, match=r"--resume: run record .*run.json"):
         _run(mnist_small, out, n_train=300, epochs=2, resume=True)
+    damaged = tmp_path / "damaged"
+    _run(mnist_small, damaged, n_train=300, epochs=1)
+    (damaged / "run.json").unlink()
+    with pytest.raises(VaelabError, match=r"--resume: .* holds checkpoints but no run.json"):
+        _run(mnist_small, damaged, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
+    assert _snapshot(out) == {**before, "run.json": b"{"}
+
+
+def test_resume_of_a_finished_run_trains_nothing_and_writes_nothing(mnist_small, tmp_path):
+    out = tmp_path / "run"
+    first = _run(mnist_small, out, n_train=300, epochs=2)
+    before = _snapshot(out)
+    for epochs in (2, 1):  # the same command again, or fewer epochs than were run
+        again = _run(mnist_small, out, n_train=300, epochs=epochs, resume=True)
+        assert again.already_finished and again.epochs_run == 2 and not again.stopped_early
+        assert again.best_epoch == first.best_epoch and again.best_val == first.best_val
+        assert _snapshot(out) == before
+    _assert_same_tensors(again.model.state_dict(), first.model.state_dict())  # the best weights
+    (out / "samples.png").unlink()  # killed after the last checkpoint, before the pictures
+    assert _run(mnist_small, out, n_train=300, epochs=2, resume=True).already_finished
+    assert _snapshot(out) == before
+    # a run that early stopping ended is finished too, whatever --epochs says
+    from vaelab.training.trainer import _finished
+
+    assert _finished({"epoch": 3, "bad_epochs": 2}, TrainConfig(epochs=10, patience=2))
+    assert not _finished({"epoch": 3, "bad_epochs": 1}, TrainConfig(epochs=10, patience=2))
 
 
 def test_resume_with_a_different_model_is_refused(mnist_small, tmp_path):
     out = tmp_path / "run"
     _run(mnist_small, out, n_train=300, epochs=1)
     before = _snapshot(out)
-    with pytest.raises(VaelabError, match=r"--resume: the checkpoint in .* is from a different model"):
+    with pytest.raises(VaelabError, match=r"--resume: the run in .* is a different model"):
         _run(mnist_small, out, n_train=300, epochs=2, resume=True, model_config={**TINY, "latent_dim": 8})
     assert _snapshot(out) == before
 

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from .errors import VaelabError
+from .words import count
 
 # (flag, config key, parser, help); help gets the model's default appended.
 MODEL_OPTIONS = [
@@ -72,7 +73,15 @@ def _add(group, options, defaults) -> None:
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
         group.add_argument(flag, dest=key, type=_ints if kind == "ints" else kind, default=None,
                            metavar={int: "N", float: "X", str: "NAME"}.get(kind, "N[,N...]"),
-                           help=f"{text} (default: {shown})")
+                           help=f"{text} (default: {shown}{_family_defaults(key)})")
+
+
+def _family_defaults(key: str) -> str:
+    """``; 0.003 for linear-ae``: the model families whose own training default replaces TrainConfig's."""
+    from .models import model_class, names
+
+    own = {n: model_class(n).train_defaults[key] for n in names() if key in model_class(n).train_defaults}
+    return "".join(f"; {value} for {name}" for name, value in own.items())
 
 
 def _shown(value) -> str:
@@ -116,11 +125,19 @@ def _data_args(p, required: bool = True) -> None:
                    help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """No prefix matching (``--epoch 1`` is not ``--epochs 1``): a typo must fail, not guess.
+    Sub-parsers are built with the parent's class, so every (sub-)command inherits this."""
+
+    def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
+        super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .training import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="vaelab", description="Train, measure and look inside autoencoders.")
+    parser = _Parser(prog="vaelab", description="Train, measure and look inside autoencoders.")
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -131,9 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help=f"model name: {', '.join(names())}")
     _data_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to create (or continue with --resume)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys as the options, "
-                                                   "with underscores); options given on the command line win")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                                                          "(where none was written yet, start it)")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys are the option names, "
+                                                   "with dashes or underscores); options given on the command line win")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     _add_model_options(p.add_argument_group("model settings (each names the models it applies to)"), MODEL_OPTIONS)
     _add(p.add_argument_group("training settings"), TRAIN_OPTIONS, TrainConfig)
@@ -213,20 +231,64 @@ def _settings_file(path: str) -> dict:
     return read_settings(path, "--config file")
 
 
+def _flag(key: str) -> str:
+    """The command-line option that sets config field ``key`` (``kl_warmup_epochs`` -> ``--kl-warmup``)."""
+    flags = {k: f for f, k, _, _ in MODEL_OPTIONS + TRAIN_OPTIONS}
+    return flags.get(key, "--" + key.replace("_", "-"))
+
+
+def _key_spellings(keys: set[str]) -> dict[str, str]:
+    """Every settings-file key -> its field: the option name with dashes or underscores
+    (what ``--help`` shows) and the field name (what ``run.json`` records)."""
+    spellings = {}
+    for key in keys:
+        name = _flag(key)[2:]
+        for spelling in (name, name.replace("-", "_"), key, key.replace("_", "-")):
+            spellings[spelling] = key
+    return spellings
+
+
+def _valid_keys(keys: set[str]) -> str:
+    """``latent-dim/latent_dim, kl-warmup/kl_warmup (kl_warmup_epochs), lr, ...`` for an error."""
+    shown = []
+    for key in sorted(keys, key=lambda k: _flag(k)):
+        name = _flag(key)[2:]
+        text = "/".join(dict.fromkeys((name, name.replace("-", "_"))))
+        shown.append(text if name.replace("-", "_") == key else f"{text} ({key})")
+    return ", ".join(shown)
+
+
+def _file_settings(path: str, keys: set[str]) -> dict:
+    """The settings in a ``--config`` file, keyed by config field; unknown or doubled keys are refused."""
+    import difflib
+
+    raw = _settings_file(path)
+    spellings = _key_spellings(keys)
+    unknown = [k for k in raw if k not in spellings]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(spellings), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise VaelabError(f"--config {path}: unknown setting(s) {', '.join(sorted(unknown))}{hint}; valid keys "
+                          f"are the option names, with dashes or underscores: {_valid_keys(keys)}")
+    settings, given_as = {}, {}
+    for spelling, value in raw.items():
+        key = spellings[spelling]
+        if key in settings:
+            raise VaelabError(f"--config {path}: '{given_as[key]}' and '{spelling}' both set {_flag(key)}; keep one")
+        settings[key], given_as[key] = value, spelling
+    return settings
+
+
 def cmd_train(args) -> None:
     from . import train
     from .io import read_run_record
     from .models import model_class
-    from .training import TrainConfig
+    from .training import TrainConfig, train_config
 
     model_cls = model_class(args.model)
     model_keys = {f.name for f in dataclasses.fields(model_cls.Config)} - {"input_shape"}
     train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    file_settings = _settings_file(args.config) if args.config else {}
-    unknown = sorted(set(file_settings) - model_keys - train_keys)
-    if unknown:
-        raise VaelabError(f"--config {args.config}: unknown setting(s) {', '.join(unknown)}; "
-                          f"valid: {', '.join(sorted(model_keys | train_keys))}")
+    file_settings = _file_settings(args.config, model_keys | train_keys) if args.config else {}
     given = {k: v for k, v in vars(args).items() if v is not None}
     for _, key, _, _ in MODEL_OPTIONS:
         if key in given and key not in model_keys:
@@ -242,7 +304,7 @@ def cmd_train(args) -> None:
             for key, value in model_settings.items():
                 old = recorded["config"].get(key)
                 if _norm(old) != _norm(value):
-                    raise VaelabError(f"--resume continues the recorded run; --{key.replace('_', '-')} "
+                    raise VaelabError(f"--resume continues the recorded run; {_flag(key)} "
                                       f"differs (recorded {old}, given {value})")
             model_config = None
             merged = {**recorded["train"], **train_settings}
@@ -250,17 +312,28 @@ def cmd_train(args) -> None:
                        and _norm(recorded["train"].get(k)) != _norm(train_settings[k])]
             if changed:
                 k = changed[0]
-                raise VaelabError(f"--resume continues the recorded run; --{k.replace('_', '-')} differs "
+                raise VaelabError(f"--resume continues the recorded run; {_flag(k)} differs "
                                   f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only {', '.join('--' + k for k in RESUME_MAY_CHANGE)} may change")
             config = TrainConfig.from_dict(merged, where="training settings")
     if config is None:
-        config = TrainConfig.from_dict(train_settings, where="training settings")
+        config = train_config(model_cls, train_settings)
     result = train(args.model, args.data, out, model_config=model_config, config=config,
                    data_dir=args.data_dir, resume=args.resume, progress=not args.no_progress)
     best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"
-    skipped = f"; {result.skipped_steps} non-finite steps skipped" if result.skipped_steps else ""
-    print(f"trained {result.epochs_run} epochs{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
+    if result.already_finished:
+        print(_nothing_to_do(result, best))
+        return
+    skipped = f"; {count(result.skipped_steps, 'non-finite step')} skipped" if result.skipped_steps else ""
+    print(f"trained {count(result.epochs_run, 'epoch')}{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
     print(f"run directory: {result.run_dir}  (model.safetensors, samples.png, reconstructions.png, metrics.jsonl)")
+
+
+def _nothing_to_do(result, best: str) -> str:
+    """What ``--resume`` of a finished run says instead of a training summary: how to go on."""
+    done = f"nothing left to do: the run in {result.run_dir} finished {count(result.epochs_run, 'epoch')}{best}"
+    if result.stopped_early:
+        return f"{done}; it stopped early (no better validation loss for --patience epochs)"
+    return f"{done}; to train longer, pass --resume --epochs N with N larger than {result.epochs_run}"
 
 
 def _norm(value):

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from ..errors import VaelabError, brief
+from ..words import count
 from ._store import read_baseline, require, rows, save_baseline
 
 _F64 = torch.float64
@@ -91,7 +92,7 @@ class BernoulliMixture:
             raise VaelabError(f"tol must be a number of nats per example (e.g. 1e-3), got {tol!r}")
         n, d = data.shape
         if n < self.n_components:
-            raise VaelabError(f"{n} examples cannot fit {self.n_components} components; use fewer components or more data")
+            raise VaelabError(f"{count(n, 'example')} cannot fit {count(self.n_components, 'component')}; use fewer components or more data")
         self._check_binary(data)
         self.shape, self.n_samples, self.history = tuple(torch.as_tensor(x).shape[1:]), n, []
         start = time.perf_counter()
@@ -306,7 +307,7 @@ class GaussianMixture:
 
         data = rows(x).to(_F64)
         if data.shape[0] < self.n_components:
-            raise VaelabError(f"{data.shape[0]} examples cannot fit {self.n_components} components; use fewer components or more data")
+            raise VaelabError(f"{count(data.shape[0], 'example')} cannot fit {count(self.n_components, 'component')}; use fewer components or more data")
         if not torch.isfinite(data).all():
             raise VaelabError("x holds NaN or infinite values; the Gaussian mixture needs finite data")
         start = time.perf_counter()

@@ -16,6 +16,7 @@ from ..baselines import BernoulliMixture, GaussianMixture
 from ..data import binarize_static
 from ..errors import VaelabError
 from ..evaluation import TEST_BINARIZATION_SEED, evaluate
+from ..words import count
 from .common import Comparison, fit, load_run, prepare_out, split
 
 MNIST_VAE = {"latent_dim": 20, "hidden": [400], "activation": "relu", "likelihood": "bernoulli"}
@@ -85,7 +86,7 @@ def mixtures_vs_vae(out: str | os.PathLike, *, data_dir=None, components=(10, 10
         for k in frey_components:
             t = time.perf_counter()
             gmm, reg = _gaussian_mixture(int(k), flat, seed)
-            rows.append({"data": "Frey Face", "model": f"Gaussian mixture, {k} full-covariance components "
+            rows.append({"data": "Frey Face", "model": f"Gaussian mixture, {count(k, 'full-covariance component')} "
                          f"(reg_covar {reg:g})", "test_log_likelihood": float(gmm.log_prob(flat_test).mean()),
                          "seconds": round(time.perf_counter() - t, 1)})
         t = time.perf_counter()

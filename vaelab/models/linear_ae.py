@@ -15,6 +15,7 @@ from torch import nn
 
 from ..config import Config, require
 from .ae import Autoencoder
+from .base import Batch, inputs
 from .registry import register
 
 
@@ -46,6 +47,9 @@ class LinearAE(Autoencoder):
     """Linear encoder and decoder, squared-error loss, no output nonlinearity."""
 
     Config = LinearAEConfig
+    # Adam at a constant rate stalls a few degrees off PCA's subspace (minibatch noise: 4.4°
+    # on MNIST, latent 10, 20 epochs at 1e-3); a cosine decay from a larger step reaches it.
+    train_defaults = {"lr": 3e-3, "lr_schedule": "cosine"}
 
     def __init__(self, config: LinearAEConfig):
         super().__init__(config)
@@ -77,8 +81,8 @@ class LinearAE(Autoencoder):
     def output_mean(self, out: torch.Tensor) -> torch.Tensor:
         return out
 
-    def prepare(self, x_train: torch.Tensor) -> None:
+    def prepare(self, data: Batch | torch.Tensor) -> None:
         """b = mean training image (``center=True``)."""
         if self.config.center:
             with torch.no_grad():
-                self.offset.copy_(x_train.float().mean(0).to(self.offset))
+                self.offset.copy_(inputs(data).float().mean(0).to(self.offset))

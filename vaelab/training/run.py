@@ -15,11 +15,10 @@ from ..models.registry import build, model_class
 from .trainer import TrainConfig, TrainResult, fit
 
 
-def _recorded(run_dir: Path) -> dict:
+def _recorded(run_dir: Path) -> dict | None:
+    """The run record to continue; None where there is no run yet (the trainer starts one)."""
     path = run_dir / "run.json"
-    if not path.exists():
-        raise VaelabError(f"--resume: no run in {run_dir} (run.json missing); start a new run without --resume")
-    return read_run_record(path, "--resume: run record")
+    return read_run_record(path, "--resume: run record") if path.exists() else None
 
 
 def _check_memory(name: str, settings: dict) -> None:
@@ -50,6 +49,14 @@ def _hold_out_test(data: str | Dataset, ds: Dataset, fraction: float) -> tuple[D
     return kept, {"test_fraction": fraction, "test_seed": TEST_SPLIT_SEED, "n_test": len(test)}
 
 
+def train_config(model: str | Model | type, settings: dict | None = None) -> TrainConfig:
+    """``settings`` over the model family's ``train_defaults`` over TrainConfig's defaults,
+    so ``linear-ae`` trains with the schedule that reaches PCA's subspace unless told otherwise."""
+    cls = model_class(model) if isinstance(model, str) else model if isinstance(model, type) else type(model)
+    return TrainConfig.from_dict({**getattr(cls, "train_defaults", {}), **(settings or {})},
+                                 where="training settings")
+
+
 def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
           model_config: dict | None = None, config: TrainConfig | dict | None = None,
           val_data: Dataset | None = None, data_dir: str | os.PathLike | None = None,
@@ -62,14 +69,15 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     carved from the training split by seed unless ``val_data`` is given; user data
     without a test split can hold one out with ``test_fraction`` (see :func:`run_split`).
     With ``resume=True`` a model name and settings left out are taken from the run's
-    ``run.json``, so ``train("vae", "mnist", out, resume=True)`` continues a run.
+    ``run.json``, so ``train("vae", "mnist", out, resume=True)`` continues a run. Settings
+    left out of ``config`` (a dict or None) take the model family's ``train_defaults``.
     """
     out = Path(out)
     recorded = _recorded(out) if resume else None
-    if isinstance(config, dict):
-        config = TrainConfig.from_dict(config, where="training settings")
-    if config is None:
-        config = TrainConfig.from_dict(recorded["train"]) if recorded else TrainConfig()
+    if recorded and config is None:
+        config = TrainConfig.from_dict(recorded["train"])
+    elif not isinstance(config, TrainConfig):
+        config = train_config(model, config)
     ds = load_dataset(data, "train", data_dir=data_dir) if isinstance(data, str) else data
     ds, test_record = _hold_out_test(data, ds, config.test_fraction)
     if isinstance(model, str):

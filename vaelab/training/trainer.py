@@ -44,6 +44,7 @@ from ..data.batches import BINARIZE, Batches
 from ..errors import VaelabError, VaelabWarning, brief
 from ..io import (WriteError, atomic_write_bytes, atomic_write_json, fsync_dir, model_record,
                   read_run_record, remove_stale_temporaries, save)
+from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
 from .schedules import SCHEDULES, learning_rate
 
@@ -123,6 +124,7 @@ class TrainResult:
     best_val: float | None
     stopped_early: bool
     skipped_steps: int = 0
+    already_finished: bool = False  # a --resume that found every epoch done: nothing was trained
 
 
 class TrainingInterrupted(VaelabError):
@@ -270,7 +272,7 @@ def _nonfinite(loss, epoch: int, step: int, last: Path, grad: bool = False, skip
     kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
     what = "the gradient became non-finite" if grad else "loss became non-finite"
     where = f"at epoch {epoch + 1}, step {step}: " + ("" if grad else f"term '{bad[0]}' ")
-    after = f" after {skipped} skipped steps (--nonfinite-max-skips)" if skipped else ""
+    after = f" after {count(skipped, 'skipped step')} (--nonfinite-max-skips)" if skipped else ""
     return VaelabError(f"{what} {where}({values}){after}; {kept}; lower --lr or set --grad-clip"
                        + ("" if skipped else " or --nonfinite skip"))
 
@@ -344,8 +346,6 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
         val_y: torch.Tensor | None, config: TrainConfig, run_dir: str | os.PathLike, *,
         resume: bool = False, data_record: dict | None = None, progress: bool = True) -> TrainResult:
     """Train ``model`` and write the run directory. Inputs are float tensors in [0, 1]."""
-    from ..viz.grids import save_reconstructions, save_samples
-
     run_dir = Path(run_dir)
     last_path = run_dir / "checkpoints" / "last.safetensors"
     best_path = run_dir / "checkpoints" / "best.safetensors"
@@ -353,18 +353,7 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
     record = {"vaelab_version": __version__, **model_record(model), "train": config.to_dict(),
               "resolved": {"binarize": binarize}, "data": data_record or {}}
     if resume:
-        if not last_path.exists() and not previous_path(last_path).exists():
-            raise VaelabError(f"--resume: no checkpoint in {run_dir} (expected {last_path}); "
-                              "start a new run without --resume")
-        recorded = read_run_record(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
-        for key in ("model", "config"):
-            if recorded.get(key) != record[key]:
-                raise VaelabError(f"--resume: the checkpoint in {run_dir} is from a different model "
-                                  f"({recorded.get('model')} {recorded.get('config')}); "
-                                  "resume with the same settings or choose another --out")
-        if recorded.get("data") and data_record and not _same_data(recorded["data"], record["data"]):
-            raise VaelabError(f"--resume: the run in {run_dir} was trained on {recorded['data']}, "
-                              f"not {record['data']}; resume with the same data and --val-size")
+        resume = _resumable(run_dir, last_path, record, data_record)
     elif last_path.exists() or (run_dir / "run.json").exists():
         raise VaelabError(f"{run_dir} already holds a run; pass --resume to continue it, "
                           "or choose another --out")
@@ -414,6 +403,12 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
                     partial = _partial_epoch(tensors, state, counters, steps, device, used)
             except VaelabError as exc:
                 raise VaelabError(f"--resume: {exc}") from None
+            if _finished(counters, config):  # nothing to train: leave every file as it is
+                _load_best(model, best_path)
+                if not all((run_dir / name).exists() for name in ("samples.png", "reconstructions.png")):
+                    _save_pictures(model, run_dir, config.seed, val_x if val_x is not None else train_x)
+                return TrainResult(model, run_dir, counters["epoch"], counters["best_epoch"], counters["best_val"],
+                                   counters["epoch"] < config.epochs, counters["skipped"], already_finished=True)
             _truncate_metrics(metrics_path, counters["epoch"])
             atomic_write_json(run_dir / "run.json", record)  # the settings now in force (e.g. new epochs)
         else:
@@ -547,19 +542,15 @@ def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch
         except KeyboardInterrupt:
             saved = _describe_checkpoint(last_path)
             if saved is None:
-                raise TrainingInterrupted(f"interrupted before the first checkpoint; nothing to resume: delete "
-                                          f"{run_dir} and start again") from None
+                raise TrainingInterrupted("interrupted before the first checkpoint; nothing was saved: the same "
+                                          "command with --resume starts the run again") from None
             raise TrainingInterrupted(f"interrupted; {run_dir} keeps {saved} (intact): continue with --resume") from None
 
-        best_tensors, _ = read_checkpoint(best_path)
-        model.load_state_dict({k[6:]: v for k, v in best_tensors.items() if k.startswith("model/")})
-        model.eval()
-        model.zero_grad(set_to_none=True)
-        save_samples(model, run_dir / "samples.png", n=64, seed=config.seed)
-        save_reconstructions(model, (val_x if val_x is not None else train_x)[:32],
-                             run_dir / "reconstructions.png")
+        _load_best(model, best_path)
+        _save_pictures(model, run_dir, config.seed, val_x if val_x is not None else train_x)
         if progress and counters["skipped"]:
-            _write_line(f"{counters['skipped']} steps with non-finite values were skipped")
+            _write_line(f"{count(counters['skipped'], 'step')} with non-finite values "
+                        f"{'was' if counters['skipped'] == 1 else 'were'} skipped")
         return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early,
                            counters["skipped"])
 
@@ -577,6 +568,54 @@ def _same_data(recorded: dict, now: dict) -> bool:
             return record
 
     return canonical(recorded) == canonical(now)
+
+
+def _save_pictures(model, run_dir: Path, seed: int, x: torch.Tensor) -> None:
+    """samples.png and reconstructions.png of the best weights: the last step of a run."""
+    from ..viz.grids import save_reconstructions, save_samples
+
+    save_samples(model, run_dir / "samples.png", n=64, seed=seed)
+    save_reconstructions(model, x[:32], run_dir / "reconstructions.png")
+
+
+def _resumable(run_dir: Path, last: Path, record: dict, data_record: dict | None) -> bool:
+    """Whether ``--resume`` continues a checkpoint (True) or starts the run from the beginning
+    (False: there is no run yet, or it was killed before its first checkpoint), so a script
+    or an elastic restart can always re-run the same command. A different or damaged run is
+    refused, and nothing of it is touched."""
+    has_checkpoint = last.exists() or previous_path(last).exists()
+    if not (run_dir / "run.json").exists():
+        if has_checkpoint:
+            raise VaelabError(f"--resume: {run_dir} holds checkpoints but no run.json, so it is damaged or not a "
+                              "vaelab run; restore its run.json or choose another --out")
+        print(f"--resume: no run in {run_dir} yet; starting a new one", file=sys.stderr, flush=True)
+        return False
+    recorded = read_run_record(run_dir / "run.json")
+    for key in ("model", "config"):
+        if recorded.get(key) != record[key]:
+            raise VaelabError(f"--resume: the run in {run_dir} is a different model "
+                              f"({recorded.get('model')} {recorded.get('config')}); "
+                              "resume with the same settings or choose another --out")
+    if recorded.get("data") and data_record and not _same_data(recorded["data"], record["data"]):
+        raise VaelabError(f"--resume: the run in {run_dir} was trained on {recorded['data']}, "
+                          f"not {record['data']}; resume with the same data and --val-size")
+    if not has_checkpoint:
+        print(f"--resume: the run in {run_dir} stopped before its first checkpoint; starting it again "
+              "from the beginning", file=sys.stderr, flush=True)
+    return has_checkpoint
+
+
+def _finished(counters: dict, config: TrainConfig) -> bool:
+    """Every epoch ran, or early stopping ended the run: a resume has nothing to train."""
+    return counters["epoch"] >= config.epochs or bool(config.patience and counters["bad_epochs"] >= config.patience)
+
+
+def _load_best(model, best: Path) -> None:
+    """The best epoch's weights, in eval mode: what a finished run hands back."""
+    best_tensors, _ = read_checkpoint(best)
+    model.load_state_dict({k[6:]: v for k, v in best_tensors.items() if k.startswith("model/")})
+    model.eval()
+    model.zero_grad(set_to_none=True)
 
 
 def _describe_checkpoint(last: Path) -> str | None:
@@ -650,7 +689,7 @@ def _summary(line: dict, best: bool) -> None:
     if "val" in line:
         text += f"  | val: {fmt(line['val'])}{' *' if best else ''}"
     if line.get("skipped"):
-        text += f"  [{line['skipped']} non-finite steps skipped]"
+        text += f"  [{count(line['skipped'], 'non-finite step')} skipped]"
     tqdm.write(f"{text}  ({line['seconds']:.1f}s)")
 
 
