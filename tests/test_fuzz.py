@@ -39,7 +39,8 @@ from vaelab.io import read_run_record, read_safetensors, read_settings, record_c
 from vaelab.models.vae import VAEConfig  # noqa: E402
 from vaelab.training import TrainConfig  # noqa: E402
 from vaelab.training.checkpoint import FORMAT, VERSION, _digest, read_checkpoint, restore_checkpoint  # noqa: E402
-from vaelab.training.trainer import _check_counters, _partial_epoch, make_adam  # noqa: E402
+from vaelab.training.terms import restore_epoch_terms  # noqa: E402
+from vaelab.training.trainer import _check_counters, make_adam  # noqa: E402
 
 FUZZ = settings(max_examples=int(os.environ.get("VAELAB_FUZZ_EXAMPLES", 150)), deadline=3000, database=None,
                 derandomize=not os.environ.get("VAELAB_FUZZ_RANDOM"),
@@ -419,7 +420,7 @@ def test_fuzz_checkpoint_contents_with_valid_checksums(work, real_checkpoint, pl
         if counters is not None and isinstance(counters, dict):
             counters = refused_or_ok(_check_counters, counters, path)
             if counters is not None and counters["epoch_step"]:
-                refused_or_ok(_partial_epoch, *read, counters, 3, torch.device("cpu"), path)
+                refused_or_ok(restore_epoch_terms, *read, counters, 3, torch.device("cpu"), path)
     finally:
         torch.set_rng_state(rng[0])
         np.random.set_state(rng[1])

@@ -26,6 +26,7 @@ import vaelab.io as vio
 from vaelab.cli import main as cli_main
 from vaelab.errors import VaelabError
 from vaelab.models import Loss
+from vaelab.training import rundir as rundir_module
 from vaelab.training import trainer as trainer_module
 from vaelab.training.checkpoint import previous_path, read_checkpoint
 
@@ -399,7 +400,7 @@ def test_read_only_file_system_is_refused_before_training(mnist_small, tmp_path,
             raise OSError(errno.EROFS, "Read-only file system", str(path))
         return real_open(path, *args, **kwargs)
 
-    monkeypatch.setattr(trainer_module, "open", read_only, raising=False)
+    monkeypatch.setattr(rundir_module, "open", read_only, raising=False)
     with pytest.raises(VaelabError, match=r"cannot write to run directory .*run: it is read-only; choose a writable"):
         _train(mnist_small, tmp_path / "run")
     assert not (tmp_path / "run" / "run.json").exists()

@@ -63,8 +63,11 @@ class Model(nn.Module):
     def input_shape(self) -> tuple[int, ...]:
         return tuple(self.config.input_shape)
 
-    def forward(self, batch: Batch | torch.Tensor) -> Loss:
-        return self.loss(as_batch(batch))
+    def forward(self, batch: Batch | torch.Tensor, phase: str | None = None) -> Loss:
+        """``loss``, or the loss of ``phase``: the one call DDP's wrapper sees."""
+        if phase is None:
+            return self.loss(as_batch(batch))
+        return self.phases()[phase].loss(as_batch(batch))
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
         raise NotImplementedError
@@ -72,7 +75,7 @@ class Model(nn.Module):
     def phases(self) -> dict[str, Phase]:
         """name -> :class:`Phase`, run in this order every step, one optimiser each. The
         default is one phase, all parameters on ``loss``: one-phase models declare nothing."""
-        return {"model": Phase(self.parameters, self.forward)}
+        return {"model": Phase(self.parameters, lambda batch: self.loss(batch))}
 
     def schedule(self, epoch: float) -> None:
         """Called by the trainer before each step with the fractional epoch (warm-ups)."""

@@ -102,9 +102,7 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     record = {"spec": canonical_spec(data) if isinstance(data, str) else ds.name, "split": "train",
               "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
               "shape": list(ds.shape), **test_record}
-    return fit(model, train_ds.x, train_ds.y, None if val_ds is None else val_ds.x,
-               None if val_ds is None else val_ds.y, config, out, resume=resume,
-               data_record=record, progress=progress)
+    return fit(model, train_ds, val_ds, config, out, resume=resume, data_record=record, progress=progress)
 
 
 def run_split(run_dir: str | os.PathLike, data: str, split: str = "test",

@@ -1,36 +1,23 @@
-"""The training loop: seeded, resumable, crash-safe checkpoints, metrics in ``metrics.jsonl``.
+"""The training loop: seeded, resumable, crash-safe, on one process or several.
 
-Run directory layout::
-
-    run.json                 full resolved configuration (model, training, data)
-    config.json, model.safetensors   the best weights so far (what ``vaelab.load`` reads)
-    checkpoints/last.safetensors     end of the latest epoch (weights, optimizer, RNGs), or
-                                     the step where Ctrl-C stopped the run
-    checkpoints/last.prev.safetensors  the checkpoint before it (fallback if last is damaged)
-    checkpoints/best.safetensors     the best epoch, with its *own* optimizer and RNG state
-    metrics.jsonl            one JSON line per epoch
-    samples.png, reconstructions.png written when training ends
-
-Crash safety: every file is replaced atomically, and at the end of an epoch the files
-are written in the order metrics, best, model, last, so ``last`` is always the newest
-complete state and a run killed at any moment resumes to exactly the weights of an
-uninterrupted run (``benchmarks/soak.py`` checks this with SIGKILL).
+``fit`` runs epochs of steps drawn by a sampler (:mod:`vaelab.data.samplers`); each step runs
+the model's phases (:mod:`.step`); each epoch ends with validation (:mod:`.validation`) and
+the run directory's writes in their crash-safe order (:mod:`.rundir`); a checkpoint
+(:mod:`.checkpoint`) holds every optimiser, sampler stream and RNG, so a run killed at any
+moment resumes to exactly the weights of an uninterrupted run (``benchmarks/soak.py``
+checks this with SIGKILL). When training ends the model writes its own pictures
+(``Model.end_of_run``). Under ``torchrun`` (:mod:`.distributed`) every rank trains its
+share of each global batch and rank 0 writes.
 """
 from __future__ import annotations
 
 import contextlib
-import errno
-import json
 import math
 import os
 import random
-import shutil
-import signal
-import sys
-import threading
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,19 +27,22 @@ from .. import __version__
 from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batch import Batch
-from ..data.batches import BINARIZE, Batches
-from ..errors import VaelabError, VaelabWarning, brief
-from ..io import (WriteError, atomic_write_bytes, atomic_write_json, fsync_dir, model_record,
-                  read_run_record, remove_stale_temporaries, save)
+from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler
+from ..errors import VaelabError, VaelabWarning
+from ..io import atomic_write_json, model_record, save
 from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
+from .distributed import Context, context, local_device
+from .report import epoch_bar, summary, write_line
+from .rundir import CHECKPOINT_FILES, RUN_FILES, RunDir  # noqa: F401  (the layout's names, for callers)
 from .schedules import SCHEDULES, learning_rate
+from .signals import StopRequest, TrainingInterrupted
+from .step import Stepper, make_adam, nonfinite_error  # noqa: F401  (make_adam: one Adam for every caller)
+from .terms import EpochTerms, restore_epoch_terms
+from .validation import monitored, validation_terms
 
 VAL_BINARIZATION_SEED = 123
 NONFINITE = ("stop", "skip")
-RUN_FILES = ("run.json", "config.json", "model.safetensors", "metrics.jsonl", "samples.png",
-             "reconstructions.png", "write-test")
-CHECKPOINT_FILES = ("last.safetensors", "last.prev.safetensors", "best.safetensors")
 
 
 @dataclass(frozen=True)
@@ -69,6 +59,10 @@ class TrainConfig(Config):
     term); ``"skip"`` drops that step (and steps with non-finite gradients), multiplies
     the learning rate by ``nonfinite_lr_factor`` and stops only after
     ``nonfinite_max_skips`` skipped steps; skips are counted in ``metrics.jsonl``.
+    ``monitor`` names the validation value whose minimum marks the best epoch (``loss``, a
+    loss term, or ``error`` for models that classify). Data with both labelled and
+    unlabelled rows is drawn ``labelled_batch_size`` labelled rows per step beside
+    ``batch_size`` unlabelled ones (0: in proportion to the two sets, at least 1).
     """
 
     epochs: int = 20
@@ -90,6 +84,8 @@ class TrainConfig(Config):
     nonfinite: str = "stop"
     nonfinite_lr_factor: float = 0.5
     nonfinite_max_skips: int = 10
+    monitor: str = "loss"
+    labelled_batch_size: int = 0
 
     def validate(self) -> None:
         require(self.epochs > 0, f"epochs must be positive, got {self.epochs}")
@@ -113,11 +109,14 @@ class TrainConfig(Config):
         require(0 < self.nonfinite_lr_factor <= 1,
                 f"nonfinite_lr_factor must lie in (0, 1], got {self.nonfinite_lr_factor}")
         require(self.nonfinite_max_skips >= 0, f"nonfinite_max_skips must be >= 0, got {self.nonfinite_max_skips}")
+        require(bool(self.monitor) and self.monitor.isprintable(), "monitor must name a validation value, e.g. loss")
+        require(self.labelled_batch_size >= 0,
+                f"labelled_batch_size must be >= 0 (0 = in proportion), got {self.labelled_batch_size}")
 
 
 @dataclass
 class TrainResult:
-    model: torch.nn.Module = field(repr=False)
+    model: torch.nn.Module
     run_dir: Path
     epochs_run: int
     best_epoch: int
@@ -127,10 +126,6 @@ class TrainResult:
     already_finished: bool = False  # a --resume that found every epoch done: nothing was trained
 
 
-class TrainingInterrupted(VaelabError):
-    """Ctrl-C or SIGTERM stopped the run; the checkpoint written holds everything."""
-
-    exit_code = 130
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -160,121 +155,10 @@ def threads(n: int):
         torch.set_num_threads(previous)
 
 
-def make_adam(params, config: TrainConfig) -> torch.optim.Adam:
-    """Adam with the fused kernel where this torch has one for the device (same maths,
-    one pass over the parameters), else the multi-tensor implementation."""
-    params = list(params)
-    kwargs = dict(lr=config.lr, betas=config.adam_betas, eps=config.adam_eps,
-                  weight_decay=config.weight_decay)
-    try:
-        return torch.optim.Adam(params, fused=True, **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.Adam(params, **kwargs)
-
-
-def _check_writable(run_dir: Path) -> None:
-    """Find a read-only or full run directory before training, not at the first checkpoint."""
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / ".write-test.tmp"
-        with open(probe, "wb") as f:
-            f.write(b"0" * 65536)
-            f.flush()
-            os.fsync(f.fileno())
-        probe.unlink()
-    except OSError as exc:
-        why = "it is read-only" if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else exc.strerror
-        raise VaelabError(f"cannot write to run directory {run_dir}: {why}; "
-                          "choose a writable --out with free space") from None
-
-
 def checkpoint_bytes(model) -> int:
     """Size of one training checkpoint: weights plus Adam's two moments, plus RNG states."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     return 3 * weights + (1 << 16)
-
-
-def _check_space(run_dir: Path, model) -> None:
-    """Refuse to start when the disk cannot hold the run's files: last, its .prev, best and a
-    temporary copy of each being replaced, plus model.safetensors and room for metrics."""
-    ckpt = checkpoint_bytes(model)
-    need = 4 * ckpt + 2 * (ckpt // 3) + (1 << 20)
-    try:
-        free = shutil.disk_usage(run_dir).free
-    except OSError:
-        return
-    if free < need:
-        raise VaelabError(f"only {free / 2**20:.1f} MiB free on the disk holding {run_dir}; this run's "
-                          f"checkpoints need about {need / 2**20:.1f} MiB; free space or choose another --out")
-
-
-@contextlib.contextmanager
-def _lock(run_dir: Path):
-    """One training process per run directory (the lock dies with its process, even on SIGKILL)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock
-        yield
-        return
-    try:
-        fd = os.open(run_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError:
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise VaelabError(f"another vaelab process is training in {run_dir}; wait for it or stop it "
-                              "first (two writers would mix their checkpoints)") from None
-        yield
-    finally:
-        os.close(fd)
-
-
-class _StopRequest:
-    """Ctrl-C (or SIGTERM) once: finish the current step, save a checkpoint, stop. Twice: stop
-    at once; atomic writes leave the last checkpoint intact either way."""
-
-    SIGNALS = ("SIGINT", "SIGTERM")
-
-    def __init__(self):
-        self.signal: str | None = None
-        self._previous: dict = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for name in self.SIGNALS:
-                sig = getattr(signal, name, None)
-                if sig is not None:
-                    self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None:
-            for sig in self._previous:
-                signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
-            raise KeyboardInterrupt
-        self.signal = signal.Signals(signum).name
-        # os.write, not print: a handler may run while the progress bar is writing to stderr
-        os.write(2, (f"\n{self.signal}: stopping after this step and saving a checkpoint; "
-                     "press Ctrl-C again to stop at once\n").encode())
-
-    def __exit__(self, *exc):
-        for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
-        return False
-
-
-def _nonfinite(loss, epoch: int, step: int, last: Path, grad: bool = False, skipped: int = 0) -> VaelabError:
-    bad = [k for k, v in loss.terms.items() if not torch.isfinite(v).all()] or ["total"]
-    values = ", ".join(f"{k} = {float(v.detach()):.4g}" for k, v in loss.terms.items())
-    kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-    what = "the gradient became non-finite" if grad else "loss became non-finite"
-    where = f"at epoch {epoch + 1}, step {step}: " + ("" if grad else f"term '{bad[0]}' ")
-    after = f" after {count(skipped, 'skipped step')} (--nonfinite-max-skips)" if skipped else ""
-    return VaelabError(f"{what} {where}({values}){after}; {kept}; lower --lr or set --grad-clip"
-                       + ("" if skipped else " or --nonfinite skip"))
 
 
 def _check_counters(counters, where: Path) -> dict:
@@ -317,244 +201,6 @@ def check_spread(x: torch.Tensor) -> None:
                       "was scaled", VaelabWarning, stacklevel=2)
 
 
-def _grad_norm(params) -> torch.Tensor:
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return torch.zeros(())
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
-
-
-def _mean_terms(model, x, y, batch_size: int) -> dict[str, float]:
-    """Full-objective loss terms averaged over a dataset (no gradients)."""
-    sums: dict[str, float] = {}
-    model.schedule(math.inf)
-    with torch.no_grad():
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i:i + batch_size]
-            yb = None if y is None else y[i:i + batch_size]
-            loss = model(Batch(xb, yb))
-            n = xb.shape[0]
-            sums["loss"] = sums.get("loss", 0.0) + float(loss.total) * n
-            for k, v in loss.terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * n
-    return {k: v / x.shape[0] for k, v in sums.items()}
-
-
-
-
-def fit(model, train_x: torch.Tensor, train_y: torch.Tensor | None, val_x: torch.Tensor | None,
-        val_y: torch.Tensor | None, config: TrainConfig, run_dir: str | os.PathLike, *,
-        resume: bool = False, data_record: dict | None = None, progress: bool = True) -> TrainResult:
-    """Train ``model`` and write the run directory. Inputs are float tensors in [0, 1]."""
-    run_dir = Path(run_dir)
-    last_path = run_dir / "checkpoints" / "last.safetensors"
-    best_path = run_dir / "checkpoints" / "best.safetensors"
-    binarize = resolve_binarize(config.binarize, model)
-    record = {"vaelab_version": __version__, **model_record(model), "train": config.to_dict(),
-              "resolved": {"binarize": binarize}, "data": data_record or {}}
-    if resume:
-        resume = _resumable(run_dir, last_path, record, data_record)
-    elif last_path.exists() or (run_dir / "run.json").exists():
-        raise VaelabError(f"{run_dir} already holds a run; pass --resume to continue it, "
-                          "or choose another --out")
-    _check_writable(run_dir)
-    _check_space(run_dir, model)
-
-    with _lock(run_dir), threads(config.threads):
-        remove_stale_temporaries(run_dir, RUN_FILES)  # left by a process killed mid-write
-        remove_stale_temporaries(last_path.parent, CHECKPOINT_FILES)
-        device = resolve_device(config.device)
-        torch.manual_seed(config.seed)
-        np.random.seed(config.seed % 2**32)
-        random.seed(config.seed)
-        order = torch.Generator().manual_seed(config.seed)
-        bin_gen = torch.Generator().manual_seed(config.seed + 1)
-        generators = {"order": order, "binarize": bin_gen}
-
-        model.to(device)
-        train_x = train_x.to(device, torch.float32)
-        if not resume:
-            check_spread(train_x)
-        if binarize == "static":
-            train_x = binarize_static(train_x, config.seed + 2)
-        if val_x is not None and val_x.shape[0] > 0:
-            val_x = val_x.to(device, torch.float32)
-            if binarize != "none":
-                val_x = binarize_static(val_x, VAL_BINARIZATION_SEED)
-            val_y = None if val_y is None else val_y.to(device)
-        else:
-            val_x = None
-        train_y = None if train_y is None else train_y.to(device)
-
-        optimizer = make_adam(model.parameters(), config)
-        counters = _check_counters({"epoch": 0, "step": 0, "best_val": None, "best_epoch": 0, "bad_epochs": 0},
-                                   last_path)
-        metrics_path = run_dir / "metrics.jsonl"
-        batches = Batches(train_x, train_y, config.batch_size, order=order,
-                          binarize=bin_gen if binarize == "dynamic" else None)
-        steps = len(batches)
-        partial = None  # the running terms of an epoch that a Ctrl-C checkpoint cut short
-        if resume:
-            try:
-                tensors, state, used = read_resume_checkpoint(last_path)
-                counters = _check_counters(restore_checkpoint(tensors, state, model, optimizer, generators, used),
-                                           used)
-                if counters["epoch_step"]:
-                    partial = _partial_epoch(tensors, state, counters, steps, device, used)
-            except VaelabError as exc:
-                raise VaelabError(f"--resume: {exc}") from None
-            if _finished(counters, config):  # nothing to train: leave every file as it is
-                _load_best(model, best_path)
-                if not all((run_dir / name).exists() for name in ("samples.png", "reconstructions.png")):
-                    _save_pictures(model, run_dir, config.seed, val_x if val_x is not None else train_x)
-                return TrainResult(model, run_dir, counters["epoch"], counters["best_epoch"], counters["best_val"],
-                                   counters["epoch"] < config.epochs, counters["skipped"], already_finished=True)
-            _truncate_metrics(metrics_path, counters["epoch"])
-            atomic_write_json(run_dir / "run.json", record)  # the settings now in force (e.g. new epochs)
-        else:
-            model.prepare(train_x)
-            atomic_write_json(run_dir / "run.json", record)
-            metrics_path.unlink(missing_ok=True)
-
-        params = [p for p in model.parameters()]
-        skip_mode = config.nonfinite == "skip"
-        stopped_early = False
-        epoch = counters["epoch"]
-        stop = _StopRequest()
-
-        def write(action):
-            """Run a write; a failure stops the run with the last good checkpoint named."""
-            try:
-                action()
-            except WriteError as exc:
-                kept = f"the last good checkpoint {last_path} is intact" if last_path.exists() else \
-                    "no checkpoint was written yet"
-                raise VaelabError(f"{exc}; training stopped after step {counters['step']}; {kept}: "
-                                  "continue with --resume once the disk has room and is writable") from None
-
-        try:
-            with stop:
-                while epoch < config.epochs:
-                    if config.patience and counters["bad_epochs"] >= config.patience:
-                        stopped_early = True
-                        break
-                    start = counters["epoch_step"]
-                    if partial is None:
-                        history: list[torch.Tensor] = []  # per-step term values, summed once per epoch
-                        sizes: list[int] = []
-                        names: tuple[str, ...] | None = None
-                        counters["epoch_skipped"] = 0
-                        counters["epoch_lr"] = learning_rate(config.lr_schedule, config.lr, epoch,
-                                                             config.epochs) * counters["lr_scale"]
-                    else:
-                        history, sizes, names = partial
-                        partial = None
-                    lr = counters["epoch_lr"]
-                    base_lr = learning_rate(config.lr_schedule, config.lr, epoch, config.epochs)
-                    _set_lr(optimizer, base_lr * counters["lr_scale"])
-                    t0 = time.perf_counter()
-                    model.train()
-                    epoch_order = order.get_state()  # this epoch's permutation is drawn from it
-                    bar = _bar(progress, steps, f"epoch {epoch + 1}/{config.epochs}", start)
-                    for i, (xb, yb) in enumerate(batches.epoch(start), start):
-                        model.schedule(epoch + i / steps)
-                        loss = model(Batch(xb, yb))
-                        bad = None
-                        if not math.isfinite(loss.total.item()):
-                            bad = "loss"
-                        else:
-                            optimizer.zero_grad(set_to_none=True)
-                            loss.total.backward()
-                            norm = None
-                            if config.grad_clip > 0:
-                                norm = torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-                            if skip_mode and not torch.isfinite(norm if norm is not None else _grad_norm(params)):
-                                bad = "gradient"
-                            else:
-                                optimizer.step()
-                                history.append(torch.stack(tuple(loss.terms.values())).detach())
-                                sizes.append(xb.shape[0])
-                                names = names or tuple(loss.terms)
-                        if bad is not None:
-                            if not skip_mode or counters["skipped"] >= config.nonfinite_max_skips:
-                                raise _nonfinite(loss, epoch, counters["step"] + 1, last_path,
-                                                 grad=bad == "gradient", skipped=counters["skipped"])
-                            counters["skipped"] += 1
-                            counters["epoch_skipped"] += 1
-                            counters["lr_scale"] *= config.nonfinite_lr_factor
-                            _set_lr(optimizer, base_lr * counters["lr_scale"])
-                            optimizer.zero_grad(set_to_none=True)
-                            if progress:
-                                _write_line(f"skipped step {counters['step'] + 1}: non-finite {bad}; "
-                                            f"learning rate now {base_lr * counters['lr_scale']:.3g}")
-                        counters["step"] += 1
-                        if bar is not None:
-                            bar.update(1)
-                            if i % 25 == 0 and history:
-                                bar.set_postfix(_running(names, history), refresh=False)
-                        if stop.signal and i + 1 < steps:  # save mid-epoch, resumable bit for bit
-                            counters["epoch_step"] = i + 1
-                            extra = {"history": torch.stack(history) if history else torch.zeros(0, 0),
-                                     "sizes": torch.tensor(sizes, dtype=torch.int64)}
-                            write(lambda: save_checkpoint(
-                                last_path, model, optimizer, {"order": epoch_order, "binarize": bin_gen},
-                                counters, extra, {"terms": list(names or ())}, keep_previous=True))
-                            if bar is not None:
-                                bar.close()
-                            raise TrainingInterrupted(
-                                f"stopped by {stop.signal} at epoch {epoch + 1}, step {counters['step']}; "
-                                f"{last_path} holds everything: continue with --resume")
-                    if bar is not None:
-                        bar.close()
-                    train_terms = _epoch_means(history, sizes, names)
-                    model.eval()
-                    val_terms = _mean_terms(model, val_x, val_y, config.eval_batch_size) if val_x is not None else None
-                    score = val_terms["loss"] if val_terms else None
-                    if score is not None and not math.isfinite(score):
-                        raise VaelabError(f"validation loss became non-finite after epoch {epoch + 1} "
-                                          f"({', '.join(f'{k} = {v:.4g}' for k, v in val_terms.items())}); "
-                                          f"the last good checkpoint is {last_path}; lower --lr or set --grad-clip")
-                    epoch += 1
-                    improved = counters["best_val"] is None or (score is not None and score < counters["best_val"])
-                    if improved:
-                        counters.update(best_val=score, best_epoch=epoch, bad_epochs=0)
-                    else:
-                        counters["bad_epochs"] += 1
-                    counters.update(epoch=epoch, epoch_step=0)
-                    line = {"epoch": epoch, "step": counters["step"], "lr": lr,
-                            "seconds": round(time.perf_counter() - t0, 3), "train": train_terms}
-                    if val_terms is not None:
-                        line["val"] = val_terms
-                    if skip_mode:
-                        line.update(skipped=counters["epoch_skipped"], lr_scale=counters["lr_scale"])
-                    # Order matters: `last` goes last, so it never points past a missing best/model.
-                    write(lambda: _append_metrics(metrics_path, line))
-                    if improved:
-                        write(lambda: save_checkpoint(best_path, model, optimizer, generators, counters))
-                        write(lambda: save(model, run_dir))
-                    write(lambda: save_checkpoint(last_path, model, optimizer, generators, counters,
-                                                  keep_previous=True))
-                    if progress:
-                        _summary(line, improved and val_terms is not None)
-                    if stop.signal and epoch < config.epochs:
-                        raise TrainingInterrupted(f"stopped by {stop.signal} after epoch {epoch}; {last_path} "
-                                                  "holds everything: continue with --resume")
-        except KeyboardInterrupt:
-            saved = _describe_checkpoint(last_path)
-            if saved is None:
-                raise TrainingInterrupted("interrupted before the first checkpoint; nothing was saved: the same "
-                                          "command with --resume starts the run again") from None
-            raise TrainingInterrupted(f"interrupted; {run_dir} keeps {saved} (intact): continue with --resume") from None
-
-        _load_best(model, best_path)
-        _save_pictures(model, run_dir, config.seed, val_x if val_x is not None else train_x)
-        if progress and counters["skipped"]:
-            _write_line(f"{count(counters['skipped'], 'step')} with non-finite values "
-                        f"{'was' if counters['skipped'] == 1 else 'were'} skipped")
-        return TrainResult(model, run_dir, epoch, counters["best_epoch"], counters["best_val"], stopped_early,
-                           counters["skipped"])
-
-
 def _same_data(recorded: dict, now: dict) -> bool:
     """Whether a resumed run sees the data it started on (a spec recorded with a relative
     path by an older vaelab equals its absolute form)."""
@@ -568,41 +214,6 @@ def _same_data(recorded: dict, now: dict) -> bool:
             return record
 
     return canonical(recorded) == canonical(now)
-
-
-def _save_pictures(model, run_dir: Path, seed: int, x: torch.Tensor) -> None:
-    """samples.png and reconstructions.png of the best weights: the last step of a run."""
-    from ..viz.grids import save_reconstructions, save_samples
-
-    save_samples(model, run_dir / "samples.png", n=64, seed=seed)
-    save_reconstructions(model, x[:32], run_dir / "reconstructions.png")
-
-
-def _resumable(run_dir: Path, last: Path, record: dict, data_record: dict | None) -> bool:
-    """Whether ``--resume`` continues a checkpoint (True) or starts the run from the beginning
-    (False: there is no run yet, or it was killed before its first checkpoint), so a script
-    or an elastic restart can always re-run the same command. A different or damaged run is
-    refused, and nothing of it is touched."""
-    has_checkpoint = last.exists() or previous_path(last).exists()
-    if not (run_dir / "run.json").exists():
-        if has_checkpoint:
-            raise VaelabError(f"--resume: {run_dir} holds checkpoints but no run.json, so it is damaged or not a "
-                              "vaelab run; restore its run.json or choose another --out")
-        print(f"--resume: no run in {run_dir} yet; starting a new one", file=sys.stderr, flush=True)
-        return False
-    recorded = read_run_record(run_dir / "run.json")
-    for key in ("model", "config"):
-        if recorded.get(key) != record[key]:
-            raise VaelabError(f"--resume: the run in {run_dir} is a different model "
-                              f"({recorded.get('model')} {recorded.get('config')}); "
-                              "resume with the same settings or choose another --out")
-    if recorded.get("data") and data_record and not _same_data(recorded["data"], record["data"]):
-        raise VaelabError(f"--resume: the run in {run_dir} was trained on {recorded['data']}, "
-                          f"not {record['data']}; resume with the same data and --val-size")
-    if not has_checkpoint:
-        print(f"--resume: the run in {run_dir} stopped before its first checkpoint; starting it again "
-              "from the beginning", file=sys.stderr, flush=True)
-    return has_checkpoint
 
 
 def _finished(counters: dict, config: TrainConfig) -> bool:
@@ -632,89 +243,283 @@ def _describe_checkpoint(last: Path) -> str | None:
     return None
 
 
-def _set_lr(optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
 
 
-def _partial_epoch(tensors: dict, state: dict, counters: dict, steps: int, device, where: Path):
-    """The running terms saved by a mid-epoch checkpoint, as the loop keeps them."""
-    history, sizes = tensors.get("extra/history"), tensors.get("extra/sizes")
-    extra = state.get("extra")
-    names = extra.get("terms") if isinstance(extra, dict) else None
-    if (history is None or sizes is None or not isinstance(names, list)
-            or not all(isinstance(n, str) for n in names) or history.ndim != 2
-            or history.dtype not in (torch.float32, torch.float64) or sizes.dtype != torch.int64
-            or sizes.ndim != 1 or len(sizes) != len(history) or not 0 < counters["epoch_step"] < steps
-            or (len(history) and (history.shape[1] != len(names) or int(sizes.min()) <= 0))
-            or not isinstance(counters.get("epoch_lr"), float)):
-        raise VaelabError(f"checkpoint {where} was taken mid-epoch but does not fit this run "
-                          "(its epoch data are damaged or the batch size changed)")
-    return list(history.to(device).unbind(0)), sizes.tolist(), tuple(names) or None
+def fit(model, train, val, config: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
+        data_record: dict | None = None, progress: bool = True) -> TrainResult:
+    """Train ``model`` on ``train`` (a Dataset or Batch), validating on ``val`` (or None),
+    and write the run directory ``run_dir``."""
+    device = resolve_device(local_device(config.device))
+    ctx = context(device)
+    run = RunDir(run_dir, writer=ctx.writer)
+    binarize = resolve_binarize(config.binarize, model)
+    record = {"vaelab_version": __version__, **model_record(model), "train": config.to_dict(),
+              "resolved": {"binarize": binarize}, "data": data_record or {}}
+    if resume:
+        resume = run.resumable(record, _same_data)
+    else:
+        run.check_new()
+    run.check_writable()
+    run.check_space(checkpoint_bytes(model))
+    ctx.barrier()  # every rank has read the directory before rank 0 writes to it
+    with run.lock(), threads(config.threads):
+        return _Training(model, config, run, ctx, device, binarize, progress).run(train, val, record, resume)
 
 
-def _epoch_means(history: list, sizes: list, names) -> dict[str, float]:
-    if not history:  # every step of the epoch was skipped
-        return {}
-    means = (torch.stack(history) * torch.tensor(sizes, dtype=torch.float32, device=history[0].device)
-             .unsqueeze(1)).sum(0) / sum(sizes)
-    return dict(zip(names, means.tolist()))
-
-
-def _write_line(text: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(text, file=sys.stderr)
-
-
-def _running(names, history: list) -> dict:
-    recent = torch.stack(history[-25:]).mean(0).tolist()
-    return {k: f"{v:.2f}" for k, v in zip(names, recent)}
-
-
-def _bar(progress: bool, total: int, desc: str, initial: int = 0):
-    if not progress:
+def _batch_of(data) -> Batch | None:
+    """A Dataset or Batch as a Batch (None stays None; an empty set counts as none)."""
+    if data is None:
         return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc=desc, leave=False, mininterval=0.5, dynamic_ncols=True,
-                disable=None)
+    batch = data if isinstance(data, Batch) else data.batch()
+    return batch if len(batch) else None
 
 
-def _summary(line: dict, best: bool) -> None:
-    from tqdm.auto import tqdm
+class _Training:
+    """One call of :func:`fit`: its parts, each a method a reader can hold in mind."""
 
-    fmt = lambda d: " ".join(f"{k} {v:.2f}" for k, v in d.items())  # noqa: E731
-    text = f"epoch {line['epoch']}  train: {fmt(line['train'])}"
-    if "val" in line:
-        text += f"  | val: {fmt(line['val'])}{' *' if best else ''}"
-    if line.get("skipped"):
-        text += f"  [{count(line['skipped'], 'non-finite step')} skipped]"
-    tqdm.write(f"{text}  ({line['seconds']:.1f}s)")
+    def __init__(self, model, config: TrainConfig, run: RunDir, ctx: Context, device, binarize: str, progress: bool):
+        self.model, self.config, self.dir, self.ctx = model, config, run, ctx
+        self.device, self.binarize = device, binarize
+        self.progress = progress and ctx.writer
+        self.counters = _check_counters({"epoch": 0, "step": 0, "best_val": None, "best_epoch": 0, "bad_epochs": 0},
+                                        run.last)
 
+    # -- setup ---------------------------------------------------------------------------
+    def _seed(self) -> None:
+        seed = self.config.seed
+        torch.manual_seed(seed + self.ctx.rank)  # each rank its own noise for its own rows
+        np.random.seed((seed + self.ctx.rank) % 2**32)
+        random.seed(seed + self.ctx.rank)
 
-def _append_metrics(path: Path, line: dict) -> None:
-    new = not path.exists()
-    try:
-        with open(path, "a") as f:
-            f.write(json.dumps(line) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror or brief(exc)}") from None
-    if new:
-        fsync_dir(path.parent)
+    def _data(self, train, val, fresh: bool) -> tuple[Batch, Batch | None]:
+        """Training and validation batches on the device, checked and binarized as configured."""
+        train = _batch_of(train)
+        if train is None:
+            raise VaelabError("no training data: the training set is empty")
+        train = train.to(self.device)
+        if train.x.is_floating_point():
+            train = train.with_x(train.x.float())
+            if fresh and self.ctx.writer:
+                check_spread(train.x)
+        if self.binarize == "static":
+            train = train.with_x(binarize_static(train.x, self.config.seed + 2))
+        val = _batch_of(val)
+        if val is not None:
+            val = val.to(self.device)
+            if val.x.is_floating_point():
+                val = val.with_x(val.x.float())
+            if self.binarize != "none":
+                val = val.with_x(binarize_static(val.x, VAL_BINARIZATION_SEED))
+        return train, val
 
+    def _sampler(self, train: Batch):
+        """Semi-supervised when the data mixes labelled and unlabelled rows, else shuffled."""
+        cfg, dynamic = self.config, self.binarize == "dynamic"
+        mask = train.labelled_rows()
+        if train.y is not None and train.labelled is not None and mask.any() and not mask.all():
+            labelled, unlabelled = train.select(mask.nonzero().squeeze(1)), train.select((~mask).nonzero().squeeze(1))
+            per_step = cfg.labelled_batch_size or max(1, round(cfg.batch_size * len(labelled) / len(unlabelled)))
+            return SemiSupervisedSampler(labelled, unlabelled, per_step, cfg.batch_size, seed=cfg.seed,
+                                         binarize=dynamic, rank=self.ctx.rank, world=self.ctx.world)
+        return ShuffledSampler(train, cfg.batch_size, seed=cfg.seed, binarize=dynamic, rank=self.ctx.rank,
+                               world=self.ctx.world)
 
-def _truncate_metrics(path: Path, epoch: int) -> None:
-    """Drop lines from epochs after the checkpoint (written before a crash)."""
-    if not path.exists():
-        return
-    keep = []
-    for raw in path.read_text(errors="replace").splitlines():
+    # -- checkpoints ---------------------------------------------------------------------
+    def _generators(self, epoch_state: dict | None = None) -> dict:
+        """Every stream a checkpoint keeps: the sampler's (an epoch's order from its start,
+        for a mid-epoch save) and, in a multi-process job, each rank's torch RNG."""
+        generators = {**self.sampler.generators, **(epoch_state or {})}
+        if self.ctx.active:  # collective: every rank calls it at the same point
+            for r, state in enumerate(self.ctx.gather(torch.get_rng_state())):
+                generators[f"torch@{r}"] = state
+        return generators
+
+    def _save(self, path: Path, generators: dict, **kwargs) -> None:
+        self.dir.write(lambda: save_checkpoint(path, self.model, self.stepper.optimizers, generators,
+                                               self.counters, **kwargs), self.counters["step"])
+
+    def _restore(self, steps: int) -> EpochTerms | None:
+        """Model, optimisers, streams and counters from the last checkpoint; the running terms
+        of an epoch a Ctrl-C cut short (None at an epoch boundary)."""
         try:
-            if json.loads(raw)["epoch"] <= epoch:
-                keep.append(raw)
-        except (ValueError, KeyError, TypeError):
-            continue
-    atomic_write_bytes(path, ("\n".join(keep) + "\n").encode() if keep else b"")
+            tensors, state, used = read_resume_checkpoint(self.dir.last)
+            generators = {k: g for k, g in self.sampler.generators.items()}
+            restored = restore_checkpoint(tensors, state, self.model, self.stepper.optimizers, generators, used)
+            self.counters = _check_counters(restored, used)
+            own = tensors.get(f"rng/torch@{self.ctx.rank}")
+            if self.ctx.rank and own is not None:
+                torch.set_rng_state(own)
+            if self.counters["epoch_step"]:
+                return restore_epoch_terms(tensors, state, self.counters, steps, self.device, used)
+        except VaelabError as exc:
+            raise VaelabError(f"--resume: {exc}") from None
+        return None
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self, train, val, record: dict, resume: bool) -> TrainResult:
+        self._seed()
+        train, self.val = self._data(train, val, fresh=not resume)
+        self.sampler = self._sampler(train)
+        self.model.to(self.device)
+        if not resume:
+            self.model.prepare(train)
+        self.stepper = Stepper(self.model, self.config, self.ctx.wrap(self.model, self.device),
+                               agree=self.ctx.any if self.ctx.active else None)
+        self.steps = len(self.sampler)
+        terms = None
+        if resume:
+            terms = self._restore(self.steps)
+            if _finished(self.counters, self.config):  # nothing to train: leave every file as it is
+                return self._already_finished(train)
+            self.dir.truncate_metrics(self.counters["epoch"])
+            self.dir.write(lambda: atomic_write_json(self.dir.record, record), 0)  # the settings now in force
+        else:
+            self.dir.write(lambda: atomic_write_json(self.dir.record, record), 0)
+            self.dir.write(lambda: self.dir.metrics.unlink(missing_ok=True), 0)
+        stopped_early = self._epochs(terms)
+        return self._finish(train, stopped_early)
+
+    def _epochs(self, terms: EpochTerms | None) -> bool:
+        """Epochs until the configured number or early stopping (True), or a stop request."""
+        stop = StopRequest(say=self.ctx.writer)
+        try:
+            with stop:
+                while self.counters["epoch"] < self.config.epochs:
+                    if self.config.patience and self.counters["bad_epochs"] >= self.config.patience:
+                        return True
+                    self._epoch(terms, stop)
+                    terms = None
+                    if self.ctx.any(stop.signal is not None) and self.counters["epoch"] < self.config.epochs:
+                        raise TrainingInterrupted(f"stopped by {stop.signal or 'a stop request'} after epoch "
+                                                  f"{self.counters['epoch']}; {self.dir.last} holds everything: "
+                                                  "continue with --resume")
+        except KeyboardInterrupt:
+            saved = _describe_checkpoint(self.dir.last)
+            if saved is None:
+                raise TrainingInterrupted("interrupted before the first checkpoint; nothing was saved: the same "
+                                          "command with --resume starts the run again") from None
+            raise TrainingInterrupted(f"interrupted; {self.dir.root} keeps {saved} (intact): "
+                                      "continue with --resume") from None
+        return False
+
+    def _epoch(self, terms: EpochTerms | None, stop: StopRequest) -> None:
+        """One epoch's steps from where a checkpoint left off, then validation and the writes."""
+        c, cfg, epoch = self.counters, self.config, self.counters["epoch"]
+        start = c["epoch_step"]
+        if terms is None:
+            terms = EpochTerms()
+            c["epoch_skipped"] = 0
+            c["epoch_lr"] = learning_rate(cfg.lr_schedule, cfg.lr, epoch, cfg.epochs) * c["lr_scale"]
+        base_lr = learning_rate(cfg.lr_schedule, cfg.lr, epoch, cfg.epochs)
+        self.stepper.set_lr(base_lr, c["lr_scale"])
+        t0 = time.perf_counter()
+        self.model.train()
+        epoch_state = self.sampler.epoch_state()  # this epoch's order is drawn from it
+        bar = epoch_bar(self.progress, self.steps, f"epoch {epoch + 1}/{cfg.epochs}", start)
+        for i, batch in enumerate(self.sampler.epoch(start), start):
+            self.model.schedule(epoch + i / self.steps)
+            result = self.stepper(batch, self.sampler.share, skip=cfg.nonfinite == "skip")
+            if result.terms is None:
+                self._skip(result, epoch, base_lr)
+            else:
+                terms.add(result.terms, len(batch))
+            c["step"] += 1
+            if bar is not None:
+                bar.update(1)
+                if i % 25 == 0 and terms.history:
+                    bar.set_postfix(terms.recent(), refresh=False)
+            if self.ctx.any(stop.signal is not None) and i + 1 < self.steps:  # save mid-epoch, resumable bit for bit
+                c["epoch_step"] = i + 1
+                extra, extra_state = terms.saved()
+                self._save(self.dir.last, self._generators(epoch_state), extra=extra, extra_state=extra_state,
+                           keep_previous=True)
+                if bar is not None:
+                    bar.close()
+                raise TrainingInterrupted(f"stopped by {stop.signal or 'a stop request'} at epoch {epoch + 1}, "
+                                          f"step {c['step']}; {self.dir.last} holds everything: continue with --resume")
+        if bar is not None:
+            bar.close()
+        self._end_epoch(terms, c["epoch_lr"], t0)
+
+    def _skip(self, result, epoch: int, base_lr: float) -> None:
+        """A step with a non-finite value: stop, or (``nonfinite="skip"``) back off the rate."""
+        c, cfg = self.counters, self.config
+        if cfg.nonfinite != "skip" or c["skipped"] >= cfg.nonfinite_max_skips:
+            raise nonfinite_error(result, epoch, c["step"] + 1, self.dir.last, skipped=c["skipped"])
+        c["skipped"] += 1
+        c["epoch_skipped"] += 1
+        c["lr_scale"] *= cfg.nonfinite_lr_factor
+        self.stepper.set_lr(base_lr, c["lr_scale"])
+        self.stepper.zero_grad()
+        if self.progress:
+            write_line(f"skipped step {c['step'] + 1}: non-finite {result.bad}; "
+                       f"learning rate now {base_lr * c['lr_scale']:.3g}")
+
+    def _validate(self) -> dict[str, float] | None:
+        if self.val is None:
+            return None
+        self.model.eval()
+        part = self.val if not self.ctx.active else \
+            self.val[self.ctx.rank * len(self.val) // self.ctx.world:(self.ctx.rank + 1) * len(self.val) // self.ctx.world]
+        values = validation_terms(self.model, part, self.config.eval_batch_size,
+                                  reduce=self.ctx.sum if self.ctx.active else None)
+        bad = [k for k, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise VaelabError(f"validation loss became non-finite after epoch {self.counters['epoch'] + 1} "
+                              f"({', '.join(f'{k} = {v:.4g}' for k, v in values.items())}); "
+                              f"the last good checkpoint is {self.dir.last}; lower --lr or set --grad-clip")
+        return values
+
+    def _end_epoch(self, terms: EpochTerms, lr: float, t0: float) -> None:
+        """Validation, the best epoch, and the epoch's files in their crash-safe order."""
+        c = self.counters
+        self.model.eval()
+        val_terms = self._validate()
+        score = monitored(val_terms, self.config.monitor)
+        epoch = c["epoch"] + 1
+        improved = c["best_val"] is None or (score is not None and score < c["best_val"])
+        if improved:
+            c.update(best_val=score, best_epoch=epoch, bad_epochs=0)
+        else:
+            c["bad_epochs"] += 1
+        c.update(epoch=epoch, epoch_step=0)
+        line = {"epoch": epoch, "step": c["step"], "lr": lr, "seconds": round(time.perf_counter() - t0, 3),
+                "train": terms.means()}
+        if val_terms is not None:
+            line["val"] = val_terms
+        if self.config.nonfinite == "skip":
+            line.update(skipped=c["epoch_skipped"], lr_scale=c["lr_scale"])
+        generators = self._generators()
+        # Order matters: `last` goes last, so it never points past a missing best/model.
+        self.dir.write(lambda: self.dir.append_metrics(line), c["step"])
+        if improved:
+            self._save(self.dir.best, generators)
+            self.dir.write(lambda: save(self.model, self.dir.root), c["step"])
+        self._save(self.dir.last, generators, keep_previous=True)
+        if self.progress:
+            summary(line, improved and val_terms is not None)
+
+    # -- the end -------------------------------------------------------------------------
+    def _pictures(self, train: Batch) -> None:
+        if self.ctx.writer:
+            self.model.end_of_run(self.dir.root, self.val if self.val is not None else train, seed=self.config.seed)
+
+    def _already_finished(self, train: Batch) -> TrainResult:
+        c = self.counters
+        _load_best(self.model, self.dir.best)
+        if not all((self.dir.root / name).exists() for name in ("samples.png", "reconstructions.png")):
+            self._pictures(train)
+        return TrainResult(self.model, self.dir.root, c["epoch"], c["best_epoch"], c["best_val"],
+                           c["epoch"] < self.config.epochs, c["skipped"], already_finished=True)
+
+    def _finish(self, train: Batch, stopped_early: bool) -> TrainResult:
+        """The best weights back in the model, the model's pictures, the result."""
+        c = self.counters
+        self.ctx.barrier()  # rank 0's best checkpoint is on disk before any rank reads it
+        _load_best(self.model, self.dir.best)
+        self._pictures(train)
+        if self.progress and c["skipped"]:
+            write_line(f"{count(c['skipped'], 'step')} with non-finite values "
+                       f"{'was' if c['skipped'] == 1 else 'were'} skipped")
+        return TrainResult(self.model, self.dir.root, c["epoch"], c["best_epoch"], c["best_val"], stopped_early,
+                           c["skipped"])

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..data.batch import as_batch
 from ..errors import VaelabError
 from ..io import atomic_write_bytes
 
@@ -67,11 +68,12 @@ def choose_images(count: int, n: int | None = None, indices=None, seed: int | No
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n].tolist()
 
 
-def save_reconstructions(model, x: torch.Tensor, path, nrow: int | None = None) -> None:
-    """Rows of inputs, each followed by a row of their reconstructions (a short last row is
-    padded with blank tiles, so every image is shown)."""
-    x = x.to(next(model.parameters()).device)
-    recon = model.reconstruct(x)
+def save_reconstructions(model, data, path, nrow: int | None = None) -> None:
+    """Rows of inputs (a Batch, or an image tensor), each followed by a row of their
+    reconstructions (a short last row is padded with blank tiles, so every image is shown)."""
+    batch = as_batch(data).to(next(model.parameters()).device)
+    recon = model.reconstruct(batch)
+    x = batch.x
     nrow = nrow or min(len(x), 8)
     blank = torch.ones((-len(x)) % nrow, *x.shape[1:], dtype=x.dtype, device=x.device)
     x, recon = torch.cat([x, blank]), torch.cat([recon.to(x.dtype), blank])
