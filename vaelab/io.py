@@ -348,6 +348,8 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     was checked against the weights file.
     """
     directory = Path(directory)
+    if (directory / STAGES_FILE).is_file():
+        return load_stages(directory, device)
     if directory.is_file():
         kind = " (it holds a pickle, which vaelab never loads)" if directory.name.endswith(
             (".pt", ".pth", ".bin", ".pkl", ".ckpt")) else ""
@@ -367,3 +369,41 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     model = build_checked(cls, config, weights, tensors)
     load_state(model, tensors, weights)
     return model.to(device).eval()
+
+
+STAGES_FILE = "stages.json"
+
+
+class Stages(torch.nn.Module):
+    """The models of a run of stages, in order, by stage name (``stages["m1"]``), for runs
+    whose plan names no composite model."""
+
+    def __init__(self, models: dict):
+        super().__init__()
+        self.stages = torch.nn.ModuleDict(models)
+
+    def __getitem__(self, name: str):
+        return self.stages[name]
+
+
+def load_stages(directory: Path, device="cpu"):
+    """A run of stages: every stage's model from its sub-directory, combined by the plan's
+    composite class (``from_stages``) where it names one."""
+    plan = read_json(directory / STAGES_FILE, "stage plan")
+    entries = plan.get("stages")
+    if not isinstance(entries, list) or not entries or not all(
+            isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("dir"), str)
+            and "/" not in e["dir"] and e["dir"] not in (".", "..") for e in entries):
+        raise VaelabError(f"{directory / STAGES_FILE} does not list its stages (name and dir each); "
+                          "restore it or load a stage's own directory")
+    models = {e["name"]: load(directory / e["dir"], device) for e in entries}
+    composite = plan.get("composite")
+    if composite is None:
+        return Stages(models).eval()
+    from .models.registry import model_class
+
+    cls = model_class(composite) if isinstance(composite, str) else None
+    if cls is None or not hasattr(cls, "from_stages"):
+        raise VaelabError(f"{directory / STAGES_FILE} names the composite {composite!r}, which cannot be built "
+                          "from stages; load a stage's own directory")
+    return cls.from_stages(models).to(device).eval()
