@@ -540,9 +540,12 @@ def _resumable(run_dir: Path, last: Path, record: dict, data_record: dict | None
     refused, and nothing of it is touched."""
     has_checkpoint = last.exists() or previous_path(last).exists()
     if not (run_dir / "run.json").exists():
-        if has_checkpoint:
-            raise VaelabError(f"--resume: {run_dir} holds checkpoints but no run.json, so it is damaged or not a "
-                              "vaelab run; restore its run.json or choose another --out")
+        written = [p for p in (last, previous_path(last), last.with_name("best.safetensors"),
+                               *(run_dir / n for n in ("model.safetensors", "config.json", "metrics.jsonl")))
+                   if p.exists()]  # files a run writes only after run.json
+        if written:
+            raise VaelabError(f"--resume: {run_dir} holds {written[0].relative_to(run_dir)} but no run.json, so it is "
+                              "damaged or not a vaelab run; restore its run.json or choose another --out")
         print(f"--resume: no run in {run_dir} yet; starting a new one", file=sys.stderr, flush=True)
         return False
     recorded = read_run_record(run_dir / "run.json")
