@@ -2,6 +2,8 @@
 
     python benchmarks/soak.py --kills 50            # about 3 minutes on 2 cores
     python benchmarks/soak.py --kills 5 --epochs 3  # a quick look
+    python benchmarks/soak.py --kind two-phase      # a model with two optimisers a step
+    python benchmarks/soak.py --kind stages         # a run of two stages
 
 A small MLP VAE trains on a subset of real MNIST (from ``--data-dir``; written once to
 a temporary ``.npy``) through the ``vaelab train`` command in a subprocess. Each run is
@@ -52,6 +54,10 @@ def make_subset(data_dir: str | os.PathLike, n: int, path: Path) -> str:
 
 
 def train_command(data: str, out: Path, args, resume: bool) -> list[str]:
+    if args.kind != "vae":  # the driver always resumes: the same command starts or continues
+        return [sys.executable, str(REPO / "benchmarks" / "soak_driver.py"), args.kind, data, str(out),
+                "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                "--val-size", str(args.val_size), "--seed", str(args.seed)]
     cmd = [sys.executable, "-m", "vaelab.cli", "train", "vae", "--data", data, "--out", str(out),
            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--hidden", "64",
            "--latent-dim", "8", "--val-size", str(args.val_size), "--seed", str(args.seed),
@@ -69,8 +75,11 @@ def _env(write_delay: float) -> dict:
 
 def fingerprint(run: Path) -> dict:
     """What must match bit for bit: weights file bytes, every checkpoint tensor and counter,
-    and metrics.jsonl without its timing field."""
+    and metrics.jsonl without its timing field; for a run of stages, each stage's."""
     import torch
+
+    if (run / "stages.json").exists():
+        return {d.name: fingerprint(d) for d in sorted(run.iterdir()) if d.is_dir()}
 
     from vaelab.training.checkpoint import read_checkpoint
 
@@ -85,10 +94,7 @@ def fingerprint(run: Path) -> dict:
 
 
 def _writing(out: Path) -> bool:
-    try:
-        return any(p.name.endswith(".tmp") for p in (out / "checkpoints").iterdir())
-    except OSError:
-        return False
+    return any(p.name.endswith(".tmp") for p in out.glob("**/checkpoints/*"))
 
 
 def soak(data: str, work: Path, args, log=print) -> dict:
@@ -140,9 +146,10 @@ def soak(data: str, work: Path, args, log=print) -> dict:
             kills += 1
             in_run += 1
             during_write += mid_write
-            last = out / "checkpoints" / "last.safetensors"
+            lasts = sorted(out.glob("**/checkpoints/last.safetensors"))
+            last = lasts[-1] if lasts else out / "checkpoints" / "last.safetensors"  # the running stage's
             if args.corrupt > 0 and rng.random() < args.corrupt and last.exists() and \
-                    (out / "checkpoints" / "last.prev.safetensors").exists():
+                    (last.parent / "last.prev.safetensors").exists():
                 last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
                 corrupted += 1
         if failed is None:
@@ -167,6 +174,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA_DIR") or str(SHARED_DATA),
                    help="dataset directory holding mnist/ (default: $VAELAB_DATA_DIR, else ../shared/data)")
+    p.add_argument("--kind", choices=("vae", "two-phase", "stages"), default="vae",
+                   help="vae: `vaelab train vae`; two-phase: a model with two optimisers a step; stages: a run of "
+                        "two stages (benchmarks/soak_driver.py) (default: vae)")
     p.add_argument("--kills", type=int, default=50, help="SIGKILLs in all (default: 50)")
     p.add_argument("--kills-per-run", type=int, default=5, help="kills before a run may finish (default: 5)")
     p.add_argument("--n-train", type=int, default=2000, help="MNIST images used (default: 2000)")

@@ -157,7 +157,7 @@ def test_bad_input_gives_one_error_line(case, npy, data_dir, tmp_path, capsys):
         "unknown likelihood": (train + ["--likelihood", "poisson"], ["unknown likelihood 'poisson'", "bernoulli"]),
         "negative beta": (train + ["--beta", "-1"], ["beta must be >= 0"]),
         "bad activation": (train + ["--activation", "swish"], ["unknown activation 'swish'", "relu"]),
-        "resume a damaged run": (train + ["--resume"], ["--resume", "checkpoints but no run.json", "another --out"]),
+        "resume a damaged run": (train + ["--resume"], ["--resume", "holds checkpoints/last.safetensors but no run.json", "another --out"]),
         "eval missing directory": (["eval", tmp_path / "missing", "--data", "mnist", "--data-dir", data_dir],
                                    ["model directory not found"]),
         "sample missing directory": (["sample", tmp_path / "missing"], ["model directory not found"]),

@@ -187,8 +187,13 @@ def test_resume_refuses_a_different_or_damaged_run_without_a_checkpoint(mnist_sm
     damaged = tmp_path / "damaged"
     _run(mnist_small, damaged, n_train=300, epochs=1)
     (damaged / "run.json").unlink()
-    with pytest.raises(VaelabError, match=r"--resume: .* holds checkpoints but no run.json"):
+    with pytest.raises(VaelabError, match=r"--resume: .* holds checkpoints/last.safetensors but no run.json"):
         _run(mnist_small, damaged, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
+    shutil.rmtree(damaged / "checkpoints")  # a saved model is not an empty directory either
+    saved = _snapshot(damaged)
+    with pytest.raises(VaelabError, match=r"--resume: .* holds model.safetensors but no run.json"):
+        _run(mnist_small, damaged, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
+    assert _snapshot(damaged) == saved
     assert _snapshot(out) == {**before, "run.json": b"{"}
 
 

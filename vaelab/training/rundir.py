@@ -63,9 +63,12 @@ class RunDir:
         an elastic restart can always re-run the same command. A different or damaged run is
         refused, and nothing of it is touched."""
         if not self.record.exists():
-            if self.has_checkpoint():
-                raise VaelabError(f"--resume: {self.root} holds checkpoints but no run.json, so it is damaged or "
-                                  "not a vaelab run; restore its run.json or choose another --out")
+            written = [p for p in (self.last, previous_path(self.last), self.best,
+                                   *(self.root / n for n in ("model.safetensors", "config.json", "metrics.jsonl")))
+                       if p.exists()]  # files a run writes only after run.json
+            if written:
+                raise VaelabError(f"--resume: {self.root} holds {written[0].relative_to(self.root)} but no run.json, so "
+                                  "it is damaged or not a vaelab run; restore its run.json or choose another --out")
             self.say(f"--resume: no run in {self.root} yet; starting a new one")
             return False
         recorded = read_run_record(self.record)
