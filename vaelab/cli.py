@@ -406,19 +406,26 @@ def _check_model_name(argv: list[str]) -> None:
 def _refuse_unknown(parser, args, extra: list[str]) -> None:
     """Unrecognised arguments end the command as ``parse_args`` would, except an option of
     another model, which is named as such: ``model 'vae' has no setting 'tied'``."""
-    from .models import model_class, names
-
     if getattr(args, "command", None) == "train":
         for word in extra:
             flag = word.split("=", 1)[0]
-            having = [n for n in names() for o in options(model_class(n).Config)
-                      if flag in (o.flag, "--no-" + o.name if o.kind is bool else o.flag)]
+            key, having = _option_elsewhere(flag)
             if having:
-                key = next(o.key for o in options(model_class(having[0]).Config)
-                           if flag in (o.flag, "--no-" + o.name))
                 raise VaelabError(f"model '{args.model}' has no setting '{key}' ({flag} is an option of "
                                   f"{', '.join(having)})")
     parser.error(f"unrecognized arguments: {' '.join(extra)}")
+
+
+def _option_elsewhere(flag: str) -> tuple[str | None, list[str]]:
+    """The field a flag sets and the models that have it: ``--no-tied`` -> tied, [linear-ae]."""
+    from .models import model_class, names
+
+    key, having = None, []
+    for name in names():
+        for o in options(model_class(name).Config):
+            if flag == o.flag or (o.kind is bool and flag == "--no-" + o.name):
+                key, having = o.key, having + [name]
+    return key, having
 
 
 def main(argv: list[str] | None = None) -> int:

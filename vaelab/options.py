@@ -49,7 +49,9 @@ def options(config_cls: type) -> list[Option]:
         if not meta.get("help"):
             raise TypeError(f"{config_cls.__name__}.{f.name} has no help: declare it with "
                             "field(metadata={'help': ...}), or mark it {'option': False}")
-        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        default = f.default
+        if default is dataclasses.MISSING:
+            default = None if f.default_factory is dataclasses.MISSING else f.default_factory()
         found.append(Option(f.name, meta.get("flag", "--" + f.name.replace("_", "-")), hints[f.name],
                             meta["help"], default, meta.get("metavar")))
     return found
