@@ -136,15 +136,32 @@ def test_bad_model_options_give_one_error_line(model, extra, fragments, npy, tmp
     assert not (out / "run.json").exists()
 
 
-def test_help_lists_every_model_option_with_its_models(capsys):
+def _help(capsys, *argv) -> str:
     with pytest.raises(SystemExit):
-        main(["train", "--help"])
-    text = " ".join(capsys.readouterr().out.split())
-    for flag in ("--latent-dim", "--beta", "--loss", "--corruption", "--noise-level", "--tied", "--no-tied",
-                 "--center", "--pretrain-epochs", "--pretrain-lr", "--likelihood"):
-        assert flag in text, flag
-    assert "(linear-ae only; default: true)" in text
-    assert "masking for dae" in text and "20 for vae" in text
+        main([*argv, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("model, shown", [
+    ("dae", ["--corruption NAME", "salt-pepper (default: masking)", "--noise-level X", "(default: 0.25)"]),
+    ("linear-ae", ["--tied, --no-tied", "--center, --no-center", "no offset) (default: true)",
+                   "--lr X Adam learning rate (default: 0.003)", "(default: cosine)"]),
+    ("stacked-ae", ["--pretrain-epochs N", "(default: 500,250)", "--pretrain-lr X"]),
+    ("conv-ae", ["--channels N[,N...]", "convolutions) (default: none)", "(default: conv)"]),
+])
+def test_each_model_help_shows_its_own_defaults(model, shown, capsys):
+    text = _help(capsys, "train", model)
+    for fragment in shown:
+        assert fragment in text, fragment
+    assert "--beta" not in text and "--likelihood" not in text
+
+
+def test_train_help_lists_the_models(capsys):
+    text = _help(capsys, "train")
+    assert "vaelab train MODEL --help" in text
+    for name in ("ae", "conv-ae", "dae", "linear-ae", "stacked-ae", "vae"):
+        assert f" {name} " in text, name
+    assert "--latent-dim" not in text
 
 
 def test_sample_says_what_it_decodes_and_offers_fitted_codes(runs, npy, tmp_path, capsys):

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import signal
 import sys
@@ -11,111 +10,13 @@ import warnings
 from pathlib import Path
 
 from .errors import VaelabError
+from .options import Option, add_options, comma_list, key_spellings, options, valid_keys
 from .words import count
-
-# (flag, config key, parser, help); help gets the model's default appended.
-MODEL_OPTIONS = [
-    ("--latent-dim", "latent_dim", int, "size of the latent code z"),
-    ("--hidden", "hidden", "ints", "hidden layer sizes, e.g. 400 or 200,200 (conv: dense layers after the convolutions)"),
-    ("--activation", "activation", str, "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"),
-    ("--backbone", "backbone", str, "mlp or conv"),
-    ("--channels", "channels", "ints", "conv backbone channels per stride-2 stage, e.g. 32,64"),
-    ("--likelihood", "likelihood", str, "bernoulli, gaussian (fixed --sigma) or gaussian-learned"),
-    ("--sigma", "sigma", float, "σ of the fixed-σ gaussian likelihood"),
-    ("--beta", "beta", float, "weight of the KL term (1 = the ELBO; >1 = β-VAE)"),
-    ("--kl-warmup", "kl_warmup_epochs", float, "epochs over which the KL weight rises linearly from 0 to β (0 = off)"),
-    ("--init", "init", str, "weight initialisation: torch or glorot"),
-    ("--loss", "loss", str, "reconstruction loss: mse (squared error summed over pixels) or bernoulli (cross-entropy with logits)"),
-    ("--corruption", "corruption", str, "input corruption while training (denoising): none, gaussian, masking or salt-pepper"),
-    ("--noise-level", "noise_level", float, "corruption strength: σ for gaussian, the per-pixel probability for masking and salt-pepper"),
-    ("--tied", "tied", "bool", "decoder matrix = encoder matrix transposed (--no-tied: a separate decoder matrix)"),
-    ("--center", "center", "bool", "subtract the training-data mean before encoding, so the optimum is PCA's subspace (--no-center: no offset)"),
-    ("--pretrain-epochs", "pretrain_epochs", int, "greedy layer-wise pretraining epochs per layer before fine-tuning (0 = off)"),
-    ("--pretrain-lr", "pretrain_lr", float, "Adam learning rate of the layer-wise pretraining"),
-    ("--pretrain-batch-size", "pretrain_batch_size", int, "minibatch size of the layer-wise pretraining"),
-]
-TRAIN_OPTIONS = [
-    ("--epochs", "epochs", int, "training epochs (with --resume: the new total)"),
-    ("--batch-size", "batch_size", int, "minibatch size"),
-    ("--lr", "lr", float, "Adam learning rate"),
-    ("--lr-schedule", "lr_schedule", str, "constant, cosine, or iwae (10^(-i/7) for 3^i epochs, compressed to --epochs)"),
-    ("--adam-eps", "adam_eps", float, "Adam epsilon"),
-    ("--weight-decay", "weight_decay", float, "Adam weight decay"),
-    ("--grad-clip", "grad_clip", float, "clip the gradient norm to this value (0 = off)"),
-    ("--seed", "seed", int, "seed for weights, data order, binarization and sampling"),
-    ("--binarize", "binarize", str, "auto (dynamic for Bernoulli likelihoods), dynamic, static or none"),
-    ("--val-size", "val_size", float, "validation split carved from train: a fraction (<1) or a count"),
-    ("--test-fraction", "test_fraction", float, "hold out this fraction of folder:/npy: data without a test split as its test split (fixed seed; eval and reconstruct reuse it)"),
-    ("--patience", "patience", int, "stop after this many epochs without a better validation loss (0 = off)"),
-    ("--threads", "threads", int, "CPU threads (0 = all cores)"),
-    ("--device", "device", str, "auto (CUDA when present, else CPU), cpu or cuda[:N]"),
-    ("--nonfinite", "nonfinite", str, "on a NaN/inf loss or gradient: stop (naming the step and term) or skip the step"),
-    ("--nonfinite-lr-factor", "nonfinite_lr_factor", float, "with --nonfinite skip: multiply the learning rate by this at each skip"),
-    ("--nonfinite-max-skips", "nonfinite_max_skips", int, "with --nonfinite skip: stop after this many skipped steps"),
-]
-
 
 RESUME_MAY_CHANGE = ("epochs", "threads", "device")
 
 
-def _ints(text: str) -> tuple[int, ...]:
-    if text.strip().lower() == "none":  # no layers, e.g. --hidden none for a conv backbone
-        return ()
-    try:
-        return tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 200,200, got {text!r}") from None
-
-
-def _add(group, options, defaults) -> None:
-    for flag, key, kind, text in options:
-        default = getattr(defaults, key, None)
-        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-        group.add_argument(flag, dest=key, type=_ints if kind == "ints" else kind, default=None,
-                           metavar={int: "N", float: "X", str: "NAME"}.get(kind, "N[,N...]"),
-                           help=f"{text} (default: {shown}{_family_defaults(key)})")
-
-
-def _family_defaults(key: str) -> str:
-    """``; 0.003 for linear-ae``: the model families whose own training default replaces TrainConfig's."""
-    from .models import model_class, names
-
-    own = {n: model_class(n).train_defaults[key] for n in names() if key in model_class(n).train_defaults}
-    return "".join(f"; {value} for {name}" for name, value in own.items())
-
-
-def _shown(value) -> str:
-    if isinstance(value, tuple):
-        return ",".join(map(str, value)) if value else "none"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _add_model_options(group, options) -> None:
-    """Model options for every registered model; the help names the models that have
-    each setting and their defaults, e.g. ``(default: 20 for vae; 32 for ae, dae)``."""
-    from .models import model_class, names
-
-    order = sorted(names(), key=lambda n: (n != "vae", n))
-    defaults = {n: {f.name: f.default for f in dataclasses.fields(model_class(n).Config)} for n in order}
-    for flag, key, kind, text in options:
-        having = [n for n in order if key in defaults[n]]
-        groups: dict[str, list[str]] = {}
-        for n in having:
-            groups.setdefault(_shown(defaults[n][key]), []).append(n)
-        if len(groups) == 1:
-            (value,) = groups
-            scope = "" if len(having) == len(order) else (
-                f"{having[0]} only; " if len(having) == 1 else f"{', '.join(having)}; ")
-            note = f"{scope}default: {value}"
-        else:
-            note = "default: " + "; ".join(f"{v} for {', '.join(ns)}" for v, ns in groups.items())
-        if kind == "bool":
-            group.add_argument(flag, dest=key, action=argparse.BooleanOptionalAction, default=None,
-                               help=f"{text} ({note})")
-        else:
-            group.add_argument(flag, dest=key, type=_ints if kind == "ints" else kind, default=None,
-                               metavar={int: "N", float: "X", str: "NAME"}.get(kind, "N[,N...]"),
-                               help=f"{text} ({note})")
+_ints = comma_list(int)  # --indices 3,17,42
 
 
 def _data_args(p, required: bool = True) -> None:
@@ -135,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
-    from .training import TrainConfig
+    from .models import names
 
     parser = _Parser(prog="vaelab", description="Train, measure and look inside autoencoders.")
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
@@ -143,18 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a model and write its run directory",
                        description="Train a model on a dataset. The run directory records the full "
-                                   "configuration, checkpoints every epoch and metrics.jsonl.")
-    from .models import names
-    p.add_argument("model", help=f"model name: {', '.join(names())}")
-    _data_args(p)
-    p.add_argument("--out", required=True, metavar="DIR", help="run directory to create (or continue with --resume)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
-                                                          "(where none was written yet, start it)")
-    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys are the option names, "
-                                                   "with dashes or underscores); options given on the command line win")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
-    _add_model_options(p.add_argument_group("model settings (each names the models it applies to)"), MODEL_OPTIONS)
-    _add(p.add_argument_group("training settings"), TRAIN_OPTIONS, TrainConfig)
+                                   "configuration, checkpoints every epoch and metrics.jsonl. "
+                                   "Each model's settings: vaelab train MODEL --help.")
+    models = p.add_subparsers(dest="model", required=True, metavar="MODEL", title="models")
+    for name in names():
+        _add_train_parser(models, name)
 
     p = sub.add_parser("eval", help="measure a trained model (ELBO, IS-NLL, active units, MSE, PSNR)",
                        description="Evaluate a run or model directory on a dataset split.")
@@ -225,58 +119,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_train_parser(models, name: str) -> None:
+    """``vaelab train NAME``: the common options, then NAME's settings and the training
+    settings, all generated from the config dataclasses (help shows NAME's own defaults)."""
+    from .models import model_class
+    from .training import TrainConfig
+
+    cls = model_class(name)
+    summary = _summary(cls)
+    p = models.add_parser(name, help=summary, description=f"Train {name}: {summary}")
+    _data_args(p)
+    p.add_argument("--out", required=True, metavar="DIR", help="run directory to create (or continue with --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                                                          "(where none was written yet, start it)")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys are the option names, "
+                                                   "with dashes or underscores); options given on the command line win")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    add_options(p.add_argument_group(f"{name} settings"), options(cls.Config))
+    add_options(p.add_argument_group("training settings"), options(TrainConfig), defaults=cls.train_defaults)
+
+
+def _summary(cls) -> str:
+    """The first sentence of a model class's docstring (else of its module's), for the list
+    of models; a long one loses its parenthesis."""
+    import inspect
+    import re
+
+    doc = cls.__dict__.get("__doc__") or inspect.getmodule(cls).__doc__ or cls.name
+    text = " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")
+    text = re.split(r"\.\s+(?=[A-Z])", text)[0].rstrip(".")
+    return text.split(" (")[0] if len(text) > 90 else text
+
+
 def _settings_file(path: str) -> dict:
     from .io import read_settings
 
     return read_settings(path, "--config file")
 
 
-def _flag(key: str) -> str:
-    """The command-line option that sets config field ``key`` (``kl_warmup_epochs`` -> ``--kl-warmup``)."""
-    flags = {k: f for f, k, _, _ in MODEL_OPTIONS + TRAIN_OPTIONS}
-    return flags.get(key, "--" + key.replace("_", "-"))
-
-
-def _key_spellings(keys: set[str]) -> dict[str, str]:
-    """Every settings-file key -> its field: the option name with dashes or underscores
-    (what ``--help`` shows) and the field name (what ``run.json`` records)."""
-    spellings = {}
-    for key in keys:
-        name = _flag(key)[2:]
-        for spelling in (name, name.replace("-", "_"), key, key.replace("_", "-")):
-            spellings[spelling] = key
-    return spellings
-
-
-def _valid_keys(keys: set[str]) -> str:
-    """``latent-dim/latent_dim, kl-warmup/kl_warmup (kl_warmup_epochs), lr, ...`` for an error."""
-    shown = []
-    for key in sorted(keys, key=lambda k: _flag(k)):
-        name = _flag(key)[2:]
-        text = "/".join(dict.fromkeys((name, name.replace("-", "_"))))
-        shown.append(text if name.replace("-", "_") == key else f"{text} ({key})")
-    return ", ".join(shown)
-
-
-def _file_settings(path: str, keys: set[str]) -> dict:
+def _file_settings(path: str, opts: list[Option]) -> dict:
     """The settings in a ``--config`` file, keyed by config field; unknown or doubled keys are refused."""
     import difflib
 
     raw = _settings_file(path)
-    spellings = _key_spellings(keys)
+    spellings = key_spellings(opts)
+    flags = {o.key: o.flag for o in opts}
     unknown = [k for k in raw if k not in spellings]
     if unknown:
         close = difflib.get_close_matches(unknown[0], list(spellings), n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise VaelabError(f"--config {path}: unknown setting(s) {', '.join(sorted(unknown))}{hint}; valid keys "
-                          f"are the option names, with dashes or underscores: {_valid_keys(keys)}")
+                          f"are the option names, with dashes or underscores: {valid_keys(opts)}")
     settings, given_as = {}, {}
     for spelling, value in raw.items():
         key = spellings[spelling]
         if key in settings:
-            raise VaelabError(f"--config {path}: '{given_as[key]}' and '{spelling}' both set {_flag(key)}; keep one")
+            raise VaelabError(f"--config {path}: '{given_as[key]}' and '{spelling}' both set {flags[key]}; keep one")
         settings[key], given_as[key] = value, spelling
     return settings
+
+
+def _pick(settings: dict, opts: list[Option]) -> dict:
+    return {o.key: settings[o.key] for o in opts if o.key in settings}
+
+
+def _given(args, opts: list[Option]) -> dict:
+    """The settings given on the command line (an option left out is None)."""
+    return {o.key: getattr(args, o.key) for o in opts if getattr(args, o.key, None) is not None}
 
 
 def cmd_train(args) -> None:
@@ -286,15 +195,11 @@ def cmd_train(args) -> None:
     from .training import TrainConfig, train_config
 
     model_cls = model_class(args.model)
-    model_keys = {f.name for f in dataclasses.fields(model_cls.Config)} - {"input_shape"}
-    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    file_settings = _file_settings(args.config, model_keys | train_keys) if args.config else {}
-    given = {k: v for k, v in vars(args).items() if v is not None}
-    for _, key, _, _ in MODEL_OPTIONS:
-        if key in given and key not in model_keys:
-            raise VaelabError(f"model '{args.model}' has no setting '{key}'")
-    model_settings = {k: v for k, v in {**file_settings, **given}.items() if k in model_keys}
-    train_settings = {k: v for k, v in {**file_settings, **given}.items() if k in train_keys}
+    model_opts, train_opts = options(model_cls.Config), options(TrainConfig)
+    flags = {o.key: o.flag for o in model_opts + train_opts}
+    file_settings = _file_settings(args.config, model_opts + train_opts) if args.config else {}
+    model_settings = {**_pick(file_settings, model_opts), **_given(args, model_opts)}
+    train_settings = {**_pick(file_settings, train_opts), **_given(args, train_opts)}
     out = Path(args.out)
     model_config = model_settings or None
     config = None
@@ -304,7 +209,7 @@ def cmd_train(args) -> None:
             for key, value in model_settings.items():
                 old = recorded["config"].get(key)
                 if _norm(old) != _norm(value):
-                    raise VaelabError(f"--resume continues the recorded run; {_flag(key)} "
+                    raise VaelabError(f"--resume continues the recorded run; {flags[key]} "
                                       f"differs (recorded {old}, given {value})")
             model_config = None
             merged = {**recorded["train"], **train_settings}
@@ -312,8 +217,8 @@ def cmd_train(args) -> None:
                        and _norm(recorded["train"].get(k)) != _norm(train_settings[k])]
             if changed:
                 k = changed[0]
-                raise VaelabError(f"--resume continues the recorded run; {_flag(k)} differs "
-                                  f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only {', '.join('--' + k for k in RESUME_MAY_CHANGE)} may change")
+                raise VaelabError(f"--resume continues the recorded run; {flags[k]} differs "
+                                  f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only {', '.join(flags[r] for r in RESUME_MAY_CHANGE)} may change")
             config = TrainConfig.from_dict(merged, where="training settings")
     if config is None:
         config = train_config(model_cls, train_settings)
@@ -490,9 +395,50 @@ def _one_line_warnings():
         yield
 
 
+def _check_model_name(argv: list[str]) -> None:
+    """``vaelab train nope``: one line naming the models, not argparse's usage block."""
+    from .models import model_class
+
+    if len(argv) > 1 and argv[0] == "train" and not argv[1].startswith("-"):
+        model_class(argv[1])
+
+
+def _refuse_unknown(parser, args, extra: list[str]) -> None:
+    """Unrecognised arguments end the command as ``parse_args`` would, except an option of
+    another model, which is named as such: ``model 'vae' has no setting 'tied'``."""
+    if getattr(args, "command", None) == "train":
+        for word in extra:
+            flag = word.split("=", 1)[0]
+            key, having = _option_elsewhere(flag)
+            if having:
+                raise VaelabError(f"model '{args.model}' has no setting '{key}' ({flag} is an option of "
+                                  f"{', '.join(having)})")
+    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+
+
+def _option_elsewhere(flag: str) -> tuple[str | None, list[str]]:
+    """The field a flag sets and the models that have it: ``--no-tied`` -> tied, [linear-ae]."""
+    from .models import model_class, names
+
+    key, having = None, []
+    for name in names():
+        for o in options(model_class(name).Config):
+            if flag == o.flag or (o.kind is bool and flag == "--no-" + o.name):
+                key, having = o.key, having + [name]
+    return key, having
+
+
 def main(argv: list[str] | None = None) -> int:
+    words = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        _check_model_name(words)
+        args, extra = parser.parse_known_args(words)
+        if extra:
+            _refuse_unknown(parser, args, extra)
+    except VaelabError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
                 "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare}
     try:

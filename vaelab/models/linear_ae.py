@@ -8,7 +8,7 @@ compare subspaces with :func:`vaelab.baselines.subspace.principal_angles`, not w
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -28,10 +28,16 @@ class LinearAEConfig(Config):
     optimum PCA's principal subspace; false keeps b = 0 (the uncentred subspace).
     """
 
-    input_shape: tuple[int, int, int] = (1, 28, 28)
-    latent_dim: int = 16
-    tied: bool = True
-    center: bool = True
+    input_shape: tuple[int, int, int] = field(
+        default=(1, 28, 28),
+        metadata={"option": False, "help": "C,H,W of the images; set from the data, not an option"})
+    latent_dim: int = field(default=16, metadata={"help": "size of the latent code z"})
+    tied: bool = field(
+        default=True,
+        metadata={"help": "decoder matrix = encoder matrix transposed (--no-tied: a separate decoder matrix)"})
+    center: bool = field(
+        default=True,
+        metadata={"help": "subtract the training-data mean before encoding, so the optimum is PCA's subspace (--no-center: no offset)"})
 
     def validate(self) -> None:
         require(all(s > 0 for s in self.input_shape),

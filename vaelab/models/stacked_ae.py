@@ -15,7 +15,7 @@ its checkpoint and never pretrains again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -41,18 +41,34 @@ class StackedAEConfig(Config):
     during fine-tuning (a stacked denoising autoencoder, Vincent et al. 2010).
     """
 
-    input_shape: tuple[int, int, int] = (1, 28, 28)
-    latent_dim: int = 30
-    hidden: tuple[int, ...] = (500, 250)
-    activation: str = "relu"
-    loss: str = "mse"
-    corruption: str = "none"
-    noise_level: float = 0.25
-    init: str = "torch"
-    output_bias_from_data: bool = True
-    pretrain_epochs: int = 5
-    pretrain_lr: float = 1e-3
-    pretrain_batch_size: int = 100
+    input_shape: tuple[int, int, int] = field(
+        default=(1, 28, 28),
+        metadata={"option": False, "help": "C,H,W of the images; set from the data, not an option"})
+    latent_dim: int = field(default=30, metadata={"help": "size of the latent code z"})
+    hidden: tuple[int, ...] = field(
+        default=(500, 250),
+        metadata={"help": "hidden layer sizes, e.g. 400 or 200,200 (conv: dense layers after the convolutions)"})
+    activation: str = field(
+        default="relu",
+        metadata={"help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
+    loss: str = field(
+        default="mse",
+        metadata={"help": "reconstruction loss: mse (squared error summed over pixels) or bernoulli (cross-entropy with logits)"})
+    corruption: str = field(
+        default="none",
+        metadata={"help": "input corruption while training (denoising): none, gaussian, masking or salt-pepper"})
+    noise_level: float = field(
+        default=0.25,
+        metadata={"help": "corruption strength: σ for gaussian, the per-pixel probability for masking and salt-pepper"})
+    init: str = field(default="torch", metadata={"help": "weight initialisation: torch or glorot"})
+    output_bias_from_data: bool = field(
+        default=True,
+        metadata={"help": "start the decoder's output bias at the logit of the mean training pixel (IWAE; --no-output-bias-from-data: keep the initialisation)"})
+    pretrain_epochs: int = field(
+        default=5,
+        metadata={"help": "greedy layer-wise pretraining epochs per layer before fine-tuning (0 = off)"})
+    pretrain_lr: float = field(default=1e-3, metadata={"help": "Adam learning rate of the layer-wise pretraining"})
+    pretrain_batch_size: int = field(default=100, metadata={"help": "minibatch size of the layer-wise pretraining"})
 
     def validate(self) -> None:
         validate_network(self, conv=False)

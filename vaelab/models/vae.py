@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import distributions as td
@@ -37,18 +37,32 @@ class VAEConfig(Config):
     training-set mean pixel before training starts (also IWAE's choice).
     """
 
-    input_shape: tuple[int, int, int] = (1, 28, 28)
-    latent_dim: int = 20
-    hidden: tuple[int, ...] = (400,)
-    activation: str = "relu"
-    backbone: str = "mlp"
-    channels: tuple[int, ...] = (32, 64)
-    likelihood: str = "bernoulli"
-    sigma: float = 0.1
-    beta: float = 1.0
-    kl_warmup_epochs: float = 0.0
-    init: str = "torch"
-    output_bias_from_data: bool = True
+    input_shape: tuple[int, int, int] = field(
+        default=(1, 28, 28),
+        metadata={"option": False, "help": "C,H,W of the images; set from the data, not an option"})
+    latent_dim: int = field(default=20, metadata={"help": "size of the latent code z"})
+    hidden: tuple[int, ...] = field(
+        default=(400,),
+        metadata={"help": "hidden layer sizes, e.g. 400 or 200,200 (conv: dense layers after the convolutions)"})
+    activation: str = field(
+        default="relu",
+        metadata={"help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
+    backbone: str = field(default="mlp", metadata={"help": "mlp or conv"})
+    channels: tuple[int, ...] = field(
+        default=(32, 64),
+        metadata={"help": "conv backbone channels per stride-2 stage, e.g. 32,64"})
+    likelihood: str = field(
+        default="bernoulli",
+        metadata={"help": "bernoulli, gaussian (fixed --sigma) or gaussian-learned"})
+    sigma: float = field(default=0.1, metadata={"help": "σ of the fixed-σ gaussian likelihood"})
+    beta: float = field(default=1.0, metadata={"help": "weight of the KL term (1 = the ELBO; >1 = β-VAE)"})
+    kl_warmup_epochs: float = field(
+        default=0.0,
+        metadata={"flag": "--kl-warmup", "help": "epochs over which the KL weight rises linearly from 0 to β (0 = off)"})
+    init: str = field(default="torch", metadata={"help": "weight initialisation: torch or glorot"})
+    output_bias_from_data: bool = field(
+        default=True,
+        metadata={"help": "start the decoder's output bias at the logit of the mean training pixel (IWAE; --no-output-bias-from-data: keep the initialisation)"})
 
     def validate(self) -> None:
         require(all(s > 0 for s in self.input_shape),

@@ -17,7 +17,7 @@ import os
 import random
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -65,27 +65,47 @@ class TrainConfig(Config):
     ``batch_size`` unlabelled ones (0: in proportion to the two sets, at least 1).
     """
 
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 1e-3
-    lr_schedule: str = "constant"
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    adam_eps: float = 1e-8
-    weight_decay: float = 0.0
-    grad_clip: float = 0.0
-    seed: int = 0
-    binarize: str = "auto"
-    val_size: float = 0.1
-    test_fraction: float = 0.0
-    patience: int = 0
-    eval_batch_size: int = 1000
-    threads: int = 0
-    device: str = "auto"
-    nonfinite: str = "stop"
-    nonfinite_lr_factor: float = 0.5
-    nonfinite_max_skips: int = 10
-    monitor: str = "loss"
-    labelled_batch_size: int = 0
+    epochs: int = field(default=20, metadata={"help": "training epochs (with --resume: the new total)"})
+    batch_size: int = field(default=128, metadata={"help": "minibatch size"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    lr_schedule: str = field(
+        default="constant",
+        metadata={"help": "constant, cosine, or iwae (10^(-i/7) for 3^i epochs, compressed to --epochs)"})
+    adam_betas: tuple[float, float] = field(default=(0.9, 0.999), metadata={"help": "Adam's β1,β2"})
+    adam_eps: float = field(default=1e-8, metadata={"help": "Adam epsilon"})
+    weight_decay: float = field(default=0.0, metadata={"help": "Adam weight decay"})
+    grad_clip: float = field(default=0.0, metadata={"help": "clip the gradient norm to this value (0 = off)"})
+    seed: int = field(default=0, metadata={"help": "seed for weights, data order, binarization and sampling"})
+    binarize: str = field(
+        default="auto",
+        metadata={"help": "auto (dynamic for Bernoulli likelihoods), dynamic, static or none"})
+    val_size: float = field(
+        default=0.1,
+        metadata={"help": "validation split carved from train: a fraction (<1) or a count"})
+    test_fraction: float = field(
+        default=0.0,
+        metadata={"help": "hold out this fraction of folder:/npy: data without a test split as its test split (fixed seed; eval and reconstruct reuse it)"})
+    patience: int = field(
+        default=0,
+        metadata={"help": "stop after this many epochs without a better validation loss (0 = off)"})
+    eval_batch_size: int = field(default=1000, metadata={"help": "images per batch of the validation pass"})
+    threads: int = field(default=0, metadata={"help": "CPU threads (0 = all cores)"})
+    device: str = field(default="auto", metadata={"help": "auto (CUDA when present, else CPU), cpu or cuda[:N]"})
+    nonfinite: str = field(
+        default="stop",
+        metadata={"help": "on a NaN/inf loss or gradient: stop (naming the step and term) or skip the step"})
+    nonfinite_lr_factor: float = field(
+        default=0.5,
+        metadata={"help": "with --nonfinite skip: multiply the learning rate by this at each skip"})
+    nonfinite_max_skips: int = field(
+        default=10,
+        metadata={"help": "with --nonfinite skip: stop after this many skipped steps"})
+    monitor: str = field(default="loss", metadata={
+        "help": "validation value whose minimum marks the best epoch: loss, a loss term, or error for models "
+                "that classify"})
+    labelled_batch_size: int = field(default=0, metadata={
+        "help": "labelled rows per step beside --batch-size unlabelled ones, for partly labelled data "
+                "(0 = in proportion, at least 1)"})
 
     def validate(self) -> None:
         require(self.epochs > 0, f"epochs must be positive, got {self.epochs}")

@@ -1,0 +1,161 @@
+"""Command-line options generated from config dataclass fields, so that a new model family
+declares its options where it declares its settings and never edits the CLI.
+
+A field is an option unless its metadata says ``{"option": False}`` (``input_shape``,
+which comes from the data). Its metadata carries the help (``{"help": ...}``, required)
+and, where the field name does not suit, a ``flag`` (``"--kl-warmup"``) or ``metavar``.
+Type, default and parsing follow the field's annotation: int, float, str; bool as
+``--x/--no-x``; ``tuple[int, ...]`` as a comma list (``none`` = empty); a fixed-length
+tuple such as ``tuple[float, float]`` as exactly that many comma-separated values.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+METAVARS = {int: "N", float: "X", str: "NAME"}
+PLURALS = {int: "integers", float: "numbers", str: "names"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One config field as a command-line option."""
+
+    key: str  # the field name, also the argparse dest and the run.json key
+    flag: str
+    kind: Any  # the field's type annotation
+    help: str
+    default: Any
+    metavar: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The flag without its dashes: what a settings file may use as the key."""
+        return self.flag[2:]
+
+
+def options(config_cls: type) -> list[Option]:
+    """The options of a config dataclass, in field order. A field without help is a
+    mistake of the config's author, caught when any parser is built (and by the tests)."""
+    hints = typing.get_type_hints(config_cls)
+    found = []
+    for f in dataclasses.fields(config_cls):
+        meta = _metadata(config_cls, f.name)
+        if meta.get("option", True) is False:
+            continue
+        if not meta.get("help"):
+            raise TypeError(f"{config_cls.__name__}.{f.name} has no help: declare it with "
+                            "field(metadata={'help': ...}), or mark it {'option': False}")
+        default = f.default
+        if default is dataclasses.MISSING:
+            default = None if f.default_factory is dataclasses.MISSING else f.default_factory()
+        found.append(Option(f.name, meta.get("flag", "--" + f.name.replace("_", "-")), hints[f.name],
+                            meta["help"], default, meta.get("metavar")))
+    return found
+
+
+def _metadata(config_cls: type, name: str) -> dict:
+    """A field's metadata, inherited: a subclass that only changes a default
+    (``hidden: tuple[int, ...] = ()``) keeps its base's help and flag."""
+    merged: dict = {}
+    for base in reversed(config_cls.__mro__):
+        if dataclasses.is_dataclass(base):
+            merged.update(next((f.metadata for f in dataclasses.fields(base) if f.name == name), {}))
+    return merged
+
+
+def shown(value: Any) -> str:
+    """A default as a user would type it: ``400,200``, ``none``, ``true``."""
+    if isinstance(value, tuple):
+        return ",".join(map(str, value)) if value else "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def add_options(group, opts: list[Option], defaults: dict | None = None) -> None:
+    """Add ``opts`` to an argparse parser or group. Every option defaults to None, so that
+    what was given can be told from what was not; the help shows the real default
+    (``defaults`` first: a model family's own training defaults)."""
+    defaults = defaults or {}
+    for opt in opts:
+        text = f"{opt.help} (default: {shown(defaults.get(opt.key, opt.default))})".replace("%", "%%")
+        if opt.kind is bool:
+            group.add_argument(opt.flag, dest=opt.key, action=argparse.BooleanOptionalAction, default=None,
+                               help=text)
+        else:
+            parse, metavar = parser_for(opt.kind, opt.key)
+            group.add_argument(opt.flag, dest=opt.key, type=parse, default=None, metavar=opt.metavar or metavar,
+                               help=text)
+
+
+def parser_for(kind: Any, key: str = "?") -> tuple[Callable[[str], Any], str]:
+    """The argparse ``type`` and metavar of a field annotation."""
+    if kind in METAVARS:
+        return kind, METAVARS[kind]
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis and args[0] in METAVARS:
+            return comma_list(args[0]), f"{METAVARS[args[0]]}[,{METAVARS[args[0]]}...]"
+        if Ellipsis not in args and all(a in METAVARS for a in args):
+            return comma_tuple(args), ",".join(METAVARS[a] for a in args)
+    raise TypeError(f"config field '{key}' has type {kind}, which has no command-line form; "
+                    "mark it field(metadata={'option': False})")
+
+
+def comma_list(elem: type) -> Callable[[str], tuple]:
+    """``200,200`` -> (200, 200); ``none`` -> () (no layers, e.g. ``--hidden none``)."""
+
+    def parse(text: str) -> tuple:
+        if text.strip().lower() == "none":
+            return ()
+        try:
+            return tuple(elem(t.strip()) for t in text.split(",") if t.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {PLURALS[elem]} like "
+                                             f"{_example(elem)},{_example(elem)}, got {text!r}") from None
+
+    parse.__name__ = f"comma-separated {PLURALS[elem]}"
+    return parse
+
+
+def comma_tuple(elems: tuple[type, ...]) -> Callable[[str], tuple]:
+    """``0.9,0.99`` -> (0.9, 0.99) for ``tuple[float, float]``: exactly that many values."""
+
+    def parse(text: str) -> tuple:
+        words = [t.strip() for t in text.split(",")]
+        try:
+            if len(words) == len(elems):
+                return tuple(e(w) for e, w in zip(elems, words))
+        except ValueError:
+            pass
+        example = ",".join(_example(e) for e in elems)
+        raise argparse.ArgumentTypeError(f"expected {len(elems)} comma-separated values like {example}, "
+                                         f"got {text!r}")
+
+    parse.__name__ = f"{len(elems)} comma-separated values"
+    return parse
+
+
+def _example(elem: type) -> str:
+    return {int: "200", float: "0.9"}.get(elem, "name")
+
+
+def key_spellings(opts: list[Option]) -> dict[str, str]:
+    """Every settings-file key -> its field: the option name with dashes or underscores
+    (what ``--help`` shows) and the field name (what ``run.json`` records)."""
+    spellings = {}
+    for opt in opts:
+        for spelling in (opt.name, opt.name.replace("-", "_"), opt.key, opt.key.replace("_", "-")):
+            spellings[spelling] = opt.key
+    return spellings
+
+
+def valid_keys(opts: list[Option]) -> str:
+    """``latent-dim/latent_dim, kl-warmup/kl_warmup (kl_warmup_epochs), lr, ...`` for an error."""
+    shown_keys = []
+    for opt in sorted(opts, key=lambda o: o.flag):
+        text = "/".join(dict.fromkeys((opt.name, opt.name.replace("-", "_"))))
+        shown_keys.append(text if opt.name.replace("-", "_") == opt.key else f"{text} ({opt.key})")
+    return ", ".join(shown_keys)
