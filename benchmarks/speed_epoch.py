@@ -66,7 +66,7 @@ def vaelab_epoch(x: torch.Tensor, batch_size: int, device: str) -> float:
     model = vaelab.build("vae", latent_dim=20, hidden=[400], activation="relu", likelihood="bernoulli")
     config = TrainConfig(epochs=1, batch_size=batch_size, binarize="none", val_size=0, device=device)
     with tempfile.TemporaryDirectory() as tmp:
-        fit(model, x, None, None, None, config, f"{tmp}/run", progress=False)
+        fit(model, vaelab.Batch(x), None, config, f"{tmp}/run", progress=False)
         with open(f"{tmp}/run/metrics.jsonl") as f:
             return json.loads(f.readline())["seconds"]
 
