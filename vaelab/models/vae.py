@@ -104,6 +104,30 @@ class _SampleAndKL(torch.autograd.Function):
         return grad_mu, grad_logvar, None
 
 
+def vae_networks(config: VAEConfig, out_channels: int, extra: int = 0) -> tuple[nn.Module, nn.Module]:
+    """The encoder (x -> mean and log-variance of q(z|...)) and decoder (z -> likelihood
+    parameters) of ``config``'s backbone. ``extra`` conditioning inputs widen both: features
+    after the flattened image (MLP) or channels beside it (conv) for the encoder, features
+    after z for the decoder (a label-conditional model's one-hot y)."""
+    c, h, w = config.input_shape
+    latent, out_shape = config.latent_dim, (out_channels, h, w)
+    if config.backbone == "mlp":
+        encoder = nn.Sequential(nn.Flatten(), mlp(c * h * w + extra, config.hidden, 2 * latent, config.activation))
+        decoder = nn.Sequential(mlp(latent + extra, tuple(reversed(config.hidden)), out_channels * h * w,
+                                    config.activation), nn.Unflatten(1, out_shape))
+    else:
+        encoder = ConvEncoder((c + extra, h, w), config.channels, 2 * latent, config.activation, config.hidden)
+        decoder = ConvDecoder(latent + extra, config.channels, config.input_shape, out_channels,
+                              config.activation, config.hidden)
+    return encoder, decoder
+
+
+def gaussian_params(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split an encoder output into the mean and clamped log-variance of a diagonal Gaussian."""
+    mu, logvar = h.chunk(2, dim=-1)
+    return mu, logvar.clamp(*LOGVAR_RANGE)
+
+
 @register("vae")
 class VAE(Model):
     Config = VAEConfig
@@ -114,31 +138,23 @@ class VAE(Model):
         self.likelihood = make_likelihood(config.likelihood, config.sigma)
         out_c = c * self.likelihood.params_per_channel
         self.out_shape = (out_c, h, w)
-        if config.backbone == "mlp":
-            self.encoder = nn.Sequential(nn.Flatten(),
-                                         mlp(c * h * w, config.hidden, 2 * config.latent_dim,
-                                             config.activation))
-            self.decoder = nn.Sequential(mlp(config.latent_dim, tuple(reversed(config.hidden)),
-                                             out_c * h * w, config.activation),
-                                         nn.Unflatten(1, self.out_shape))
-        else:
-            self.encoder = ConvEncoder(config.input_shape, config.channels, 2 * config.latent_dim,
-                                       config.activation, config.hidden)
-            self.decoder = ConvDecoder(config.latent_dim, config.channels, config.input_shape,
-                                       out_c, config.activation, config.hidden)
+        self.encoder, self.decoder = vae_networks(config, out_c, self.condition_width())
         if config.init == "glorot":
             glorot_(self)
         self.kl_weight = config.beta
 
+    def condition_width(self) -> int:
+        """Width of the conditioning input both networks take besides x or z (none here)."""
+        return 0
+
     # -- the model's pieces -------------------------------------------------------
-    def posterior_params(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def posterior_params(self, data: Batch | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and (clamped) log-variance of q(z|x)."""
-        mu, logvar = self.encoder(x).chunk(2, dim=-1)
-        return mu, logvar.clamp(*LOGVAR_RANGE)
+        return gaussian_params(self.encoder(inputs(data)))
 
     def encode(self, data: Batch | torch.Tensor) -> td.Distribution:
         """q(z|x) as a diagonal Gaussian; ``.mean`` is the deterministic code."""
-        mu, logvar = self.posterior_params(inputs(data))
+        mu, logvar = self.posterior_params(data)
         return td.Independent(td.Normal(mu, torch.exp(0.5 * logvar)), 1)
 
     def decode(self, z: torch.Tensor) -> td.Distribution:
@@ -179,7 +195,7 @@ class VAE(Model):
 
     def kl_per_dim(self, data: Batch | torch.Tensor) -> torch.Tensor:
         """KL(q(z_j|x) || N(0,1)) per example and latent dimension, shape (B, L)."""
-        mu, logvar = self.posterior_params(inputs(data))
+        mu, logvar = self.posterior_params(data)
         return 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar)
 
     def importance_log_weights(self, data: Batch | torch.Tensor, k: int,
@@ -191,6 +207,12 @@ class VAE(Model):
         samples then depend only on its own stream, not on how images are batched)."""
         x = inputs(data)
         mu, logvar = self.posterior_params(x)
+        return self.log_weights(x, mu, logvar, k, generator)
+
+    def log_weights(self, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, k: int,
+                    generator=None, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """The importance log-weights for q = N(mu, exp(logvar)): shape (B, k).
+        ``condition`` (B, C) is appended to every z at the decoder's input (p(x|z, y))."""
         b, dim = mu.shape
         std = torch.exp(0.5 * logvar)
         if isinstance(generator, (list, tuple)):
@@ -199,16 +221,18 @@ class VAE(Model):
         else:
             eps = torch.randn(b, k, dim, generator=generator, device=mu.device, dtype=mu.dtype)
         z = torch.addcmul(mu.unsqueeze(1), std.unsqueeze(1), eps)
+        z_in = z.view(b * k, dim) if condition is None else \
+            torch.cat([z, condition.unsqueeze(1).expand(b, k, -1)], -1).view(b * k, -1)
         layers = self.decoder[0] if self.config.backbone == "mlp" else None
         if layers is not None and len(layers) >= 3 and hasattr(self.likelihood, "log_prob_linear"):
             # The last hidden layer is computed transposed, (F, b·k) with contiguous rows, so
             # the fast path can drop inactive hidden units with cheap row copies.
             hidden, act, last = layers[-3], layers[-2], layers[-1]
-            prev = layers[:-3](z.view(b * k, dim))
+            prev = layers[:-3](z_in)
             h_t = act(torch.addmm(hidden.bias.unsqueeze(1), hidden.weight, prev.t()))
             log_px = self.likelihood.log_prob_linear(h_t.t().view(b, k, -1), last.weight, last.bias, x)
         else:
-            out = self.decoder(z.view(b * k, dim)).view(b, k, *self.out_shape)
+            out = self.decoder(z_in).view(b, k, *self.out_shape)
             log_px = self.likelihood.log_prob_samples(out, x)
         log_pz = -0.5 * z.square().sum(-1)
         log_qz = -0.5 * eps.square().sum(-1) - 0.5 * logvar.sum(-1, keepdim=True)
