@@ -10,6 +10,7 @@ import torch
 
 import vaelab
 from vaelab.data import binarize_static
+from vaelab.data.batch import Batch
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +88,10 @@ class Spy:
         model.importance_log_weights = self
 
     def __call__(self, x, k, generator=None):
-        assert isinstance(generator, list) and len(generator) == x.shape[0]  # one stream per image
+        assert isinstance(generator, list) and len(generator) == len(x)  # one stream per image
         assert not torch.is_grad_enabled(), "the estimator runs with gradients on"
         self.seen.append(x)  # keeps each batch alive, so its id cannot be reused by the next
-        self.calls.append((id(x), x.shape[0], k))
+        self.calls.append((id(x), len(x), k))
         out = self.original(x, k, generator=generator)
         assert not out.requires_grad
         return out
@@ -268,3 +269,107 @@ def test_progress_on_a_terminal_is_a_bar_with_rate_and_eta():
             bar.update(1)
     text = stream.getvalue()
     assert text.startswith("\rnll:") and "0/10 [00:00<?, ?img/s]" in text, text  # tqdm: count, ETA, rate
+
+
+# --- figures chosen by capability ---------------------------------------------------------
+
+
+class _Completer(vaelab.Model):
+    """A stand-in completion model: every hidden pixel is Bernoulli(σ(logit)) whatever is
+    visible, so log p(y[target] | x) is known exactly and the estimator must return it."""
+
+    name = "stand-in completer"
+
+    def __init__(self):
+        super().__init__(None)
+        self.logit = torch.nn.Parameter(torch.tensor(-1.0))
+
+    def _exact(self, batch):
+        from vaelab.evaluation.conditional import target_mask
+
+        log_p = torch.distributions.Bernoulli(logits=self.logit).log_prob(batch.y.round())
+        return (log_p * target_mask(batch)).flatten(1).sum(1)
+
+    def loss(self, batch):
+        nll = -self._exact(batch).mean()
+        return vaelab.Loss(nll, {"target_nll": nll}, {"target_nll": 1.0})
+
+    def complete(self, batch):
+        from vaelab.evaluation.conditional import target_mask
+
+        return torch.where(target_mask(batch), torch.sigmoid(self.logit), batch.y)
+
+    def completion_log_weights(self, batch, k, generator=None):
+        assert isinstance(generator, list) and len(generator) == len(batch)
+        return self._exact(batch).unsqueeze(1).expand(-1, k)
+
+
+def test_completion_is_scored_on_target_pixels_only(mnist_small):
+    from vaelab.data.derive import quadrant_mask
+
+    data = quadrant_mask(mnist_small.test.subset(slice(0, 20)), visible=2)  # the right half is hidden
+    model = _Completer()
+    result = vaelab.evaluate(model, data, nll_samples=3)
+    exact = model._exact(data.batch()).detach().double()
+    assert result["target_cnll"] == pytest.approx(-exact.mean().item())
+    assert result["target_pixels"] == 28 * 14
+    assert result["target_bits_per_dim"] == pytest.approx(result["target_cnll"] / (28 * 14 * math.log(2)))
+    assert result["target_mse"] > 0
+    assert not {"nll", "cnll", "elbo", "celbo", "bits_per_dim", "mse"} & set(result)  # no p(x) figure
+    # the given pixels are never scored: changing them changes nothing
+    given = ~data.extras["target_mask"]
+    changed = data.batch()
+    changed = Batch(changed.x, torch.where(given, 1 - changed.y, changed.y), None, changed.extras)
+    again = vaelab.evaluate(model, changed, nll_samples=3)
+    assert again["target_cnll"] == pytest.approx(result["target_cnll"])
+    assert again["target_mse"] == pytest.approx(result["target_mse"])
+
+
+class _Classifier(vaelab.Model):
+    """A stand-in q(y|x): class 1 when the image has more than 100 bright pixels, else 0."""
+
+    name = "stand-in classifier"
+
+    def __init__(self):
+        super().__init__(None)
+        self.unused = torch.nn.Parameter(torch.zeros(()))
+
+    def loss(self, batch):
+        return vaelab.Loss(self.unused * 0, {})
+
+    def classify(self, batch):
+        ink = (batch.x > 0.5).flatten(1).sum(1) > 100
+        return torch.nn.functional.one_hot(ink.long(), 2).float()
+
+
+def test_classification_error_counts_labelled_rows_only():
+    x = torch.zeros(6, 1, 28, 28)
+    x[:3, :, :, :10] = 1.0  # 280 bright pixels: class 1
+    y = torch.tensor([1, 0, 1, 0, 0, 1])  # rows 1 and 5 are misclassified
+    both = Batch(x, y)
+    assert vaelab.evaluate(_Classifier(), both)["classification_error"] == pytest.approx(2 / 6)
+    only = Batch(x, y, torch.tensor([True, False, True, True, True, False]))
+    assert vaelab.evaluate(_Classifier(), only)["classification_error"] == 0.0
+    assert "classification_error" not in vaelab.evaluate(_Classifier(), x)  # no labels, no error
+
+
+def test_evaluate_passes_the_labels_to_the_model(trained_vae, mnist_small):
+    """A Dataset's or Batch's labels reach loss, reconstruct and the estimator; a VAE ignores
+    them, so its figures are those of the bare images."""
+    seen = []
+    original = trained_vae.importance_log_weights
+
+    def spy(batch, k, generator=None):
+        seen.append(batch.y)
+        return original(batch, k, generator=generator)
+
+    trained_vae.importance_log_weights = spy
+    try:
+        data = mnist_small.test.subset(slice(0, 30))
+        with_labels = vaelab.evaluate(trained_vae, data, nll_samples=5, binarize="dynamic")
+    finally:
+        del trained_vae.importance_log_weights
+    assert seen and all(torch.equal(y, data.y[: len(y)]) for y in seen[:1])
+    bare = vaelab.evaluate(trained_vae, data.x, nll_samples=5, binarize="dynamic")
+    with_labels.pop("nll_seconds"), bare.pop("nll_seconds")
+    assert with_labels == bare

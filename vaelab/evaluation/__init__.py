@@ -1,5 +1,18 @@
-"""Measure a trained model the way the papers did: ELBO terms, IS-NLL, active units,
-reconstruction error and PSNR."""
+"""Measure a trained model the way the papers did, choosing each figure by what the model
+can do and naming it for what it is.
+
+| capability | figures |
+|---|---|
+| ``loss`` | its terms (``recon``, ``kl``, ...) and, with ``recon`` + ``kl``, the bound ``elbo`` |
+| ``reconstruct`` | ``mse``, ``psnr`` |
+| ``posterior_params`` | ``active_units``, ``unit_activity``, ``kl_per_dim`` |
+| ``importance_log_weights`` | ``nll`` = −log p(x) of an unconditional model, ``bits_per_dim`` |
+| the same, ``conditional`` | ``cnll`` = −log p(x given y), ``cbits_per_dim``; the bound is ``celbo`` |
+| ``classify`` (q(y|x)) | ``classification_error`` over the labelled rows |
+| ``complete`` | ``target_cnll`` = −log p(hidden pixels given visible), ``target_bits_per_dim``, ``target_mse`` |
+
+Never a figure called ``nll`` that is anything but an importance-sampled −log p(x).
+"""
 from __future__ import annotations
 
 import math
@@ -9,64 +22,103 @@ import torch
 
 from ..data import binarize_static
 from ..errors import VaelabError
+from .classification import can_classify, misclassified
+from .conditional import can_complete, completion_metrics, target_squared_error
 from .latent import posterior_stats
-from .likelihood import log_likelihood
+from .likelihood import as_rows, log_likelihood, on_device
 
 TEST_BINARIZATION_SEED = 123
 
 
-def evaluate(model, x: torch.Tensor, *, nll_samples: int = 0, binarize: str = "none",
+def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
              batch_size: int = 500, seed: int = 0, max_rows: int | None = None,
              progress: bool = False) -> dict:
-    """Evaluate ``model`` on images ``x`` (float, [0, 1]); returns a JSON-ready dict.
+    """Evaluate ``model`` on ``data`` (images as a float tensor in [0, 1], a
+    :class:`~vaelab.data.batch.Batch` or a Dataset, whose labels and extras reach the model);
+    returns a JSON-ready dict of the figures the model's capabilities allow (module docstring).
 
-    ``binarize="dynamic"`` or ``"static"`` draws one fixed binarization of ``x``
-    (seed 123, as the IWAE code does for its test set). ``elbo``, ``recon``, ``kl`` are
-    nats per example from one seeded posterior sample each; ``nll`` is the importance-
-    sampled estimate with exactly ``nll_samples`` samples (omitted when 0). ``mse`` is
-    Σ_pixels (x − x̂)² per example for the deterministic reconstruction x̂, and ``psnr``
-    = 10·log10(1 / per-pixel MSE) in dB for [0, 1] images (at most 100). Deterministic autoencoders
-    have no latent density, so they report ``recon``, ``mse`` and ``psnr`` only.
-    ``progress`` reports the log-likelihood estimate's progress on stderr (minutes for
-    thousands of samples).
+    ``binarize="dynamic"`` or ``"static"`` draws one fixed binarization of x (seed 123, as
+    the IWAE code does for its test set). ``elbo`` (a lower bound on log p(x)), ``recon``,
+    ``kl`` are nats per example from one seeded posterior sample each; ``nll`` is the
+    importance-sampled estimate with exactly ``nll_samples`` samples (omitted when 0), and
+    ``bits_per_dim`` is it over the modelled dimensions (those of x). A label-conditional
+    model's figures are of p(x|y) and say so: ``celbo``, ``cnll``, ``cbits_per_dim``. ``mse``
+    is Σ_pixels (x − x̂)² per example for the deterministic reconstruction x̂, and ``psnr``
+    = 10·log10(1 / per-pixel MSE) in dB for [0, 1] images (at most 100). ``progress``
+    reports the importance-sampled estimate's progress on stderr (minutes for thousands of
+    samples).
     """
-    if nll_samples > 0 and not hasattr(model, "importance_log_weights"):
-        raise VaelabError(f"the log-likelihood (NLL) needs a VAE-family model with a latent density; "
-                          f"'{getattr(model, 'name', type(model).__name__)}' is a deterministic autoencoder: "
-                          "evaluate it without --nll-samples")
+    rows = as_rows(data)
+    _check_density(model, nll_samples)
     model.eval()
     device = next(model.parameters()).device
     if binarize != "none":
-        x = binarize_static(x, TEST_BINARIZATION_SEED)
+        rows = rows.with_x(binarize_static(rows.x, TEST_BINARIZATION_SEED))
+    n = len(rows)
+    result: dict = {"n": n, "k": nll_samples, "binarize": binarize}
+    result.update(_per_example(model, rows, batch_size, seed, device))
+    prefix = "c" if getattr(model, "conditional", False) else ""
+    if "recon" in result and "kl" in result:
+        result[f"{prefix}elbo"] = -(result["recon"] + result["kl"])
+    if "mse" in result:
+        pixel_mse = max(result["mse"] / rows.x[0].numel(), 1e-10)  # a perfect reconstruction reads 100 dB
+        result["psnr"] = 10 * math.log10(1.0 / pixel_mse)
+    if hasattr(model, "posterior_params"):
+        result.update(posterior_stats(model, rows, batch_size))
+    if nll_samples > 0:
+        kwargs = {} if max_rows is None else {"max_rows": max_rows}
+        if hasattr(model, "importance_log_weights"):
+            result.update(_likelihood(model, rows, nll_samples, prefix, seed, progress, kwargs))
+        if can_complete(model):
+            result.update(completion_metrics(model, rows, nll_samples, seed=seed, progress=progress, **kwargs))
+    return result
+
+
+def _check_density(model, nll_samples: int) -> None:
+    if nll_samples > 0 and not (hasattr(model, "importance_log_weights") or can_complete(model)):
+        what = "is a deterministic autoencoder" if hasattr(model, "code") else "has none"
+        raise VaelabError(f"the log-likelihood (NLL) needs a VAE-family model with a latent density; "
+                          f"'{getattr(model, 'name', type(model).__name__)}' {what}: evaluate it without --nll-samples")
+
+
+def _per_example(model, rows, batch_size: int, seed: int, device) -> dict:
+    """Loss terms, ``mse`` and ``classification_error`` per example, from one seeded pass."""
     sums: dict[str, float] = {}
+
+    def add(key: str, value: float) -> None:
+        sums[key] = sums.get(key, 0.0) + value
+
+    labelled = wrong = 0
     model.schedule(math.inf)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
         torch.manual_seed(seed)
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i:i + batch_size].to(device, torch.float32)
-            loss = model.loss(xb)
-            for k, v in loss.terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * xb.shape[0]
-            sq = (model.reconstruct(xb).float() - xb).square().sum()
-            sums["mse"] = sums.get("mse", 0.0) + float(sq)
-    n = x.shape[0]
-    result: dict = {"n": n, "k": nll_samples, "binarize": binarize}
-    result.update({k: v / n for k, v in sums.items()})
-    if "recon" in result and "kl" in result:
-        result["elbo"] = -(result["recon"] + result["kl"])
-    pixel_mse = max(result["mse"] / x[0].numel(), 1e-10)  # a perfect reconstruction reads 100 dB
-    result["psnr"] = 10 * math.log10(1.0 / pixel_mse)
-    if hasattr(model, "posterior_params"):
-        result.update(posterior_stats(model, x, batch_size))
-    if nll_samples > 0:
-        t0 = time.perf_counter()
-        kwargs = {} if max_rows is None else {"max_rows": max_rows}
-        log_px = log_likelihood(model, x, nll_samples, seed=seed, progress=progress, **kwargs)
-        result["nll"] = float(-log_px.mean())
-        result["nll_stderr"] = float(log_px.std() / math.sqrt(n)) if n > 1 else 0.0
-        result["nll_seconds"] = round(time.perf_counter() - t0, 2)
-        result["bits_per_dim"] = result["nll"] / (x[0].numel() * math.log(2))
+        for i in range(0, len(rows), batch_size):
+            b = on_device(rows[i:i + batch_size], device)
+            for k, v in model.loss(b).terms.items():
+                add(k, float(v) * len(b))
+            if hasattr(model, "reconstruct"):
+                add("mse", float((model.reconstruct(b).float() - b.x).square().sum()))
+            if can_complete(model):
+                add("target_mse", float(target_squared_error(model, b).sum()))
+            if can_classify(model):
+                w, m = misclassified(model, b)
+                wrong, labelled = wrong + w, labelled + m
+    result = {k: v / len(rows) for k, v in sums.items()}
+    if labelled:
+        result["classification_error"] = wrong / labelled
     return result
+
+
+def _likelihood(model, rows, k: int, prefix: str, seed: int, progress: bool, kwargs: dict) -> dict:
+    """``nll`` (or ``cnll`` for p(x|y)) ± stderr, its time and bits per modelled dimension."""
+    t0 = time.perf_counter()
+    log_p = log_likelihood(model, rows, k, seed=seed, progress=progress, **kwargs)
+    n = len(rows)
+    nll = float(-log_p.mean())
+    return {f"{prefix}nll": nll,
+            f"{prefix}nll_stderr": float(log_p.std() / math.sqrt(n)) if n > 1 else 0.0,
+            f"{prefix}nll_seconds": round(time.perf_counter() - t0, 2),
+            f"{prefix}bits_per_dim": nll / (rows.x[0].numel() * math.log(2))}
 
 
 __all__ = ["evaluate", "log_likelihood", "posterior_stats"]

@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from ..data.batch import Batch
+from ..data.sources import Dataset
 from ..errors import VaelabError
 from .progress import Progress
 
@@ -30,65 +32,94 @@ def image_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def _batch(model, xb: torch.Tensor, first: int, k: int, seed: int, per_chunk: int) -> torch.Tensor:
-    gens = [torch.Generator(device=xb.device).manual_seed(image_seed(seed, first + i)) for i in range(xb.shape[0])]
+def _batch(log_weights, xb: Batch, first: int, k: int, seed: int, per_chunk: int) -> torch.Tensor:
+    gens = [torch.Generator(device=xb.x.device).manual_seed(image_seed(seed, first + i)) for i in range(len(xb))]
     total = None
     done = 0
     while done < k:
         m = min(per_chunk, k - done)
-        lse = torch.logsumexp(model.importance_log_weights(xb, m, generator=gens).double(), dim=1)
+        lse = torch.logsumexp(log_weights(xb, m, generator=gens).double(), dim=1)
         total = lse if total is None else torch.logaddexp(total, lse)
         done += m
     return (total - math.log(k)).cpu()
 
 
+def on_device(batch: Batch, device) -> Batch:
+    """``batch`` on ``device`` with float32 inputs (labels and masks keep their dtypes)."""
+    moved = batch.to(device)
+    return moved.with_x(moved.x.to(torch.float32))
+
+
 @torch.inference_mode()
-def _sequential(model, x: torch.Tensor, first: int, k: int, seed: int, max_rows: int,
+def _sequential(log_weights, device, x: Batch, first: int, k: int, seed: int, max_rows: int,
                 done: Callable[[int], None] | None = None) -> torch.Tensor:
-    """Estimates for images ``x`` (whose first has index ``first``), one point batch after
-    another; ``done(n)`` is told after each batch of n images."""
-    device = next(model.parameters()).device
-    points = max(1, min(x.shape[0], max_rows // k))
+    """Estimates for the rows of ``x`` (whose first has index ``first``), one point batch
+    after another; ``done(n)`` is told after each batch of n images."""
+    points = max(1, min(len(x), max_rows // k))
     per_chunk = min(k, max(1, max_rows // points))
     parts = []
-    for s in range(0, x.shape[0], points):
-        parts.append(_batch(model, x[s:s + points].to(device, torch.float32), first + s, k, seed, per_chunk))
+    for s in range(0, len(x), points):
+        parts.append(_batch(log_weights, on_device(x[s:s + points], device), first + s, k, seed, per_chunk))
         if done is not None:
             done(parts[-1].shape[0])
     return torch.cat(parts)
 
 
-def log_likelihood(model, x: torch.Tensor, k: int, *, seed: int = 0,
+def log_likelihood(model, data, k: int, *, seed: int = 0,
                    max_rows: int = DEFAULT_MAX_ROWS, progress: bool = False) -> torch.Tensor:
     """Per-example estimates of log p(x) (float64) with exactly ``k`` importance samples.
+
+    ``data`` is a tensor of images, a :class:`~vaelab.data.batch.Batch` or a Dataset; its
+    labels reach ``model.importance_log_weights``, so for a label-conditional model
+    (``model.conditional``) the estimate is log p(x|y).
 
     On the CPU with several threads, contiguous shares of the images run concurrently,
     one thread each: the chunks are too small for torch's intra-op threads to pay off
     (about 15 % faster on two cores). ``progress`` reports images done, with rate and
     ETA, on stderr (see :mod:`vaelab.evaluation.progress`).
     """
+    return estimate(model, model.importance_log_weights, as_rows(data), k, seed=seed, max_rows=max_rows,
+                    progress=progress, what="log-likelihood")
+
+
+def as_rows(data) -> Batch:
+    """A Batch of every row of a tensor, a Batch or a Dataset (its labels, mask and extras kept)."""
+    if isinstance(data, Batch):
+        return data
+    if isinstance(data, torch.Tensor):
+        return Batch(data)
+    if isinstance(data, Dataset):
+        return data.batch()
+    raise VaelabError(f"expected images (a tensor), a Batch or a Dataset, got {type(data).__name__}")
+
+
+def estimate(model, log_weights, rows: Batch, k: int, *, seed: int = 0, max_rows: int = DEFAULT_MAX_ROWS,
+             progress: bool = False, what: str = "log-likelihood") -> torch.Tensor:
+    """logsumexp_i w_i − log k per row for ``log_weights(batch, m, generator=[one per row])``
+    returning (B, m) log-weights: the engine of every importance-sampled figure (one seeded
+    stream per row, chunked, threaded; see the module docstring)."""
     if k < 1:
         raise VaelabError(f"the number of importance samples must be at least 1, got {k}")
     if not progress:
-        return _estimate(model, x, k, seed, max_rows, None)
-    with Progress(x.shape[0], f"log-likelihood (k = {k})") as bar:
-        return _estimate(model, x, k, seed, max_rows, bar.update)
+        return _estimate(model, log_weights, rows, k, seed, max_rows, None)
+    with Progress(len(rows), f"{what} (k = {k})") as bar:
+        return _estimate(model, log_weights, rows, k, seed, max_rows, bar.update)
 
 
-def _estimate(model, x: torch.Tensor, k: int, seed: int, max_rows: int,
+def _estimate(model, log_weights, x: Batch, k: int, seed: int, max_rows: int,
               done: Callable[[int], None] | None) -> torch.Tensor:
     device = next(model.parameters()).device
-    points = max(1, min(x.shape[0], max_rows // k))
+    points = max(1, min(len(x), max_rows // k))
     threads = torch.get_num_threads()
-    workers = min(threads, math.ceil(x.shape[0] / points)) if device.type == "cpu" else 1
+    workers = min(threads, math.ceil(len(x) / points)) if device.type == "cpu" else 1
     if workers <= 1:
-        return _sequential(model, x, 0, k, seed, max_rows, done)
-    share = math.ceil(x.shape[0] / points / workers) * points  # whole point batches per thread
+        return _sequential(log_weights, device, x, 0, k, seed, max_rows, done)
+    share = math.ceil(len(x) / points / workers) * points  # whole point batches per thread
     torch.set_num_threads(1)
     try:
         with ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(lambda s: _sequential(model, x[s:s + share], s, k, seed, max_rows, done),
-                             range(0, x.shape[0], share))
+            parts = pool.map(lambda s: _sequential(log_weights, device, x[s:s + share], s, k, seed, max_rows, done),
+                             range(0, len(x), share))
             return torch.cat(list(parts))
     finally:
         torch.set_num_threads(threads)

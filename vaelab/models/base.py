@@ -54,6 +54,9 @@ class Model(nn.Module):
     # Training settings this family needs to keep its documented promise, where they differ
     # from TrainConfig's; they apply wherever the caller sets none (CLI and ``vaelab.train``).
     train_defaults: ClassVar[dict] = {}
+    # True when the model's density is p(x|y) given ``batch.y`` (a label-conditional model):
+    # evaluation then names its figures for it (``cnll``, ``celbo``), never ``nll``.
+    conditional: ClassVar[bool] = False
 
     def __init__(self, config):
         super().__init__()
