@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
     p.add_argument("--nll-samples", type=int, default=0, metavar="K",
-                   help="importance samples for the log-likelihood estimate, e.g. 5000; VAE-family "
-                        "models only (default: 0 = skip)")
+                   help="importance samples for the log-likelihood estimate, e.g. 5000: nll = -log p(x), or "
+                        "cnll = -log p(x|y) for a label-conditional model; VAE-family models only (default: 0 = skip)")
     p.add_argument("--binarize", default="auto", choices=("auto", "dynamic", "static", "none"),
                    help="binarize the evaluation images once with a fixed seed; auto follows the run "
                         "(default: auto)")
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--codes", default="prior", choices=("prior", "fitted"),
                    help="codes to decode: prior, z ~ N(0, I); or fitted, z ~ a Gaussian fitted to the codes of "
                         "the training images (deterministic autoencoders, which have no prior) (default: prior)")
+    p.add_argument("--label", type=int, default=None, metavar="Y",
+                   help="draw every sample given this class (label-conditional models such as cvae; "
+                        "default: classes cycled 0, 1, ..., K-1)")
     p.add_argument("--data", default=None, metavar="SPEC",
                    help="with --codes fitted: the training data (default: the data recorded in the run)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
@@ -249,23 +252,23 @@ TRAINING_IMAGES = "computed on training images (the train split), not on held-ou
 
 
 def _eval_data(args, model, run: Path):
-    """The images of ``--split`` as the run saw them (its carved test split, if any)."""
+    """The Dataset of ``--split`` as the run saw it (its carved test split, if any), labels
+    included: a conditional model needs them, as do classification figures."""
     from .training import run_split
 
     ds = run_split(run, args.data, args.split, data_dir=args.data_dir)
     if tuple(ds.shape) != tuple(model.input_shape):
         raise VaelabError(f"{args.data} images have shape {list(ds.shape)}, the model expects "
                           f"{list(model.input_shape)}")
-    x = ds.x[: args.limit] if getattr(args, "limit", 0) else ds.x
-    return x
+    return ds.subset(slice(0, args.limit)) if getattr(args, "limit", 0) else ds
 
 
 def _eval_images(args, model, run: Path):
     """As :func:`_eval_data`, with a note on stderr when the images are training images."""
-    x = _eval_data(args, model, run)
+    ds = _eval_data(args, model, run)
     if args.split == "train":
         print(f"note: {TRAINING_IMAGES}", file=sys.stderr)
-    return x
+    return ds
 
 
 def _binarization(setting: str, model, run: Path) -> str:
@@ -289,8 +292,8 @@ def cmd_eval(args) -> None:
     set_threads(args.threads)
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
-    x = _eval_data(args, model, run)
-    result = evaluate(model, x, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
+    ds = _eval_data(args, model, run)
+    result = evaluate(model, ds, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
                       batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     held_out = args.split == "test"
     result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
@@ -300,11 +303,22 @@ def cmd_eval(args) -> None:
         return
     if not held_out:
         print(f"{'note':>14}  {TRAINING_IMAGES}")
-    for key in ("n", "k", "binarize", "elbo", "recon", "kl", "mse", "psnr", "nll", "nll_stderr", "bits_per_dim",
-                "active_units", "nll_seconds"):
-        if key in result:
-            value = result[key]
-            print(f"{key:>14}  {value:.4f}" if isinstance(value, float) else f"{key:>14}  {value}")
+    for key in _table_keys(result):
+        value = result[key]
+        print(f"{key:>19}  {value:.4f}" if isinstance(value, float) else f"{key:>19}  {value}")
+
+
+TABLE_ORDER = ("n", "k", "binarize", "elbo", "celbo", "recon", "kl", "mse", "psnr", "nll", "nll_stderr",
+               "bits_per_dim", "cnll", "cnll_stderr", "cbits_per_dim", "target_cnll", "target_cnll_stderr",
+               "target_bits_per_dim", "target_mse", "classification_error", "active_units")
+
+
+def _table_keys(result: dict) -> list[str]:
+    """The figures worth a table row: the usual ones first, then any other number the model
+    reported (its own loss terms, timings); per-dimension lists stay in --json."""
+    skip = {"run", "data", "split", "held_out", "note"}
+    rest = [k for k, v in result.items() if k not in TABLE_ORDER and k not in skip and not isinstance(v, (list, dict))]
+    return [k for k in TABLE_ORDER if k in result] + rest
 
 
 def cmd_sample(args) -> None:
@@ -322,7 +336,7 @@ def cmd_sample(args) -> None:
     elif hasattr(model, "code_gaussian"):
         print(f"note: an '{model.name}' has no prior; decoding z ~ N(0, I), codes it was never trained on "
               "(--codes fitted draws from a Gaussian fitted to its training codes)")
-    save_samples(model, args.output, n=args.n, seed=args.seed, codes=codes)
+    save_samples(model, args.output, n=args.n, seed=args.seed, codes=codes, label=args.label)
     print(f"wrote {args.output}")
 
 
@@ -334,11 +348,11 @@ def cmd_reconstruct(args) -> None:
 
     run = Path(args.run)
     model = load(run)
-    x = _eval_images(args, model, run)
-    x = x[choose_images(len(x), args.n, args.indices, args.seed)]
+    ds = _eval_images(args, model, run)
+    batch = ds.subset(choose_images(len(ds), args.n, args.indices, args.seed)).batch()
     if _binarization("auto", model, run) != "none":
-        x = binarize_static(x, TEST_BINARIZATION_SEED)
-    save_reconstructions(model, x, args.output)
+        batch = batch.with_x(binarize_static(batch.x, TEST_BINARIZATION_SEED))
+    save_reconstructions(model, batch, args.output)
     print(f"wrote {args.output}")
 
 

@@ -1,6 +1,7 @@
 """PNG grids of images: samples, and inputs above their reconstructions."""
 from __future__ import annotations
 
+import inspect
 import io
 import math
 import os
@@ -40,12 +41,21 @@ def save_png(img: Image.Image, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def save_samples(model, path, n: int = 64, seed: int = 0, codes=None) -> None:
+def takes_label(model) -> bool:
+    """Whether ``model.sample`` draws given a label (``sample(n, y=...)``)."""
+    return "y" in inspect.signature(model.sample).parameters
+
+
+def save_samples(model, path, n: int = 64, seed: int = 0, codes=None, label: int | None = None) -> None:
     """Decoder means for ``n`` prior samples, or for codes drawn from ``codes`` (an
-    autoencoder's fitted Gaussian); repeatable for a seed."""
+    autoencoder's fitted Gaussian), or of class ``label`` (a conditional model); repeatable
+    for a seed."""
+    if label is not None and not takes_label(model):
+        raise VaelabError(f"a '{getattr(model, 'name', type(model).__name__)}' samples without labels; "
+                          "drop --label (it is for label-conditional models such as cvae)")
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
-    images = model.sample(n, generator=g) if codes is None else model.sample(n, generator=g, codes=codes)
-    save_png(grid(images), path)
+    kwargs = {"codes": codes} if codes is not None else {"y": label} if label is not None else {}
+    save_png(grid(model.sample(n, generator=g, **kwargs)), path)
 
 
 def choose_images(count: int, n: int | None = None, indices=None, seed: int | None = None) -> list[int]:
