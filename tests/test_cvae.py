@@ -10,6 +10,7 @@ import signal
 
 import pytest
 import torch
+from PIL import Image
 
 import vaelab
 from vaelab.cli import main as cli_main
@@ -57,6 +58,8 @@ def test_trains_and_round_trips_through_safetensors_and_json(run, model, test_ba
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["val"]["loss"] < metrics[0]["val"]["loss"] < 250
     assert set(metrics[-1]["train"]) == {"recon", "kl"}
+    with Image.open(run / "samples.png") as img:  # the trainer asked the model for its own pictures
+        assert img.size == (10 * 60 + 4, 10 * 60 + 4)  # one row per class, 10 samples each
     again = vaelab.load(run)
     assert again.name == "cvae" and again.config == model.config
     for (k, a), (_, b) in zip(model.state_dict().items(), again.state_dict().items()):
@@ -126,8 +129,6 @@ def test_reconstruct_uses_the_labels(model, test_batch):
 
 
 def test_end_of_run_writes_one_row_per_class(model, test_batch, tmp_path):
-    from PIL import Image
-
     assert model.end_of_run(tmp_path, test_batch[:8], seed=0) == ["samples.png", "reconstructions.png"]
     with Image.open(tmp_path / "samples.png") as img:
         assert img.size == (10 * 60 + 4, 10 * 60 + 4)  # 10 classes × 10 samples, 28 px tiles shown at 2×
@@ -174,6 +175,19 @@ def test_cli_eval_sample_and_reconstruct(run, data_dir, tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "choose labels from 0 to 9" in err
     assert cli_main(["reconstruct", str(run), "--data", "mnist", "--data-dir", str(data_dir), "-n", "8",
                      "-o", str(tmp_path / "r.png")]) == 0
+
+
+def test_cli_train_has_num_classes_and_refuses_labels_beyond_it(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["train", "cvae", "--help"])
+    assert "--num-classes" in capsys.readouterr().out
+    code = cli_main(["train", "cvae", "--data", "mnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"),
+                     "--num-classes", "5", "--hidden", "16", "--latent-dim", "2", "--epochs", "1", "--threads", "1",
+                     "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "outside this cvae's classes 0..4 (num_classes=5)" in err
+    assert not (tmp_path / "run" / "checkpoints" / "last.safetensors").exists()
 
 
 def test_cli_refuses_a_label_for_a_model_without_labels(trained_vae, tmp_path, capsys):

@@ -12,7 +12,7 @@ label. What it estimates is log p(x|y), so evaluation reports ``cnll``, never ``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,7 +31,8 @@ SAMPLES_PER_CLASS = 10  # columns of the end-of-run grid, one row per class
 class CVAEConfig(VAEConfig):
     """:class:`~vaelab.models.vae.VAEConfig` plus ``num_classes``, the K of y ∈ {0..K−1}."""
 
-    num_classes: int = 10
+    num_classes: int = field(default=10, metadata={
+        "help": "K, the classes y = 0..K-1 of the labels (every label of the data must be below it)"})
 
     def validate(self) -> None:
         super().validate()
