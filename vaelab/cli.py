@@ -4,8 +4,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -391,8 +393,9 @@ def _cmd_compare(args) -> None:
 
 
 @contextlib.contextmanager
-def _one_line_warnings():
-    """Show vaelab's warnings as ``warning: <message>`` lines on stderr, every time."""
+def _one_line_warnings(quiet: bool = False):
+    """Show vaelab's warnings as ``warning: <message>`` lines on stderr, every time (none
+    where ``quiet``: every rank of a job reads the same data, rank 0 says it once)."""
     from .errors import VaelabWarning, one_line
 
     with warnings.catch_warnings():
@@ -400,7 +403,8 @@ def _one_line_warnings():
 
         def show(message, category, filename, lineno, file=None, line=None):
             if issubclass(category, VaelabWarning):
-                print(f"warning: {one_line(str(message))}", file=sys.stderr)
+                if not quiet:
+                    print(f"warning: {one_line(str(message))}", file=sys.stderr)
             else:
                 original(message, category, filename, lineno, file, line)
 
@@ -455,21 +459,45 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
                 "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare}
+    quiet = _other_rank()
     try:
-        with _one_line_warnings():
+        with _one_line_warnings(quiet), _no_stdout(quiet):
             handlers[args.command](args)
     except VaelabError as exc:
         code = getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training
         if code == 130 and argv is None:
             _leaving()
-        print(f"error: {exc}", file=sys.stderr)
+        if not (quiet and getattr(exc, "job_wide", False)):
+            print(f"error: {exc}", file=sys.stderr)
+        elif argv is None:
+            time.sleep(RANK0_GRACE)  # torchrun stops every rank once one exits: let rank 0 say it first
         return code
     except KeyboardInterrupt:
         if argv is None:
             _leaving()
-        print("interrupted", file=sys.stderr)
+        if not quiet:
+            print("interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+@contextlib.contextmanager
+def _no_stdout(quiet: bool):
+    """Results printed once per job, not once per rank."""
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+        yield
+
+
+RANK0_GRACE = 1.0  # seconds
+
+
+def _other_rank() -> bool:
+    """Whether this process is a rank other than 0 of a ``torchrun`` job: rank 0 speaks for
+    the job; another rank says only what went wrong on it alone."""
+    return os.environ.get("RANK", "0") not in ("", "0") and os.environ.get("WORLD_SIZE", "1") not in ("", "1")
 
 
 def _leaving() -> None:

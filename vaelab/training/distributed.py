@@ -8,6 +8,13 @@ are reduced across ranks, and the model is wrapped in ``DistributedDataParallel`
 forward hooks average gradients and broadcast buffers. One process (no torchrun) gets the
 plain context and none of this. Across machines, torchrun's own rendezvous options
 (``--nnodes``, ``--rdzv-backend``, ``--rdzv-endpoint``) start the same command on each.
+
+Every wait on another rank is bounded by the process group's timeout
+(``VAELAB_DIST_TIMEOUT`` seconds, default 600), and a rank that died or stopped answering
+ends the others with one line (:func:`lost`), never a hang.
+
+Test hook: ``VAELAB_TEST_EXIT_AT=RANK:STEP`` makes that rank exit (status 1) just before
+that global step, as a crashed process would, so tests can check what the others do.
 """
 from __future__ import annotations
 
@@ -17,7 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import VaelabError
+from ..errors import VaelabError, brief
+
+
+class JobError(VaelabError):
+    """An error every rank of the job raises together; rank 0 alone says it."""
+
+    job_wide = True
 
 
 @dataclass
@@ -26,6 +39,7 @@ class Context:
 
     rank: int = 0
     world: int = 1
+    device: torch.device = torch.device("cpu")  # where collectives run: NCCL needs the GPU
 
     @property
     def writer(self) -> bool:
@@ -50,9 +64,9 @@ class Context:
             return tensor
         import torch.distributed as dist
 
-        out = tensor.clone()
+        out = tensor.to(self.device, copy=True)
         dist.all_reduce(out)
-        return out
+        return out.to(tensor.device)
 
     def any(self, flag: bool) -> bool:
         """Whether any rank raised ``flag`` (a stop request reaches every rank at the same step)."""
@@ -66,15 +80,38 @@ class Context:
             return [tensor]
         import torch.distributed as dist
 
-        parts = [torch.empty_like(tensor) for _ in range(self.world)]
-        dist.all_gather(parts, tensor)
-        return parts
+        own = tensor.to(self.device)
+        parts = [torch.empty_like(own) for _ in range(self.world)]
+        dist.all_gather(parts, own)
+        return [p.to(tensor.device) for p in parts]
 
     def barrier(self) -> None:
         if self.active:
             import torch.distributed as dist
 
-            dist.barrier()
+            if self.device.type == "cuda":
+                dist.barrier(device_ids=[self.device.index])
+            else:
+                dist.barrier()
+
+    def agree(self, action):
+        """``action()`` on every rank, then rank 0's result on every rank, or the first failing
+        rank's error raised on all of them: a check that one rank can fail (the writer's lock,
+        its disk) ends the whole job with one line instead of leaving the others waiting."""
+        if not self.active:
+            return action()
+        import torch.distributed as dist
+
+        try:
+            outcome = (None, action())
+        except VaelabError as exc:
+            outcome = (str(exc), None)
+        outcomes = [None] * self.world
+        dist.all_gather_object(outcomes, outcome)
+        errors = [error for error, _ in outcomes if error is not None]
+        if errors:
+            raise JobError(errors[0])
+        return outcomes[0][1]
 
 
 def context(device: torch.device) -> Context:
@@ -86,13 +123,43 @@ def context(device: torch.device) -> Context:
 
     if not dist.is_available():
         raise VaelabError("this torch build has no torch.distributed; train with one process")
-    rank = int(os.environ.get("RANK", "0"))
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        timeout = datetime.timedelta(seconds=int(os.environ.get("VAELAB_DIST_TIMEOUT", "600")))
+        timeout = datetime.timedelta(seconds=timeout_seconds())
         dist.init_process_group(backend, timeout=timeout)
-    return Context(rank=dist.get_rank(), world=dist.get_world_size()) if rank == dist.get_rank() else \
-        Context(rank=rank, world=world)
+    collectives = device if device.type == "cuda" else torch.device("cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Context(rank=dist.get_rank(), world=dist.get_world_size(), device=collectives)
+
+
+def timeout_seconds() -> int:
+    return int(os.environ.get("VAELAB_DIST_TIMEOUT", "600"))
+
+
+def lost(exc: BaseException, rank: int, last) -> JobError:
+    """One line for a collective that failed because another rank died or stopped answering."""
+    kept = f"the last checkpoint {last} is intact" if last.exists() else "no checkpoint was written yet"
+    return JobError(f"rank {rank} lost contact with another process of this job (it died, was stopped, or "
+                       f"did not answer within {timeout_seconds()} s: {brief(exc)}); {kept}: "
+                       "run the same command with --resume")
+
+
+def is_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failed collective (a peer gone or timed out), not a bug of ours."""
+    import torch.distributed as dist
+
+    kinds = tuple(k for k in (getattr(dist, "DistError", None),) if k is not None)
+    text = str(exc)
+    return isinstance(exc, kinds) or any(s in text for s in ("Connection closed by peer", "Connection reset",
+                                                              "Timed out", "timed out", "NCCL", "Gloo", "gloo"))
+
+
+def test_exit(rank: int, step: int) -> None:
+    """The ``VAELAB_TEST_EXIT_AT`` hook (see the module's docstring)."""
+    where = os.environ.get("VAELAB_TEST_EXIT_AT")
+    if where and where == f"{rank}:{step}":
+        os._exit(1)
 
 
 def local_device(name: str) -> str:

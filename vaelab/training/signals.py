@@ -13,6 +13,7 @@ class TrainingInterrupted(VaelabError):
     """Ctrl-C or SIGTERM stopped the run; the checkpoint written holds everything."""
 
     exit_code = 130
+    job_wide = True  # in a multi-process job every rank stops at the same step; rank 0 says so
 
 
 class StopRequest:

@@ -32,7 +32,7 @@ from ..errors import VaelabError, VaelabWarning
 from ..io import atomic_write_json, model_record, save
 from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
-from .distributed import Context, context, local_device
+from .distributed import Context, context, is_lost, local_device, lost, test_exit
 from .report import epoch_bar, summary, write_line
 from .rundir import CHECKPOINT_FILES, RUN_FILES, RunDir  # noqa: F401  (the layout's names, for callers)
 from .schedules import SCHEDULES, learning_rate
@@ -275,15 +275,28 @@ def fit(model, train, val, config: TrainConfig, run_dir: str | os.PathLike, *, r
     binarize = resolve_binarize(config.binarize, model)
     record = {"vaelab_version": __version__, **model_record(model), "train": config.to_dict(),
               "resolved": {"binarize": binarize}, "data": data_record or {}}
+    with contextlib.ExitStack() as held, threads(config.threads):
+        resume = ctx.agree(lambda: _claim(run, record, resume, checkpoint_bytes(model), held))
+        try:
+            return _Training(model, config, run, ctx, device, binarize, progress).run(train, val, record, resume)
+        except RuntimeError as exc:  # a collective failed: another rank died or stopped answering
+            if ctx.active and is_lost(exc):
+                raise lost(exc, ctx.rank, run.last) from None
+            raise
+
+
+def _claim(run: RunDir, record: dict, resume: bool, size: int, held: contextlib.ExitStack) -> bool:
+    """The checks before training and the run directory's lock (held until ``held`` closes);
+    whether there is a checkpoint to resume. In a job every rank runs it and rank 0's
+    answer holds: the ranks have read the directory before rank 0 writes to it."""
     if resume:
         resume = run.resumable(record, _same_data)
     else:
         run.check_new()
     run.check_writable()
-    run.check_space(checkpoint_bytes(model))
-    ctx.barrier()  # every rank has read the directory before rank 0 writes to it
-    with run.lock(), threads(config.threads):
-        return _Training(model, config, run, ctx, device, binarize, progress).run(train, val, record, resume)
+    run.check_space(size)
+    held.enter_context(run.lock())
+    return resume
 
 
 def _batch_of(data) -> Batch | None:
@@ -352,6 +365,9 @@ class _Training:
         if self.ctx.active:  # collective: every rank calls it at the same point
             for r, state in enumerate(self.ctx.gather(torch.get_rng_state())):
                 generators[f"torch@{r}"] = state
+            if self.device.type == "cuda":  # each GPU's own noise stream too
+                for r, state in enumerate(self.ctx.gather(torch.cuda.get_rng_state(self.device))):
+                    generators[f"cuda@{r}"] = state
         return generators
 
     def _save(self, path: Path, generators: dict, **kwargs) -> None:
@@ -366,9 +382,11 @@ class _Training:
             generators = {k: g for k, g in self.sampler.generators.items()}
             restored = restore_checkpoint(tensors, state, self.model, self.stepper.optimizers, generators, used)
             self.counters = _check_counters(restored, used)
-            own = tensors.get(f"rng/torch@{self.ctx.rank}")
+            own, gpu = tensors.get(f"rng/torch@{self.ctx.rank}"), tensors.get(f"rng/cuda@{self.ctx.rank}")
             if self.ctx.rank and own is not None:
                 torch.set_rng_state(own)
+            if gpu is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(gpu, self.device)
             if self.counters["epoch_step"]:
                 return restore_epoch_terms(tensors, state, self.counters, steps, self.device, used)
         except VaelabError as exc:
@@ -437,12 +455,13 @@ class _Training:
         epoch_state = self.sampler.epoch_state()  # this epoch's order is drawn from it
         bar = epoch_bar(self.progress, self.steps, f"epoch {epoch + 1}/{cfg.epochs}", start)
         for i, batch in enumerate(self.sampler.epoch(start), start):
+            test_exit(self.ctx.rank, c["step"] + 1)
             self.model.schedule(epoch + i / self.steps)
             result = self.stepper(batch, self.sampler.share, skip=cfg.nonfinite == "skip")
             if result.terms is None:
                 self._skip(result, epoch, base_lr)
             else:
-                terms.add(result.terms, len(batch))
+                terms.add(*self._global(result.terms, len(batch)))
             c["step"] += 1
             if bar is not None:
                 bar.update(1)
@@ -460,6 +479,16 @@ class _Training:
         if bar is not None:
             bar.close()
         self._end_epoch(terms, c["epoch_lr"], t0)
+
+    def _global(self, terms: dict[str, torch.Tensor], rows: int) -> tuple[dict[str, torch.Tensor], int]:
+        """A step's terms over the global batch (each rank's means weighted by its rows), so
+        every rank keeps, saves and reports what one process would."""
+        if not self.ctx.active:
+            return terms, rows
+        values = torch.stack([v.detach().double() for v in terms.values()])
+        sums = self.ctx.sum(torch.cat([values * rows, values.new_tensor([rows])]))
+        total = int(sums[-1].item())
+        return dict(zip(terms, (sums[:-1] / total).float().unbind(0))), total
 
     def _skip(self, result, epoch: int, base_lr: float) -> None:
         """A step with a non-finite value: stop, or (``nonfinite="skip"``) back off the rate."""

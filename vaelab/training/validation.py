@@ -25,7 +25,7 @@ def validation_terms(model, data: Batch, batch_size: int, reduce=None) -> dict[s
             values = [loss.total, *loss.terms.values()]
             names = ["loss", *loss.terms]
             row = torch.stack([v.detach().double() for v in values]) * len(part)
-            row = torch.cat([row, torch.tensor([float(len(part)), *_errors(model, part)], dtype=torch.float64)])
+            row = torch.cat([row, row.new_tensor([float(len(part)), *_errors(model, part)])])
             sums = row if sums is None else sums + row
     if sums is None:
         return {}
