@@ -122,7 +122,7 @@ def test_sigkill_soak_fast(mnist_npy, tmp_path):
     spec = importlib.util.spec_from_file_location("soak", REPO / "benchmarks" / "soak.py")
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
-    args = SimpleNamespace(kills=3, kills_per_run=3, epochs=3, batch_size=50, val_size=200, seed=0,
+    args = SimpleNamespace(kind="vae", kills=3, kills_per_run=3, epochs=3, batch_size=50, val_size=200, seed=0,
                            seed_soak=3, write_delay=0.2, corrupt=0.0, keep=False)
     result = soak.soak(mnist_npy, tmp_path, args, log=lambda *a: None)
     assert result["kills"] == 3 and result["runs_lost"] == 0, result["lost"]
