@@ -227,3 +227,16 @@ def test_resume_after_ctrl_c_is_bit_identical(mnist_small, tmp_path):
         _train(mnist_small, out, model=model, n_train=600, epochs=3)
     _train(mnist_small, out, resume=True, n_train=600, epochs=3)
     _same_run(straight, out)
+
+
+def test_attribute_vectors_condition_like_one_hot_and_a_wrong_width_is_refused(model, test_batch):
+    import torch.nn.functional as F
+
+    vectors = F.one_hot(test_batch.y, 10).float()
+    by_index, by_vector = model.loss(test_batch), model.loss(Batch(test_batch.x, vectors))
+    torch.manual_seed(0)
+    a = model.reconstruct(test_batch)
+    assert torch.equal(a, model.reconstruct(Batch(test_batch.x, vectors)))
+    assert set(by_index.terms) == set(by_vector.terms)
+    with pytest.raises(VaelabError, match=r"attribute vectors of width 7 given, but this cvae conditions on 10"):
+        model.loss(Batch(test_batch.x, vectors[:, :7]))

@@ -50,8 +50,14 @@ class CVAE(VAE):
     # -- the label ------------------------------------------------------------------
     def one_hot(self, y: torch.Tensor, dtype=torch.float32,
                 fix: str = "build it with num_classes covering every label, or drop those rows") -> torch.Tensor:
-        """onehot(y), refusing labels that are not class indices 0..K−1 in one line (ending in ``fix``)."""
+        """onehot(y) for class indices 0..K−1; an attribute vector per row (float, width K, e.g.
+        several attributes at once) is taken as it is. Anything else is refused in one line."""
         k = self.config.num_classes
+        if y.is_floating_point() and y.ndim == 2:
+            if y.shape[1] != k:
+                raise VaelabError(f"attribute vectors of width {y.shape[1]} given, but this cvae conditions on "
+                                  f"{k} values (num_classes={k}); pass vectors of width {k} or class indices")
+            return y.to(dtype)
         if y.dtype != torch.int64 or y.ndim != 1:
             raise VaelabError(f"cvae takes class indices as y (int64, one per image), got {y.dtype} "
                               f"{tuple(y.shape)}; pass labels such as a dataset's y")
