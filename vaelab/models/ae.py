@@ -8,7 +8,7 @@ corrupts its input during training and reconstructs the clean image.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +23,7 @@ from ..nn.init import glorot_, output_bias_from_data_
 from ..nn.likelihoods import Bernoulli
 from ..nn.mlp import ACTIVATIONS, mlp
 from .base import Batch, Loss, Model, inputs
+from . import fields
 from .registry import register
 
 RECON_LOSSES = ("mse", "bernoulli")
@@ -61,33 +62,17 @@ class AEConfig(Config):
     logit of the mean training pixel before training.
     """
 
-    input_shape: tuple[int, int, int] = field(
-        default=(1, 28, 28),
-        metadata={"option": False, "help": "C,H,W of the images; set from the data, not an option"})
-    latent_dim: int = field(default=32, metadata={"help": "size of the latent code z"})
-    hidden: tuple[int, ...] = field(
-        default=(400,),
-        metadata={"help": "hidden layer sizes, e.g. 400 or 200,200 (conv: dense layers after the convolutions)"})
-    activation: str = field(
-        default="relu",
-        metadata={"help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
-    backbone: str = field(default="mlp", metadata={"help": "mlp or conv"})
-    channels: tuple[int, ...] = field(
-        default=(32, 64),
-        metadata={"help": "conv backbone channels per stride-2 stage, e.g. 32,64"})
-    loss: str = field(
-        default="mse",
-        metadata={"help": "reconstruction loss: mse (squared error summed over pixels) or bernoulli (cross-entropy with logits)"})
-    corruption: str = field(
-        default="none",
-        metadata={"help": "input corruption while training (denoising): none, gaussian, masking or salt-pepper"})
-    noise_level: float = field(
-        default=0.25,
-        metadata={"help": "corruption strength: σ for gaussian, the per-pixel probability for masking and salt-pepper"})
-    init: str = field(default="torch", metadata={"help": "weight initialisation: torch or glorot"})
-    output_bias_from_data: bool = field(
-        default=True,
-        metadata={"help": "start the decoder's output bias at the logit of the mean training pixel (IWAE; --no-output-bias-from-data: keep the initialisation)"})
+    input_shape: tuple[int, int, int] = fields.input_shape()
+    latent_dim: int = fields.latent_dim(32)
+    hidden: tuple[int, ...] = fields.hidden((400,))
+    activation: str = fields.activation("relu")
+    backbone: str = fields.backbone("mlp")
+    channels: tuple[int, ...] = fields.channels((32, 64))
+    loss: str = fields.recon_loss("mse")
+    corruption: str = fields.corruption("none")
+    noise_level: float = fields.noise_level(0.25)
+    init: str = fields.init("torch")
+    output_bias_from_data: bool = fields.output_bias_from_data(True)
 
     def validate(self) -> None:
         choice("backbone", self.backbone, ("mlp", "conv"))

@@ -16,6 +16,7 @@ from torch import nn
 from ..config import Config, require
 from .ae import Autoencoder
 from .base import Batch, inputs
+from . import fields
 from .registry import register
 
 
@@ -28,10 +29,8 @@ class LinearAEConfig(Config):
     optimum PCA's principal subspace; false keeps b = 0 (the uncentred subspace).
     """
 
-    input_shape: tuple[int, int, int] = field(
-        default=(1, 28, 28),
-        metadata={"option": False, "help": "C,H,W of the images; set from the data, not an option"})
-    latent_dim: int = field(default=16, metadata={"help": "size of the latent code z"})
+    input_shape: tuple[int, int, int] = fields.input_shape()
+    latent_dim: int = fields.latent_dim(16)
     tied: bool = field(
         default=True,
         metadata={"help": "decoder matrix = encoder matrix transposed (--no-tied: a separate decoder matrix)"})

@@ -27,6 +27,7 @@ from ..nn.mlp import activation
 from ..nn.init import glorot_, output_bias_from_data_
 from .ae import Autoencoder, mlp_autoencoder, validate_network
 from .base import Batch, inputs
+from . import fields
 from .registry import register
 
 
@@ -41,29 +42,15 @@ class StackedAEConfig(Config):
     during fine-tuning (a stacked denoising autoencoder, Vincent et al. 2010).
     """
 
-    input_shape: tuple[int, int, int] = field(
-        default=(1, 28, 28),
-        metadata={"option": False, "help": "C,H,W of the images; set from the data, not an option"})
-    latent_dim: int = field(default=30, metadata={"help": "size of the latent code z"})
-    hidden: tuple[int, ...] = field(
-        default=(500, 250),
-        metadata={"help": "hidden layer sizes, e.g. 400 or 200,200 (conv: dense layers after the convolutions)"})
-    activation: str = field(
-        default="relu",
-        metadata={"help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
-    loss: str = field(
-        default="mse",
-        metadata={"help": "reconstruction loss: mse (squared error summed over pixels) or bernoulli (cross-entropy with logits)"})
-    corruption: str = field(
-        default="none",
-        metadata={"help": "input corruption while training (denoising): none, gaussian, masking or salt-pepper"})
-    noise_level: float = field(
-        default=0.25,
-        metadata={"help": "corruption strength: σ for gaussian, the per-pixel probability for masking and salt-pepper"})
-    init: str = field(default="torch", metadata={"help": "weight initialisation: torch or glorot"})
-    output_bias_from_data: bool = field(
-        default=True,
-        metadata={"help": "start the decoder's output bias at the logit of the mean training pixel (IWAE; --no-output-bias-from-data: keep the initialisation)"})
+    input_shape: tuple[int, int, int] = fields.input_shape()
+    latent_dim: int = fields.latent_dim(30)
+    hidden: tuple[int, ...] = fields.hidden((500, 250))
+    activation: str = fields.activation("relu")
+    loss: str = fields.recon_loss("mse")
+    corruption: str = fields.corruption("none")
+    noise_level: float = fields.noise_level(0.25)
+    init: str = fields.init("torch")
+    output_bias_from_data: bool = fields.output_bias_from_data(True)
     pretrain_epochs: int = field(
         default=5,
         metadata={"help": "greedy layer-wise pretraining epochs per layer before fine-tuning (0 = off)"})

@@ -20,6 +20,7 @@ from ..nn.init import glorot_, output_bias_from_data_
 from ..nn.likelihoods import LIKELIHOODS, make_likelihood
 from ..nn.mlp import ACTIVATIONS, mlp
 from .base import Batch, Loss, Model, inputs
+from . import fields
 from .registry import register
 
 LOGVAR_RANGE = (-30.0, 20.0)
@@ -37,20 +38,12 @@ class VAEConfig(Config):
     training-set mean pixel before training starts (also IWAE's choice).
     """
 
-    input_shape: tuple[int, int, int] = field(
-        default=(1, 28, 28),
-        metadata={"option": False, "help": "C,H,W of the images; set from the data, not an option"})
-    latent_dim: int = field(default=20, metadata={"help": "size of the latent code z"})
-    hidden: tuple[int, ...] = field(
-        default=(400,),
-        metadata={"help": "hidden layer sizes, e.g. 400 or 200,200 (conv: dense layers after the convolutions)"})
-    activation: str = field(
-        default="relu",
-        metadata={"help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
-    backbone: str = field(default="mlp", metadata={"help": "mlp or conv"})
-    channels: tuple[int, ...] = field(
-        default=(32, 64),
-        metadata={"help": "conv backbone channels per stride-2 stage, e.g. 32,64"})
+    input_shape: tuple[int, int, int] = fields.input_shape()
+    latent_dim: int = fields.latent_dim(20)
+    hidden: tuple[int, ...] = fields.hidden((400,))
+    activation: str = fields.activation("relu")
+    backbone: str = fields.backbone("mlp")
+    channels: tuple[int, ...] = fields.channels((32, 64))
     likelihood: str = field(
         default="bernoulli",
         metadata={"help": "bernoulli, gaussian (fixed --sigma) or gaussian-learned"})
@@ -59,10 +52,8 @@ class VAEConfig(Config):
     kl_warmup_epochs: float = field(
         default=0.0,
         metadata={"flag": "--kl-warmup", "help": "epochs over which the KL weight rises linearly from 0 to β (0 = off)"})
-    init: str = field(default="torch", metadata={"help": "weight initialisation: torch or glorot"})
-    output_bias_from_data: bool = field(
-        default=True,
-        metadata={"help": "start the decoder's output bias at the logit of the mean training pixel (IWAE; --no-output-bias-from-data: keep the initialisation)"})
+    init: str = fields.init("torch")
+    output_bias_from_data: bool = fields.output_bias_from_data(True)
 
     def validate(self) -> None:
         require(all(s > 0 for s in self.input_shape),
