@@ -226,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings_file(path: str) -> dict:
-    from .io import read_settings
+    from .files import read_settings
 
     return read_settings(path, "--config file")
 
@@ -281,7 +281,7 @@ def _file_settings(path: str, keys: set[str]) -> dict:
 
 def cmd_train(args) -> None:
     from . import train
-    from .io import read_run_record
+    from .files import read_run_record
     from .models import model_class
     from .training import TrainConfig, train_config
 

@@ -70,7 +70,8 @@ def export_codes(run: str | os.PathLike, data: str, output: str | os.PathLike, *
     ``device``: auto (CUDA when present), cpu or cuda[:N]."""
     from .data import binarize_static
     from .evaluation import TEST_BINARIZATION_SEED
-    from .io import atomic_write_bytes, load
+    from .files import atomic_write_bytes
+    from .io import load
     from .training import run_split
     from .training.trainer import resolve_device
 
@@ -99,7 +100,7 @@ def export_codes(run: str | os.PathLike, data: str, output: str | os.PathLike, *
 
 def run_data_spec(run: str | os.PathLike) -> str | None:
     """The dataset spec a run was trained on (``run.json``), or None for a bare model directory."""
-    from .io import read_run_record
+    from .files import read_run_record
 
     path = Path(run) / "run.json"
     spec = read_run_record(path).get("data", {}).get("spec") if path.exists() else None

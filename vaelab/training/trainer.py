@@ -29,7 +29,8 @@ from ..data import binarize_static
 from ..data.batch import Batch
 from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler
 from ..errors import VaelabError, VaelabWarning
-from ..io import atomic_write_json, model_record, save
+from ..files import atomic_write_json
+from ..io import model_record, save
 from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
 from .distributed import Context, context, local_device
