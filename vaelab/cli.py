@@ -134,7 +134,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from .version import __version__
     from .training import TrainConfig
 
     parser = _Parser(prog="vaelab", description="Train, measure and look inside autoencoders.")

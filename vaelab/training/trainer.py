@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
 from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batch import Batch
@@ -31,6 +30,7 @@ from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler
 from ..errors import VaelabError, VaelabWarning
 from ..files import atomic_write_json
 from ..io import model_record, save
+from ..version import __version__
 from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
 from .distributed import Context, context, local_device
