@@ -363,20 +363,9 @@ def _eval_images(args, model, run: Path):
     return x
 
 
-def _binarization(setting: str, model, run: Path) -> str:
-    if setting != "auto":
-        return setting
-    run_json = run / "run.json"
-    if run_json.exists():
-        try:
-            return json.loads(run_json.read_text())["resolved"]["binarize"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass
-    return "dynamic" if getattr(model.config, "likelihood", None) == "bernoulli" else "none"
-
-
 def cmd_eval(args) -> None:
     from . import evaluate, load
+    from .data.samplers import resolve_binarize
     from .training.trainer import resolve_device, set_threads
 
     if args.nll_samples < 0:
@@ -385,7 +374,7 @@ def cmd_eval(args) -> None:
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
     x = _eval_data(args, model, run)
-    result = evaluate(model, x, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
+    result = evaluate(model, x, nll_samples=args.nll_samples, binarize=resolve_binarize(args.binarize, model, run),
                       batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     held_out = args.split == "test"
     result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
@@ -424,6 +413,7 @@ def cmd_sample(args) -> None:
 def cmd_reconstruct(args) -> None:
     from . import load
     from .data import binarize_static
+    from .data.samplers import resolve_binarize
     from .evaluation import TEST_BINARIZATION_SEED
     from .viz.grids import choose_images, save_reconstructions
 
@@ -431,7 +421,7 @@ def cmd_reconstruct(args) -> None:
     model = load(run)
     x = _eval_images(args, model, run)
     x = x[choose_images(len(x), args.n, args.indices, args.seed)]
-    if _binarization("auto", model, run) != "none":
+    if resolve_binarize("auto", model, run) != "none":
         x = binarize_static(x, TEST_BINARIZATION_SEED)
     save_reconstructions(model, x, args.output)
     print(f"wrote {args.output}")

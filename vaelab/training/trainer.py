@@ -26,7 +26,7 @@ import torch
 from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batch import Batch
-from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler
+from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler, resolve_binarize
 from ..errors import VaelabError, VaelabWarning
 from ..files import atomic_write_json
 from ..io import model_record, save
@@ -133,12 +133,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaelabError(f"--device {name} asked for, but no CUDA device is available; use --device cpu")
     return torch.device(name)
-
-
-def resolve_binarize(setting: str, model) -> str:
-    if setting != "auto":
-        return setting
-    return "dynamic" if getattr(model.config, "likelihood", None) == "bernoulli" else "none"
 
 
 def set_threads(threads: int) -> None:
