@@ -22,7 +22,7 @@ import vaelab
 from vaelab.baselines import PCA, mse_per_example, principal_angles
 from vaelab.data import split_validation
 from vaelab.files import read_run_record
-from vaelab.training.trainer import set_threads
+from vaelab.threads import set_threads
 
 from common import add_common
 

@@ -366,7 +366,8 @@ def _eval_images(args, model, run: Path):
 def cmd_eval(args) -> None:
     from . import evaluate, load
     from .data.samplers import resolve_binarize
-    from .training.trainer import resolve_device, set_threads
+    from .threads import set_threads
+    from .training.trainer import resolve_device
 
     if args.nll_samples < 0:
         raise VaelabError(f"--nll-samples must be >= 0 (0 skips the estimate), got {args.nll_samples}")

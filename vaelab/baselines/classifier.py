@@ -9,7 +9,6 @@ not comparable with Inception scores from other classifiers).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -19,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import VaelabError, brief
+from ..threads import threads as use_threads
 from ._store import read_baseline, require, save_baseline
 
 KIND = "digit-classifier"
@@ -125,17 +125,6 @@ class DigitClassifier(nn.Module):
         return model.eval()
 
 
-@contextlib.contextmanager
-def _threads(n: int | None):
-    previous = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def train_classifier(x, y, *, epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
                      hidden: tuple[int, ...] = (512, 256), num_classes: int | None = None,
                      threads: int | None = None) -> DigitClassifier:
@@ -154,7 +143,7 @@ def train_classifier(x, y, *, epochs: int = 3, batch_size: int = 128, lr: float 
     y = y.to(torch.int64)
     classes = num_classes or int(y.max()) + 1
     image_shape = tuple(x.shape[1:]) if x.ndim > 2 else (x.shape[1],)
-    with _threads(threads), torch.random.fork_rng(devices=[]):
+    with use_threads(threads or None), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = DigitClassifier(image_shape, hidden, classes)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from ..errors import VaelabError
+from ..threads import threads
 from .progress import Progress
 
 DEFAULT_MAX_ROWS = 4096  # decoder rows per chunk: large enough for GEMM, small enough for cache
@@ -79,16 +80,11 @@ def _estimate(model, x: torch.Tensor, k: int, seed: int, max_rows: int,
               done: Callable[[int], None] | None) -> torch.Tensor:
     device = next(model.parameters()).device
     points = max(1, min(x.shape[0], max_rows // k))
-    threads = torch.get_num_threads()
-    workers = min(threads, math.ceil(x.shape[0] / points)) if device.type == "cpu" else 1
+    workers = min(torch.get_num_threads(), math.ceil(x.shape[0] / points)) if device.type == "cpu" else 1
     if workers <= 1:
         return _sequential(model, x, 0, k, seed, max_rows, done)
     share = math.ceil(x.shape[0] / points / workers) * points  # whole point batches per thread
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(lambda s: _sequential(model, x[s:s + share], s, k, seed, max_rows, done),
-                             range(0, x.shape[0], share))
-            return torch.cat(list(parts))
-    finally:
-        torch.set_num_threads(threads)
+    with threads(1), ThreadPoolExecutor(workers) as pool:  # parallel over point batches, not inside ops
+        parts = pool.map(lambda s: _sequential(model, x[s:s + share], s, k, seed, max_rows, done),
+                         range(0, x.shape[0], share))
+        return torch.cat(list(parts))

@@ -11,7 +11,6 @@ share of each global batch and rank 0 writes.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import random
@@ -30,6 +29,7 @@ from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler, re
 from ..errors import VaelabError, VaelabWarning
 from ..files import atomic_write_json
 from ..io import model_record, save
+from ..threads import threads
 from ..version import __version__
 from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
@@ -133,21 +133,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaelabError(f"--device {name} asked for, but no CUDA device is available; use --device cpu")
     return torch.device(name)
-
-
-def set_threads(threads: int) -> None:
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """Use ``n`` CPU threads (0 = all cores) inside the block, then restore the caller's."""
-    previous = torch.get_num_threads()
-    set_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def checkpoint_bytes(model) -> int:
