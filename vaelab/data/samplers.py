@@ -1,4 +1,4 @@
-"""Samplers: which rows make each training step's :class:`~vaelab.models.base.Batch`.
+"""Samplers: which rows make each training step's :class:`~vaelab.data.batch.Batch`.
 
 A sampler holds its data as tensors and draws every epoch's order at the epoch's start from
 its own generators, so the states of those generators at an epoch's start (``epoch_state``)
