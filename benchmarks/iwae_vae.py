@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 import vaelab
-from vaelab.training.trainer import TrainConfig, set_threads
+from vaelab.threads import set_threads
+from vaelab.training.trainer import TrainConfig
 
 from common import add_common
 

@@ -21,8 +21,8 @@ import time
 import vaelab
 from vaelab.baselines import PCA, mse_per_example, principal_angles
 from vaelab.data import split_validation
-from vaelab.io import read_run_record
-from vaelab.training.trainer import set_threads
+from vaelab.files import read_run_record
+from vaelab.threads import set_threads
 
 from common import add_common
 

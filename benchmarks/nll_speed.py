@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import vaelab
-from vaelab.training.trainer import set_threads
+from vaelab.threads import set_threads
 
 from common import add_common
 

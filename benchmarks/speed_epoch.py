@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 import vaelab
-from vaelab.training.trainer import TrainConfig, fit, set_threads
+from vaelab.threads import set_threads
+from vaelab.training.trainer import TrainConfig, fit
 
 from common import add_common, matmul_peak_gflops, mlp_vae_train_flops, sync
 

@@ -409,3 +409,16 @@ def test_config_round_trips_and_is_frozen(name):
     assert type(cfg).from_dict(cfg.to_dict()) == cfg
     with pytest.raises(Exception):
         cfg.latent_dim = 3
+
+
+@pytest.mark.parametrize("settings", [
+    {"input_shape": [1, 0, 28]}, {"latent_dim": 0}, {"hidden": [64, 0]}, {"activation": "swish"},
+    {"backbone": "conv", "channels": []}, {"init": "orthogonal"},
+])
+def test_network_settings_are_refused_alike_by_every_family(settings):
+    messages = set()
+    for name in ("vae", "ae"):
+        with pytest.raises(VaelabError) as info:
+            vaelab.build(name, **settings)
+        messages.add(str(info.value))
+    assert len(messages) == 1, messages

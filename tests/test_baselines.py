@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 
 import numpy as np
 import pytest
@@ -345,6 +346,23 @@ def test_classifier_learns_digits_and_saves(mnist_small, tmp_path):
     again = train_classifier(train.x[:300], train.y[:300], epochs=1, hidden=(16,), seed=4)
     same = train_classifier(train.x[:300], train.y[:300], epochs=1, hidden=(16,), seed=4)
     assert all(torch.equal(a, b) for a, b in zip(again.state_dict().values(), same.state_dict().values()))
+
+
+def test_classifier_trains_through_the_trainer_and_leaves_the_callers_random_streams(mnist_small):
+    def draws():
+        return float(torch.rand(())), float(np.random.rand()), random.random()
+
+    train = mnist_small.train
+    for seed_all in (torch.manual_seed, np.random.seed, random.seed):
+        seed_all(1)
+    expected = draws()
+    for seed_all in (torch.manual_seed, np.random.seed, random.seed):
+        seed_all(1)
+    clf = train_classifier(train.x[:400], train.y[:400], epochs=3, hidden=(32,), lr=3e-3, seed=3)
+    assert draws() == expected  # the trainer seeded every stream; the caller's came back
+    assert [h["epoch"] for h in clf.history] == [1, 2, 3]
+    assert clf.history[-1]["loss"] < clf.history[0]["loss"] and all(h["seconds"] > 0 for h in clf.history)
+    assert not clf.training and next(clf.parameters()).device.type == "cpu"
 
 
 def test_confidence_of_a_clueless_classifier_is_exact():

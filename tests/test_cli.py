@@ -190,14 +190,10 @@ def test_existing_run_is_not_overwritten(mnist_run, data_dir, capsys):
 
 
 def test_demo(tmp_path, capsys, monkeypatch):
-    import importlib
-
     import torch
 
-    trainer = importlib.import_module("vaelab.training.trainer")
-
     # the demo trains with threads=0 (all cores); one thread keeps it fast when the 2 cores are shared
-    monkeypatch.setattr(trainer, "set_threads", lambda threads: torch.set_num_threads(1))
+    monkeypatch.setattr("vaelab.threads.set_threads", lambda threads: torch.set_num_threads(1))
     out = tmp_path / "demo"
     code, stdout, err = cli(capsys, "demo", "--out", out, "--epochs", "2")
     assert code == 0, err

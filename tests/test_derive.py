@@ -9,7 +9,7 @@ from vaelab.data import (Dataset, encoded, fingerprint, labelled_subset, load_da
                          quadrant_target_mask)
 from vaelab.data.samplers import SemiSupervisedSampler
 from vaelab.errors import VaelabError
-from vaelab.io import atomic_write_bytes, read_safetensors, serialize
+from vaelab.files import atomic_write_bytes, read_safetensors, serialize
 
 
 def _ids(counts: list[int]) -> Dataset:

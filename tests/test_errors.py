@@ -10,7 +10,7 @@ import pytest
 
 import vaelab
 from vaelab.errors import BRIEF_LIMIT, VaelabError, brief, one_line
-from vaelab.io import read_safetensors
+from vaelab.files import read_safetensors
 
 PACKAGE = Path(vaelab.__file__).parent
 

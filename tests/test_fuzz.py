@@ -35,7 +35,8 @@ from hypothesis import strategies as st  # noqa: E402
 import vaelab  # noqa: E402
 from vaelab.data import read_idx  # noqa: E402
 from vaelab.errors import VaelabError  # noqa: E402
-from vaelab.io import read_run_record, read_safetensors, read_settings, record_config, serialize  # noqa: E402
+from vaelab.files import read_run_record, read_safetensors, read_settings, serialize  # noqa: E402
+from vaelab.io import record_config  # noqa: E402
 from vaelab.models.vae import VAEConfig  # noqa: E402
 from vaelab.training import TrainConfig  # noqa: E402
 from vaelab.training.checkpoint import FORMAT, VERSION, _digest, read_checkpoint, restore_checkpoint  # noqa: E402

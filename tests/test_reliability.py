@@ -22,7 +22,7 @@ import pytest
 import torch
 
 import vaelab
-import vaelab.io as vio
+import vaelab.files as vfiles
 from vaelab.cli import main as cli_main
 from vaelab.errors import VaelabError
 from vaelab.models import Loss
@@ -176,7 +176,7 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(mnist_small, strai
 
 def test_second_ctrl_c_during_a_checkpoint_write_corrupts_nothing(mnist_small, straight, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real_write, real_atomic = vio._write_fd, vio.atomic_write_bytes
+    real_write, real_atomic = vfiles._write_fd, vfiles.atomic_write_bytes
     state = {"last_writes": 0, "armed": False}
 
     def atomic(path, data):  # arm the interruption for the second write of last.safetensors
@@ -195,7 +195,7 @@ def test_second_ctrl_c_during_a_checkpoint_write_corrupts_nothing(mnist_small, s
             f.write(data[len(data) // 2:])
 
     monkeypatch.setattr("vaelab.training.checkpoint.atomic_write_bytes", atomic)
-    monkeypatch.setattr(vio, "_write_fd", write_fd)
+    monkeypatch.setattr(vfiles, "_write_fd", write_fd)
     with pytest.raises(trainer_module.TrainingInterrupted, match=r"keeps the checkpoint of epoch 1 \(intact\)"):
         _train(mnist_small, out)
     monkeypatch.undo()
@@ -330,7 +330,7 @@ def test_checksum_covers_the_state_record(mnist_small, tmp_path):
     out = tmp_path / "run"
     _train(mnist_small, out, epochs=1)
     last = out / "checkpoints" / "last.safetensors"
-    tensors, meta = vio.read_safetensors(last)
+    tensors, meta = vfiles.read_safetensors(last)
     meta["state"] = meta["state"].replace('"epoch": 1', '"epoch": 7')
     last.write_bytes(st_save(tensors, metadata=meta))
     with pytest.raises(VaelabError, match=r"corrupted \(checksum mismatch\)"):
@@ -359,7 +359,7 @@ def test_stale_temporaries_are_removed_and_a_second_trainer_is_refused(mnist_sma
 
 def test_disk_full_at_a_checkpoint_stops_cleanly(mnist_small, straight, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    real = vio._write_fd
+    real = vfiles._write_fd
     calls = {"n": 0}
 
     def full(fd, data):
@@ -369,7 +369,7 @@ def test_disk_full_at_a_checkpoint_stops_cleanly(mnist_small, straight, tmp_path
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(fd, data)
 
-    monkeypatch.setattr(vio, "_write_fd", full)
+    monkeypatch.setattr(vfiles, "_write_fd", full)
     with pytest.raises(VaelabError) as err:
         _train(mnist_small, out)
     message = str(err.value)

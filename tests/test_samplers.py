@@ -1,11 +1,13 @@
 """Batches and samplers: what reaches a model each step, and that it replays exactly."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from vaelab.data.batch import Batch, as_batch
-from vaelab.data.samplers import SemiSupervisedSampler, ShuffledSampler
+from vaelab.data.samplers import SemiSupervisedSampler, ShuffledSampler, resolve_binarize
 from vaelab.errors import VaelabError
 
 
@@ -95,3 +97,31 @@ def test_semi_supervised_replays_from_any_step():
 def test_bad_sampler_settings_are_refused_in_one_line(make, message):
     with pytest.raises(VaelabError, match=message):
         make(_data())
+
+
+# --- the "auto" binarization rule -----------------------------------------------------------
+
+
+def _model(likelihood):
+    return SimpleNamespace(config=SimpleNamespace(likelihood=likelihood))
+
+
+def test_auto_binarization_follows_the_likelihood_unless_told(tmp_path):
+    assert resolve_binarize("auto", _model("bernoulli")) == "dynamic"
+    assert resolve_binarize("auto", _model("gaussian")) == "none"
+    assert resolve_binarize("auto", SimpleNamespace(config=SimpleNamespace())) == "none"  # an autoencoder
+    assert resolve_binarize("static", _model("gaussian"), tmp_path) == "static"
+
+
+@pytest.mark.parametrize("text, expected", [
+    ('{"resolved": {"binarize": "static"}}', "static"),   # what the run trained with wins
+    ('{"resolved": {"binarize": "none"}}', "none"),
+    ('{"model": "vae"}', "dynamic"),                       # an older record: the likelihood decides
+    ('{"resolved": {"binarize": "sometimes"}}', "dynamic"),  # not a binarization: ignored
+    ('{"resolved": []}', "dynamic"),
+    ("not json", "dynamic"),
+])
+def test_auto_binarization_follows_the_run_record(tmp_path, text, expected):
+    (tmp_path / "run.json").write_text(text)
+    assert resolve_binarize("auto", _model("bernoulli"), tmp_path) == expected
+    assert resolve_binarize("dynamic", _model("bernoulli"), tmp_path) == "dynamic"

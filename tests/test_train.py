@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -428,3 +429,17 @@ def test_training_restores_the_callers_thread_count(mnist_small, tmp_path):
     torch.set_num_threads(1)
     _run(mnist_small, tmp_path / "run", n_train=200, epochs=1, threads=2)
     assert torch.get_num_threads() == 1
+
+
+def test_threads_are_set_inside_the_block_and_restored_after():
+    from vaelab.threads import threads
+
+    before = torch.get_num_threads()
+    with threads(0):
+        assert torch.get_num_threads() == (os.cpu_count() or 1)  # 0: all cores
+    with threads(None):
+        assert torch.get_num_threads() == before  # None: the caller's setting stands
+    with pytest.raises(RuntimeError), threads(1):
+        assert torch.get_num_threads() == 1
+        raise RuntimeError
+    assert torch.get_num_threads() == before

@@ -132,7 +132,7 @@ def test_counts_agree_with_their_nouns():
 
 def test_a_parser_message_with_a_newline_stays_on_one_line(tmp_path):
     from vaelab.errors import VaelabError
-    from vaelab.io import read_safetensors
+    from vaelab.files import read_safetensors
 
     header = b'{"0": {"dtype": "\\n", "shape": [], "data_offsets": [0, 0]}}'  # the JSON string "\n"
     path = tmp_path / "w.safetensors"

@@ -7,8 +7,7 @@
                     binarize="dynamic")
     vaelab.export_codes("runs/vae", "mnist", "codes.npz")   # posterior means, log-variances, labels
 """
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: F401  (one home, low enough for every layer)
 from .codes import encode_images, export_codes  # noqa: E402
 from .data import Dataset, load_dataset  # noqa: E402
 from .errors import VaelabError  # noqa: E402

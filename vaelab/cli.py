@@ -37,8 +37,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
     from .models import names
+    from .version import __version__
 
     parser = _Parser(prog="vaelab", description="Train, measure and look inside autoencoders.")
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
@@ -157,7 +157,7 @@ def _summary(cls) -> str:
 
 
 def _settings_file(path: str) -> dict:
-    from .io import read_settings
+    from .files import read_settings
 
     return read_settings(path, "--config file")
 
@@ -195,7 +195,7 @@ def _given(args, opts: list[Option]) -> dict:
 
 def cmd_train(args) -> None:
     from . import train
-    from .io import read_run_record
+    from .files import read_run_record
     from .models import model_class
     from .training import TrainConfig, train_config
 
@@ -273,21 +273,11 @@ def _eval_images(args, model, run: Path):
     return ds
 
 
-def _binarization(setting: str, model, run: Path) -> str:
-    if setting != "auto":
-        return setting
-    run_json = run / "run.json"
-    if run_json.exists():
-        try:
-            return json.loads(run_json.read_text())["resolved"]["binarize"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass
-    return "dynamic" if getattr(model.config, "likelihood", None) == "bernoulli" else "none"
-
-
 def cmd_eval(args) -> None:
     from . import evaluate, load
-    from .training.trainer import resolve_device, set_threads
+    from .data.samplers import resolve_binarize
+    from .threads import set_threads
+    from .training.trainer import resolve_device
 
     if args.nll_samples < 0:
         raise VaelabError(f"--nll-samples must be >= 0 (0 skips the estimate), got {args.nll_samples}")
@@ -295,7 +285,7 @@ def cmd_eval(args) -> None:
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
     ds = _eval_data(args, model, run)
-    result = evaluate(model, ds, nll_samples=args.nll_samples, binarize=_binarization(args.binarize, model, run),
+    result = evaluate(model, ds, nll_samples=args.nll_samples, binarize=resolve_binarize(args.binarize, model, run),
                       batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
     held_out = args.split == "test"
     result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
@@ -345,6 +335,7 @@ def cmd_sample(args) -> None:
 def cmd_reconstruct(args) -> None:
     from . import load
     from .data import binarize_static
+    from .data.samplers import resolve_binarize
     from .evaluation import TEST_BINARIZATION_SEED
     from .viz.grids import choose_images, save_reconstructions
 
@@ -352,7 +343,7 @@ def cmd_reconstruct(args) -> None:
     model = load(run)
     ds = _eval_images(args, model, run)
     batch = ds.subset(choose_images(len(ds), args.n, args.indices, args.seed)).batch()
-    if _binarization("auto", model, run) != "none":
+    if resolve_binarize("auto", model, run) != "none":
         batch = batch.with_x(binarize_static(batch.x, TEST_BINARIZATION_SEED))
     save_reconstructions(model, batch, args.output)
     print(f"wrote {args.output}")

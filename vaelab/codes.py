@@ -11,13 +11,13 @@ image i of the split; ``numpy.load(path)`` reads it without pickle:
 from __future__ import annotations
 
 import io
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .data.samplers import resolve_binarize
 from .errors import VaelabError
 
 
@@ -47,20 +47,6 @@ def _codes(model, xb: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"mean": model.encode(xb).mean}
 
 
-def run_binarization(run: str | os.PathLike, model) -> str:
-    """The binarization a run trained with (``run.json``), else the likelihood's default:
-    inputs are encoded the way the encoder saw them."""
-    from .training.trainer import resolve_binarize
-
-    path = Path(run) / "run.json"
-    if path.exists():
-        try:
-            return json.loads(path.read_text())["resolved"]["binarize"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            pass
-    return resolve_binarize("auto", model)
-
-
 def export_codes(run: str | os.PathLike, data: str, output: str | os.PathLike, *, split: str = "test",
                  data_dir: str | os.PathLike | None = None, binarize: str = "auto", batch_size: int = 500,
                  device: str = "auto") -> dict[str, np.ndarray]:
@@ -70,7 +56,8 @@ def export_codes(run: str | os.PathLike, data: str, output: str | os.PathLike, *
     ``device``: auto (CUDA when present), cpu or cuda[:N]."""
     from .data import binarize_static
     from .evaluation import TEST_BINARIZATION_SEED
-    from .io import atomic_write_bytes, load
+    from .files import atomic_write_bytes
+    from .io import load
     from .training import run_split
     from .training.trainer import resolve_device
 
@@ -86,7 +73,7 @@ def export_codes(run: str | os.PathLike, data: str, output: str | os.PathLike, *
         raise VaelabError(f"{data} images have shape {list(ds.shape)}, the model in {run} expects "
                           f"{list(model.input_shape)}; encode data of the shape it was trained on")
     x = ds.x
-    if (run_binarization(run, model) if binarize == "auto" else binarize) != "none":
+    if resolve_binarize(binarize, model, run) != "none":
         x = binarize_static(x, TEST_BINARIZATION_SEED)
     arrays = {k: v.numpy() for k, v in encode_images(model, x, batch_size).items()}
     if ds.y is not None:
@@ -99,7 +86,7 @@ def export_codes(run: str | os.PathLike, data: str, output: str | os.PathLike, *
 
 def run_data_spec(run: str | os.PathLike) -> str | None:
     """The dataset spec a run was trained on (``run.json``), or None for a bare model directory."""
-    from .io import read_run_record
+    from .files import read_run_record
 
     path = Path(run) / "run.json"
     spec = read_run_record(path).get("data", {}).get("spec") if path.exists() else None
@@ -125,5 +112,5 @@ def training_code_gaussian(run: str | os.PathLike, model, data: str | None = Non
     if tuple(ds.shape) != tuple(model.input_shape):
         raise VaelabError(f"{spec} images have shape {list(ds.shape)}, the model in {run} expects "
                           f"{list(model.input_shape)}; pass the --data it was trained on")
-    x = ds.x if run_binarization(run, model) == "none" else binarize_static(ds.x, TEST_BINARIZATION_SEED)
+    x = ds.x if resolve_binarize("auto", model, run) == "none" else binarize_static(ds.x, TEST_BINARIZATION_SEED)
     return model.code_gaussian(x), spec, len(ds)

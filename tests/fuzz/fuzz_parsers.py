@@ -21,7 +21,7 @@ with atheris.instrument_imports():
     import vaelab
     from vaelab.data import read_idx
     from vaelab.errors import VaelabError
-    from vaelab.io import read_run_record, read_settings
+    from vaelab.files import read_run_record, read_settings
     from vaelab.training.checkpoint import read_checkpoint
 
 WORK = Path(tempfile.mkdtemp(prefix="vaelab-atheris-"))

@@ -2,7 +2,7 @@
 
 Baselines are not registered models (``vaelab.load`` reads ``config.json``), so they get
 their own file names; the JSON names the baseline kind and its settings, the safetensors
-file holds every array. Both are written atomically through :mod:`vaelab.io`.
+file holds every array. Both are written atomically through :mod:`vaelab.files`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import save as st_save
 
 from ..errors import VaelabError
-from ..io import atomic_write_bytes, atomic_write_json, read_json, read_safetensors
+from ..files import atomic_write_bytes, atomic_write_json, read_json, read_safetensors
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "baseline.json"

@@ -10,15 +10,24 @@ not comparable with Inception scores from other classifiers).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
-import time
+import random
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..config import Config
+from ..data.batch import Batch, as_batch, inputs
 from ..errors import VaelabError, brief
+from ..models.base import Loss, Model
+from ..training.trainer import TrainConfig, fit
 from ._store import read_baseline, require, save_baseline
 
 KIND = "digit-classifier"
@@ -125,26 +134,16 @@ class DigitClassifier(nn.Module):
         return model.eval()
 
 
-@contextlib.contextmanager
-def _threads(n: int | None):
-    previous = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def train_classifier(x, y, *, epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
                      hidden: tuple[int, ...] = (512, 256), num_classes: int | None = None,
                      threads: int | None = None) -> DigitClassifier:
     """Train a :class:`DigitClassifier` on images ``x`` (N, C, H, W) in [0, 1] and labels ``y``.
 
-    Adam with the learning rate decaying linearly to 0 (about half a point of accuracy over a
-    constant rate at three epochs), cross-entropy, one seeded shuffle per epoch (``seed`` also fixes the initial
-    weights, so the same call gives the same weights). ``history`` holds the mean training
-    loss and seconds per epoch. Returns the model in eval mode.
+    Trained by vaelab's trainer (one seeded shuffle per epoch, Adam, cross-entropy), with the
+    learning rate falling along a cosine over the epochs. ``seed`` fixes the initial weights and the shuffles, so
+    the same call gives the same weights; the caller's random streams are left as they were.
+    ``history`` holds the mean training loss and seconds per epoch. ``threads`` None keeps
+    the caller's thread count. Returns the model in eval mode, on the CPU.
     """
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.ndim < 2 or len(x) == 0 or y.shape != (len(x),) or y.dtype not in (torch.int64, torch.int32, torch.uint8):
@@ -154,25 +153,64 @@ def train_classifier(x, y, *, epochs: int = 3, batch_size: int = 128, lr: float 
     y = y.to(torch.int64)
     classes = num_classes or int(y.max()) + 1
     image_shape = tuple(x.shape[1:]) if x.ndim > 2 else (x.shape[1],)
-    with _threads(threads), torch.random.fork_rng(devices=[]):
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule="cosine", seed=seed,
+                         binarize="none", val_size=0, device="cpu",
+                         threads=torch.get_num_threads() if threads is None else threads)
+    with _kept_random_streams():
         torch.manual_seed(seed)
         model = DigitClassifier(image_shape, hidden, classes)
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-        steps = epochs * math.ceil(len(x) / batch_size)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
-        generator = torch.Generator().manual_seed(seed)
-        flat = x.reshape(len(x), -1).to(torch.float32)
-        model.train()
-        for epoch in range(epochs):
-            start, total = time.perf_counter(), 0.0
-            order = torch.randperm(len(flat), generator=generator)
-            for i in range(0, len(flat), batch_size):
-                index = order[i:i + batch_size]
-                loss = F.cross_entropy(model.net(flat.index_select(0, index)), y.index_select(0, index))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                total += float(loss.detach()) * len(index)
-            model.history.append({"epoch": epoch + 1, "loss": total / len(flat), "seconds": time.perf_counter() - start})
+        model.history = _fit(_Objective(model), Batch(x.to(torch.float32), y), config)
     return model.eval()
+
+
+@dataclass(frozen=True)
+class _ClassifierConfig(Config):
+    """What a classifier's training run records (``run.json``): the network's shape."""
+
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    hidden: tuple[int, ...] = (512, 256)
+    num_classes: int = 10
+
+
+class _Objective(Model):
+    """The trainer's view of a :class:`DigitClassifier`: its network (shared, so training
+    updates the classifier itself), cross-entropy over the labelled rows as ``loss`` and
+    logits as ``classify`` (so validation, where there is any, reports ``error``)."""
+
+    name = KIND
+    Config = _ClassifierConfig
+
+    def __init__(self, classifier: DigitClassifier):
+        super().__init__(_ClassifierConfig(classifier.image_shape, classifier.hidden, classifier.num_classes))
+        self.net = classifier.net
+
+    def classify(self, batch: Batch) -> torch.Tensor:
+        x = inputs(batch)
+        return self.net(x.reshape(x.shape[0], -1))
+
+    def loss(self, batch: Batch) -> Loss:
+        batch = as_batch(batch)
+        rows = batch.labelled_rows()
+        cross_entropy = F.cross_entropy(self.classify(batch)[rows], batch.y[rows])
+        return Loss(cross_entropy, {"cross_entropy": cross_entropy}, {"cross_entropy": 1.0})
+
+
+def _fit(objective: _Objective, data: Batch, config: TrainConfig) -> list[dict]:
+    """Train through :func:`vaelab.training.fit` in a temporary run directory (the caller keeps
+    the classifier with ``save``); the per-epoch history from its ``metrics.jsonl``."""
+    with tempfile.TemporaryDirectory(prefix="vaelab-classifier-") as run:
+        fit(objective, data, None, config, run, progress=False)
+        lines = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+    return [{"epoch": m["epoch"], "loss": m["train"]["cross_entropy"], "seconds": m["seconds"]} for m in lines]
+
+
+@contextlib.contextmanager
+def _kept_random_streams():
+    """The trainer seeds torch, NumPy and Python's RNGs; a baseline leaves the caller's as they were."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            yield
+    finally:
+        np.random.set_state(numpy_state)
+        random.setstate(python_state)

@@ -13,7 +13,7 @@ import torch
 from ..data import Dataset, has_test_split, load_dataset, split_test
 from ..data.sources import canonical_spec
 from ..errors import VaelabError, VaelabWarning
-from ..io import atomic_write_bytes, atomic_write_json
+from ..files import atomic_write_bytes, atomic_write_json
 
 HELD_OUT_FRACTION = 0.1  # user data without a test split: the part comparisons measure on
 
@@ -104,7 +104,8 @@ def same_data(a: str, b: str) -> bool:
 def load_run(run, spec: str, shape, option: str = "--run"):
     """A trained model to measure on ``spec``, refused when its run recorded other data or
     its input shape differs: its numbers would silently describe images it never saw."""
-    from ..io import load, read_run_record
+    from ..files import read_run_record
+    from ..io import load
 
     model = load(run)
     if tuple(model.input_shape) != tuple(shape):
@@ -123,7 +124,8 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
     """Train a model into ``out`` (validated on ``val_data`` when given); a finished run there
     with the same settings is loaded instead, and an interrupted one is resumed, so
     re-running a comparison is cheap."""
-    from ..io import load, read_run_record
+    from ..files import read_run_record
+    from ..io import load
     from ..training import train
 
     if (out / "run.json").exists():

@@ -21,6 +21,7 @@ import torch
 
 from vaelab.data.sources import Dataset
 from vaelab.errors import VaelabError
+from vaelab.files import atomic_write_bytes, read_safetensors, serialize
 
 UNLABELLED = -1
 QUADRANT_FILL = -1.0
@@ -136,10 +137,6 @@ def encoded(model, ds: Dataset, path: str | os.PathLike, batch_size: int = 500) 
     if the model should see 0/1 inputs. ``extras`` describe the input and are not carried.
     A file at ``path`` that is not such a cache is refused, never overwritten.
     """
-    # vaelab.io imports the model registry; imported here so that importing vaelab.data
-    # does not pull every model family in.
-    from vaelab.io import atomic_write_bytes, serialize
-
     _check_whole(batch_size, "batch_size", "rows per batch")
     _check_encodable(model, ds)
     path = Path(path)
@@ -190,8 +187,6 @@ def _check_encodable(model, ds: Dataset) -> None:
 def _read_cache(path: Path, key: str, rows: int) -> torch.Tensor | None:
     """The cached codes if ``path`` holds a cache with fingerprint ``key``; None if absent or
     stale; refuses a file that is not such a cache rather than overwrite it."""
-    from vaelab.io import read_safetensors
-
     if not path.exists():
         return None
     try:

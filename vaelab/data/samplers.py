@@ -1,4 +1,4 @@
-"""Samplers: which rows make each training step's :class:`~vaelab.models.base.Batch`.
+"""Samplers: which rows make each training step's :class:`~vaelab.data.batch.Batch`.
 
 A sampler holds its data as tensors and draws every epoch's order at the epoch's start from
 its own generators, so the states of those generators at an epoch's start (``epoch_state``)
@@ -17,14 +17,41 @@ DDP's gradient average is the global batch's mean gradient even when shares diff
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Iterator
 
 import torch
 
 from ..errors import VaelabError
+from ..files import read_json
 from .batch import Batch
 
 BINARIZE = ("none", "dynamic", "static")
+
+
+def resolve_binarize(setting: str, model, run: str | os.PathLike | None = None) -> str:
+    """``setting``, or for "auto": what the run in ``run`` recorded (inputs are then encoded
+    the way its encoder saw them), else dynamic for a Bernoulli likelihood and none otherwise.
+    The one home of the "auto" rule: training, evaluation, codes and the CLI all ask here."""
+    if setting != "auto":
+        return setting
+    recorded = _recorded_binarize(Path(run)) if run is not None else None
+    if recorded is not None:
+        return recorded
+    return "dynamic" if getattr(getattr(model, "config", None), "likelihood", None) == "bernoulli" else "none"
+
+
+def _recorded_binarize(run: Path) -> str | None:
+    """The binarization ``run.json`` resolved at training time (None: no usable record)."""
+    path = run / "run.json"
+    if not path.is_file():
+        return None
+    try:
+        value = read_json(path, "run record").get("resolved", {}).get("binarize")
+    except (VaelabError, AttributeError):
+        return None
+    return value if value in BINARIZE else None
 
 
 def binarize_with(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -21,6 +21,7 @@ import torch
 from ..data.batch import Batch
 from ..data.sources import Dataset
 from ..errors import VaelabError
+from ..threads import threads
 from .progress import Progress
 
 DEFAULT_MAX_ROWS = 4096  # decoder rows per chunk: large enough for GEMM, small enough for cache
@@ -110,16 +111,11 @@ def _estimate(model, log_weights, x: Batch, k: int, seed: int, max_rows: int,
               done: Callable[[int], None] | None) -> torch.Tensor:
     device = next(model.parameters()).device
     points = max(1, min(len(x), max_rows // k))
-    threads = torch.get_num_threads()
-    workers = min(threads, math.ceil(len(x) / points)) if device.type == "cpu" else 1
+    workers = min(torch.get_num_threads(), math.ceil(len(x) / points)) if device.type == "cpu" else 1
     if workers <= 1:
         return _sequential(log_weights, device, x, 0, k, seed, max_rows, done)
     share = math.ceil(len(x) / points / workers) * points  # whole point batches per thread
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            parts = pool.map(lambda s: _sequential(log_weights, device, x[s:s + share], s, k, seed, max_rows, done),
-                             range(0, len(x), share))
-            return torch.cat(list(parts))
-    finally:
-        torch.set_num_threads(threads)
+    with threads(1), ThreadPoolExecutor(workers) as pool:  # parallel over point batches, not inside ops
+        parts = pool.map(lambda s: _sequential(log_weights, device, x[s:s + share], s, k, seed, max_rows, done),
+                         range(0, len(x), share))
+        return torch.cat(list(parts))

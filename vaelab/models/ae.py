@@ -21,7 +21,7 @@ from ..nn.corruption import CORRUPTIONS, corrupt
 from ..nn.deterministic import PointMass, squared_error_likelihood
 from ..nn.init import glorot_, output_bias_from_data_
 from ..nn.likelihoods import Bernoulli
-from ..nn.mlp import ACTIVATIONS, mlp
+from ..nn.mlp import mlp, validate_network
 from .base import Batch, Loss, Model, inputs
 from . import fields
 from .registry import register
@@ -29,16 +29,9 @@ from .registry import register
 RECON_LOSSES = ("mse", "bernoulli")
 
 
-def validate_network(cfg, conv: bool) -> None:
-    """Checks shared by the autoencoder configs (same messages as the VAE's)."""
-    require(all(s > 0 for s in cfg.input_shape),
-            f"input_shape must be positive C,H,W, got {list(cfg.input_shape)}")
-    require(cfg.latent_dim > 0, f"latent_dim must be positive, got {cfg.latent_dim}")
-    require(all(h > 0 for h in cfg.hidden), f"hidden layer sizes must be positive, got {list(cfg.hidden)}")
-    choice("activation", cfg.activation, tuple(ACTIVATIONS))
-    if conv:
-        require(len(cfg.channels) > 0 and all(c > 0 for c in cfg.channels),
-                f"conv channels must be a non-empty list of positive sizes, got {list(cfg.channels)}")
+def validate_autoencoder(cfg, conv: bool) -> None:
+    """An autoencoder's settings: the network checks every family shares, then its own."""
+    validate_network(cfg, conv)
     choice("loss", cfg.loss, RECON_LOSSES)
     choice("corruption", cfg.corruption, CORRUPTIONS)
     require(cfg.noise_level >= 0 and cfg.noise_level == cfg.noise_level,
@@ -47,7 +40,6 @@ def validate_network(cfg, conv: bool) -> None:
         require(cfg.noise_level <= 1,
                 f"noise_level is a probability for {cfg.corruption} corruption; it must lie in [0, 1], "
                 f"got {cfg.noise_level}")
-    choice("init", cfg.init, ("torch", "glorot"))
 
 
 @dataclass(frozen=True)
@@ -76,7 +68,7 @@ class AEConfig(Config):
 
     def validate(self) -> None:
         choice("backbone", self.backbone, ("mlp", "conv"))
-        validate_network(self, self.backbone == "conv")
+        validate_autoencoder(self, self.backbone == "conv")
 
 
 class Autoencoder(Model):

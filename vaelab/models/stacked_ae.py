@@ -25,7 +25,7 @@ from ..config import Config, require
 from ..nn.corruption import corrupt
 from ..nn.mlp import activation
 from ..nn.init import glorot_, output_bias_from_data_
-from .ae import Autoencoder, mlp_autoencoder, validate_network
+from .ae import Autoencoder, mlp_autoencoder, validate_autoencoder
 from .base import Batch, inputs
 from . import fields
 from .registry import register
@@ -58,7 +58,7 @@ class StackedAEConfig(Config):
     pretrain_batch_size: int = field(default=100, metadata={"help": "minibatch size of the layer-wise pretraining"})
 
     def validate(self) -> None:
-        validate_network(self, conv=False)
+        validate_autoencoder(self, conv=False)
         require(len(self.hidden) > 0,
                 "stacked-ae needs at least one hidden layer, e.g. hidden 500,250; use 'ae' for a shallow autoencoder")
         require(self.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0 (0 = no pretraining), got {self.pretrain_epochs}")

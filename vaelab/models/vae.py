@@ -18,7 +18,7 @@ from ..config import Config, choice, require
 from ..nn.conv import ConvDecoder, ConvEncoder
 from ..nn.init import glorot_, output_bias_from_data_
 from ..nn.likelihoods import LIKELIHOODS, make_likelihood
-from ..nn.mlp import ACTIVATIONS, mlp
+from ..nn.mlp import mlp, validate_network
 from .base import Batch, Loss, Model, inputs
 from . import fields
 from .registry import register
@@ -56,22 +56,13 @@ class VAEConfig(Config):
     output_bias_from_data: bool = fields.output_bias_from_data(True)
 
     def validate(self) -> None:
-        require(all(s > 0 for s in self.input_shape),
-                f"input_shape must be positive C,H,W, got {list(self.input_shape)}")
-        require(self.latent_dim > 0, f"latent_dim must be positive, got {self.latent_dim}")
-        require(all(h > 0 for h in self.hidden),
-                f"hidden layer sizes must be positive, got {list(self.hidden)}")
-        choice("activation", self.activation, tuple(ACTIVATIONS))
         choice("backbone", self.backbone, ("mlp", "conv"))
-        if self.backbone == "conv":
-            require(len(self.channels) > 0 and all(c > 0 for c in self.channels),
-                    f"conv channels must be a non-empty list of positive sizes, got {list(self.channels)}")
+        validate_network(self, self.backbone == "conv")
         choice("likelihood", self.likelihood, LIKELIHOODS)
         require(self.sigma > 0, f"sigma must be > 0, got {self.sigma}")
         require(self.beta >= 0, f"beta must be >= 0 (1 is the ELBO), got {self.beta}")
         require(self.kl_warmup_epochs >= 0,
                 f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
-        choice("init", self.init, ("torch", "glorot"))
 
 
 class _SampleAndKL(torch.autograd.Function):

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from ..errors import VaelabError, brief
-from ..io import WriteError, atomic_write_bytes, fsync_dir, load_state, read_safetensors, serialize
+from ..files import WriteError, atomic_write_bytes, fsync_dir, read_safetensors, serialize
+from ..io import load_state
 
 FORMAT = "vaelab-checkpoint"
 VERSION = "3"  # 3: one optimizer per phase; 2: the checksum covers the state record; 1 and 2 are still read

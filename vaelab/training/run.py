@@ -9,7 +9,8 @@ import torch
 from ..data import Dataset, has_test_split, load_dataset, split_test, split_validation
 from ..data.sources import TEST_SPLIT_SEED, canonical_spec
 from ..errors import VaelabError
-from ..io import read_run_record, state_bytes
+from ..files import read_run_record
+from ..io import state_bytes
 from ..models.base import Model
 from ..models.registry import build, model_class
 from .trainer import TrainConfig, TrainResult, fit

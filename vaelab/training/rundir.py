@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VaelabError, brief
-from ..io import WriteError, atomic_write_bytes, fsync_dir, read_run_record, remove_stale_temporaries
+from ..files import WriteError, atomic_write_bytes, fsync_dir, read_run_record, remove_stale_temporaries
 from .checkpoint import previous_path
 
 RUN_FILES = ("run.json", "config.json", "model.safetensors", "metrics.jsonl", "samples.png",

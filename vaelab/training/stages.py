@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 
 from ..errors import VaelabError
-from ..io import STAGES_FILE, atomic_write_json, read_json
+from ..files import atomic_write_json, read_json
+from ..io import STAGES_FILE
 from ..models.pipeline import Stage
 
 PLAN_FORMAT = 1

@@ -23,13 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
 from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batch import Batch
-from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler
+from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler, resolve_binarize
 from ..errors import VaelabError, VaelabWarning
-from ..io import atomic_write_json, model_record, save
+from ..files import atomic_write_json
+from ..io import model_record, save
+from ..threads import threads
+from ..version import __version__
 from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
 from .distributed import Context, context, is_lost, local_device, lost, test_exit
@@ -152,27 +154,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaelabError(f"--device {name} asked for, but no CUDA device is available; use --device cpu")
     return torch.device(name)
-
-
-def resolve_binarize(setting: str, model) -> str:
-    if setting != "auto":
-        return setting
-    return "dynamic" if getattr(model.config, "likelihood", None) == "bernoulli" else "none"
-
-
-def set_threads(threads: int) -> None:
-    torch.set_num_threads(threads or os.cpu_count() or 1)
-
-
-@contextlib.contextmanager
-def threads(n: int):
-    """Use ``n`` CPU threads (0 = all cores) inside the block, then restore the caller's."""
-    previous = torch.get_num_threads()
-    set_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def checkpoint_bytes(model) -> int:

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ..data.batch import as_batch
 from ..errors import VaelabError
-from ..io import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 
 def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int | None = None) -> Image.Image:

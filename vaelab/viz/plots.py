@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import VaelabError
-from ..io import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 
 def _figure(width: float, height: float):
