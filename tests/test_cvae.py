@@ -154,7 +154,7 @@ def test_missing_or_hidden_labels_are_refused(model, test_batch):
     with pytest.raises(VaelabError, match="2 rows are unlabelled"):
         model.loss(partly)
     with pytest.raises(VaelabError, match="class indices as y"):
-        model.loss(Batch(test_batch.x[:4], torch.rand(4, 3)))
+        model.loss(Batch(test_batch.x[:4], torch.rand(4)))
 
 
 def test_cli_eval_sample_and_reconstruct(run, data_dir, tmp_path, capsys):
