@@ -140,9 +140,10 @@ def timeout_seconds() -> int:
 def lost(exc: BaseException, rank: int, last) -> JobError:
     """One line for a collective that failed because another rank died or stopped answering."""
     kept = f"the last checkpoint {last} is intact" if last.exists() else "no checkpoint was written yet"
+    detail = brief(exc).split("] ", 1)[-1].split(". ")[0]  # gloo's text after its source location
     return JobError(f"rank {rank} lost contact with another process of this job (it died, was stopped, or "
-                       f"did not answer within {timeout_seconds()} s: {brief(exc)}); {kept}: "
-                       "run the same command with --resume")
+                    f"did not answer within {timeout_seconds()} s: {detail}); {kept}: "
+                    "run the same command with --resume")
 
 
 def is_lost(exc: BaseException) -> bool:
