@@ -35,8 +35,7 @@ def _gloo() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.skipif(_gloo() is not None, reason=f"{_gloo()}: torchrun jobs cannot run"),
-              pytest.mark.slow]
+pytestmark = pytest.mark.skipif(_gloo() is not None, reason=f"{_gloo()}: torchrun jobs cannot run")
 
 AE = ["ae", "--hidden", "32", "--latent-dim", "4"]
 VAE = ["vae", "--hidden", "32", "--latent-dim", "4"]
@@ -146,6 +145,7 @@ def _wait_for(path: Path, proc: subprocess.Popen) -> None:
 ATOL = 1e-5
 
 
+@pytest.mark.slow  # three jobs
 def test_two_processes_equal_one_process_with_the_same_global_batch(npy, tmp_path):
     args = [*AE, "--data", npy, *SETTINGS, "--epochs", "2"]
     two = _ok(_train(2, [*args, "--out", str(tmp_path / "two")]))
@@ -168,19 +168,34 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(npy, tmp_pat
     assert max(float((a[k] - c[k]).abs().max()) for k in a) > 100 * ATOL
 
 
-def test_killed_job_resumes_to_the_uninterrupted_weights_bit_for_bit(npy, tmp_path):
-    """A VAE (each rank its own noise, each rank's RNG in the checkpoint): SIGKILL to the
-    whole job after its first checkpoint, then the same command with --resume."""
-    if not Path("/proc/self/stat").exists():
+def _interrupt(job: subprocess.Popen) -> subprocess.CompletedProcess:
+    """Ctrl-C as a terminal sends it: SIGINT to torchrun, which passes it on to its workers."""
+    job.send_signal(signal.SIGINT)
+    return _finish(job)
+
+
+@pytest.mark.slow  # three jobs each
+@pytest.mark.parametrize("stop", ["sigkill", "sigint"])
+def test_stopped_job_resumes_to_the_uninterrupted_weights_bit_for_bit(npy, tmp_path, stop):
+    """A VAE (each rank its own noise, each rank's RNG in the checkpoint) stopped after its
+    first checkpoint, by SIGKILL to the whole job or by Ctrl-C (a checkpoint at the step
+    it reached), then the same command with --resume."""
+    if stop == "sigkill" and not Path("/proc/self/stat").exists():
         pytest.skip("finding torchrun's workers needs /proc")
     args = [*VAE, "--data", npy, *SETTINGS, "--epochs", "3"]
     _ok(_train(2, [*args, "--out", str(tmp_path / "whole")]))
-    run = tmp_path / "killed"
+    run = tmp_path / "stopped"
     job = _start(2, [*args, "--out", str(run)], VAELAB_TEST_WRITE_DELAY="0.3")
     _wait_for(run / "checkpoints" / "last.safetensors", job)
-    _kill_job(job)
+    if stop == "sigkill":
+        _kill_job(job)
+    else:
+        stopped = _interrupt(job)
+        assert stopped.returncode != 0
+        errors = _errors(stopped.stderr)
+        assert len(errors) == 1 and "stopped by SIGINT" in errors[0] and "--resume" in errors[0], stopped.stderr
     done = read_checkpoint(run / "checkpoints" / "last.safetensors")[1]["counters"]["epoch"]
-    assert done < 3, "the job finished before it was killed; the test proved nothing"
+    assert done < 3, "the job finished before it was stopped; the test proved nothing"
     resumed = _ok(_train(2, [*args, "--out", str(run), "--resume"]))
     assert resumed.stdout.count("trained 3 epochs") == 1
     a, b = _weights(run), _weights(tmp_path / "whole")

@@ -458,10 +458,10 @@ def main(argv: list[str] | None = None) -> int:
         code = getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training
         if code == 130 and argv is None:
             _leaving()
-        if not (quiet and getattr(exc, "job_wide", False)):
+        if quiet:
+            _other_rank_error(exc)
+        else:
             print(f"error: {exc}", file=sys.stderr)
-        elif argv is None:
-            time.sleep(RANK0_GRACE)  # torchrun stops every rank once one exits: let rank 0 say it first
         return code
     except KeyboardInterrupt:
         if argv is None:
@@ -483,6 +483,15 @@ def _no_stdout(quiet: bool):
 
 
 RANK0_GRACE = 1.0  # seconds
+
+
+def _other_rank_error(exc: VaelabError) -> None:
+    """Another rank's error, said after a moment and only if it is this rank's alone: torchrun
+    ends every rank once one exits, so where all ranks failed alike rank 0 has said it and
+    this process is stopped before it repeats it."""
+    time.sleep(RANK0_GRACE)
+    if not getattr(exc, "job_wide", False):
+        print(f"error: rank {os.environ.get('RANK')}: {exc}", file=sys.stderr)
 
 
 def _other_rank() -> bool:

@@ -140,9 +140,10 @@ def timeout_seconds() -> int:
 def lost(exc: BaseException, rank: int, last) -> JobError:
     """One line for a collective that failed because another rank died or stopped answering."""
     kept = f"the last checkpoint {last} is intact" if last.exists() else "no checkpoint was written yet"
+    detail = brief(exc).split("] ", 1)[-1].split(". ")[0]  # gloo's text after its source location
     return JobError(f"rank {rank} lost contact with another process of this job (it died, was stopped, or "
-                       f"did not answer within {timeout_seconds()} s: {brief(exc)}); {kept}: "
-                       "run the same command with --resume")
+                    f"did not answer within {timeout_seconds()} s: {detail}); {kept}: "
+                    "run the same command with --resume")
 
 
 def is_lost(exc: BaseException) -> bool:
@@ -152,7 +153,7 @@ def is_lost(exc: BaseException) -> bool:
     kinds = tuple(k for k in (getattr(dist, "DistError", None),) if k is not None)
     text = str(exc)
     return isinstance(exc, kinds) or any(s in text for s in ("Connection closed by peer", "Connection reset",
-                                                              "Timed out", "timed out", "NCCL", "Gloo", "gloo"))
+                                                              "Timed out", "timed out"))
 
 
 def test_exit(rank: int, step: int) -> None:

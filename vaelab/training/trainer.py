@@ -489,10 +489,10 @@ class _Training:
         if self.val is None:
             return None
         self.model.eval()
-        part = self.val if not self.ctx.active else \
-            self.val[self.ctx.rank * len(self.val) // self.ctx.world:(self.ctx.rank + 1) * len(self.val) // self.ctx.world]
-        values = validation_terms(self.model, part, self.config.eval_batch_size,
-                                  reduce=self.ctx.sum if self.ctx.active else None)
+        n, world, rank = len(self.val), self.ctx.world, self.ctx.rank
+        split = self.ctx.active and n >= world  # each rank its share; a set smaller than the job whole on each
+        part = self.val[rank * n // world:(rank + 1) * n // world] if split else self.val
+        values = validation_terms(self.model, part, self.config.eval_batch_size, reduce=self.ctx.sum if split else None)
         bad = [k for k, v in values.items() if not math.isfinite(v)]
         if bad:
             raise VaelabError(f"validation loss became non-finite after epoch {self.counters['epoch'] + 1} "
