@@ -148,8 +148,12 @@ def soak(data: str, work: Path, args, log=print) -> dict:
             during_write += mid_write
             lasts = sorted(out.glob("**/checkpoints/last.safetensors"))
             last = lasts[-1] if lasts else out / "checkpoints" / "last.safetensors"  # the running stage's
-            if args.corrupt > 0 and rng.random() < args.corrupt and last.exists() and \
-                    (last.parent / "last.prev.safetensors").exists():
+            prev = last.parent / "last.prev.safetensors"
+            # A disk that loses unsynced data damages a newly written `last`, never the synced
+            # one that a kill between keeping it as `.prev` (a hard link) and the rename left
+            # under both names.
+            if args.corrupt > 0 and rng.random() < args.corrupt and last.exists() and prev.exists() and \
+                    not os.path.samefile(last, prev):
                 last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
                 corrupted += 1
         if failed is None:
