@@ -41,7 +41,8 @@ from vaelab.models.vae import VAEConfig  # noqa: E402
 from vaelab.training import TrainConfig  # noqa: E402
 from vaelab.training.checkpoint import FORMAT, VERSION, _digest, read_checkpoint, restore_checkpoint  # noqa: E402
 from vaelab.training.terms import restore_epoch_terms  # noqa: E402
-from vaelab.training.trainer import _check_counters, make_adam  # noqa: E402
+from vaelab.training.step import make_adam  # noqa: E402
+from vaelab.training.trainer import _check_counters  # noqa: E402
 
 FUZZ = settings(max_examples=int(os.environ.get("VAELAB_FUZZ_EXAMPLES", 150)), deadline=3000, database=None,
                 derandomize=not os.environ.get("VAELAB_FUZZ_RANDOM"),

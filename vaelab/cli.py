@@ -37,12 +37,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models import names
     from .version import __version__
 
     parser = _Parser(prog="vaelab", description="Train, measure and look inside autoencoders.")
     parser.add_argument("--version", action="version", version=f"vaelab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    _add_train_command(sub)
+    _add_eval_command(sub)
+    _add_sample_command(sub)
+    _add_reconstruct_command(sub)
+    _add_encode_command(sub)
+    _add_demo_command(sub)
+    from .compare.cli import add_compare_parser
+    add_compare_parser(sub)
+    return parser
+
+
+def _add_train_command(sub) -> None:
+    """``vaelab train MODEL``: one sub-parser per registered model."""
+    from .models import names
 
     p = sub.add_parser("train", help="train a model and write its run directory",
                        description="Train a model on a dataset. The run directory records the full "
@@ -52,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in names():
         _add_train_parser(models, name)
 
+
+def _add_eval_command(sub) -> None:
+    """``vaelab eval RUN``: the figures the model can report, on a split."""
     p = sub.add_parser("eval", help="measure a trained model (ELBO, IS-NLL, active units, MSE, PSNR)",
                        description="Evaluate a run or model directory on a dataset split.")
     p.add_argument("run", help="run or model directory")
@@ -73,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no progress report of the log-likelihood estimate (a bar on a terminal, else a "
                         "line every 5 %% on stderr)")
 
+
+def _add_sample_command(sub) -> None:
+    """``vaelab sample RUN``: decoded samples as a PNG grid."""
     p = sub.add_parser("sample", help="decode prior samples into a PNG grid")
     p.add_argument("run", help="run or model directory")
     p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
@@ -89,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 
+
+def _add_reconstruct_command(sub) -> None:
+    """``vaelab reconstruct RUN``: chosen images above their reconstructions."""
     p = sub.add_parser("reconstruct", help="PNG grid of inputs above their reconstructions")
     p.add_argument("run", help="run or model directory")
     _data_args(p)
@@ -100,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show N images drawn at random with this seed instead of the first N")
     p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
 
+
+def _add_encode_command(sub) -> None:
+    """``vaelab encode RUN``: a split's codes and labels as .npz."""
     p = sub.add_parser("encode", help="write a dataset's codes (posterior means, log-variances) and labels to .npz",
                        description="Encode a dataset split with a trained model and write one .npz of named "
                                    "arrays, row i for image i: mean and logvar (VAE) or code (autoencoders), "
@@ -114,14 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
 
+
+def _add_demo_command(sub) -> None:
+    """``vaelab demo``: a small VAE on scikit-learn's digits."""
     p = sub.add_parser("demo", help="train a small VAE on scikit-learn's bundled digits (no download)")
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
                                                      "(default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
-
-    from .compare.cli import add_compare_parser
-    add_compare_parser(sub)
-    return parser
 
 
 def _add_train_parser(models, name: str) -> None:

@@ -36,10 +36,10 @@ from ..words import count
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
 from .distributed import Context, context, is_lost, local_device, lost, test_exit
 from .report import epoch_bar, summary, write_line
-from .rundir import CHECKPOINT_FILES, RUN_FILES, RunDir  # noqa: F401  (the layout's names, for callers)
+from .rundir import RunDir
 from .schedules import SCHEDULES, learning_rate
 from .signals import StopRequest, TrainingInterrupted
-from .step import Stepper, make_adam, nonfinite_error  # noqa: F401  (make_adam: one Adam for every caller)
+from .step import Stepper, nonfinite_error
 from .terms import EpochTerms, restore_epoch_terms
 from .validation import monitored, validation_terms
 
@@ -360,8 +360,8 @@ class _Training:
         of an epoch a Ctrl-C cut short (None at an epoch boundary)."""
         try:
             tensors, state, used = read_resume_checkpoint(self.dir.last)
-            generators = {k: g for k, g in self.sampler.generators.items()}
-            restored = restore_checkpoint(tensors, state, self.model, self.stepper.optimizers, generators, used)
+            restored = restore_checkpoint(tensors, state, self.model, self.stepper.optimizers,
+                                          self.sampler.generators, used)
             self.counters = _check_counters(restored, used)
             own, gpu = tensors.get(f"rng/torch@{self.ctx.rank}"), tensors.get(f"rng/cuda@{self.ctx.rank}")
             if self.ctx.rank and own is not None:
@@ -488,7 +488,6 @@ class _Training:
     def _validate(self) -> dict[str, float] | None:
         if self.val is None:
             return None
-        self.model.eval()
         n, world, rank = len(self.val), self.ctx.world, self.ctx.rank
         split = self.ctx.active and n >= world  # each rank its share; a set smaller than the job whole on each
         part = self.val[rank * n // world:(rank + 1) * n // world] if split else self.val
