@@ -58,3 +58,13 @@ def trained_vae(mnist_small, tmp_path_factory):
                           config={**FAST, "epochs": 4, "lr": 3e-3, "val_size": 0},
                           val_data=mnist_small.val, progress=False)
     return result.model.eval()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """One headless Chromium for the session (skips, with the reason, where none can start)."""
+    from browser import start_browser
+
+    driver = start_browser()
+    yield driver
+    driver.quit()
