@@ -15,7 +15,7 @@ from .errors import VaelabError
 from .options import Option, add_options, comma_list, key_spellings, options, valid_keys
 from .words import count
 
-RESUME_MAY_CHANGE = ("epochs", "threads", "device")
+RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard")
 
 
 _ints = comma_list(int)  # --indices 3,17,42
@@ -49,6 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reconstruct_command(sub)
     _add_encode_command(sub)
     _add_demo_command(sub)
+    _add_curves_command(sub)
+    _add_report_command(sub)
     from .compare.cli import add_compare_parser
     add_compare_parser(sub)
     return parser
@@ -147,6 +149,38 @@ def _add_demo_command(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
                                                      "(default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+
+
+def _add_curves_command(sub) -> None:
+    """``vaelab curves RUN [RUN ...]``: training curves of runs, overlaid."""
+    p = sub.add_parser("curves", help="plot loss terms, validation values and the learning rate against epoch",
+                       description="Read each run's metrics.jsonl and draw one small panel per quantity, "
+                                   "the runs overlaid (solid: training, dashed: validation).")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (a run of stages: one curve per stage)")
+    p.add_argument("-o", "--output", default="curves.png", help="PNG file to write (default: curves.png)")
+
+
+def _add_report_command(sub) -> None:
+    """``vaelab report RUN [RUN ...]``: one self-contained HTML page of runs."""
+    p = sub.add_parser("report", help="write one self-contained HTML report of runs (settings, metrics, curves, "
+                                      "pictures)",
+                       description="Write one HTML file, every image embedded, that opens from disk: per run "
+                                   "its settings, data, wall time, metrics (best and last epoch, a quick test "
+                                   "evaluation), curves and the pictures that fit the model; several runs are "
+                                   "compared in one table.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default: report.html)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="data for the test evaluation and the reconstructions (default: the data each run records)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
+    p.add_argument("--eval-images", type=int, default=1000, metavar="N",
+                   help="test images evaluated per run (default: 1000; 0 = no evaluation)")
+    p.add_argument("--nll-samples", type=int, default=0, metavar="K",
+                   help="importance samples for the test log-likelihood (default: 0 = skip; it costs minutes)")
+    p.add_argument("--label", type=int, default=None, metavar="Y",
+                   help="label-conditional models: samples of this class (default: classes cycled)")
+    p.add_argument("--seed", type=int, default=0, help="seed of samples and evaluation (default: 0)")
 
 
 def _add_train_parser(models, name: str) -> None:
@@ -403,6 +437,21 @@ def cmd_demo(args) -> None:
         print(f"  {out / name}")
 
 
+def cmd_curves(args) -> None:
+    from .viz.curves import plot_curves
+
+    print(f"wrote {plot_curves(args.runs, args.output)}")
+
+
+def cmd_report(args) -> None:
+    from .viz.report import make_report
+
+    path = make_report(args.runs, args.output, data=args.data, data_dir=args.data_dir,
+                       eval_images=args.eval_images, nll_samples=args.nll_samples, label=args.label,
+                       seed=args.seed)
+    print(f"wrote {path}")
+
+
 def _cmd_compare(args) -> None:
     from .compare.cli import cmd_compare
     cmd_compare(args)
@@ -475,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
                 "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare}
+    handlers.update(curves=cmd_curves, report=cmd_report)
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):
