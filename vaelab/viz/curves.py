@@ -161,12 +161,10 @@ def curves_png(runs, ncols: int = 4) -> bytes:
 
 
 def _render(found: list[History], ncols: int = 4) -> bytes:
-    from .plots import _figure
-
     names = quantities(found)
     ncols = min(ncols, len(names))
     nrows = math.ceil(len(names) / ncols)
-    fig = _figure(3.4 * ncols, 2.6 * nrows + 0.4)
+    fig = _figure(3.2 * ncols, 2.4 * nrows, legend_rows=math.ceil(2 * len(found) / 4))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, name in zip(axes.flat, names):
         _panel(ax, name, found)
@@ -176,11 +174,25 @@ def _render(found: list[History], ncols: int = 4) -> bytes:
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             legend.setdefault(label, handle)
-    fig.legend(list(legend.values()), list(legend), loc="outside lower center", ncols=min(4, len(legend)),
+    fig.legend(list(legend.values()), list(legend), loc="lower center", ncols=min(4, len(legend)),
                fontsize="small", frameon=False)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _figure(width: float, height: float, legend_rows: int):
+    """A figure with fixed margins: one drawing pass (a layout engine takes two, and curves
+    are drawn for every run of a report)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    legend = 0.22 * legend_rows + 0.1
+    fig = Figure(figsize=(width, height + legend), dpi=90)
+    FigureCanvasAgg(fig)
+    fig.subplots_adjust(left=0.6 / width, right=1 - 0.1 / width, top=1 - 0.3 / (height + legend),
+                        bottom=(legend + 0.45) / (height + legend), wspace=0.3, hspace=0.5)
+    return fig
 
 
 def _panel(ax, name: str, found: list[History]) -> None:
