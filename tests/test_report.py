@@ -136,3 +136,25 @@ def test_the_report_opens_in_a_browser_with_every_image_decoded(browser, runs, d
     browser.get(damaged.as_uri())
     assert len(broken_images(browser)) == 1
     console_errors(browser)  # cleared for the next test
+
+
+@pytest.fixture(scope="module")
+def other_runs(mnist_small, tmp_path_factory):
+    """A tiny label-conditional VAE and a tiny autoencoder (1 epoch each)."""
+    root = tmp_path_factory.mktemp("report-other")
+    for name in ("cvae", "ae"):
+        vaelab.train(name, mnist_small.train.subset(slice(0, 300)), root / name, model_config=TINY,
+                     config={**FAST, "epochs": 1, "val_size": 0}, progress=False)
+    return root
+
+
+def test_a_conditional_model_samples_by_class_and_an_autoencoder_from_its_codes(other_runs, data_dir, tmp_path):
+    cvae = vaelab.load(other_runs / "cvae")
+    page = make_report([other_runs / "cvae"], tmp_path / "c.html", data_dir=data_dir, eval_images=100).read_text()
+    assert png_bytes(grid(sample_images(cvae, 60, 0), nrow=10)) in _images(page)  # column j is class j
+    assert "column j is class j (0..9)" in page and "<td>celbo</td>" in page
+    page = make_report([other_runs / "cvae"], tmp_path / "c3.html", data_dir=data_dir, eval_images=0,
+                       label=3).read_text()
+    assert png_bytes(grid(sample_images(cvae, 64, 0, label=3))) in _images(page)
+    page = make_report([other_runs / "ae"], tmp_path / "a.html", data_dir=data_dir, eval_images=100).read_text()
+    assert "Gaussian fitted to the codes of 1000 test images" in page and len(_images(page)) == 3
