@@ -102,8 +102,10 @@ def test_a_new_section_is_one_entry_and_may_decline(runs, data_dir, tmp_path, mo
 def test_cli_writes_the_report(runs, data_dir, tmp_path, capsys):
     out = tmp_path / "made" / "here" / "report.html"  # missing directories are created, as for every -o
     assert main(["report", str(runs / "small"), "-o", str(out), "--data-dir", str(data_dir),
-                 "--eval-images", "50"]) == 0
-    assert out.is_file() and "wrote" in capsys.readouterr().out
+                 "--eval-images", "50", "--nll-samples", "4"]) == 0
+    assert "wrote" in capsys.readouterr().out
+    page = out.read_text()
+    assert "first 50 images, binarization dynamic, 4 importance samples" in page and "<td>nll</td>" in page
 
 
 @pytest.mark.parametrize("case, message", [
