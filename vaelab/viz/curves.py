@@ -124,11 +124,12 @@ def histories(runs) -> list[History]:
     found = []
     for label, run in zip(run_labels(runs), runs):
         for suffix, directory, records in run_histories(run):
-            found.append(_history(label + suffix, directory, records))
+            found.append(history(label + suffix, directory, records))
     return found
 
 
-def _history(label: str, run: Path, records: list[dict]) -> History:
+def history(label: str, run: Path, records: list[dict]) -> History:
+    """A History of epoch records (as :func:`run_histories` reads them)."""
     epochs = [r["epoch"] for r in records]
     keys: list[tuple[str, str]] = []
     for r in records:
@@ -157,10 +158,11 @@ def quantities(found: list[History]) -> list[str]:
 def curves_png(runs, ncols: int = 4) -> bytes:
     """PNG bytes of the curves of ``runs`` (paths), one small panel per quantity, runs overlaid
     (one colour each): solid lines training values, dashed lines validation values."""
-    return _render(histories(runs), ncols)
+    return render_curves(histories(runs), ncols)
 
 
-def _render(found: list[History], ncols: int = 4) -> bytes:
+def render_curves(found: list[History], ncols: int = 4) -> bytes:
+    """PNG bytes of the curves of histories already read (see :func:`curves_png`)."""
     names = quantities(found)
     ncols = min(ncols, len(names))
     nrows = math.ceil(len(names) / ncols)

@@ -20,7 +20,7 @@ import torch
 
 from ..errors import VaelabError, brief
 from ..files import atomic_write_bytes, read_json, read_run_record
-from .curves import History, _history, _render, run_histories, run_labels
+from .curves import History, history, render_curves, run_histories, run_labels
 
 
 class NotApplicable(Exception):
@@ -101,15 +101,15 @@ def _gather(run: Path, name: str, data, data_dir, eval_images: int, nll_samples:
     from ..data.samplers import resolve_binarize
     from ..io import load
 
-    history = [_history(name + suffix, directory, records)  # refuses a missing run or one without metrics
-               for suffix, directory, records in run_histories(run)]
+    found = [history(name + suffix, directory, records)  # refuses a missing run or one without metrics
+             for suffix, directory, records in run_histories(run)]
     record = _record(run)
     model = load(run)
     binarize = resolve_binarize("auto", model, run) if (run / "run.json").is_file() else "none"
     test, note = _test_split(run, model, data or record.get("data", {}).get("spec"), data_dir)
     ctx = ReportContext(run, model, record, test, note, binarize, label, seed)
     evaluation, eval_note = _evaluate(ctx, eval_images, nll_samples)
-    return RunReport(name, ctx, history, evaluation, eval_note)
+    return RunReport(name, ctx, found, evaluation, eval_note)
 
 
 def _record(run: Path) -> dict:
@@ -125,6 +125,8 @@ def _test_split(run: Path, model, spec, data_dir):
 
     if not isinstance(spec, str):
         return None, "the run records no data; pass --data SPEC"
+    if getattr(model, "input_shape", None) is None:
+        return None, "its model does not take images as a whole (a run of stages without a composite model)"
     try:
         ds = run_split(run, spec, "test", data_dir=data_dir)
     except VaelabError as exc:
@@ -168,7 +170,7 @@ def render(parts: list[RunReport]) -> str:
     if len(parts) > 1:
         body += ["<h2>Comparison</h2>", _comparison(parts),
                  _figure("the runs overlaid (solid: training, dashed: validation)",
-                         _render([h for p in parts for h in p.history]))]
+                         render_curves([h for p in parts for h in p.history]))]
     body += [_run_section(p) for p in parts]
     return ("<!doctype html><html lang=en><head><meta charset=utf-8><link rel=icon href='data:,'>"
             f"<title>{_e(title)}</title><style>{STYLE}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
@@ -211,7 +213,7 @@ def _comparison(parts: list[RunReport]) -> str:
     header = ["run", "model", "epochs", "best val", "wall time"] + [f"test {k}" for k in keys]
     rows = []
     for p in parts:
-        best = _best(p)
+        best = _best(p.history[-1], _monitor(p))
         test = _scalars(p.evaluation)
         rows.append([p.label, p.ctx.record.get("model", "?"), sum(len(h.epochs) for h in p.history),
                      "" if best is None else f"{best[2]:.4g} ({best[1]}, epoch {best[0]})",
@@ -219,10 +221,12 @@ def _comparison(parts: list[RunReport]) -> str:
     return _table(header, rows)
 
 
-def _best(p: RunReport):
-    """(epoch, name, value) of the best validation value of the run's last history."""
-    h = p.history[-1]
-    monitor = (p.ctx.record.get("train") or {}).get("monitor", "loss")
+def _monitor(p: RunReport) -> str:
+    return (p.ctx.record.get("train") or {}).get("monitor", "loss")
+
+
+def _best(h: History, monitor: str):
+    """(epoch, name, value) of the best validation value (None without validation)."""
     values = h.series.get(("val", monitor))
     finite = [(v, e) for v, e in zip(values or [], h.epochs) if math.isfinite(v)]
     if not finite:
@@ -242,7 +246,7 @@ def _run_section(p: RunReport) -> str:
 
     out = [f"<h2>{_e(p.label)}</h2>", f"<p class=note>{_e(p.ctx.run)}</p>", "<div class=cols>",
            _settings(p), _metrics(p), "</div>", "<h3>Curves</h3>",
-           _figure("solid: training, dashed: validation", _render(p.history))]
+           _figure("solid: training, dashed: validation", render_curves(p.history))]
     for title, make in SECTIONS:
         out.append(f"<h3>{_e(title)}</h3>")
         out.append(_pictures(make, p.ctx))
@@ -290,7 +294,7 @@ def _metrics(p: RunReport) -> str:
     """Best-epoch and last-epoch values of each quantity, then the test evaluation."""
     out = ["<div><h3>Metrics</h3>"]
     for h in p.history:
-        best = _best(RunReport(p.label, p.ctx, [h], None, "")) if h is p.history[-1] else None
+        best = _best(h, _monitor(p)) if h is p.history[-1] else None
         at_best = h.epochs.index(best[0]) if best else None
         header = ["quantity"] + ([f"best (epoch {best[0]})"] if best else []) + [f"last (epoch {h.epochs[-1]})"]
         rows = [[f"{part} {name}" if part else name] + ([values[at_best]] if best else []) + [values[-1]]
