@@ -31,8 +31,9 @@ def samples(ctx: ReportContext) -> list[tuple[str, bytes]]:
         k = ctx.view.num_classes or 10
         images = sample_images(model, k * max(1, SAMPLES // k), ctx.seed)
         return [(f"samples with the classes cycled: column j is class j (0..{k - 1})", png_bytes(grid(images, nrow=k)))]
-    images = sample_images(model, SAMPLES, ctx.seed, label=ctx.label)
-    given = f" of class {ctx.label}" if ctx.label is not None else ""
+    label = ctx.label if takes_label(model) else None  # --label is for the conditional runs of a report
+    images = sample_images(model, SAMPLES, ctx.seed, label=label)
+    given = f" of class {label}" if label is not None else ""
     return [(f"{SAMPLES} samples{given}: decoder means for z ~ N(0, I)", png_bytes(grid(images)))]
 
 
