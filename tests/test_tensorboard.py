@@ -51,3 +51,17 @@ def test_a_missing_tensorboard_package_is_one_line_before_training(mnist_small, 
     with pytest.raises(VaelabError, match="pip install tensorboard"):
         _train(mnist_small, tmp_path / "run", 1)
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
+
+
+def test_a_resume_purges_the_epochs_a_crashed_run_logged_after_its_checkpoint(tmp_path):
+    from vaelab.training.board import Board
+
+    line = lambda epoch, loss: {"epoch": epoch, "lr": 1e-3, "train": {"recon": loss}, "val": {"loss": loss}}  # noqa: E731
+    board = Board(tmp_path, first_epoch=0)
+    for epoch in (1, 2, 3):  # epoch 3 logged, then a crash before its checkpoint
+        board.add(line(epoch, 10.0 - epoch))
+    board.close()
+    board = Board(tmp_path, first_epoch=2)  # resumed from the checkpoint of epoch 2
+    board.add(line(3, 1.5))
+    board.close()
+    assert _scalars(tmp_path)["val/loss"] == [(1, 9.0), (2, 8.0), (3, 1.5)]
