@@ -133,10 +133,17 @@ def test_conditional_midpoints_join_two_images_of_one_class():
 
 
 def test_an_autoencoders_random_codes_come_from_a_gaussian_fitted_to_its_codes():
-    model = _model("ae")
+    from vaelab.viz.coverage import _random_codes
+
+    view = LatentView(_model("ae"))
     x = torch.rand(200, 1, 8, 8)
-    panels = coverage_panels(model, x, n=4)
-    assert "fitted to its codes" in panels[0][1]
+    codes = view.encode(x)
+    z, title = _random_codes(view, x, 20000, torch.Generator().manual_seed(0))
+    assert "Gaussian fit to codes" in title and "Gaussian fit to codes" in coverage_panels(view, x, n=4)[0][1]
+    cov = torch.cov(codes.T)
+    scale = float(cov.diagonal().max())
+    assert torch.allclose(z.mean(0), codes.mean(0), atol=0.05 * scale ** 0.5)  # not N(0, I)'s 0
+    assert torch.allclose(torch.cov(z.T), cov, atol=0.05 * scale)
 
 
 def test_the_png_shows_the_grid_and_differs_by_plane(tmp_path):

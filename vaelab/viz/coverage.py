@@ -36,14 +36,14 @@ def _random_codes(view: LatentView, rows, n: int, g: torch.Generator) -> tuple[t
     """n random codes: from the prior, or from a Gaussian fitted to the codes of ``rows``."""
     eps = torch.randn(n, view.latent_dim, generator=g)
     if has_prior(view):
-        return eps, "random prior points z ~ N(0, I)"
+        return eps, "random codes ~ N(0, I), the prior"
     codes = view.encode(rows).double()
     if len(codes) <= view.latent_dim:
         raise VaelabError(f"fitting a Gaussian to {view.latent_dim}-D codes needs more than {view.latent_dim} "
                           f"images, got {len(codes)}; give more data")
     cov = torch.cov(codes.T) + 1e-6 * torch.eye(view.latent_dim, dtype=torch.float64)
     z = codes.mean(0) + eps.double() @ torch.linalg.cholesky(cov).T
-    return z.float(), "random codes from a Gaussian fitted to its codes (no prior)"
+    return z.float(), "random codes ~ Gaussian fit to codes"
 
 
 def coverage_panels(model, data, n: int = 20, seed: int = 0) -> list[tuple[torch.Tensor, str]]:
