@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from ..errors import VaelabError, VaelabWarning
-from ..evaluation.likelihood import as_rows
 from .grids import grid
 from .latent import LatentView
 from .plots import _figure, _write_png
@@ -121,8 +120,9 @@ def grid_codes(across: torch.Tensor, up: torch.Tensor, dims: tuple[int, int], re
     return z
 
 
-def _placement(view: LatentView, n: int, dims: tuple[int, int], data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
-    """Axis values and the resting point: from the prior, or from the codes of ``data``."""
+def _placement(view: LatentView, n: int, dims: tuple[int, int], data) -> tuple:
+    """(across, up, rest, caption line): axis values and the resting point, from the prior
+    or from the codes of ``data``."""
     size = view.latent_dim
     if has_prior(view):
         rest_note = "; the other coordinates at 0 (the prior mean)" if size > 2 else ""
