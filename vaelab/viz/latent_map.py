@@ -17,6 +17,7 @@ import torch
 from ..errors import VaelabError
 from ..evaluation.likelihood import as_rows
 from ..files import atomic_write_bytes
+from ..words import count
 from .latent import LatentView
 from .plots import project_2d, scatter_2d
 
@@ -82,7 +83,7 @@ def latent_map(model, data, projection: str = "pca", seed: int = 0) -> LatentMap
 def save_latent_map(m: LatentMap, path: str | os.PathLike, title: str | None = None, class_names=None) -> None:
     """The map as a PNG (a legend per class)."""
     size = m.codes.shape[1]
-    title = title or f"{len(m.points)} codes" + ("" if m.projection is None else f" ({size}-D, {m.projection})")
+    title = title or count(len(m.points), "code") + ("" if m.projection is None else f" ({size}-D, {m.projection})")
     scatter_2d(m.points, m.labels, path, title=title, class_names=class_names)
 
 
@@ -118,7 +119,7 @@ def draw_latent_map(run: str | os.PathLike, data: str, output: str | os.PathLike
     m = latent_map(view, images, projection, seed)
     name = getattr(view.model, "name", type(view.model).__name__)
     how = "" if m.projection is None else f", {m.projection} of {m.codes.shape[1]}-D codes"
-    save_latent_map(m, output, f"{name}: {len(m.points)} {split} images of {data}{how}", images.classes)
+    save_latent_map(m, output, f"{name}: {count(len(m.points), split + ' image')} of {data}{how}", images.classes)
     if save_codes is not None:
         save_points(m, save_codes)
     return m

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import VaelabError, VaelabWarning
+from ..words import count
 from .grids import grid
 from .latent import LatentView
 from .plots import _figure, _write_png
@@ -134,7 +136,7 @@ def _placement(view: LatentView, n: int, dims: tuple[int, int], data) -> tuple:
     codes = view.encode(data)
     rest_note = "; the other coordinates at the codes' median" if size > 2 else ""
     return (grid_values(n, codes[:, dims[0]]), grid_values(n, codes[:, dims[1]]), codes.median(0).values,
-            f"grid: quantiles (k + ½)/{n} of the codes of {len(codes)} images "
+            f"grid: quantiles (k + ½)/{n} of the codes of {count(len(codes), 'image')} "
             f"(an autoencoder has no prior){rest_note}")
 
 
@@ -179,7 +181,10 @@ def save_manifold(manifold: Manifold, path: str | os.PathLike, title: str | None
     nrows = math.ceil(panels / ncols)
     arrays = [np.asarray(grid(g, nrow=m.n, pad=0, scale=1)) for g in m.images]
     side = max(3.0, arrays[0].shape[1] / 100)
-    fig = _figure(ncols * (side + 1.0), nrows * (side + 0.9) + 0.4 + 0.25 * len(m.caption))
+    width = ncols * (side + 1.0)
+    caption = [textwrap.fill(line, int(width * 14)) for line in m.caption]  # about 14 small characters an inch
+    lines = sum(line.count("\n") + 1 for line in caption)
+    fig = _figure(width, nrows * (side + 0.9) + 0.4 + 0.2 * lines)
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, (ax, array) in enumerate(zip(axes.flat, arrays)):
         _draw_grid(ax, array, m)
@@ -188,7 +193,7 @@ def save_manifold(manifold: Manifold, path: str | os.PathLike, title: str | None
     for ax in list(axes.flat)[panels:]:
         ax.set_visible(False)
     fig.suptitle(title or f"decoded manifold: z[{m.dims[0]}] across, z[{m.dims[1]}] up")
-    fig.supxlabel("\n".join(m.caption), fontsize="small")
+    fig.supxlabel("\n".join(caption), fontsize="small")
     _write_png(fig, path)
 
 
