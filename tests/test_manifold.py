@@ -195,3 +195,12 @@ def test_cli_manifold_caps_n_with_a_warning(tmp_path, capsys):
     run = vaelab.save(_model("vae"), tmp_path / "small")  # 8×8 images keep a 50×50 grid quick
     code, _, err = cli(capsys, "manifold", run, "--n", "400", "-o", tmp_path / "x.png")
     assert code == 0 and f"warning: --n 400 is more tiles per side than can be read; drawing {MAX_SIDE}" in err
+
+
+def test_cli_style_grid_refuses_a_class_the_model_lacks_and_draws_one_it_has(tmp_path, capsys):
+    run = vaelab.save(_model("cvae", latent_dim=2, num_classes=4), tmp_path / "cvae")
+    code, _, err = cli(capsys, "manifold", run, "--label", "4", "-o", tmp_path / "x.png")
+    assert_one_line_error(code, err, "--label 4 is outside this model's classes 0..3")
+    code, stdout, err = cli(capsys, "manifold", run, "--label", "3", "--n", "3", "-o", tmp_path / "x.png")
+    assert code == 0 and f"wrote {tmp_path / 'x.png'}" in stdout, err
+    assert_png(tmp_path / "x.png")
