@@ -8,6 +8,9 @@ the model's name.
 """
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from .grids import grid, png_bytes, reconstruction_grid, sample_images, takes_label
 from .report import NotApplicable, ReportContext
 
@@ -46,7 +49,43 @@ def reconstructions(ctx: ReportContext) -> list[tuple[str, bytes]]:
              png_bytes(reconstruction_grid(ctx.model, batch)))]
 
 
+MAP_IMAGES = 1000
+
+
+def manifold(ctx: ReportContext) -> list[tuple[str, bytes]]:
+    """The decoded manifold over the two most informative dimensions (style grids per class
+    for a conditional model), from :mod:`.manifold`."""
+    from .manifold import decoded_manifold, save_manifold
+
+    data = ctx.images(MAP_IMAGES, "the manifold ranks dimensions on test images") if ctx.test is not None else None
+    m = decoded_manifold(ctx.view.model, n=15, data=data, label=ctx.label if ctx.view.conditional else None)
+    return [(f"the decoder over a {m.n}×{m.n} grid of codes in the plane of z[{m.dims[0]}], z[{m.dims[1]}] "
+             "(how the grid is placed: under the figure)",
+             _saved(lambda path: save_manifold(m, path)))]
+
+
+def latent_map(ctx: ReportContext) -> list[tuple[str, bytes]]:
+    """The codes of test images as 2-D points coloured by label, from :mod:`.latent_map`."""
+    from .latent_map import latent_map as make_map, save_latent_map
+
+    batch = ctx.images(MAP_IMAGES, "the latent map encodes test images")
+    m = make_map(ctx.view, batch)
+    how = "the codes" if m.projection is None else f"the codes projected by {m.projection}"
+    return [(f"{how} of the first {len(batch)} test images" + (f"; {m.note}" if m.note else ""),
+             _saved(lambda path: save_latent_map(m, path)))]
+
+
+def _saved(save) -> bytes:
+    """The bytes a ``save(path)`` function of the picture modules writes."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "picture.png"
+        save(path)
+        return path.read_bytes()
+
+
 SECTIONS = [
     ("Samples", samples),
     ("Reconstructions", reconstructions),
+    ("Decoded manifold", manifold),
+    ("Latent map", latent_map),
 ]
