@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reconstruct_command(sub)
     _add_encode_command(sub)
     _add_demo_command(sub)
+    _add_serve_command(sub)
     from .compare.cli import add_compare_parser
     add_compare_parser(sub)
     return parser
@@ -147,6 +148,27 @@ def _add_demo_command(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
                                                      "(default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+
+
+def _add_serve_command(sub) -> None:
+    """``vaelab serve RUN [RUN ...]``: the local latent explorer."""
+    p = sub.add_parser("serve", help="open a local web page to explore runs' latent spaces",
+                       description="Serve the latent explorer: a map of test images by their codes, a slider per "
+                                   "latent dimension, interpolation, a class picker for conditional models and "
+                                   "uploads of your own images. Listens on this machine only unless --host says "
+                                   "otherwise; Ctrl-C stops it.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run or model directories")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="dataset of every run (default: the data each run recorded)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but the loopback lets other machines in (default: 127.0.0.1)")
+    p.add_argument("--map-size", type=int, default=2000, metavar="N", help="test images on the map (default: 2000)")
+    p.add_argument("--pool-size", type=int, default=5000, metavar="N",
+                   help="training images an upload's nearest neighbours are drawn from (default: 5000)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for encoding and decoding (default: 1)")
 
 
 def _add_train_parser(models, name: str) -> None:
@@ -403,6 +425,18 @@ def cmd_demo(args) -> None:
         print(f"  {out / name}")
 
 
+def cmd_serve(args) -> None:
+    import torch
+
+    from .serve import serve
+
+    if args.threads < 1:
+        raise VaelabError(f"--threads must be at least 1, got {args.threads}")
+    torch.set_num_threads(args.threads)
+    serve(args.runs, args.data, host=args.host, port=args.port, data_dir=args.data_dir,
+          map_size=args.map_size, pool_size=args.pool_size)
+
+
 def _cmd_compare(args) -> None:
     from .compare.cli import cmd_compare
     cmd_compare(args)
@@ -474,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
-                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare}
+                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
+                "serve": cmd_serve}
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):
