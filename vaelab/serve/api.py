@@ -142,7 +142,7 @@ def upload(run: RunView, data: bytes, y: str | None, invert: bool) -> dict:
     x = image_from_bytes(data, run.view.image_shape)
     if invert:
         x = 1 - x
-    label = _class(run, {"y": None if y is None else _int_text(y, "y")}) if run.view.conditional else None
+    label = _class(run, {"y": None if y is None else _int_text(y)}) if run.view.conditional else None
     if run.view.conditional and label is None:
         raise ApiError(400, f"{run.name} encodes an image with its class; choose a class before uploading")
     rows = Dataset("upload", x, None if label is None else torch.tensor([label]))
@@ -189,14 +189,17 @@ def _check_size(data: bytes) -> None:
 
 
 def _fit(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-    """Grey or RGB as the model's channels (ITU-R 601 luma for grey), then its H×W (area-weighted)."""
+    """Grey or RGB as the model's channels (ITU-R 601 luma for grey), then its H×W: pixel areas
+    averaged when shrinking (a 3× enlargement comes back exactly), bilinear when enlarging."""
     c, h, w = shape
     if x.shape[1] == 3 and c == 1:
         x = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
     elif x.shape[1] == 1 and c == 3:
         x = x.expand(-1, 3, -1, -1)
     if tuple(x.shape[2:]) != (h, w):
-        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+        shrink = x.shape[2] >= h and x.shape[3] >= w
+        x = F.interpolate(x, size=(h, w), mode="area") if shrink else \
+            F.interpolate(x, size=(h, w), mode="bilinear", align_corners=False)
     return x.clamp(0, 1).contiguous()
 
 
@@ -250,7 +253,7 @@ def _class(run: RunView, body) -> int | None:
     return y
 
 
-def _int_text(text: str, name: str) -> int | str:
+def _int_text(text: str) -> int | str:
     return int(text) if text.isdigit() and len(text) < 10 else text
 
 

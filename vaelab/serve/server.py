@@ -187,6 +187,12 @@ class ExplorerServer(ThreadingHTTPServer):
         self.allowed_hosts = _loopback_names(address[0])
         super().__init__(address, Handler)
 
+    def handle_error(self, request, client_address):
+        """A client that hangs up or stalls is routine; anything else is one line, not a traceback."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            print(f"error: explorer connection failed: {brief(exc, typed=True)}", file=sys.stderr)
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
