@@ -128,6 +128,9 @@ def test_conditional_models_decode_given_a_class(server, cvae):
     assert request(server, "POST", "/api/runs/0/classes", {"z": [0] * 8})[0] == 400
     assert request(server, "POST", "/api/runs/1/upload", png(np.zeros((28, 28), np.uint8)), "image/png")[0] == 400
     assert request(server, "POST", "/api/runs/1/upload?y=2", png(np.zeros((28, 28), np.uint8)), "image/png")[0] == 200
+    for y in ("%C2%B2", "-1", "x", "99999999999"):  # a superscript two is a digit to str.isdigit
+        assert request(server, "POST", f"/api/runs/1/upload?y={y}", png(np.zeros((28, 28), np.uint8)),
+                       "image/png")[0] == 400
 
 
 @pytest.mark.parametrize("path", ["/static/../../etc/passwd", "/static/%2e%2e/%2e%2e/etc/passwd", "/etc/passwd",

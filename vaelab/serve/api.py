@@ -142,9 +142,9 @@ def upload(run: RunView, data: bytes, y: str | None, invert: bool) -> dict:
     x = image_from_bytes(data, run.view.image_shape)
     if invert:
         x = 1 - x
-    label = _class(run, {"y": None if y is None else _int_text(y)}) if run.view.conditional else None
-    if run.view.conditional and label is None:
-        raise ApiError(400, f"{run.name} encodes an image with its class; choose a class before uploading")
+    if run.view.conditional and y is None:
+        raise ApiError(400, f"{run.name} encodes an image with its class; choose a class (y) before uploading")
+    label = _class(run, {"y": None if y is None else _int_text(y)})
     rows = Dataset("upload", x, None if label is None else torch.tensor([label]))
     code = run.view.encode(rows)
     return {"code": _numbers(code[0]), "image": png_url(x), "recon": png_url(run.view.decode(code, label)),
@@ -254,7 +254,7 @@ def _class(run: RunView, body) -> int | None:
 
 
 def _int_text(text: str) -> int | str:
-    return int(text) if text.isdigit() and len(text) < 10 else text
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 10 else text
 
 
 def _label(ds: Dataset, i: int) -> int | None:
