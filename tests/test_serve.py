@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -228,6 +229,28 @@ def test_a_fuzzed_server_keeps_serving_and_never_answers_500(server):
     assert request(server, "POST", "/api/runs/0/decode", {"z": [0] * 8})[0] == 200
 
 
+def test_stalled_connections_are_bounded_and_timed_out(server, monkeypatch):
+    from vaelab.serve.server import MAX_CONNECTIONS, Handler
+
+    port = server.server_address[1]
+    stalled = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(MAX_CONNECTIONS)]
+    try:
+        for s in stalled:
+            s.sendall(b"GET / HTTP/1.1\r\n")  # and never the rest
+        assert b" 503 " in _raw(port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", half_close=False)
+    finally:
+        for s in stalled:
+            s.close()
+    deadline = time.monotonic() + 5
+    while request(server, "GET", "/api/runs")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert request(server, "GET", "/api/runs")[0] == 200
+    monkeypatch.setattr(Handler, "timeout", 0.3)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\n")
+        assert s.recv(100) == b""  # closed by the server, not held open
+
+
 def test_a_busy_port_is_one_line_naming_it_and_the_fix(server, capsys):
     port = server.server_address[1]
     with pytest.raises(VaelabError, match=f"port {port} is already in use.*--port"):
@@ -271,3 +294,15 @@ def test_the_command_serves_a_run_and_stops_cleanly_on_ctrl_c(mnist_small, tmp_p
     finally:
         proc.kill()
     assert proc.returncode == 0 and err.strip() == "stopped"
+
+
+def test_the_page_files_are_package_data():
+    """An installed package serves the page only if pyproject.toml ships every static file."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["vaelab.serve"]
+    static = ROOT / "vaelab" / "serve" / "static"
+    files = sorted(p.name for p in static.iterdir())
+    assert files == ["app.js", "index.html", "style.css"]
+    assert all(any(fnmatch.fnmatch(f"static/{name}", pat) for pat in patterns) for name in files)

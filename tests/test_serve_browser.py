@@ -100,6 +100,7 @@ def test_clicking_two_map_points_shows_them_and_interpolates(page, site):
     _wait(page, "window.vaelabExplorer.state.a !== null")
     a = page.execute_script("return window.vaelabExplorer.state.a.index")
     assert _src(page, "pick-a") == _api(site, f"/api/runs/0/points/{a}")["image"]
+    _wait(page, f"document.getElementById('hover-image').src === window.vaelabExplorer.state.a.image")  # hovered on the way
     other = next(i for i in (150, 40, 250, 90) if i != a)
     _click_point(page, other)
     _wait(page, "window.vaelabExplorer.state.b !== null && !document.getElementById('interp').disabled")

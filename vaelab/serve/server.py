@@ -28,6 +28,7 @@ from . import api
 MAX_JSON_BYTES = 64 * 1024  # a code of a few thousand numbers
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing for this long is closed
+MAX_CONNECTIONS = 64  # open at once; a browser uses about six
 STATIC = {"/": "index.html", "/index.html": "index.html", "/static/app.js": "app.js",
           "/static/style.css": "style.css"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -181,11 +182,32 @@ class ExplorerServer(ThreadingHTTPServer):
     """A threading HTTP server holding the explorer; request threads never outlive it."""
 
     daemon_threads = True
+    request_queue_size = MAX_CONNECTIONS  # the listen backlog: 5 by default, so a burst waited on SYN retries
 
     def __init__(self, address, explorer: Explorer):
         self.explorer = explorer
         self.allowed_hosts = _loopback_names(address[0])
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, Handler)
+
+    def process_request(self, request, client_address):
+        """A thread per connection, up to MAX_CONNECTIONS; beyond that a 503 and the door closed."""
+        if not self._slots.acquire(blocking=False):
+            _, body = _json({"error": "too many open connections; try again"})
+            head = f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            try:
+                request.sendall(head.encode() + b"Connection: close\r\n\r\n" + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
     def handle_error(self, request, client_address):
         """A client that hangs up or stalls is routine; anything else is one line, not a traceback."""
