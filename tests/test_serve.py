@@ -129,7 +129,7 @@ def test_conditional_models_decode_given_a_class(server, cvae):
     assert request(server, "POST", "/api/runs/0/classes", {"z": [0] * 8})[0] == 400
     assert request(server, "POST", "/api/runs/1/upload", png(np.zeros((28, 28), np.uint8)), "image/png")[0] == 400
     assert request(server, "POST", "/api/runs/1/upload?y=2", png(np.zeros((28, 28), np.uint8)), "image/png")[0] == 200
-    for y in ("%C2%B2", "-1", "x", "99999999999"):  # a superscript two is a digit to str.isdigit
+    for y in ("%C2%B2", "-1", "x", "99999999999", "1&a=1&b=2&c=3&d=4"):  # a superscript two is a digit to str.isdigit
         assert request(server, "POST", f"/api/runs/1/upload?y={y}", png(np.zeros((28, 28), np.uint8)),
                        "image/png")[0] == 400
 
@@ -177,6 +177,18 @@ def test_sizes_are_bounded_before_reading(server):
         s.sendall(b"POST /api/runs/0/upload HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
                   b"Content-Length: 3000000\r\n\r\n")
         assert b" 413 " in s.recv(200)
+
+
+def test_a_refused_body_is_never_read_as_the_next_request(server):
+    body = b'{"z": [0, 0, 0, 0, 0, 0, 0, 0]}'
+    head = b"POST /api/runs/%s/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) as s:
+        s.sendall(head % b"9" + b"Content-Length: %d\r\n\r\n" % len(body) + body +
+                  head % b"0" + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        replies = b""
+        while chunk := s.recv(65536):
+            replies += chunk
+    assert replies.startswith(b"HTTP/1.1 404 ") and b" 400 " not in replies
 
 
 def test_requests_for_another_host_name_are_refused(server):

@@ -73,6 +73,7 @@ class Handler(BaseHTTPRequestHandler):
         pass  # one line per slider move would drown the terminal
 
     def _answer(self, method: str) -> None:
+        self._body_read = False
         try:
             self._check_host()
             status, ctype, body = self._route(method, urlsplit(self.path))
@@ -87,6 +88,8 @@ class Handler(BaseHTTPRequestHandler):
             print(f"error: explorer request {method} {self.path[:80]!r} failed: {brief(exc, typed=True)}",
                   file=sys.stderr)
             status, ctype, body = 500, *_json({"error": "internal error; the server keeps running"})
+        if status >= 400 and not self._body_read:
+            self._no_body()
         self._send(status, ctype, body)
 
     def _route(self, method: str, url) -> tuple[int, str, bytes]:
@@ -107,7 +110,10 @@ class Handler(BaseHTTPRequestHandler):
             return 200, *_json(api.latent_map(run) if what == "map" else api.point(run, int(match[3])))
         self._need(method, "POST")
         if what == "upload":
-            query = parse_qs(url.query, max_num_fields=4)
+            try:
+                query = parse_qs(url.query, max_num_fields=4)
+            except ValueError:
+                raise api.ApiError(400, "the query has too many fields; give y and invert only") from None
             data = self._body(MAX_UPLOAD_BYTES, ("image/png", "image/jpeg", "application/octet-stream"))
             y, invert = query.get("y", [None])[0], query.get("invert", ["0"])[0] == "1"
             return 200, *_json(api.upload(run, data, y, invert))
@@ -129,6 +135,8 @@ class Handler(BaseHTTPRequestHandler):
                                     "open it by that address")
 
     def _no_body(self) -> None:
+        """Where a body was sent but not read, end the connection after the answer: its bytes
+        must not be taken for the next request."""
         if self.headers.get("Content-Length", "0").strip() not in ("", "0") or self.headers.get("Transfer-Encoding"):
             self.close_connection = True  # the body was not read: do not parse it as the next request
 
@@ -150,6 +158,7 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             raise api.ApiError(415, f"send the body as {' or '.join(types)}, not {ctype[:40] or 'nothing'}")
         data = self.rfile.read(n)
+        self._body_read = True
         if len(data) != n:
             self.close_connection = True
             raise api.ApiError(400, f"the body ended after {len(data)} of its {n} bytes")
