@@ -149,6 +149,8 @@ def test_only_the_pages_files_are_served(server, path):
     ("POST", "/api/runs/0/decode", '{"z": [1e999, 0, 0, 0, 0, 0, 0, 0]}', "application/json", 400, "infinite"),
     ("POST", "/api/runs/0/decode", '{"z": [Infinity, 0, 0, 0, 0, 0, 0, 0]}', "application/json", 400, "Infinity"),
     ("POST", "/api/runs/0/decode", '{"z": [1, 2, 3]}', "application/json", 400, "list of 8 numbers"),
+    ("POST", "/api/runs/0/decode", '{"z": [1%s, 0, 0, 0, 0, 0, 0, 0]}' % ("0" * 400), "application/json", 400, "1e6"),
+    ("POST", "/api/runs/0/decode", '{"z": [1%s, 0, 0, 0, 0, 0, 0, 0]}' % ("0" * 5000), "application/json", 400, "JSON"),
     ("POST", "/api/runs/0/decode", '{"z": ["a", 0, 0, 0, 0, 0, 0, 0]}', "application/json", 400, "numbers only"),
     ("POST", "/api/runs/0/decode", '[1, 2]', "application/json", 400, "JSON object"),
     ("POST", "/api/runs/0/decode", '{"y": 1}', "application/json", 400, "no 'z'"),
@@ -318,3 +320,33 @@ def test_the_page_files_are_package_data():
     files = sorted(p.name for p in static.iterdir())
     assert files == ["app.js", "index.html", "style.css"]
     assert all(any(fnmatch.fnmatch(f"static/{name}", pat) for pat in patterns) for name in files)
+
+
+def _json_values():
+    from hypothesis import strategies as st
+
+    leaves = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5)
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=10) | st.dictionaries(
+        st.sampled_from(["z", "y", "x"]) | st.text(max_size=3), inner, max_size=3), max_leaves=20)
+
+
+def test_any_json_body_gets_an_answer_never_a_500(server):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+
+    @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+    @given(body=_json_values(), run=st.sampled_from(["0", "1"]), what=st.sampled_from(["decode", "classes"]))
+    def check(body, run, what):
+        conn.request("POST", f"/api/runs/{run}/{what}", body=json.dumps(body),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        answer = json.loads(r.read())
+        assert r.status in (200, 400), (r.status, answer)
+        assert r.status == 200 or answer["error"]
+        if r.getheader("Connection") == "close":
+            conn.close()
+
+    check()
+    conn.close()

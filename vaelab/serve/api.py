@@ -234,7 +234,7 @@ def _code(run: RunView, z) -> torch.Tensor:
         raise ApiError(400, f"'z' must be a list of {n} numbers (the latent size of {run.name}), got {got}")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in z):
         raise ApiError(400, "'z' must hold numbers only")
-    if not all(math.isfinite(v) for v in z):
+    if not all(math.isfinite(v) for v in z if isinstance(v, float)):  # a huge int would overflow isfinite
         raise ApiError(400, "'z' holds NaN or infinite values; give finite numbers")
     if max(abs(v) for v in z) > 1e6:
         raise ApiError(400, "'z' holds values beyond ±1e6; codes live within a few units of 0")
