@@ -276,6 +276,21 @@ def test_a_busy_port_is_one_line_naming_it_and_the_fix(server, capsys):
     assert err.count("\n") == 1 and f"port {port} is already in use" in err
 
 
+def test_the_loopback_is_the_default_address(server):
+    from vaelab.cli import build_parser
+
+    assert build_parser().parse_args(["serve", "run"]).host == "127.0.0.1"
+    srv = make_server(server.explorer, port=0)
+    srv.server_close()
+    assert srv.server_address[0] == "127.0.0.1"
+
+
+def test_the_map_keeps_no_view_of_the_whole_split(server, mnist_small):
+    run = server.explorer.runs[0]
+    assert run.pool.x.untyped_storage().nbytes() == run.pool.x.numel() * 4
+    assert run.pool.x.untyped_storage().data_ptr() != mnist_small.train.x.untyped_storage().data_ptr()
+
+
 def test_any_other_host_than_the_loopback_is_warned_about(server):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

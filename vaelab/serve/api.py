@@ -12,7 +12,7 @@ import io
 import math
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -85,12 +85,19 @@ def build_view(name: str, model, test: Dataset, train: Dataset, *, map_size: int
     if view.conditional and not (test.has_class_labels and train.has_class_labels):
         raise VaelabError(f"{name} encodes an image with its label, and the data has no labels; "
                           "pass the labelled --data it was trained on")
-    test, pool = test.subset(slice(0, map_size)), train.subset(slice(0, pool_size))
+    test, pool = _own(test.subset(slice(0, map_size))), _own(train.subset(slice(0, pool_size)))
     codes = view.encode(test)
     points = project_2d(codes) if view.latent_dim >= 2 else torch.cat([codes, torch.zeros_like(codes)], 1)
     order = view.dimension_order(test)
     dims = [{"index": j, "score": order.scores[j]} for j in order.order]
     return RunView(name, view, test, codes, points, pool, view.encode(pool), dims, order.measure)
+
+
+def _own(ds: Dataset) -> Dataset:
+    """A subset with storage of its own: a slice is a view that would keep the whole split
+    (188 MB for MNIST's training images) alive as long as the server runs."""
+    return replace(ds, x=ds.x.clone(), y=None if ds.y is None else ds.y.clone(),
+                   labelled=None if ds.labelled is None else ds.labelled.clone())
 
 
 def describe(i: int, run: RunView) -> dict:
