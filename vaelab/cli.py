@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_encode_command(sub)
     _add_demo_command(sub)
     _add_serve_command(sub)
+    _add_manifold_command(sub)
+    _add_scatter_command(sub)
     from .compare.cli import add_compare_parser
     add_compare_parser(sub)
     return parser
@@ -168,7 +170,57 @@ def _add_serve_command(sub) -> None:
     p.add_argument("--map-size", type=int, default=2000, metavar="N", help="test images on the map (default: 2000)")
     p.add_argument("--pool-size", type=int, default=5000, metavar="N",
                    help="training images an upload's nearest neighbours are drawn from (default: 5000)")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for encoding and decoding (default: 1)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for encoding and decoding; one suffices for one image at a time (default: 1; "
+                        "0 = all cores)")
+
+
+def _add_manifold_command(sub) -> None:
+    """``vaelab manifold RUN``: the decoded latent grid, style grids, or continuity panels."""
+    p = sub.add_parser("manifold", help="PNG of the decoded latent manifold (style grids per class for "
+                                        "label-conditional models), or continuity/completeness panels",
+                       description="Decode an n×n grid of codes through the inverse Gaussian CDF over a plane of "
+                                   "the latent space (other coordinates at the prior mean 0); an autoencoder's "
+                                   "grid spans quantiles of its codes on --data. Label-conditional models decode "
+                                   "the grid once per class.")
+    p.add_argument("run", help="run or model directory")
+    p.add_argument("-n", "--n", type=int, default=20, dest="n",
+                   help="tiles per side of the grid (2 to 50); with --coverage, images per panel (default: 20)")
+    p.add_argument("--dims", type=_ints, default=None, metavar="I,J",
+                   help="latent dimensions to draw, 0-based (default: the two of highest KL or code variance "
+                        "on --data, else 0,1)")
+    _data_args(p, required=False)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="use the first N images only (default: all)")
+    p.add_argument("--by-class", action="store_true",
+                   help="one grid per class (label-conditional models; their default)")
+    p.add_argument("--label", type=int, default=None, metavar="Y", help="only the grid of this class")
+    p.add_argument("--coverage", action="store_true",
+                   help="instead of the grid: random prior codes, and midpoints between codes of pairs of "
+                        "real images beside them (needs --data)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --coverage draws (default: 0)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    p.add_argument("-o", "--output", default=None,
+                   help="PNG file (default: manifold.png, or coverage.png with --coverage)")
+
+
+def _add_scatter_command(sub) -> None:
+    """``vaelab scatter RUN``: the 2-D latent map of a split, coloured by label."""
+    p = sub.add_parser("scatter", help="PNG map of a split's codes coloured by label (2-D, or projected)",
+                       description="Encode a dataset split and draw one point per image at its code, coloured "
+                                   "by label; codes wider than 2 are projected (pca, tsne, or umap where "
+                                   "umap-learn is installed).")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="map the first N images only (default: all)")
+    p.add_argument("--projection", default="pca", metavar="METHOD",
+                   help="pca, tsne or umap, for codes wider than 2 (default: pca)")
+    p.add_argument("--seed", type=int, default=0, help="seed of t-SNE or UMAP (default: 0)")
+    p.add_argument("--save-codes", default=None, metavar="FILE.npz",
+                   help="also write the points, codes and labels to this .npz")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    p.add_argument("-o", "--output", default="latent_map.png", help="PNG file (default: latent_map.png)")
 
 
 def _add_train_parser(models, name: str) -> None:
@@ -426,15 +478,39 @@ def cmd_demo(args) -> None:
 
 
 def cmd_serve(args) -> None:
-    import torch
-
     from .serve import serve
+    from .threads import set_threads
 
-    if args.threads < 1:
-        raise VaelabError(f"--threads must be at least 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    if args.threads < 0:
+        raise VaelabError(f"--threads must be 0 (all cores) or more, got {args.threads}")
+    set_threads(args.threads)
     serve(args.runs, args.data, host=args.host, port=args.port, data_dir=args.data_dir,
           map_size=args.map_size, pool_size=args.pool_size)
+
+
+def cmd_manifold(args) -> None:
+    from .threads import set_threads
+    from .viz.manifold import draw_manifold
+
+    set_threads(args.threads)
+    output, lines = draw_manifold(args.run, args.output, n=args.n, dims=args.dims, data=args.data,
+                                  data_dir=args.data_dir, split=args.split, limit=args.limit, by_class=args.by_class,
+                                  label=args.label, coverage=args.coverage, seed=args.seed)
+    for line in lines:
+        print(line)
+    print(f"wrote {output}")
+
+
+def cmd_scatter(args) -> None:
+    from .threads import set_threads
+    from .viz.latent_map import draw_latent_map
+
+    set_threads(args.threads)
+    m = draw_latent_map(args.run, args.data, args.output, split=args.split, limit=args.limit,
+                        projection=args.projection, seed=args.seed, data_dir=args.data_dir, save_codes=args.save_codes)
+    if m.note:
+        print(f"note: {m.note}", file=sys.stderr)
+    print(f"wrote {args.output}" + (f" and {args.save_codes}" if args.save_codes else ""))
 
 
 def _cmd_compare(args) -> None:
@@ -508,8 +584,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
-                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
-                "serve": cmd_serve}
+                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare}
+    handlers["manifold"] = cmd_manifold
+    handlers["scatter"] = cmd_scatter
+    handlers["serve"] = cmd_serve
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):
