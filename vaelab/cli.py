@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo_command(sub)
     _add_curves_command(sub)
     _add_report_command(sub)
+    _add_serve_command(sub)
     _add_manifold_command(sub)
     _add_scatter_command(sub)
     from .compare.cli import add_compare_parser
@@ -183,6 +184,29 @@ def _add_report_command(sub) -> None:
     p.add_argument("--label", type=int, default=None, metavar="Y",
                    help="label-conditional models: samples of this class (default: classes cycled)")
     p.add_argument("--seed", type=int, default=0, help="seed of samples and evaluation (default: 0)")
+def _add_serve_command(sub) -> None:
+    """``vaelab serve RUN [RUN ...]``: the local latent explorer."""
+    p = sub.add_parser("serve", help="open a local web page to explore runs' latent spaces",
+                       description="Serve the latent explorer: a map of test images by their codes, a slider per "
+                                   "latent dimension, interpolation, a class picker for conditional models and "
+                                   "uploads of your own images. Listens on this machine only unless --host says "
+                                   "otherwise; Ctrl-C stops it.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run or model directories")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="dataset of every run (default: the data each run recorded)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but the loopback lets other machines in (default: 127.0.0.1)")
+    p.add_argument("--map-size", type=int, default=2000, metavar="N", help="test images on the map (default: 2000)")
+    p.add_argument("--pool-size", type=int, default=5000, metavar="N",
+                   help="training images an upload's nearest neighbours are drawn from (default: 5000)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for encoding and decoding; one suffices for one image at a time (default: 1; "
+                        "0 = all cores)")
+
+
 def _add_manifold_command(sub) -> None:
     """``vaelab manifold RUN``: the decoded latent grid, style grids, or continuity panels."""
     p = sub.add_parser("manifold", help="PNG of the decoded latent manifold (style grids per class for "
@@ -498,6 +522,17 @@ def cmd_report(args) -> None:
                        eval_images=args.eval_images, nll_samples=args.nll_samples, label=args.label,
                        seed=args.seed)
     print(f"wrote {path}")
+def cmd_serve(args) -> None:
+    from .serve import serve
+    from .threads import set_threads
+
+    if args.threads < 0:
+        raise VaelabError(f"--threads must be 0 (all cores) or more, got {args.threads}")
+    set_threads(args.threads)
+    serve(args.runs, args.data, host=args.host, port=args.port, data_dir=args.data_dir,
+          map_size=args.map_size, pool_size=args.pool_size)
+
+
 def cmd_manifold(args) -> None:
     from .threads import set_threads
     from .viz.manifold import draw_manifold
@@ -598,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers.update(curves=cmd_curves, report=cmd_report)
     handlers["manifold"] = cmd_manifold
     handlers["scatter"] = cmd_scatter
+    handlers["serve"] = cmd_serve
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):
