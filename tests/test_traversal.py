@@ -101,7 +101,7 @@ def test_bad_choices_are_one_line_errors(trained_vae, mnist_small):
         traversal(trained_vae, data, index=500)
     with pytest.raises(VaelabError, match="without --top"):
         traversal(trained_vae, data, dims=[1], top=2)
-    with pytest.raises(VaelabError, match="--steps must be at least 2"):
+    with pytest.raises(VaelabError, match="--steps must be from 2"):
         traversal(trained_vae, data, steps=1)
     with pytest.raises(VaelabError, match="give --label"):
         traversal(_tiny("cvae", num_classes=10), data)

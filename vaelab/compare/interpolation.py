@@ -19,7 +19,7 @@ from ..baselines import DigitClassifier, train_classifier
 from ..errors import VaelabError
 from ..viz.captions import captioned_rows
 from ..viz.grids import save_png
-from ..viz.interpolation import PATHS, interpolate
+from ..viz.interpolation import MAX_STEPS, PATHS, interpolate
 from ..viz.latent import LatentView
 from .common import Comparison, fit, load_run, prepare_out, split
 
@@ -35,7 +35,9 @@ def interpolation(out: str | os.PathLike, *, data: str = "mnist", data_dir=None,
     """Measure ``pairs`` interpolations of ``steps`` points for each model (``runs``, else an
     ``ae`` and a ``vae`` with ``latent_dim`` codes trained for ``epochs``) and the pixel blend."""
     if pairs < 1:
-        raise VaelabError(f"pairs must be at least 1, got {pairs}")
+        raise VaelabError(f"--pairs must be at least 1, got {pairs}")
+    if not 3 <= steps <= MAX_STEPS:  # checked before any model is trained
+        raise VaelabError(f"--steps must be from 3 (two endpoints and a point between) to {MAX_STEPS}, got {steps}")
     start = time.perf_counter()
     out = prepare_out(out)
     train, test = split(data, data_dir, train_size, 0)

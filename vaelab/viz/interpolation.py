@@ -31,6 +31,7 @@ from .grids import save_png
 from .latent import LatentView
 
 PATHS = ("pixels", "linear", "slerp")
+MAX_STEPS = 200  # a picture row, not a data set: more would only exhaust memory
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -86,8 +87,8 @@ def interpolate(model, a: torch.Tensor, b: torch.Tensor, *, steps: int = 10, lab
     (any model ``LatentView`` accepts; a conditional one encodes and decodes both at the
     fixed class ``label``), measured by :func:`path_measures`."""
     view = LatentView(model)
-    if steps < 3:
-        raise VaelabError(f"--steps must be at least 3 (two endpoints and a point between), got {steps}")
+    if not 3 <= steps <= MAX_STEPS:
+        raise VaelabError(f"--steps must be from 3 (two endpoints and a point between) to {MAX_STEPS}, got {steps}")
     a, b = (_image(x, view.image_shape, name) for x, name in ((a, "the first image"), (b, "the second image")))
     if torch.equal(a, b):
         raise VaelabError("the two images are identical, so there is nothing to interpolate; choose two "

@@ -29,6 +29,7 @@ from .grids import save_png
 from .latent import LatentView
 
 DEFAULT_TOP = 10
+MAX_STEPS = 200  # a picture row, not a data set: more would only exhaust memory
 
 
 @dataclass
@@ -56,8 +57,8 @@ def traversal(model, data, *, index: int | None = None, dims=None, top: int | No
     else the ``top`` ranked ones (default 10). ``label`` is the class a conditional model
     decodes with (default: the chosen image's own label)."""
     view = LatentView(model)
-    if steps < 2:
-        raise VaelabError(f"--steps must be at least 2 (a traversal needs two ends), got {steps}")
+    if not 2 <= steps <= MAX_STEPS:
+        raise VaelabError(f"--steps must be from 2 (a traversal needs two ends) to {MAX_STEPS}, got {steps}")
     if not (math.isfinite(span) and span > 0):
         raise VaelabError(f"--span must be a positive number of standard deviations, got {span}")
     rows = as_rows(data)
