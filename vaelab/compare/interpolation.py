@@ -119,7 +119,7 @@ def _figure(results: dict, chosen, path) -> None:
     first = next(iter(results.values()))
     for k, (i, j) in enumerate(chosen[:FIGURE_PAIRS]):
         rows.append(first[k].images["pixels"])
-        captions.append(f"{i}→{j} pixels")
+        captions.append(f"{i} to {j} pixels")  # the default font has no arrow
         for name, rs in results.items():
             for p in PATHS[1:]:
                 rows.append(rs[k].images[p])
