@@ -131,8 +131,8 @@ def test_cli_bad_input_is_one_line(saved_vae, data_dir, tmp_path, capsys):
     assert_one_line_error(*cli(capsys, *base, "--index", "10000")[::2], "--index 10000", "0 to 9999")
     clf = vaelab.baselines.train_classifier(torch.rand(20, 1, 28, 28), torch.arange(20) % 10, epochs=1)
     clf.save(tmp_path / "baseline")
-    assert_one_line_error(*cli(capsys, "traverse", tmp_path / "baseline", "--data", "mnist", "--data-dir", data_dir)[::2],
-                          "not a vaelab model directory")
+    baseline = ["traverse", tmp_path / "baseline", "--data", "mnist", "--data-dir", data_dir]
+    assert_one_line_error(*cli(capsys, *baseline)[::2], "not a vaelab model directory")
     vaelab.save(_tiny("cvae", num_classes=10), tmp_path / "cvae")
     assert_one_line_error(*cli(capsys, "traverse", tmp_path / "cvae", "--data", "mnist", "--data-dir", data_dir)[::2],
                           "give --label")

@@ -26,6 +26,7 @@ import torch
 
 from ..data.batch import Batch
 from ..errors import VaelabError
+from ..words import count
 from .captions import captioned_rows
 from .grids import save_png
 from .latent import LatentView
@@ -129,7 +130,7 @@ def read_image_files(paths, shape) -> torch.Tensor:
         x = x[:, :1]
     if tuple(x.shape[1:]) != tuple(shape):
         c, h, w = x.shape[1:]
-        raise VaelabError(f"{paths[0]}: images of {c} channel{'s' if c > 1 else ''}, {w}×{h} pixels; the model takes "
-                          f"{shape[0]} channel{'s' if shape[0] > 1 else ''}, {shape[2]}×{shape[1]} (resize or convert it)")
+        raise VaelabError(f"{paths[0]}: images of {count(c, 'channel')}, {w}×{h} pixels; the model takes "
+                          f"{count(shape[0], 'channel')}, {shape[2]}×{shape[1]} (resize or convert it)")
     return x
 
