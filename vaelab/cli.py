@@ -48,12 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_command(sub)
     _add_reconstruct_command(sub)
     _add_encode_command(sub)
-    _add_demo_command(sub)
+    _add_traverse_command(sub)
+    _add_interpolate_command(sub)
+    _add_manifold_command(sub)
+    _add_scatter_command(sub)
     _add_curves_command(sub)
     _add_report_command(sub)
     _add_serve_command(sub)
-    _add_manifold_command(sub)
-    _add_scatter_command(sub)
+    _add_demo_command(sub)
     from .compare.cli import add_compare_parser
     add_compare_parser(sub)
     return parser
@@ -144,6 +146,52 @@ def _add_encode_command(sub) -> None:
                         "none encodes grey levels (default: auto)")
     p.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+
+
+def _add_traverse_command(sub) -> None:
+    """``vaelab traverse RUN``: one latent dimension varied per row, PNG and GIF."""
+    p = sub.add_parser("traverse", help="latent traversal: vary one dimension per row, keep the rest (PNG, GIF)",
+                       description="Decode codes that differ in one latent dimension per row, the most informative "
+                                   "dimensions first (mean KL for a VAE, code variance for an autoencoder), around "
+                                   "the prior or around one image's code.")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--index", type=int, default=None, metavar="I",
+                   help="centre on this image's code (0-based in the split) instead of the prior")
+    p.add_argument("--dims", type=_ints, default=None, metavar="J[,J...]", help="vary these dimensions, in this order")
+    p.add_argument("--top", type=int, default=None, metavar="N",
+                   help="vary the N highest-ranked dimensions (default: 10, or all if fewer)")
+    p.add_argument("--steps", type=int, default=9, help="values per row (default: 9)")
+    p.add_argument("--span", type=float, default=3.0,
+                   help="reach of each row in standard deviations either side (default: 3)")
+    p.add_argument("--label", type=int, default=None, metavar="Y",
+                   help="class to decode with (label-conditional models; default: the --index image's label)")
+    p.add_argument("-o", "--output", default="traverse.png", help="PNG file (default: traverse.png)")
+    p.add_argument("--gif", default=None, metavar="FILE", help="also write an animated GIF sweeping the values")
+
+
+def _add_interpolate_command(sub) -> None:
+    """``vaelab interpolate RUN``: pixel, linear-z and slerp-z paths between two images."""
+    p = sub.add_parser("interpolate", help="interpolate between two images in pixels and in z (PNG + measures)",
+                       description="Three rows from one image to another: blended pixels, decoded points on the "
+                                   "straight line between their codes, and on the spherical path (slerp). Each "
+                                   "path's mean step length and a digit classifier's confidence along it are printed.")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--from", dest="start", type=int, default=None, metavar="I", help="first image (index in the split)")
+    p.add_argument("--to", dest="end", type=int, default=None, metavar="J", help="last image (index in the split)")
+    p.add_argument("--from-file", default=None, metavar="FILE", help="first image from a PNG/JPEG file instead")
+    p.add_argument("--to-file", default=None, metavar="FILE", help="last image from a PNG/JPEG file instead")
+    p.add_argument("--steps", type=int, default=10, help="points per path, endpoints included (default: 10)")
+    p.add_argument("--label", type=int, default=None, metavar="Y",
+                   help="class both images are encoded and decoded at (label-conditional models, required there)")
+    p.add_argument("--classifier", default=None, metavar="DIR",
+                   help="digit classifier directory; trained there on --data's training images when missing "
+                        "(default: one per dataset in ~/.cache/vaelab/classifiers)")
+    p.add_argument("--no-classifier", action="store_true", help="skip the classifier's confidence")
+    p.add_argument("-o", "--output", default="interpolate.png", help="PNG file (default: interpolate.png)")
 
 
 def _add_demo_command(sub) -> None:
@@ -489,6 +537,64 @@ def cmd_encode(args) -> None:
     print(f"wrote {args.output} ({shapes})")
 
 
+def cmd_traverse(args) -> None:
+    from . import load
+    from .viz.traversal import save_traversal
+
+    run = Path(args.run)
+    model = load(run)
+    ds = _eval_images(args, model, run)
+    t = save_traversal(model, args.output, ds, gif=args.gif, index=args.index, dims=args.dims, top=args.top,
+                       steps=args.steps, span=args.span, label=args.label)
+    print(f"rows vary {', '.join(t.captions())} (score: {t.measure}), around {t.around}, "
+          f"± {args.span:g} {t.spread}")
+    print(f"wrote {args.output}" + (f" and {args.gif}" if args.gif else ""))
+
+
+def cmd_interpolate(args) -> None:
+    from . import load
+    from .viz.interpolation import PATHS, save_interpolation
+
+    run = Path(args.run)
+    model = load(run)
+    a, b = _interpolation_ends(args, model, run)
+    classifier = None
+    if args.no_classifier and args.classifier:
+        raise VaelabError("--no-classifier skips the score that --classifier gives; drop one of them")
+    if not args.no_classifier:
+        from .viz.judge import digit_classifier
+        classifier = digit_classifier(args.data, model.input_shape, args.data_dir, args.classifier)
+    result = save_interpolation(model, args.output, a, b, steps=args.steps, label=args.label, classifier=classifier)
+    print(f"{'path':>7}  {'step_length':>11}  " + ("confidence: interior mean, min; endpoints" if classifier else ""))
+    for p in PATHS:
+        m = result.measures[p]
+        conf = (f"  {m['confidence_mean']:.3f}, {m['confidence_min']:.3f}; {m['endpoint_confidence']:.3f}"
+                if classifier else "")
+        print(f"{p:>7}  {m['step_length']:>11.3f}{conf}")
+    print(f"step_length: mean L2 distance between consecutive images over {count(a.numel(), 'pixel value')} in [0, 1]")
+    print(f"wrote {args.output}")
+
+
+def _interpolation_ends(args, model, run: Path):
+    """The two images: each end from an index of the split or from an image file."""
+    from .viz.interpolation import read_image_files
+
+    ends = [("--from", args.start, "--from-file", args.from_file), ("--to", args.end, "--to-file", args.to_file)]
+    for flag, index, file_flag, file in ends:
+        if (index is None) == (file is None):
+            raise VaelabError(f"give one of {flag} I (an image of the split) and {file_flag} FILE")
+    ds = _eval_images(args, model, run) if args.start is not None or args.end is not None else None
+    images = []
+    for flag, index, _, file in ends:
+        if file is not None:
+            images.append(read_image_files([file], model.input_shape)[0])
+        elif not 0 <= index < len(ds):
+            raise VaelabError(f"{flag} {index}: the split has {len(ds)} images, so indices run from 0 to {len(ds) - 1}")
+        else:
+            images.append(ds.x[index])
+    return images
+
+
 def cmd_demo(args) -> None:
     from . import evaluate, train
     from .data import load_dataset
@@ -629,11 +735,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
-                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare}
-    handlers.update(curves=cmd_curves, report=cmd_report)
-    handlers["manifold"] = cmd_manifold
-    handlers["scatter"] = cmd_scatter
-    handlers["serve"] = cmd_serve
+                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
+                "traverse": cmd_traverse, "interpolate": cmd_interpolate, "manifold": cmd_manifold,
+                "scatter": cmd_scatter, "curves": cmd_curves, "report": cmd_report, "serve": cmd_serve}
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):
