@@ -25,7 +25,8 @@ from browser import broken_images, console_errors
 from conftest import FAST, TINY
 
 HOSTILE = "<script>alert('x')</script>&\""
-BASE = report_sections.SECTIONS[:2]  # samples and reconstructions
+ALL = list(report_sections.SECTIONS)
+BASE = ALL[:2]  # samples and reconstructions
 
 
 @pytest.fixture(autouse=True)
@@ -170,3 +171,13 @@ def test_a_conditional_model_samples_by_class_and_an_autoencoder_from_its_codes(
     assert png_bytes(grid(sample_images(cvae, 64, 0, label=3))) in _images(page)
     page = make_report([other_runs / "ae"], tmp_path / "a.html", data_dir=data_dir, eval_images=100).read_text()
     assert "Gaussian fitted to the codes of 1000 test images" in page and len(_images(page)) == 3
+
+
+def test_every_picture_section_draws_for_a_conditional_model_and_an_autoencoder(other_runs, data_dir, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setattr(report_sections, "SECTIONS", ALL)
+    out = make_report([other_runs / "cvae", other_runs / "ae"], tmp_path / "r.html", data_dir=data_dir,
+                      eval_images=50)
+    page = out.read_text()
+    assert "not shown" not in page
+    assert len(_images(page)) == 1 + 2 * (1 + len(ALL))

@@ -75,6 +75,43 @@ def latent_map(ctx: ReportContext) -> list[tuple[str, bytes]]:
              _saved(lambda path: save_latent_map(m, path)))]
 
 
+def traversal(ctx: ReportContext) -> list[tuple[str, bytes]]:
+    """The top dimensions, one row each, varied around the prior (from :mod:`.traversal`)."""
+    from .captions import captioned_rows
+    from .traversal import traversal as make_traversal
+
+    batch = ctx.images(MAP_IMAGES, "the traversal ranks dimensions on test images")
+    label = ctx.label if ctx.view.conditional else None
+    if ctx.view.conditional and label is None:
+        label = int(batch.y[0])
+    t = make_traversal(ctx.view.model, batch, top=min(8, ctx.view.latent_dim), steps=9, label=label)
+    given = f", class {label}" if label is not None else ""
+    return [(f"one row per latent dimension, ranked by {t.measure} (each row's caption: the dimension and its "
+             f"score), varied around {t.around} over ± 3 {t.spread}{given}",
+             png_bytes(captioned_rows(t.images, t.captions())))]
+
+
+def interpolation(ctx: ReportContext) -> list[tuple[str, bytes]]:
+    """Pixel blending, then linear and spherical paths in z, between the first two test
+    images of different classes (from :mod:`.interpolation`)."""
+    from .captions import captioned_rows
+    from .interpolation import interpolate
+
+    batch = ctx.images(MAP_IMAGES, "interpolation needs test images")
+    y = batch.y if batch.y is not None else None
+    j = next((i for i in range(1, len(batch)) if y is None or int(y[i]) != int(y[0])), None)
+    if j is None:
+        raise NotApplicable("interpolation needs two different test images")
+    label = None
+    if ctx.view.conditional:
+        label = ctx.label if ctx.label is not None else int(y[0])
+    result = interpolate(ctx.view.model, batch.x[0], batch.x[j], steps=10, label=label)
+    lin, sl = result.measures["linear"], result.measures["slerp"]
+    return [(f"test images 0 and {j}: pixels, linear z, slerp z (mean step length {lin['step_length']:.2f} "
+             f"linear, {sl['step_length']:.2f} slerp)",
+             png_bytes(captioned_rows(result.rows(), ["pixels", "linear z", "slerp z"])))]
+
+
 def _saved(save) -> bytes:
     """The bytes a ``save(path)`` function of the picture modules writes."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,6 +123,8 @@ def _saved(save) -> bytes:
 SECTIONS = [
     ("Samples", samples),
     ("Reconstructions", reconstructions),
+    ("Traversals", traversal),
+    ("Interpolation", interpolation),
     ("Decoded manifold", manifold),
     ("Latent map", latent_map),
 ]
