@@ -66,19 +66,32 @@ def sample_accuracy(model, classifier: DigitClassifier, per_class: int = 100, se
 
 def analogy_checks(model, classifier: DigitClassifier, x: torch.Tensor, y: torch.Tensor) -> dict:
     """Accuracy of the analogies to other classes and Pearson r of slant and thickness, source
-    vs analogy, over those pairs (pairs where either image is empty are left out of r)."""
+    vs analogy, over those pairs (pairs where either image is empty are left out of r). Beside
+    them the same r for the decode with the source's own class (a reconstruction): what the
+    model keeps of a style at all, the ceiling of what an analogy can keep. ``*_r_per_class``:
+    r over the pairs of each target class alone (free of the offsets between classes)."""
     made = analogies(model, x, y)  # (N, K, C, H, W)
     n, k = made.shape[:2]
+    y = torch.as_tensor(y)
     target = torch.arange(k).expand(n, k)
-    other = target != torch.as_tensor(y)[:, None]
+    other = target != y[:, None]
     images, target = made[other], target[other]
     hits = classifier.predict_proba(images).argmax(1) == target
     source, analogy = measure(x), measure(images)
-    source_row = other.nonzero()[:, 0].numpy()
-    ok = source.valid[source_row] & analogy.valid
-    return {"analogy_accuracy": float(hits.double().mean()), "pairs": int(other.sum()), "sources": n,
-            "slant_r": pearson(source.slant[source_row][ok], analogy.slant[ok]),
-            "thickness_r": pearson(source.thickness[source_row][ok], analogy.thickness[ok])}
+    own = measure(made[torch.arange(n), y])
+    result = {"analogy_accuracy": float(hits.double().mean()), "pairs": int(other.sum()), "sources": n}
+    rows, target = other.nonzero()[:, 0].numpy(), target.numpy()
+    result.update(_style_r(source, analogy, rows, ""))
+    per_class = [_style_r(source, analogy.subset(target == c), rows[target == c], "") for c in range(k)]
+    result.update({f"{m}_r_per_class": [r[f"{m}_r"] for r in per_class] for m in ("slant", "thickness")})
+    result.update(_style_r(source, own, np.arange(n), "reconstruction_"))
+    return result
+
+
+def _style_r(source, made, rows: np.ndarray, prefix: str) -> dict:
+    """``{prefix}slant_r`` and ``{prefix}thickness_r``: source row ``rows[i]`` vs made image i."""
+    ok = source.valid[rows] & made.valid
+    return {f"{prefix}{m}_r": pearson(getattr(source, m)[rows][ok], getattr(made, m)[ok]) for m in ("slant", "thickness")}
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
