@@ -109,6 +109,7 @@ def test_checks_of_a_trained_cvae_beat_an_untrained_one(cvae, classifier, mnist_
     assert trained["sample_accuracy"] > 0.5 > 0.2 > blank["sample_accuracy"]  # 0.71 vs 0.10 when written
     assert trained["analogy_accuracy"] > 0.35 > 0.2 > blank["analogy_accuracy"]  # 0.46 vs 0.11
     assert trained["slant_r"] > 0.5 > 0.3 > abs(blank["slant_r"])  # 0.73 vs 0.00: the style is kept
+    assert trained["analogy_source_class"] < 1 - trained["analogy_accuracy"]
     assert len(trained["slant_r_per_class"]) == 10 and trained["reconstruction_slant_r"] > trained["slant_r"]
 
 

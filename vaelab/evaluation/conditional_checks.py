@@ -65,7 +65,8 @@ def sample_accuracy(model, classifier: DigitClassifier, per_class: int = 100, se
 
 
 def analogy_checks(model, classifier: DigitClassifier, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """Accuracy of the analogies to other classes and Pearson r of slant and thickness, source
+    """Accuracy of the analogies to other classes (and how often they are read as the source's
+    class instead: z carrying the class past the label) and Pearson r of slant and thickness, source
     vs analogy, over those pairs (pairs where either image is empty are left out of r). Beside
     them the same r for the decode with the source's own class (a reconstruction): what the
     model keeps of a style at all, the ceiling of what an analogy can keep. ``*_r_per_class``:
@@ -73,14 +74,14 @@ def analogy_checks(model, classifier: DigitClassifier, x: torch.Tensor, y: torch
     made = analogies(model, x, y)  # (N, K, C, H, W)
     n, k = made.shape[:2]
     y = torch.as_tensor(y)
-    target = torch.arange(k).expand(n, k)
-    other = target != y[:, None]
-    images, target = made[other], target[other]
-    hits = classifier.predict_proba(images).argmax(1) == target
-    source, analogy = measure(x), measure(images)
-    own = measure(made[torch.arange(n), y])
-    result = {"analogy_accuracy": float(hits.double().mean()), "pairs": int(other.sum()), "sources": n}
-    rows, target = other.nonzero()[:, 0].numpy(), target.numpy()
+    rows, target = (torch.arange(k)[None, :] != y[:, None]).nonzero().unbind(1)  # source row, other class
+    images = made[rows, target]
+    predicted = classifier.predict_proba(images).argmax(1)
+    source, analogy, own = measure(x), measure(images), measure(made[torch.arange(n), y])
+    result = {"analogy_accuracy": float((predicted == target).double().mean()),
+              "analogy_source_class": float((predicted == y[rows]).double().mean()),
+              "pairs": len(rows), "sources": n}
+    rows, target = rows.numpy(), target.numpy()
     result.update(_style_r(source, analogy, rows, ""))
     per_class = [_style_r(source, analogy.subset(target == c), rows[target == c], "") for c in range(k)]
     result.update({f"{m}_r_per_class": [r[f"{m}_r"] for r in per_class] for m in ("slant", "thickness")})
