@@ -117,3 +117,12 @@ def test_pearson_is_nan_free():
     a = np.array([1.0, 2.0, 3.0, 5.0])
     assert checks.pearson(a, 2 * a + 1) == pytest.approx(1.0)
     assert checks.pearson(a, np.ones(4)) == 0.0 and checks.pearson(a[:1], a[:1]) == 0.0
+
+
+def test_checks_command_refuses_in_one_line(trained_vae, cvae_run, data_dir, tmp_path, capsys):
+    vaelab.save(trained_vae, tmp_path / "vae")
+    assert checks.main([str(tmp_path / "vae"), "--data", "mnist", "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: analogies need a label-conditional model") and err.count("\n") == 1
+    assert checks.main([str(cvae_run), "--data", "mnist", "--data-dir", str(data_dir), "--sources", "1"]) == 2
+    assert "sources must be a whole number of test digits, at least 2" in capsys.readouterr().err

@@ -120,6 +120,7 @@ def test_chunking_uint8_and_layouts_give_the_same_figures(mnist_small):
     (np.zeros((1, 28, 28)), {"scale": 0}, "scale must be a whole number"),
     (np.zeros((1, 28, 28)), {"scale": 2.5}, "scale must be a whole number"),
     (np.zeros((1, 28, 28)), {"threshold": 1.0}, "threshold must lie strictly between 0 and 1"),
+    (np.zeros((1, 28, 28)), {"threshold": "half"}, "threshold must lie strictly between 0 and 1"),
 ])
 def test_bad_input_is_one_clear_line(images, settings, message):
     with pytest.raises(VaelabError, match=message) as info:

@@ -119,7 +119,7 @@ def _grey_batch(images) -> np.ndarray:
 def _check_settings(scale, threshold) -> None:
     if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or not 1 <= scale <= 16:
         raise VaelabError(f"scale must be a whole number from 1 to 16 (the upscaling factor), got {scale!r}")
-    if not 0 < float(threshold) < 1:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.number)) or not 0 < threshold < 1:
         raise VaelabError(f"threshold must lie strictly between 0 and 1 (a grey level), got {threshold!r}")
 
 

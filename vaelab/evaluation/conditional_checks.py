@@ -106,6 +106,11 @@ def conditional_checks(model, train, test, sources: int = 200, per_class: int = 
                        classifier: DigitClassifier | None = None) -> dict:
     """All three checks: ``sources`` test digits drawn with ``seed`` as analogy sources,
     ``per_class`` samples per class; the goals and whether each is met alongside."""
+    if isinstance(sources, bool) or not isinstance(sources, int) or sources < 2:
+        raise VaelabError(f"sources must be a whole number of test digits, at least 2 (r needs pairs), got {sources!r}")
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:
+        raise VaelabError(f"per_class must be a whole number of samples, at least 1, got {per_class!r}")
+    analogy_view(model)  # refuse a model without labels before training a classifier
     classifier = classifier or digit_classifier(train)
     if getattr(test, "y", None) is None:
         raise VaelabError("analogies encode each test digit with its label; give labelled test images")
