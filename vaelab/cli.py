@@ -15,7 +15,7 @@ from .errors import VaelabError
 from .options import Option, add_options, comma_list, key_spellings, options, valid_keys
 from .words import count
 
-RESUME_MAY_CHANGE = ("epochs", "threads", "device")
+RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard")
 
 
 _ints = comma_list(int)  # --indices 3,17,42
@@ -48,8 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sample_command(sub)
     _add_reconstruct_command(sub)
     _add_encode_command(sub)
-    _add_demo_command(sub)
+    _add_traverse_command(sub)
+    _add_interpolate_command(sub)
+    _add_manifold_command(sub)
+    _add_scatter_command(sub)
     _add_analogies_command(sub)
+    _add_curves_command(sub)
+    _add_report_command(sub)
+    _add_serve_command(sub)
+    _add_demo_command(sub)
     from .compare.cli import add_compare_parser
     add_compare_parser(sub)
     return parser
@@ -142,12 +149,159 @@ def _add_encode_command(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
 
 
+def _add_traverse_command(sub) -> None:
+    """``vaelab traverse RUN``: one latent dimension varied per row, PNG and GIF."""
+    p = sub.add_parser("traverse", help="latent traversal: vary one dimension per row, keep the rest (PNG, GIF)",
+                       description="Decode codes that differ in one latent dimension per row, the most informative "
+                                   "dimensions first (mean KL for a VAE, code variance for an autoencoder), around "
+                                   "the prior or around one image's code.")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--index", type=int, default=None, metavar="I",
+                   help="centre on this image's code (0-based in the split) instead of the prior")
+    p.add_argument("--dims", type=_ints, default=None, metavar="J[,J...]", help="vary these dimensions, in this order")
+    p.add_argument("--top", type=int, default=None, metavar="N",
+                   help="vary the N highest-ranked dimensions (default: 10, or all if fewer)")
+    p.add_argument("--steps", type=int, default=9, help="values per row (default: 9)")
+    p.add_argument("--span", type=float, default=3.0,
+                   help="reach of each row in standard deviations either side (default: 3)")
+    p.add_argument("--label", type=int, default=None, metavar="Y",
+                   help="class to decode with (label-conditional models; default: the --index image's label)")
+    p.add_argument("-o", "--output", default="traverse.png", help="PNG file (default: traverse.png)")
+    p.add_argument("--gif", default=None, metavar="FILE", help="also write an animated GIF sweeping the values")
+
+
+def _add_interpolate_command(sub) -> None:
+    """``vaelab interpolate RUN``: pixel, linear-z and slerp-z paths between two images."""
+    p = sub.add_parser("interpolate", help="interpolate between two images in pixels and in z (PNG + measures)",
+                       description="Three rows from one image to another: blended pixels, decoded points on the "
+                                   "straight line between their codes, and on the spherical path (slerp). Each "
+                                   "path's mean step length and a digit classifier's confidence along it are printed.")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--from", dest="start", type=int, default=None, metavar="I", help="first image (index in the split)")
+    p.add_argument("--to", dest="end", type=int, default=None, metavar="J", help="last image (index in the split)")
+    p.add_argument("--from-file", default=None, metavar="FILE", help="first image from a PNG/JPEG file instead")
+    p.add_argument("--to-file", default=None, metavar="FILE", help="last image from a PNG/JPEG file instead")
+    p.add_argument("--steps", type=int, default=10, help="points per path, endpoints included (default: 10)")
+    p.add_argument("--label", type=int, default=None, metavar="Y",
+                   help="class both images are encoded and decoded at (label-conditional models, required there)")
+    p.add_argument("--classifier", default=None, metavar="DIR",
+                   help="digit classifier directory; trained there on --data's training images when missing "
+                        "(default: one per dataset in ~/.cache/vaelab/classifiers)")
+    p.add_argument("--no-classifier", action="store_true", help="skip the classifier's confidence")
+    p.add_argument("-o", "--output", default="interpolate.png", help="PNG file (default: interpolate.png)")
+
+
 def _add_demo_command(sub) -> None:
     """``vaelab demo``: a small VAE on scikit-learn's digits."""
     p = sub.add_parser("demo", help="train a small VAE on scikit-learn's bundled digits (no download)")
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
                                                      "(default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+
+
+def _add_curves_command(sub) -> None:
+    """``vaelab curves RUN [RUN ...]``: training curves of runs, overlaid."""
+    p = sub.add_parser("curves", help="plot loss terms, validation values and the learning rate against epoch",
+                       description="Read each run's metrics.jsonl and draw one small panel per quantity, "
+                                   "the runs overlaid (solid: training, dashed: validation).")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (a run of stages: one curve per stage)")
+    p.add_argument("-o", "--output", default="curves.png", help="PNG file to write (default: curves.png)")
+
+
+def _add_report_command(sub) -> None:
+    """``vaelab report RUN [RUN ...]``: one self-contained HTML page of runs."""
+    p = sub.add_parser("report", help="write one self-contained HTML report of runs (settings, metrics, curves, "
+                                      "pictures)",
+                       description="Write one HTML file, every image embedded, that opens from disk: per run "
+                                   "its settings, data, wall time, metrics (best and last epoch, a quick test "
+                                   "evaluation), curves and the pictures that fit the model; several runs are "
+                                   "compared in one table.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("-o", "--output", default="report.html", help="HTML file to write (default: report.html)")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="data for the test evaluation and the reconstructions (default: the data each run records)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
+    p.add_argument("--eval-images", type=int, default=1000, metavar="N",
+                   help="test images evaluated per run (default: 1000; 0 = no evaluation)")
+    p.add_argument("--nll-samples", type=int, default=0, metavar="K",
+                   help="importance samples for the test log-likelihood (default: 0 = skip; it costs minutes)")
+    p.add_argument("--label", type=int, default=None, metavar="Y",
+                   help="label-conditional models: samples of this class (default: classes cycled)")
+    p.add_argument("--seed", type=int, default=0, help="seed of samples and evaluation (default: 0)")
+def _add_serve_command(sub) -> None:
+    """``vaelab serve RUN [RUN ...]``: the local latent explorer."""
+    p = sub.add_parser("serve", help="open a local web page to explore runs' latent spaces",
+                       description="Serve the latent explorer: a map of test images by their codes, a slider per "
+                                   "latent dimension, interpolation, a class picker for conditional models and "
+                                   "uploads of your own images. Listens on this machine only unless --host says "
+                                   "otherwise; Ctrl-C stops it.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run or model directories")
+    p.add_argument("--data", default=None, metavar="SPEC",
+                   help="dataset of every run (default: the data each run recorded)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on; anything but the loopback lets other machines in (default: 127.0.0.1)")
+    p.add_argument("--map-size", type=int, default=2000, metavar="N", help="test images on the map (default: 2000)")
+    p.add_argument("--pool-size", type=int, default=5000, metavar="N",
+                   help="training images an upload's nearest neighbours are drawn from (default: 5000)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads for encoding and decoding; one suffices for one image at a time (default: 1; "
+                        "0 = all cores)")
+
+
+def _add_manifold_command(sub) -> None:
+    """``vaelab manifold RUN``: the decoded latent grid, style grids, or continuity panels."""
+    p = sub.add_parser("manifold", help="PNG of the decoded latent manifold (style grids per class for "
+                                        "label-conditional models), or continuity/completeness panels",
+                       description="Decode an n×n grid of codes through the inverse Gaussian CDF over a plane of "
+                                   "the latent space (other coordinates at the prior mean 0); an autoencoder's "
+                                   "grid spans quantiles of its codes on --data. Label-conditional models decode "
+                                   "the grid once per class.")
+    p.add_argument("run", help="run or model directory")
+    p.add_argument("-n", "--n", type=int, default=20, dest="n",
+                   help="tiles per side of the grid (2 to 50); with --coverage, images per panel (default: 20)")
+    p.add_argument("--dims", type=_ints, default=None, metavar="I,J",
+                   help="latent dimensions to draw, 0-based (default: the two of highest KL or code variance "
+                        "on --data, else 0,1)")
+    _data_args(p, required=False)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="use the first N images only (default: all)")
+    p.add_argument("--by-class", action="store_true",
+                   help="one grid per class (label-conditional models; their default)")
+    p.add_argument("--label", type=int, default=None, metavar="Y", help="only the grid of this class")
+    p.add_argument("--coverage", action="store_true",
+                   help="instead of the grid: random prior codes, and midpoints between codes of pairs of "
+                        "real images beside them (needs --data)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --coverage draws (default: 0)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    p.add_argument("-o", "--output", default=None,
+                   help="PNG file (default: manifold.png, or coverage.png with --coverage)")
+
+
+def _add_scatter_command(sub) -> None:
+    """``vaelab scatter RUN``: the 2-D latent map of a split, coloured by label."""
+    p = sub.add_parser("scatter", help="PNG map of a split's codes coloured by label (2-D, or projected)",
+                       description="Encode a dataset split and draw one point per image at its code, coloured "
+                                   "by label; codes wider than 2 are projected (pca, tsne, or umap where "
+                                   "umap-learn is installed).")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--limit", type=int, default=0, metavar="N", help="map the first N images only (default: all)")
+    p.add_argument("--projection", default="pca", metavar="METHOD",
+                   help="pca, tsne or umap, for codes wider than 2 (default: pca)")
+    p.add_argument("--seed", type=int, default=0, help="seed of t-SNE or UMAP (default: 0)")
+    p.add_argument("--save-codes", default=None, metavar="FILE.npz",
+                   help="also write the points, codes and labels to this .npz")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    p.add_argument("-o", "--output", default="latent_map.png", help="PNG file (default: latent_map.png)")
 
 
 def _add_analogies_command(sub) -> None:
@@ -400,6 +554,64 @@ def cmd_encode(args) -> None:
     print(f"wrote {args.output} ({shapes})")
 
 
+def cmd_traverse(args) -> None:
+    from . import load
+    from .viz.traversal import save_traversal
+
+    run = Path(args.run)
+    model = load(run)
+    ds = _eval_images(args, model, run)
+    t = save_traversal(model, args.output, ds, gif=args.gif, index=args.index, dims=args.dims, top=args.top,
+                       steps=args.steps, span=args.span, label=args.label)
+    print(f"rows vary {', '.join(t.captions())} (score: {t.measure}), around {t.around}, "
+          f"± {args.span:g} {t.spread}")
+    print(f"wrote {args.output}" + (f" and {args.gif}" if args.gif else ""))
+
+
+def cmd_interpolate(args) -> None:
+    from . import load
+    from .viz.interpolation import PATHS, save_interpolation
+
+    run = Path(args.run)
+    model = load(run)
+    a, b = _interpolation_ends(args, model, run)
+    classifier = None
+    if args.no_classifier and args.classifier:
+        raise VaelabError("--no-classifier skips the score that --classifier gives; drop one of them")
+    if not args.no_classifier:
+        from .viz.judge import digit_classifier
+        classifier = digit_classifier(args.data, model.input_shape, args.data_dir, args.classifier)
+    result = save_interpolation(model, args.output, a, b, steps=args.steps, label=args.label, classifier=classifier)
+    print(f"{'path':>7}  {'step_length':>11}  " + ("confidence: interior mean, min; endpoints" if classifier else ""))
+    for p in PATHS:
+        m = result.measures[p]
+        conf = (f"  {m['confidence_mean']:.3f}, {m['confidence_min']:.3f}; {m['endpoint_confidence']:.3f}"
+                if classifier else "")
+        print(f"{p:>7}  {m['step_length']:>11.3f}{conf}")
+    print(f"step_length: mean L2 distance between consecutive images over {count(a.numel(), 'pixel value')} in [0, 1]")
+    print(f"wrote {args.output}")
+
+
+def _interpolation_ends(args, model, run: Path):
+    """The two images: each end from an index of the split or from an image file."""
+    from .viz.interpolation import read_image_files
+
+    ends = [("--from", args.start, "--from-file", args.from_file), ("--to", args.end, "--to-file", args.to_file)]
+    for flag, index, file_flag, file in ends:
+        if (index is None) == (file is None):
+            raise VaelabError(f"give one of {flag} I (an image of the split) and {file_flag} FILE")
+    ds = _eval_images(args, model, run) if args.start is not None or args.end is not None else None
+    images = []
+    for flag, index, _, file in ends:
+        if file is not None:
+            images.append(read_image_files([file], model.input_shape)[0])
+        elif not 0 <= index < len(ds):
+            raise VaelabError(f"{flag} {index}: the split has {len(ds)} images, so indices run from 0 to {len(ds) - 1}")
+        else:
+            images.append(ds.x[index])
+    return images
+
+
 def cmd_demo(args) -> None:
     from . import evaluate, train
     from .data import load_dataset
@@ -418,6 +630,55 @@ def cmd_demo(args) -> None:
           f"{m['active_units']}/8 active units")
     for name in ("samples.png", "reconstructions.png", "model.safetensors", "metrics.jsonl"):
         print(f"  {out / name}")
+
+
+def cmd_curves(args) -> None:
+    from .viz.curves import plot_curves
+
+    print(f"wrote {plot_curves(args.runs, args.output)}")
+
+
+def cmd_report(args) -> None:
+    from .viz.report import make_report
+
+    path = make_report(args.runs, args.output, data=args.data, data_dir=args.data_dir,
+                       eval_images=args.eval_images, nll_samples=args.nll_samples, label=args.label,
+                       seed=args.seed)
+    print(f"wrote {path}")
+def cmd_serve(args) -> None:
+    from .serve import serve
+    from .threads import set_threads
+
+    if args.threads < 0:
+        raise VaelabError(f"--threads must be 0 (all cores) or more, got {args.threads}")
+    set_threads(args.threads)
+    serve(args.runs, args.data, host=args.host, port=args.port, data_dir=args.data_dir,
+          map_size=args.map_size, pool_size=args.pool_size)
+
+
+def cmd_manifold(args) -> None:
+    from .threads import set_threads
+    from .viz.manifold import draw_manifold
+
+    set_threads(args.threads)
+    output, lines = draw_manifold(args.run, args.output, n=args.n, dims=args.dims, data=args.data,
+                                  data_dir=args.data_dir, split=args.split, limit=args.limit, by_class=args.by_class,
+                                  label=args.label, coverage=args.coverage, seed=args.seed)
+    for line in lines:
+        print(line)
+    print(f"wrote {output}")
+
+
+def cmd_scatter(args) -> None:
+    from .threads import set_threads
+    from .viz.latent_map import draw_latent_map
+
+    set_threads(args.threads)
+    m = draw_latent_map(args.run, args.data, args.output, split=args.split, limit=args.limit,
+                        projection=args.projection, seed=args.seed, data_dir=args.data_dir, save_codes=args.save_codes)
+    if m.note:
+        print(f"note: {m.note}", file=sys.stderr)
+    print(f"wrote {args.output}" + (f" and {args.save_codes}" if args.save_codes else ""))
 
 
 def cmd_analogies(args) -> None:
@@ -509,6 +770,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
                 "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
+                "traverse": cmd_traverse, "interpolate": cmd_interpolate, "manifold": cmd_manifold,
+                "scatter": cmd_scatter, "curves": cmd_curves, "report": cmd_report, "serve": cmd_serve,
                 "analogies": cmd_analogies}
     quiet = _other_rank()
     try:

@@ -10,11 +10,13 @@ from .codes_2d import codes_2d
 from .common import Comparison
 from .denoising import denoising
 from .generation import generation
+from .interpolation import interpolation
 from .mixtures import mixtures_vs_vae
 from .pca_vs_ae import pca_vs_autoencoders
 
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
-               "generate": generation, "mixtures": mixtures_vs_vae}
+               "generate": generation, "mixtures": mixtures_vs_vae,
+               "interpolation": interpolation}
 
-__all__ = ["COMPARISONS", "Comparison", "codes_2d", "denoising", "generation", "mixtures_vs_vae",
+__all__ = ["COMPARISONS", "Comparison", "codes_2d", "denoising", "generation", "interpolation", "mixtures_vs_vae",
            "pca_vs_autoencoders"]

@@ -66,6 +66,14 @@ SPECIFIC = {
         ("--samples", "samples", int, 2000, "decoded samples scored per model"),
         ("--epochs", "epochs", int, 20, "training epochs per model"),
     ]),
+    "interpolation": ("AE vs VAE paths between test images of different classes: step length, classifier confidence", [
+        ("--run", "runs", str, None, "use this trained run (repeatable) instead of training an ae and a vae; "
+                                     "it must have been trained on --data"),
+        ("--latent-dim", "latent_dim", int, 16, "code size of the trained models"),
+        ("--pairs", "pairs", int, 300, "pairs of test images (seeded, different classes)"),
+        ("--steps", "steps", int, 10, "points per path, endpoints included"),
+        ("--epochs", "epochs", int, 5, "training epochs per model"),
+    ]),
     "mixtures": ("Bernoulli / Gaussian mixtures vs VAEs by test log-likelihood (MNIST, Frey Face)", [
         ("--components", "components", _ints, (10, 100, 500), "Bernoulli mixture component counts"),
         ("--em-iters", "em_iters", int, 50, "maximum EM iterations"),

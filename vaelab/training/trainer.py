@@ -33,6 +33,7 @@ from ..io import model_record, save
 from ..threads import threads
 from ..version import __version__
 from ..words import count
+from .board import Board, check_tensorboard
 from .checkpoint import previous_path, read_checkpoint, read_resume_checkpoint, restore_checkpoint, save_checkpoint
 from .distributed import Context, context, is_lost, local_device, lost, test_exit
 from .report import epoch_bar, summary, write_line
@@ -65,6 +66,7 @@ class TrainConfig(Config):
     loss term, or ``error`` for models that classify). Data with both labelled and
     unlabelled rows is drawn ``labelled_batch_size`` labelled rows per step beside
     ``batch_size`` unlabelled ones (0: in proportion to the two sets, at least 1).
+    ``tensorboard`` also writes the values of ``metrics.jsonl`` as TensorBoard scalars.
     """
 
     epochs: int = field(default=20, metadata={"help": "training epochs (with --resume: the new total)"})
@@ -108,6 +110,9 @@ class TrainConfig(Config):
     labelled_batch_size: int = field(default=0, metadata={
         "help": "labelled rows per step beside --batch-size unlabelled ones, for partly labelled data "
                 "(0 = in proportion, at least 1)"})
+    tensorboard: bool = field(default=False, metadata={
+        "help": "also write each epoch's values as TensorBoard scalars into RUN/tensorboard/ (needs the "
+                "tensorboard package)"})
 
     def validate(self) -> None:
         require(self.epochs > 0, f"epochs must be positive, got {self.epochs}")
@@ -251,6 +256,8 @@ def fit(model, train, val, config: TrainConfig, run_dir: str | os.PathLike, *, r
     """Train ``model`` on ``train`` (a Dataset or Batch), validating on ``val`` (or None),
     and write the run directory ``run_dir``."""
     device = resolve_device(local_device(config.device))
+    if config.tensorboard:
+        check_tensorboard()
     ctx = context(device)
     run = RunDir(run_dir, writer=ctx.writer)
     binarize = resolve_binarize(config.binarize, model)
@@ -295,6 +302,7 @@ class _Training:
         self.model, self.config, self.dir, self.ctx = model, config, run, ctx
         self.device, self.binarize = device, binarize
         self.progress = progress and ctx.writer
+        self.board = None
         self.counters = _check_counters({"epoch": 0, "step": 0, "best_val": None, "best_epoch": 0, "bad_epochs": 0},
                                         run.last)
 
@@ -395,8 +403,22 @@ class _Training:
         else:
             self.dir.write(lambda: atomic_write_json(self.dir.record, record), 0)
             self.dir.write(lambda: self.dir.metrics.unlink(missing_ok=True), 0)
-        stopped_early = self._epochs(terms)
+        with self._board():
+            stopped_early = self._epochs(terms)
         return self._finish(train, stopped_early)
+
+    @contextlib.contextmanager
+    def _board(self):
+        """TensorBoard's writer for the epochs to come (rank 0, with ``tensorboard`` only)."""
+        if not (self.config.tensorboard and self.ctx.writer):
+            yield
+            return
+        self.board = Board(self.dir.root, self.counters["epoch"])
+        try:
+            yield
+        finally:
+            self.board.close()
+            self.board = None
 
     def _epochs(self, terms: EpochTerms | None) -> bool:
         """Epochs until the configured number or early stopping (True), or a stop request."""
@@ -521,6 +543,8 @@ class _Training:
         generators = self._generators()
         # Order matters: `last` goes last, so it never points past a missing best/model.
         self.dir.write(lambda: self.dir.append_metrics(line), c["step"])
+        if self.board is not None:
+            self.board.add(line)
         if improved:
             self._save(self.dir.best, generators)
             self.dir.write(lambda: save(self.model, self.dir.root), c["step"])

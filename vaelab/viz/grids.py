@@ -35,10 +35,15 @@ def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int
     return img
 
 
-def save_png(img: Image.Image, path: str | os.PathLike) -> None:
+def png_bytes(img: Image.Image) -> bytes:
+    """A PIL image as PNG bytes (for a file, or embedded in a page)."""
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def save_png(img: Image.Image, path: str | os.PathLike) -> None:
+    atomic_write_bytes(path, png_bytes(img))
 
 
 def takes_label(model) -> bool:
@@ -50,12 +55,17 @@ def save_samples(model, path, n: int = 64, seed: int = 0, codes=None, label: int
     """Decoder means for ``n`` prior samples, or for codes drawn from ``codes`` (an
     autoencoder's fitted Gaussian), or of class ``label`` (a conditional model); repeatable
     for a seed."""
+    save_png(grid(sample_images(model, n, seed, codes, label)), path)
+
+
+def sample_images(model, n: int = 64, seed: int = 0, codes=None, label: int | None = None) -> torch.Tensor:
+    """The images :func:`save_samples` draws, as an (n, C, H, W) tensor."""
     if label is not None and not takes_label(model):
         raise VaelabError(f"a '{getattr(model, 'name', type(model).__name__)}' samples without labels; "
                           "drop --label (it is for label-conditional models such as cvae)")
     g = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     kwargs = {"codes": codes} if codes is not None else {"y": label} if label is not None else {}
-    save_png(grid(model.sample(n, generator=g, **kwargs)), path)
+    return model.sample(n, generator=g, **kwargs)
 
 
 def choose_images(count: int, n: int | None = None, indices=None, seed: int | None = None) -> list[int]:
@@ -81,6 +91,11 @@ def choose_images(count: int, n: int | None = None, indices=None, seed: int | No
 def save_reconstructions(model, data, path, nrow: int | None = None) -> None:
     """Rows of inputs (a Batch, or an image tensor), each followed by a row of their
     reconstructions (a short last row is padded with blank tiles, so every image is shown)."""
+    save_png(reconstruction_grid(model, data, nrow), path)
+
+
+def reconstruction_grid(model, data, nrow: int | None = None) -> Image.Image:
+    """The picture :func:`save_reconstructions` writes, as a PIL image."""
     batch = as_batch(data).to(next(model.parameters()).device)
     recon = model.reconstruct(batch)
     x = batch.x
@@ -90,4 +105,4 @@ def save_reconstructions(model, data, path, nrow: int | None = None) -> None:
     pairs = []
     for i in range(0, len(x), nrow):
         pairs += [x[i:i + nrow], recon[i:i + nrow]]
-    save_png(grid(torch.cat(pairs), nrow=nrow), path)
+    return grid(torch.cat(pairs), nrow=nrow)
