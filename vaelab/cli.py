@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_interpolate_command(sub)
     _add_manifold_command(sub)
     _add_scatter_command(sub)
+    _add_analogies_command(sub)
     _add_curves_command(sub)
     _add_report_command(sub)
     _add_serve_command(sub)
@@ -301,6 +302,22 @@ def _add_scatter_command(sub) -> None:
                    help="also write the points, codes and labels to this .npz")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
     p.add_argument("-o", "--output", default="latent_map.png", help="PNG file (default: latent_map.png)")
+
+
+def _add_analogies_command(sub) -> None:
+    """``vaelab analogies RUN``: test digits' styles decoded as every class (label-conditional models)."""
+    p = sub.add_parser("analogies", help="PNG grid of test digits, each decoded as every class (cvae)",
+                       description="Encode each chosen digit's style z = E[q(z|x, y)] with its own label and "
+                                   "decode it with every class: one row per digit, the digit first, then "
+                                   "classes 0..K-1. Needs a label-conditional model such as cvae.")
+    p.add_argument("run", help="run or model directory")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("-n", type=int, default=None, help="number of source digits (default: 8)")
+    p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
+                   help="use these images of the split (0-based, e.g. 3,17,42) instead of the first N")
+    p.add_argument("--seed", type=int, default=None, help="draw the N digits at random with this seed")
+    p.add_argument("-o", "--output", default="analogies.png", help="PNG file (default: analogies.png)")
 
 
 def _add_train_parser(models, name: str) -> None:
@@ -664,6 +681,23 @@ def cmd_scatter(args) -> None:
     print(f"wrote {args.output}" + (f" and {args.save_codes}" if args.save_codes else ""))
 
 
+def cmd_analogies(args) -> None:
+    from . import load
+    from .viz.analogy import analogy_view, save_analogies
+    from .viz.grids import choose_images
+
+    run = Path(args.run)
+    model = load(run)
+    view = analogy_view(model)  # a model without labels is refused before any data is read
+    ds = _eval_images(args, model, run)
+    if ds.y is None:
+        raise VaelabError(f"{args.data} has no labels; analogies encode each digit with its own class")
+    picked = ds.subset(choose_images(len(ds), 8 if args.n is None and args.indices is None else args.n,
+                                     args.indices, args.seed))
+    save_analogies(model, picked.x, picked.y, args.output)
+    print(f"wrote {args.output} ({count(len(picked), 'digit')} × {view.num_classes} classes)")
+
+
 def _cmd_compare(args) -> None:
     from .compare.cli import cmd_compare
     cmd_compare(args)
@@ -737,7 +771,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
                 "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
                 "traverse": cmd_traverse, "interpolate": cmd_interpolate, "manifold": cmd_manifold,
-                "scatter": cmd_scatter, "curves": cmd_curves, "report": cmd_report, "serve": cmd_serve}
+                "scatter": cmd_scatter, "curves": cmd_curves, "report": cmd_report, "serve": cmd_serve,
+                "analogies": cmd_analogies}
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):
