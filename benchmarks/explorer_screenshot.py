@@ -1,7 +1,7 @@
 """The screenshot in the docs: the explorer on a trained run, two map points picked, the
 interpolation half-way and a test image uploaded, taken in headless Chromium.
 
-    python benchmarks/explorer_screenshot.py --run /work/runs/gallery/vae2d -o docs/images/explorer.png
+    python benchmarks/explorer_screenshot.py --run runs/gallery/vae2d -o docs/images/explorer.png
 """
 from __future__ import annotations
 

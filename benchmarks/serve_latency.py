@@ -11,7 +11,7 @@ for ``--epochs`` on MNIST unless ``--run`` is given), then, as a client in this 
 
 Goals (issue 14): p95 ≤ 50 ms, page load ≤ 2 s.
 
-    python benchmarks/serve_latency.py --run /work/runs/gallery/vae20 --browser
+    python benchmarks/serve_latency.py --run runs/gallery/vae20 --browser
 """
 from __future__ import annotations
 
