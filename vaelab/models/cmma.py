@@ -88,11 +88,19 @@ class CMMAConfig(VAEConfig):
         choice("encoder", self.encoder, ("xy", "x"))
         require(all(h > 0 for h in self.prior_hidden), f"prior_hidden sizes must be positive, got {list(self.prior_hidden)}")
         stats = (self.attribute_mean, self.attribute_std, self.attribute_low, self.attribute_high)
-        require(all(len(s) == len(self.measured) for s in stats),
+        require(all(len(s) in (0, len(self.measured)) for s in stats),
                 f"the attribute statistics must hold one value per measured attribute ({', '.join(self.measured)}); "
                 "train with vaelab.train or `vaelab train cmma`, which fit them on the training images, "
                 "or fill them with CMMA.data_settings(dataset, settings)")
         require(all(s > 0 and math.isfinite(s) for s in self.attribute_std), "attribute_std must be positive")
+
+    def statistics(self) -> tuple[tuple[float, ...], ...]:
+        """(mean, std, low, high) per measured attribute; a config built without data (never
+        fitted) reads as mean 0, std 1 and no range: y then holds the raw measures."""
+        n = len(self.measured)
+        if len(self.attribute_mean) == n and len(self.attribute_std) == n and len(self.attribute_low) == n:
+            return self.attribute_mean, self.attribute_std, self.attribute_low, self.attribute_high
+        return (0.0,) * n, (1.0,) * n, (-math.inf,) * n, (math.inf,) * n
 
 
 @register("cmma")
@@ -156,8 +164,8 @@ class CMMA(VAE):
         return dataclasses.replace(ds, y=torch.cat(parts, 1), classes=None, labelled=None)
 
     def _standardize(self, measured: np.ndarray) -> np.ndarray:
-        c = self.config
-        return (measured - np.asarray(c.attribute_mean)) / np.asarray(c.attribute_std)
+        mean, std, _, _ = self.config.statistics()
+        return (measured - np.asarray(mean)) / np.asarray(std)
 
     def one_hot(self, y: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
         k = self.config.num_classes
@@ -179,9 +187,9 @@ class CMMA(VAE):
             label = request.get("class")
             y = torch.arange(n) % self.config.num_classes if label is None else torch.full((n,), int(label))
             parts.append(self.one_hot(y))
-        c = self.config
-        values = [(to_measured(m, request[m]) - c.attribute_mean[i]) / c.attribute_std[i] if m in request else 0.0
-                  for i, m in enumerate(c.measured)]
+        mean, std, _, _ = self.config.statistics()
+        values = [(to_measured(m, request[m]) - mean[i]) / std[i] if m in request else 0.0
+                  for i, m in enumerate(self.config.measured)]
         parts.append(torch.tensor(values, dtype=torch.float32).expand(n, -1))
         return torch.cat(parts, 1).to(p.device, p.dtype)
 
@@ -197,7 +205,8 @@ class CMMA(VAE):
                     raise VaelabError(f"class={value:g} is not one of this model's classes 0..{c.num_classes - 1}")
                 continue
             i = c.measured.index(name)
-            low, high = to_user(name, c.attribute_low[i]), to_user(name, c.attribute_high[i])
+            _, _, lows, highs = c.statistics()
+            low, high = to_user(name, lows[i]), to_user(name, highs[i])
             if not extrapolate and not low <= value <= high:
                 raise VaelabError(f"{name}={value:g} is outside the training range {low:.3g}..{high:.3g} {UNITS[name]}; "
                                   "choose a value inside it, or pass --extrapolate (extrapolate=True) to decode it anyway")
@@ -219,10 +228,11 @@ class CMMA(VAE):
         """Attribute vectors (B, width) back in the user's units, one dict per row."""
         c = self.config
         k = c.num_classes if "class" in c.attributes else 0
+        mean, std, _, _ = c.statistics()
         rows = []
         for v in y.detach().cpu().double():
             row = {"class": int(v[:k].argmax())} if k else {}
-            row.update({m: to_user(m, float(v[k + i]) * c.attribute_std[i] + c.attribute_mean[i])
+            row.update({m: to_user(m, float(v[k + i]) * std[i] + mean[i])
                         for i, m in enumerate(c.measured)})
             rows.append(row)
         return rows
