@@ -7,7 +7,9 @@
 (b) **edits**: test digits encoded with their own attributes, one attribute set to a value
     drawn uniformly between its test 10th and 90th percentiles; r(requested change, measured
     change) for the edited attribute (change = edit − source, both measured), and for each
-    other measured attribute the mean absolute change, beside a quarter of its test-set std.
+    other measured attribute the mean absolute change, beside a quarter of its test-set std
+    (``*_vs_reconstruction``: the same against the unedited reconstruction, which leaves out
+    what the model loses in any reconstruction).
 
 Issue 10's goals: r ≥ 0.9 for thickness and slant in (a) and (b), class accuracy ≥ 95 %,
 other attributes' mean absolute change ≤ test std / 4.
@@ -99,6 +101,8 @@ def edit_checks(model, batch, test_figures, classifier=None, seed: int = 0) -> d
                 std = float(_user(other, getattr(test_figures, other)[test_figures.valid]).std())
                 result[f"edit_{m}_{other}_mean_abs_change"] = float(change.mean())
                 result[f"edit_{m}_{other}_change_per_std"] = float(change.mean() / std)
+                beside = np.abs(_user(other, getattr(made, other)) - _user(other, getattr(recon, other)))[ok]
+                result[f"edit_{m}_{other}_change_per_std_vs_reconstruction"] = float(beside.mean() / std)
         if labels is not None and classifier is not None:
             result[f"edit_{m}_class_kept"] = float((classifier.predict_proba(edits).argmax(1) == labels.cpu()).double().mean())
     return result
