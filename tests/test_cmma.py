@@ -207,3 +207,14 @@ class _Chance:
         p = torch.zeros(len(images), 10)
         p[:, 0] = 1
         return p
+
+
+def test_edit_keeps_the_place_in_the_prior(cmma_run, mnist_small):
+    _, model = cmma_run
+    batch = model.condition_data(mnist_small.test.subset(slice(0, 3))).batch()
+    same = model.edit(batch, {"slant": float(model.describe(batch.y[:1])[0]["slant"])})
+    assert torch.allclose(same[:1], model.reconstruct(batch[:1]), atol=1e-5)  # no change: the reconstruction
+    prior, posterior = model.edit(batch, {"thickness": 4.0}), model.edit(batch, {"thickness": 4.0}, via="posterior")
+    assert not torch.allclose(prior, posterior)
+    with pytest.raises(VaelabError, match="via"):
+        model.edit(batch, {"thickness": 4.0}, via="sideways")

@@ -73,9 +73,10 @@ def _samples(model, request: dict, n: int, seed: int) -> torch.Tensor:
     return sample_attributes(model, request, n, seed)
 
 
-def edit_checks(model, batch, test_figures, classifier=None, seed: int = 0) -> dict:
+def edit_checks(model, batch, test_figures, classifier=None, seed: int = 0, via: str = "prior") -> dict:
     """(b) on the test digits of ``batch`` (a Batch with the model's attribute vectors as y and
-    the inputs as the model reads them) and their grey images ``batch.extras["grey"]``."""
+    the inputs as the model reads them) and their grey images ``batch.extras["grey"]``; ``via``
+    as for the model's ``edit``."""
     grey = batch.extras.get("grey", batch.x)
     source = measure(grey)
     labels = batch.extras.get("label")
@@ -87,7 +88,7 @@ def edit_checks(model, batch, test_figures, classifier=None, seed: int = 0) -> d
         values = _user(m, getattr(test_figures, m)[test_figures.valid])
         low, high = np.percentile(values, PERCENTILES[0]), np.percentile(values, PERCENTILES[-1])
         targets = rng.uniform(low, high, len(grey))
-        edits = torch.cat([model.edit(batch[i:i + 1], {m: float(t)}).clamp(0, 1).cpu() for i, t in enumerate(targets)])
+        edits = torch.cat([model.edit(batch[i:i + 1], {m: float(t)}, via=via).clamp(0, 1).cpu() for i, t in enumerate(targets)])
         made = measure(edits)
         ok = source.valid & made.valid & recon.valid
         asked = targets - _user(m, getattr(source, m))
@@ -109,7 +110,7 @@ def edit_checks(model, batch, test_figures, classifier=None, seed: int = 0) -> d
 
 
 def attribute_checks(model, train, test, sources: int = 200, per_request: int = 4, seed: int = 0,
-                     binarize: bool = True, classifier=None, percentiles=PERCENTILES) -> dict:
+                     binarize: bool = True, classifier=None, percentiles=PERCENTILES, via: str = "prior") -> dict:
     """(a) and (b) for ``model`` with the test split ``test`` (a labelled Dataset of grey images);
     ``sources`` test digits drawn with ``seed`` are edited; ``binarize``: the encoder reads them
     binarized once (with the evaluation's seed), as the model was trained on binary images.
@@ -135,7 +136,7 @@ def attribute_checks(model, train, test, sources: int = 200, per_request: int = 
     rows.extras = {"grey": grey, **({"label": test.y[picked]} if test.y is not None and not test.y.is_floating_point() else {})}
     model.eval()
     result = {**generation_checks(model, figures, classifier, per_request, seed, percentiles),
-              **edit_checks(model, rows, figures, classifier, seed)}
+              **edit_checks(model, rows, figures, classifier, seed, via), "edit_via": via}
     result["goals"] = _goals(model)
     result["met"] = {k: (result[k] <= v if k.endswith("per_std") else result[k] >= v)
                      for k, v in result["goals"].items() if k in result}
@@ -170,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sources", type=int, default=200, help="test digits edited (default: 200)")
     p.add_argument("--per-request", type=int, default=4, help="samples per requested attribute vector (default: 4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--edit-via", default="prior", choices=("prior", "posterior"),
+                   help="edits keep the image's place in the prior (default) or re-encode with the new attributes")
     args = p.parse_args(argv)
     try:
         torch.set_num_threads(1)
@@ -177,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         train = load_dataset(args.data, "train", data_dir=args.data_dir)
         test = run_split(args.run, args.data, "test", data_dir=args.data_dir)
         binarize = resolve_binarize("auto", model, args.run) != "none"
-        result = attribute_checks(model, train, test, args.sources, args.per_request, args.seed, binarize)
+        result = attribute_checks(model, train, test, args.sources, args.per_request, args.seed, binarize,
+                                  via=args.edit_via)
     except VaelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -314,14 +314,19 @@ class CMMA(VAE):
         return torch.cat([self.one_hot(labels, p.dtype), self.attribute_vectors({}, n)[:, self.config.num_classes:]], 1)
 
     @torch.no_grad()
-    def edit(self, data: Batch, changes: dict, extrapolate: bool = False) -> torch.Tensor:
+    def edit(self, data: Batch, changes: dict, extrapolate: bool = False, via: str = "prior") -> torch.Tensor:
         """Decode each image of ``data`` with the attributes ``changes`` names set anew (user
-        units). The image's place in its prior is kept: ε = (E[q(z|x, y)] − μ_ψ(y)) / σ_ψ(y),
-        decoded at z' = μ_ψ(y') + σ_ψ(y')·ε, the z that the same ε would give under y'."""
+        units). ``via="prior"``: the image's place in its prior is kept, ε = (E[q(z|x, y)] −
+        μ_ψ(y)) / σ_ψ(y), decoded at z' = μ_ψ(y') + σ_ψ(y')·ε, the z the same ε gives under y'.
+        ``via="posterior"``: z' = E[q(z|x, y')] (the encoder still sees the old x; weaker edits)."""
+        choice("via", via, ("prior", "posterior"))
         x, y = self.observed(data)
+        edited = self.with_attributes(y, changes, extrapolate)
+        if via == "posterior":
+            return self.likelihood.mean(self.decoder(self._posterior(x, edited)[0]))
         z = self._posterior(x, y)[0]
         mu, logvar = self.prior_params(y)
-        mu_new, logvar_new = self.prior_params(self.with_attributes(y, changes, extrapolate))
+        mu_new, logvar_new = self.prior_params(edited)
         eps = (z - mu) * torch.exp(-0.5 * logvar)
         return self.likelihood.mean(self.decoder(torch.addcmul(mu_new, torch.exp(0.5 * logvar_new), eps)))
 
