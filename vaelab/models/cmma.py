@@ -41,7 +41,7 @@ DEFAULT_ATTRIBUTES = ("class", "thickness", "slant")
 UNITS = {"class": "class index", "area": "pixels²", "length": "pixels", "thickness": "pixels",
          "slant": "degrees", "width": "pixels", "height": "pixels"}
 SAMPLES_PER_CLASS = 10
-MEASURE_UNCACHED = 1000  # datasets up to this size are measured without writing a cache file
+MEASURE_UNCACHED = 64  # a few images (an edit) are measured without writing a cache file
 
 
 def to_measured(name: str, value: float) -> float:
