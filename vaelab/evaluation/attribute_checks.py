@@ -59,6 +59,7 @@ def generation_checks(model, test_figures, classifier=None, per_request: int = 4
     ok = figures.valid
     result = {"requests": len(requests), "samples": len(images), "empty_samples": int((~ok).sum())}
     for m in model.config.measured:
+        result[f"{m}_requested"] = sorted({r[m] for r in requests})
         result[f"{m}_r"] = pearson(asked[m][ok], _user(m, getattr(figures, m))[ok])
         result[f"{m}_mean_abs_error"] = float(np.abs(asked[m][ok] - _user(m, getattr(figures, m))[ok]).mean())
     if "class" in asked and classifier is not None:
