@@ -64,7 +64,9 @@ def generation_checks(model, test_figures, classifier=None, per_request: int = 4
         result[f"{m}_mean_abs_error"] = float(np.abs(asked[m][ok] - _user(m, getattr(figures, m))[ok]).mean())
     if "class" in asked and classifier is not None:
         predicted = classifier.predict_proba(images).argmax(1).numpy()
-        result["class_accuracy"] = float((predicted == asked["class"]).mean())
+        hits = predicted == asked["class"]
+        result["class_accuracy"] = float(hits.mean())
+        result["class_accuracy_per_class"] = [float(hits[asked["class"] == c].mean()) for c in range(model.config.num_classes)]
     return result
 
 
