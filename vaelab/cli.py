@@ -816,7 +816,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
-                "reconstruct": cmd_reconstruct, "edit": cmd_edit, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
+                "edit": cmd_edit,
+                "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
                 "traverse": cmd_traverse, "interpolate": cmd_interpolate, "manifold": cmd_manifold,
                 "scatter": cmd_scatter, "curves": cmd_curves, "report": cmd_report, "serve": cmd_serve,
                 "analogies": cmd_analogies}
