@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_command(sub)
     _add_sample_command(sub)
     _add_reconstruct_command(sub)
+    _add_edit_command(sub)
     _add_encode_command(sub)
     _add_traverse_command(sub)
     _add_interpolate_command(sub)
@@ -116,6 +117,26 @@ def _add_sample_command(sub) -> None:
                    help="with --codes fitted: the training data (default: the data recorded in the run)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
+    p.add_argument("--attributes", default=None, metavar="NAME=V[,NAME=V...]",
+                   help="draw every sample given these attributes, e.g. class=3,thickness=2.5,slant=10 (pixels, "
+                        "degrees; the rest at their training mean); models trained with attributes such as cmma")
+    p.add_argument("--extrapolate", action="store_true",
+                   help="with --attributes: allow values outside the training range")
+
+
+def _add_edit_command(sub) -> None:
+    """``vaelab edit RUN``: a test digit, its reconstruction and the digit with attributes changed."""
+    p = sub.add_parser("edit", help="change a digit's attributes (thickness, slant, class) and decode it",
+                       description="Encode one image with its attributes, set some anew and decode: a PNG of "
+                                   "the image, its reconstruction and the edit (models trained with attributes).")
+    p.add_argument("run", help="run or model directory of a model trained with attributes (cmma)")
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    p.add_argument("--index", type=int, required=True, metavar="I", help="the image of the split to edit (0-based)")
+    p.add_argument("--set", dest="changes", required=True, metavar="NAME=V[,NAME=V...]",
+                   help="the attributes to change, e.g. thickness=3.5 or slant=-10 (pixels, degrees)")
+    p.add_argument("--extrapolate", action="store_true", help="allow values outside the training range")
+    p.add_argument("-o", "--output", default="edit.png", help="PNG file (default: edit.png)")
 
 
 def _add_reconstruct_command(sub) -> None:
@@ -453,12 +474,13 @@ def _eval_data(args, model, run: Path):
     """The Dataset of ``--split`` as the run saw it (its carved test split, if any), labels
     included: a conditional model needs them, as do classification figures."""
     from .training import run_split
+    from .training.run import conditioned
 
     ds = run_split(run, args.data, args.split, data_dir=args.data_dir)
     if tuple(ds.shape) != tuple(model.input_shape):
         raise VaelabError(f"{args.data} images have shape {list(ds.shape)}, the model expects "
                           f"{list(model.input_shape)}")
-    return ds.subset(slice(0, args.limit)) if getattr(args, "limit", 0) else ds
+    return conditioned(model, ds.subset(slice(0, args.limit)) if getattr(args, "limit", 0) else ds)
 
 
 def _eval_images(args, model, run: Path):
@@ -517,6 +539,10 @@ def cmd_sample(args) -> None:
     if args.n < 1:
         raise VaelabError(f"-n must be at least 1, got {args.n}")
     model = load(args.run)
+    if args.attributes is not None:
+        return _sample_attributes(args, model)
+    if args.extrapolate:
+        raise VaelabError("--extrapolate goes with --attributes")
     codes = None
     if args.codes == "fitted":
         codes, spec, count = training_code_gaussian(args.run, model, args.data, args.data_dir)
@@ -526,6 +552,27 @@ def cmd_sample(args) -> None:
               "(--codes fitted draws from a Gaussian fitted to its training codes)")
     save_samples(model, args.output, n=args.n, seed=args.seed, codes=codes, label=args.label)
     print(f"wrote {args.output}")
+
+
+def _sample_attributes(args, model) -> None:
+    from .attributes import parse_attributes, sample_attributes
+    from .viz.grids import grid, save_png
+
+    if args.label is not None or args.codes != "prior":
+        raise VaelabError("--attributes chooses what to draw itself; give it without --label and --codes")
+    request = parse_attributes(args.attributes)
+    save_png(grid(sample_attributes(model, request, args.n, args.seed, args.extrapolate)), args.output)
+    print(f"wrote {args.output}")
+
+
+def cmd_edit(args) -> None:
+    from .attributes import parse_attributes, save_edit
+
+    figures = save_edit(args.run, args.data, args.index, parse_attributes(args.changes), args.output,
+                        split=args.split, data_dir=args.data_dir, extrapolate=args.extrapolate)
+    for what, row in figures.items():
+        print(f"{what:>14}: thickness {row['thickness']:.2f} px, slant {row['slant']:.1f}°")
+    print(f"wrote {args.output} (image, reconstruction, edit)")
 
 
 def cmd_reconstruct(args) -> None:
@@ -769,6 +816,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
+                "edit": cmd_edit,
                 "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
                 "traverse": cmd_traverse, "interpolate": cmd_interpolate, "manifold": cmd_manifold,
                 "scatter": cmd_scatter, "curves": cmd_curves, "report": cmd_report, "serve": cmd_serve,

@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from ..data import binarize_static
+from ..data import Dataset, binarize_static
 from ..errors import VaelabError
 from .classification import can_classify, misclassified
 from .conditional import can_complete, completion_metrics, target_squared_error
@@ -48,7 +48,8 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
     reports the importance-sampled estimate's progress on stderr (minutes for thousands of
     samples).
     """
-    rows = as_rows(data)
+    condition = getattr(model, "condition_data", None)  # attribute models: y as they condition on it
+    rows = as_rows(condition(data) if condition is not None and isinstance(data, Dataset) else data)
     _check_density(model, nll_samples)
     model.eval()
     device = next(model.parameters()).device

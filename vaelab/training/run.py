@@ -87,6 +87,8 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
                 raise VaelabError(f"--resume: {out} holds a '{recorded.get('model')}' run, not '{model}'")
             model_config = dict(recorded["config"])
         settings = {"input_shape": list(ds.shape), **(model_config or {})}
+        fit_settings = getattr(model_class(model), "data_settings", None)  # e.g. attribute statistics
+        settings = fit_settings(ds, settings) if fit_settings else settings
         _check_memory(model, settings)
         torch.manual_seed(config.seed)  # the initial weights follow the run's seed too
         model = build(model, **settings)
@@ -95,15 +97,23 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     if tuple(model.input_shape) != tuple(ds.shape):
         raise VaelabError(f"the model expects images of shape {list(model.input_shape)}, "
                           f"the data has {list(ds.shape)}")
+    ds = conditioned(model, ds)
     if val_data is None and config.val_size > 0:
         train_ds, val_ds = split_validation(ds, config.val_size if config.val_size < 1 else int(config.val_size),
                                             seed=config.seed)
     else:
-        train_ds, val_ds = ds, val_data
+        train_ds, val_ds = ds, None if val_data is None else conditioned(model, val_data)
     record = {"spec": canonical_spec(data) if isinstance(data, str) else ds.name, "split": "train",
               "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
               "shape": list(ds.shape), **test_record}
     return fit(model, train_ds, val_ds, config, out, resume=resume, data_record=record, progress=progress)
+
+
+def conditioned(model, ds: Dataset) -> Dataset:
+    """``ds`` with y as ``model`` conditions on it (attribute vectors for ``cmma``), where the
+    model says so through ``condition_data``; otherwise ``ds`` as it is."""
+    condition = getattr(model, "condition_data", None)
+    return condition(ds) if condition is not None and isinstance(ds, Dataset) else ds
 
 
 def run_split(run_dir: str | os.PathLike, data: str, split: str = "test",
