@@ -113,3 +113,16 @@ def test_bad_input_is_refused_in_one_line(cache, cvae_run, trained_vae, mnist_sm
     _one_line(main(["compare", "conditional", "--data-dir", str(data_dir), "--nll-samples", "0", *common]),
               capsys.readouterr().err, "--nll-samples must be at least 1")
     assert torch.get_num_threads() == 1
+
+
+def test_class_in_z_reads_the_class_only_where_z_holds_it(cvae_run, mnist_small, monkeypatch):
+    from vaelab.evaluation.conditional_checks import class_in_z
+    from vaelab.viz.latent import LatentView
+
+    model, g = vaelab.load(cvae_run).eval(), torch.Generator().manual_seed(0)
+    train, test = mnist_small.train.subset(slice(0, 300)), mnist_small.test.subset(slice(0, 100))
+    noise = lambda b: torch.randn(len(b.x), 10, generator=g)  # noqa: E731
+    monkeypatch.setattr(LatentView, "encode", lambda self, b: noise(b))
+    assert class_in_z(model, train, test)["class_in_z"] < 0.3  # chance is about 0.1
+    monkeypatch.setattr(LatentView, "encode", lambda self, b: noise(b) * 0.1 + torch.nn.functional.one_hot(b.y, 10))
+    assert class_in_z(model, train, test)["class_in_z"] > 0.9  # z spells the class out

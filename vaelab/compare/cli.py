@@ -122,6 +122,7 @@ def add_compare_parser(sub) -> None:
                 continue
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             q.add_argument(flag, dest=dest, type=kind, default=default,
+                           metavar="DIR" if flag.endswith("-run") else None,
                            help=f"{text} (default: {shown})" if default is not None else text)
         if name == "mixtures":
             q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")
