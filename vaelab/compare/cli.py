@@ -89,9 +89,9 @@ SPECIFIC = {
                                      "trained on --data"),
         ("--vae-run", "vae_run", str, None, "use this unconditional VAE run (the cvae's networks and latent size) "
                                             "instead of training one"),
-        ("--latent-dim", "latent_dim", int, 4, "latent size of the trained cvae and vae"),
+        ("--latent-dim", "latent_dim", int, 16, "latent size of the trained cvae and vae"),
         ("--hidden", "hidden", _ints, (400,), "hidden layer sizes of the trained cvae and vae"),
-        ("--beta", "beta", float, 1.0, "KL weight of the trained cvae (the vae is trained with 1)"),
+        ("--beta", "beta", float, 3.0, "KL weight of the trained cvae (the vae is trained with 1)"),
         ("--epochs", "epochs", int, 20, "training epochs per model"),
         ("--nll-samples", "nll_samples", int, 5000, "importance samples for -log p(x|y) and -log p(x)"),
         ("--sources", "sources", int, 200, "test digits used as analogy sources"),

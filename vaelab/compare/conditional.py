@@ -31,7 +31,7 @@ from ..viz.grids import grid, save_png
 from ..viz.manifold import decoded_manifold
 from .common import Comparison, fit, load_run, prepare_out, split
 
-NETWORK = {"latent_dim": 4, "hidden": [400], "activation": "relu", "likelihood": "bernoulli", "beta": 1.0}
+NETWORK = {"latent_dim": 16, "hidden": [400], "activation": "relu", "likelihood": "bernoulli", "beta": 3.0}
 SHARED = ("latent_dim", "hidden", "activation", "backbone", "channels", "likelihood", "sigma", "init")
 COLUMNS = ["model", "measure", "value", "goal", "met"]
 ANALOGY_SOURCES = 10
