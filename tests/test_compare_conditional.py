@@ -112,6 +112,9 @@ def test_bad_input_is_refused_in_one_line(cache, cvae_run, trained_vae, mnist_sm
                     "--per-class", "2", *common]), capsys.readouterr().err, "differ")
     _one_line(main(["compare", "conditional", "--data-dir", str(data_dir), "--nll-samples", "0", *common]),
               capsys.readouterr().err, "--nll-samples must be at least 1")
+    _one_line(main(["compare", "conditional", "--data-dir", str(data_dir), "--sources", "1", *common]),
+              capsys.readouterr().err, "--sources must be at least 2")
+    assert not (tmp_path / "o" / "runs").exists()  # refused before training anything
     assert torch.get_num_threads() == 1
 
 

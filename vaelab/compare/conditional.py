@@ -64,6 +64,9 @@ def conditional(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, r
     start = time.perf_counter()
     if nll_samples < 1:
         raise VaelabError(f"--nll-samples must be at least 1 (issue 10 uses 5000), got {nll_samples}")
+    if sources < 2 or per_class < 1:  # refused before any training (the checks refuse them too)
+        raise VaelabError(f"--sources must be at least 2 (r needs pairs) and --per-class at least 1, "
+                          f"got {sources} and {per_class}")
     if len(runs) > 1:
         raise VaelabError("compare conditional takes one --run (a cvae); the VAE beside it is --vae-run")
     out = prepare_out(out)
