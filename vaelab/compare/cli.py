@@ -84,6 +84,20 @@ SPECIFIC = {
         ("--frey-vae-epochs", "frey_vae_epochs", int, 1000, "maximum epochs of the Frey Face VAE (early-stopped)"),
         ("--test-size", "test_size", int, 0, "first N MNIST test images (0 = all)"),
     ]),
+    "conditional": ("cvae checks (sample / analogy accuracy, style kept) and -log p(x|y) beside a VAE's -log p(x)", [
+        ("--run", "runs", str, None, "use this trained cvae run instead of training one; it must have been "
+                                     "trained on --data"),
+        ("--vae-run", "vae_run", str, None, "use this unconditional VAE run (the cvae's networks and latent size) "
+                                            "instead of training one"),
+        ("--latent-dim", "latent_dim", int, 16, "latent size of the trained cvae and vae"),
+        ("--hidden", "hidden", _ints, (400,), "hidden layer sizes of the trained cvae and vae"),
+        ("--beta", "beta", float, 3.0, "KL weight of the trained cvae (the vae is trained with 1)"),
+        ("--epochs", "epochs", int, 20, "training epochs per model"),
+        ("--nll-samples", "nll_samples", int, 5000, "importance samples for -log p(x|y) and -log p(x)"),
+        ("--sources", "sources", int, 200, "test digits used as analogy sources"),
+        ("--per-class", "per_class", int, 100, "samples per class scored by the classifier"),
+        ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
+    ]),
 }
 FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face"}  # comparisons whose claim is about these data
 
@@ -108,6 +122,7 @@ def add_compare_parser(sub) -> None:
                 continue
             shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             q.add_argument(flag, dest=dest, type=kind, default=default,
+                           metavar="DIR" if flag.endswith("-run") else None,
                            help=f"{text} (default: {shown})" if default is not None else text)
         if name == "mixtures":
             q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")

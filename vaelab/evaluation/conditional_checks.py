@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ..baselines import DigitClassifier, train_classifier
+from ..data.batch import Batch
 from ..errors import VaelabError
 from ..morphometrics import measure
 from ..viz.analogy import analogies, analogy_view
@@ -102,6 +103,21 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+def class_in_z(model, train, test, fit_size: int = 5000, seed: int = 0) -> dict:
+    """How much of the class z carries beside y: the test accuracy of a logistic regression from
+    z = E[q(z|x, y)] to y, fitted on ``fit_size`` training digits (drawn with ``seed``). Chance
+    (about 1/K) when z leaves the class to y; high when z spells it out too, and then prior
+    samples decoded with another y are a mix of two classes."""
+    from sklearn.linear_model import LogisticRegression
+
+    view = analogy_view(model)
+    picked = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:fit_size]
+    z_fit = view.encode(Batch(train.x[picked], train.y[picked])).numpy()
+    z_test = view.encode(Batch(test.x, test.y)).numpy()
+    probe = LogisticRegression(max_iter=1000).fit(z_fit, train.y[picked].numpy())
+    return {"class_in_z": float(probe.score(z_test, test.y.numpy())), "class_in_z_fit": len(picked)}
+
+
 def conditional_checks(model, train, test, sources: int = 200, per_class: int = 100, seed: int = 0,
                        classifier: DigitClassifier | None = None) -> dict:
     """All three checks: ``sources`` test digits drawn with ``seed`` as analogy sources,
@@ -117,6 +133,7 @@ def conditional_checks(model, train, test, sources: int = 200, per_class: int = 
     picked = torch.randperm(len(test), generator=torch.Generator().manual_seed(seed))[:sources]
     result = {**sample_accuracy(model, classifier, per_class, seed),
               **analogy_checks(model, classifier, test.x[picked], test.y[picked]),
+              **class_in_z(model, train, test, seed=seed),
               "classifier_test_accuracy": classifier.accuracy(test.x, test.y)}
     result["goals"] = dict(GOALS)
     result["met"] = {name: result[name] >= goal for name, goal in GOALS.items()}

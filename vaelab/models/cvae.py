@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..config import require
 from ..errors import VaelabError
@@ -61,11 +60,12 @@ class CVAE(VAE):
         if y.dtype != torch.int64 or y.ndim != 1:
             raise VaelabError(f"cvae takes class indices as y (int64, one per image), got {y.dtype} "
                               f"{tuple(y.shape)}; pass labels such as a dataset's y")
-        bad = (y < 0) | (y >= k)
-        if bool(bad.any()):
+        low, high = torch.aminmax(y) if len(y) else (0, 0)  # one pass over the labels, every training step
+        if int(low) < 0 or int(high) >= k:
+            bad = (y < 0) | (y >= k)
             raise VaelabError(f"label {int(y[bad][0])} is outside this cvae's classes 0..{k - 1} "
                               f"(num_classes={k}); {fix}")
-        return F.one_hot(y, k).to(dtype)
+        return torch.eye(k, dtype=dtype, device=y.device).index_select(0, y)  # F.one_hot checks the range again
 
     def observed(self, data: Batch | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(x, onehot(y)) of a fully labelled batch."""
@@ -73,7 +73,7 @@ class CVAE(VAE):
         if not isinstance(data, Batch) or data.y is None:
             raise VaelabError("cvae models p(x|y) and needs each image's class label: pass a Batch(x, y) or "
                               "labelled data (a Dataset with y)")
-        unlabelled = int((~data.labelled_rows()).sum())
+        unlabelled = 0 if data.labelled is None else int((~data.labelled).sum())  # None: every row labelled
         if unlabelled:
             raise VaelabError(f"cvae needs a label for every image, but {unlabelled} rows are unlabelled; "
                               "train it on the labelled rows (Dataset.split_labelled)")
