@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from .. import load
+    from ..io import load
     from ..data import load_dataset
     from ..data.samplers import resolve_binarize
     from ..training import run_split
