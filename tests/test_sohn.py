@@ -201,3 +201,19 @@ def test_compare_completion_tiny(tmp_path, data_dir):
     assert again.rows == result.rows
     with pytest.raises(VaelabError, match="--quadrants 4 does not exist"):
         completion(tmp_path, **{**kw, "quadrants": (4,)})
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "sohn-nn", "--quadrants", "5"], "quadrants must be 1, 2 or 3"),
+    (["train", "sohn-hybrid", "--alpha", "-0.1"], "alpha must lie in [0, 1]"),
+    (["train", "sohn-cvae", "--baseline", "/nonexistent/run"], "does not exist"),
+    (["compare", "completion", "--quadrants", "0"], "--quadrants 0 does not exist"),
+])
+def test_cli_refuses_in_one_line(args, fragment, capsys, tmp_path, data_dir):
+    from vaelab.cli import main
+
+    code = main([*args, "--data", "mnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
+                 "--threads", "1", "--no-progress", *(["--epochs", "1"] if args[0] == "train" else [])])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert fragment in err
