@@ -128,8 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    from .. import load
     from ..data import load_dataset
+    from ..io import load
     from ..training import run_split
 
     p = argparse.ArgumentParser(prog="python -m vaelab.evaluation.conditional_checks", allow_abbrev=False,
