@@ -217,3 +217,16 @@ def test_cli_refuses_in_one_line(args, fragment, capsys, tmp_path, data_dir):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert fragment in err
+
+
+@pytest.mark.parametrize("command", [["sample", "-o"], ["reconstruct", "--data", "mnist", "-o"],
+                                     ["encode", "--data", "mnist", "-o"]])
+def test_commands_a_completion_model_lacks_are_one_line(command, runs, capsys, tmp_path, data_dir):
+    from vaelab.cli import main
+
+    root, _, _ = runs
+    suffix = ".npz" if command[0] == "encode" else ".png"
+    extra = ["--data-dir", str(data_dir)] if "--data" in command else []
+    code = main([command[0], str(root / "cvae"), *command[1:], str(tmp_path / f"out{suffix}"), *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: a 'sohn-cvae' model ") and err.count("\n") == 1, err

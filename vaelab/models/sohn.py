@@ -102,6 +102,9 @@ class _Completion(Model):
         """(x, y_target): x flat with hidden pixels at −1, y_target the target pixels (B, T)."""
         batch = batch if isinstance(batch, Batch) else Batch(batch)
         if TARGET_MASK in batch.extras:
+            if batch.y is None or batch.y.shape != batch.x.shape:
+                raise VaelabError(f"a batch with extras[{TARGET_MASK!r}] needs the whole image as y; derive it "
+                                  "with vaelab.data.derive.quadrant_mask")
             given = batch.extras[TARGET_MASK].to(torch.bool).expand_as(batch.x).flatten(1)
             if not bool((given == self.target_flat).all()):
                 raise VaelabError(f"the data hides other pixels than this model's --quadrants "
