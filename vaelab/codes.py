@@ -27,6 +27,9 @@ def encode_images(model, x: torch.Tensor, batch_size: int = 500) -> dict[str, to
     on the CPU as float32: ``mean`` and ``logvar`` for a VAE, ``code`` for an autoencoder."""
     if batch_size < 1:
         raise VaelabError(f"batch size must be at least 1, got {batch_size}")
+    if not (hasattr(model, "posterior_params") or hasattr(model, "code") or hasattr(model, "encode")):
+        raise VaelabError(f"a '{getattr(model, 'name', type(model).__name__)}' model has no codes to export "
+                          "(no encoder of x alone); encode with a VAE or an autoencoder")
     model.eval()
     p = next(model.parameters())
     parts: dict[str, list[torch.Tensor]] = {}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .codes_2d import codes_2d
 from .common import Comparison
+from .completion import completion
 from .conditional import conditional
 from .denoising import denoising
 from .generation import generation
@@ -17,7 +18,8 @@ from .pca_vs_ae import pca_vs_autoencoders
 
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
-               "interpolation": interpolation, "conditional": conditional}
+               "interpolation": interpolation, "conditional": conditional, "completion": completion}
 
-__all__ = ["COMPARISONS", "Comparison", "codes_2d", "conditional", "denoising", "generation", "interpolation", "mixtures_vs_vae",
+__all__ = ["COMPARISONS", "Comparison", "codes_2d", "completion", "conditional", "denoising", "generation",
+           "interpolation", "mixtures_vs_vae",
            "pca_vs_autoencoders"]

@@ -98,6 +98,18 @@ SPECIFIC = {
         ("--per-class", "per_class", int, 100, "samples per class scored by the classifier"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
+    "completion": ("Sohn et al.: complete digits from 1, 2 or 3 quadrants; NN, CVAE, GSNN, hybrid by CLL", [
+        ("--quadrants", "quadrants", _ints, (1, 2, 3), "settings: quadrants given"),
+        ("--models", "models", _names, ("nn", "cvae", "gsnn", "hybrid"), "models per setting"),
+        ("--epochs", "epochs", int, 100, "maximum training epochs per model"),
+        ("--patience", "patience", int, 3, "early stopping: epochs without a better validation loss"),
+        ("--alpha", "alpha", float, 0.5, "the hybrid's weight of L_CVAE"),
+        ("--latent-dim", "latent_dim", int, 200, "z size of the CVAE family"),
+        ("--hidden", "hidden", _ints, (500, 500), "hidden layer sizes of every network"),
+        ("--ks", "ks", _ints, (100, 1000), "importance sample counts of the CLL"),
+        ("--val-size", "val_size", int, 10000, "validation images: the last N of the training split"),
+        ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
+    ]),
 }
 FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face"}  # comparisons whose claim is about these data
 
@@ -124,6 +136,9 @@ def add_compare_parser(sub) -> None:
             q.add_argument(flag, dest=dest, type=kind, default=default,
                            metavar="DIR" if flag.endswith("-run") else None,
                            help=f"{text} (default: {shown})" if default is not None else text)
+        if name == "completion":
+            q.add_argument("--binarize", action="store_true",
+                           help="binarized targets (the paper's setting) instead of grey levels (Pyro's)")
         if name == "mixtures":
             q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")
         q.add_argument("--train-size", type=int, default=0, help="first N training images (default: 0 = all)")

@@ -10,6 +10,7 @@ can do and naming it for what it is.
 | the same, ``conditional`` | ``cnll`` = −log p(x given y), ``cbits_per_dim``; the bound is ``celbo`` |
 | ``classify`` (q(y|x)) | ``classification_error`` over the labelled rows |
 | ``complete`` | ``target_cnll`` = −log p(hidden pixels given visible), ``target_bits_per_dim``, ``target_mse`` |
+| ``completion_nelbo`` | ``target_nelbo``: the negative ELBO over the hidden pixels, a bound ≥ ``target_cnll`` |
 
 Never a figure called ``nll`` that is anything but an importance-sampled −log p(x).
 """
@@ -55,6 +56,8 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
     device = next(model.parameters()).device
     if binarize != "none":
         rows = rows.with_x(binarize_static(rows.x, TEST_BINARIZATION_SEED))
+    if hasattr(model, "as_completion"):  # whole images -> the completion task, after binarizing them
+        rows = model.as_completion(rows)
     n = len(rows)
     result: dict = {"n": n, "k": nll_samples, "binarize": binarize}
     result.update(_per_example(model, rows, batch_size, seed, device))

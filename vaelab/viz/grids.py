@@ -46,6 +46,14 @@ def save_png(img: Image.Image, path: str | os.PathLike) -> None:
     atomic_write_bytes(path, png_bytes(img))
 
 
+def require_capability(model, method: str, what: str) -> None:
+    """One line, not an AttributeError, for a model that lacks ``method`` (a completion model
+    cannot sample from nothing, say)."""
+    if not hasattr(model, method):
+        raise VaelabError(f"a '{getattr(model, 'name', type(model).__name__)}' model cannot {what} (it has no "
+                          f"{method}); use a model that can")
+
+
 def takes_label(model) -> bool:
     """Whether ``model.sample`` draws given a label (``sample(n, y=...)``)."""
     return "y" in inspect.signature(model.sample).parameters
@@ -60,6 +68,7 @@ def save_samples(model, path, n: int = 64, seed: int = 0, codes=None, label: int
 
 def sample_images(model, n: int = 64, seed: int = 0, codes=None, label: int | None = None) -> torch.Tensor:
     """The images :func:`save_samples` draws, as an (n, C, H, W) tensor."""
+    require_capability(model, "sample", "draw images from nothing")
     if label is not None and not takes_label(model):
         raise VaelabError(f"a '{getattr(model, 'name', type(model).__name__)}' samples without labels; "
                           "drop --label (it is for label-conditional models such as cvae)")
@@ -96,6 +105,7 @@ def save_reconstructions(model, data, path, nrow: int | None = None) -> None:
 
 def reconstruction_grid(model, data, nrow: int | None = None) -> Image.Image:
     """The picture :func:`save_reconstructions` writes, as a PIL image."""
+    require_capability(model, "reconstruct", "reconstruct images")
     batch = as_batch(data).to(next(model.parameters()).device)
     recon = model.reconstruct(batch)
     x = batch.x
