@@ -218,3 +218,12 @@ def test_edit_keeps_the_place_in_the_prior(cmma_run, mnist_small):
     assert not torch.allclose(prior, posterior)
     with pytest.raises(VaelabError, match="via"):
         model.edit(batch, {"thickness": 4.0}, via="sideways")
+
+
+def test_the_attribute_checks_command_refuses_a_model_without_attributes_in_one_line(tmp_path, data_dir, capsys):
+    from vaelab.evaluation.attribute_checks import main as checks_main
+
+    vaelab.save(vaelab.build("vae", input_shape=(1, 28, 28), hidden=[8], latent_dim=2), tmp_path / "vae")
+    assert checks_main([str(tmp_path / "vae"), "--data", "mnist", "--data-dir", str(data_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "attribute" in err

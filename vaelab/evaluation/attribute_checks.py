@@ -19,7 +19,6 @@ other attributes' mean absolute change ≤ test std / 4.
 from __future__ import annotations
 
 import itertools
-import sys
 
 import numpy as np
 import torch
@@ -158,38 +157,23 @@ def _goals(model) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Print the checks for a run as JSON."""
-    import argparse
-    import json
-
-    from ..io import load
-    from ..data import load_dataset
     from ..data.samplers import resolve_binarize
-    from ..training import run_split
+    from .checks_cli import checks_main
 
-    p = argparse.ArgumentParser(prog="python -m vaelab.evaluation.attribute_checks", allow_abbrev=False,
-                                description="Attribute fidelity of generated and edited digits, for a cmma run.")
-    p.add_argument("run", help="run or model directory of a model trained with attributes")
-    p.add_argument("--data", required=True, metavar="SPEC")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
-    p.add_argument("--sources", type=int, default=200, help="test digits edited (default: 200)")
-    p.add_argument("--per-request", type=int, default=4, help="samples per requested attribute vector (default: 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--edit-via", default="prior", choices=("prior", "posterior"),
-                   help="edits keep the image's place in the prior (default) or re-encode with the new attributes")
-    args = p.parse_args(argv)
-    try:
-        torch.set_num_threads(1)
-        model = load(args.run)
-        train = load_dataset(args.data, "train", data_dir=args.data_dir)
-        test = run_split(args.run, args.data, "test", data_dir=args.data_dir)
-        binarize = resolve_binarize("auto", model, args.run) != "none"
-        result = attribute_checks(model, train, test, args.sources, args.per_request, args.seed, binarize,
-                                  via=args.edit_via)
-    except VaelabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"run": str(args.run), **result}, indent=1))
-    return 0
+    def options(p):
+        p.add_argument("--sources", type=int, default=200, help="test digits edited (default: 200)")
+        p.add_argument("--per-request", type=int, default=4, help="samples per requested attribute vector (default: 4)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--edit-via", default="prior", choices=("prior", "posterior"),
+                       help="edits keep the image's place in the prior (default) or re-encode with the new attributes")
+
+    def compute(model, train, test, a):
+        binarize = resolve_binarize("auto", model, a.run) != "none"
+        return attribute_checks(model, train, test, a.sources, a.per_request, a.seed, binarize, via=a.edit_via)
+
+    return checks_main(argv, "python -m vaelab.evaluation.attribute_checks",
+                       "Attribute fidelity of generated and edited digits, for a cmma run.",
+                       "run or model directory of a model trained with attributes", options, compute)
 
 
 if __name__ == "__main__":

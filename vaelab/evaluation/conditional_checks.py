@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -142,33 +141,18 @@ def conditional_checks(model, train, test, sources: int = 200, per_class: int = 
 
 def main(argv: list[str] | None = None) -> int:
     """Print the three checks for a run."""
-    import argparse
-    import json
+    from .checks_cli import checks_main
 
-    from ..data import load_dataset
-    from ..io import load
-    from ..training import run_split
+    def options(p):
+        p.add_argument("--sources", type=int, default=200, help="test digits used as analogy sources (default: 200)")
+        p.add_argument("--per-class", type=int, default=100, help="samples per class (default: 100)")
+        p.add_argument("--seed", type=int, default=0)
 
-    p = argparse.ArgumentParser(prog="python -m vaelab.evaluation.conditional_checks", allow_abbrev=False,
-                                description="Sample accuracy, analogy accuracy and style kept, for a cvae run.")
-    p.add_argument("run", help="run or model directory of a label-conditional model")
-    p.add_argument("--data", required=True, metavar="SPEC")
-    p.add_argument("--data-dir", default=None, metavar="DIR")
-    p.add_argument("--sources", type=int, default=200, help="test digits used as analogy sources (default: 200)")
-    p.add_argument("--per-class", type=int, default=100, help="samples per class (default: 100)")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    try:
-        torch.set_num_threads(1)
-        model = load(args.run)
-        train = load_dataset(args.data, "train", data_dir=args.data_dir)  # all real training images
-        test = run_split(args.run, args.data, "test", data_dir=args.data_dir)
-        result = conditional_checks(model, train, test, args.sources, args.per_class, args.seed)
-    except VaelabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"run": str(args.run), **result}, indent=1))
-    return 0
+    return checks_main(argv, "python -m vaelab.evaluation.conditional_checks",
+                       "Sample accuracy, analogy accuracy and style kept, for a cvae run.",
+                       "run or model directory of a label-conditional model", options,
+                       lambda model, train, test, a: conditional_checks(model, train, test, a.sources, a.per_class,
+                                                                        a.seed))
 
 
 if __name__ == "__main__":
