@@ -28,6 +28,17 @@ def _data_args(p, required: bool = True) -> None:
                    help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 
 
+def _run_data_split(p, run_help: str = "run or model directory") -> None:
+    """RUN, --data SPEC, --data-dir DIR and --split: what every command reading a run's images takes."""
+    p.add_argument("run", help=run_help)
+    _data_args(p)
+    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+
+
+def _threads_arg(p) -> None:
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+
+
 class _Parser(argparse.ArgumentParser):
     """No prefix matching (``--epoch 1`` is not ``--epochs 1``): a typo must fail, not guess.
     Sub-parsers are built with the parent's class, so every (sub-)command inherits this."""
@@ -80,9 +91,7 @@ def _add_eval_command(sub) -> None:
     """``vaelab eval RUN``: the figures the model can report, on a split."""
     p = sub.add_parser("eval", help="measure a trained model (ELBO, IS-NLL, active units, MSE, PSNR)",
                        description="Evaluate a run or model directory on a dataset split.")
-    p.add_argument("run", help="run or model directory")
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _run_data_split(p)
     p.add_argument("--nll-samples", type=int, default=0, metavar="K",
                    help="importance samples for the log-likelihood estimate, e.g. 5000: nll = -log p(x), or "
                         "cnll = -log p(x|y) for a label-conditional model; VAE-family models only (default: 0 = skip)")
@@ -94,7 +103,7 @@ def _add_eval_command(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the posterior samples (default: 0)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    _threads_arg(p)
     p.add_argument("--no-progress", action="store_true",
                    help="no progress report of the log-likelihood estimate (a bar on a terminal, else a "
                         "line every 5 %% on stderr)")
@@ -129,9 +138,7 @@ def _add_edit_command(sub) -> None:
     p = sub.add_parser("edit", help="change a digit's attributes (thickness, slant, class) and decode it",
                        description="Encode one image with its attributes, set some anew and decode: a PNG of "
                                    "the image, its reconstruction and the edit (models trained with attributes).")
-    p.add_argument("run", help="run or model directory of a model trained with attributes (cmma)")
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _run_data_split(p, run_help="run or model directory of a model trained with attributes (cmma)")
     p.add_argument("--index", type=int, required=True, metavar="I", help="the image of the split to edit (0-based)")
     p.add_argument("--set", dest="changes", required=True, metavar="NAME=V[,NAME=V...]",
                    help="the attributes to change, e.g. thickness=3.5 or slant=-10 (pixels, degrees)")
@@ -142,9 +149,7 @@ def _add_edit_command(sub) -> None:
 def _add_reconstruct_command(sub) -> None:
     """``vaelab reconstruct RUN``: chosen images above their reconstructions."""
     p = sub.add_parser("reconstruct", help="PNG grid of inputs above their reconstructions")
-    p.add_argument("run", help="run or model directory")
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _run_data_split(p)
     p.add_argument("-n", type=int, default=None, help="number of images (default: 32)")
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
                    help="show these images of the split (0-based, e.g. 3,17,42) instead of the first N")
@@ -159,9 +164,7 @@ def _add_encode_command(sub) -> None:
                        description="Encode a dataset split with a trained model and write one .npz of named "
                                    "arrays, row i for image i: mean and logvar (VAE) or code (autoencoders), "
                                    "and y (labels, where the data has them). Read it with numpy.load.")
-    p.add_argument("run", help="run or model directory")
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _run_data_split(p)
     p.add_argument("-o", "--output", default="codes.npz", help=".npz file to write (default: codes.npz)")
     p.add_argument("--binarize", default="auto", choices=("auto", "dynamic", "static", "none"),
                    help="binarize the images once with a fixed seed before encoding; auto follows the run, "
@@ -176,9 +179,7 @@ def _add_traverse_command(sub) -> None:
                        description="Decode codes that differ in one latent dimension per row, the most informative "
                                    "dimensions first (mean KL for a VAE, code variance for an autoencoder), around "
                                    "the prior or around one image's code.")
-    p.add_argument("run", help="run or model directory")
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _run_data_split(p)
     p.add_argument("--index", type=int, default=None, metavar="I",
                    help="centre on this image's code (0-based in the split) instead of the prior")
     p.add_argument("--dims", type=_ints, default=None, metavar="J[,J...]", help="vary these dimensions, in this order")
@@ -199,9 +200,7 @@ def _add_interpolate_command(sub) -> None:
                        description="Three rows from one image to another: blended pixels, decoded points on the "
                                    "straight line between their codes, and on the spherical path (slerp). Each "
                                    "path's mean step length and a digit classifier's confidence along it are printed.")
-    p.add_argument("run", help="run or model directory")
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _run_data_split(p)
     p.add_argument("--from", dest="start", type=int, default=None, metavar="I", help="first image (index in the split)")
     p.add_argument("--to", dest="end", type=int, default=None, metavar="J", help="last image (index in the split)")
     p.add_argument("--from-file", default=None, metavar="FILE", help="first image from a PNG/JPEG file instead")
@@ -301,7 +300,7 @@ def _add_manifold_command(sub) -> None:
                    help="instead of the grid: random prior codes, and midpoints between codes of pairs of "
                         "real images beside them (needs --data)")
     p.add_argument("--seed", type=int, default=0, help="seed of the --coverage draws (default: 0)")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    _threads_arg(p)
     p.add_argument("-o", "--output", default=None,
                    help="PNG file (default: manifold.png, or coverage.png with --coverage)")
 
@@ -312,16 +311,14 @@ def _add_scatter_command(sub) -> None:
                        description="Encode a dataset split and draw one point per image at its code, coloured "
                                    "by label; codes wider than 2 are projected (pca, tsne, or umap where "
                                    "umap-learn is installed).")
-    p.add_argument("run", help="run or model directory")
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _run_data_split(p)
     p.add_argument("--limit", type=int, default=0, metavar="N", help="map the first N images only (default: all)")
     p.add_argument("--projection", default="pca", metavar="METHOD",
                    help="pca, tsne or umap, for codes wider than 2 (default: pca)")
     p.add_argument("--seed", type=int, default=0, help="seed of t-SNE or UMAP (default: 0)")
     p.add_argument("--save-codes", default=None, metavar="FILE.npz",
                    help="also write the points, codes and labels to this .npz")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
+    _threads_arg(p)
     p.add_argument("-o", "--output", default="latent_map.png", help="PNG file (default: latent_map.png)")
 
 
@@ -331,9 +328,7 @@ def _add_analogies_command(sub) -> None:
                        description="Encode each chosen digit's style z = E[q(z|x, y)] with its own label and "
                                    "decode it with every class: one row per digit, the digit first, then "
                                    "classes 0..K-1. Needs a label-conditional model such as cvae.")
-    p.add_argument("run", help="run or model directory")
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _run_data_split(p)
     p.add_argument("-n", type=int, default=None, help="number of source digits (default: 8)")
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
                    help="use these images of the split (0-based, e.g. 3,17,42) instead of the first N")
