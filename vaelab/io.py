@@ -78,6 +78,8 @@ def build_checked(cls, config, where: str, tensors: dict[str, torch.Tensor] | No
             except Exception:  # a model that cannot be built on meta: its real build decides
                 probe = None
             if probe is not None:
+                if hasattr(probe, "adopt_shapes"):
+                    probe.adopt_shapes(tensors)
                 problem = _mismatch(probe.state_dict(), tensors, where)
                 if problem:
                     raise VaelabError(problem)
@@ -96,6 +98,8 @@ def model_from_record(record: dict, where: str):
 
 def load_state(model, tensors: dict[str, torch.Tensor], where: Path) -> None:
     """Copy tensors into the model, refusing any missing, extra or mis-shaped entry."""
+    if hasattr(model, "adopt_shapes"):
+        model.adopt_shapes(tensors)
     problem = _mismatch(model.state_dict(), tensors, where)
     if problem:
         raise VaelabError(problem)

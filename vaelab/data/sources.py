@@ -666,8 +666,9 @@ def _check_finite(x: np.ndarray, path: Path) -> None:
 # --- splitting and binarization -------------------------------------------------------
 
 
-def split_validation(ds: Dataset, val_size: int | float, seed: int) -> tuple[Dataset, Dataset]:
-    """Split ``ds`` into (train, validation) by a seeded permutation.
+def split_validation(ds: Dataset, val_size: int | float, seed: int, last: bool = False) -> tuple[Dataset, Dataset]:
+    """Split ``ds`` into (train, validation) by a seeded permutation, or with ``last`` the
+    final rows as validation (MNIST's last 10,000 training images in Kingma et al. 2014).
 
     ``val_size`` is a count (int) or a fraction in (0, 1); rows keep their original order
     within each part, so the same seed always gives the same split.
@@ -681,6 +682,8 @@ def split_validation(ds: Dataset, val_size: int | float, seed: int) -> tuple[Dat
         raise VaelabError(f"val_size must be a count (int) or a fraction in (0, 1), got {val_size!r}")
     if not 0 < n_val < n:
         raise VaelabError(f"val_size {val_size!r} gives {n_val} validation rows out of {len(ds)}; need at least 1 and fewer than {n}")
+    if last:
+        return ds.subset(slice(0, n - n_val)), ds.subset(slice(n - n_val, n))
     return _carve(ds, n_val, seed)
 
 

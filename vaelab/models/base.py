@@ -86,6 +86,10 @@ class Model(nn.Module):
     def prepare(self, data: Batch | torch.Tensor) -> None:
         """Data-dependent initialisation before the first step of a fresh run."""
 
+    def adopt_shapes(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Before saved tensors are loaded: resize buffers whose size ``prepare`` took from
+        the training data (a model that keeps its labelled images); others have none."""
+
     def end_of_run(self, run_dir, data: Batch, seed: int = 0) -> list[str]:
         """Pictures written when training ends, into ``run_dir``; returns the file names.
         The default fits image models that sample and reconstruct; a family overrides it

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..data import Dataset, has_test_split, load_dataset, split_test, split_validation
+from ..data import Dataset, has_test_split, labelled_subset, load_dataset, split_test, split_validation
 from ..data.sources import TEST_SPLIT_SEED, canonical_spec
 from ..errors import VaelabError
 from ..files import read_run_record
@@ -100,13 +100,32 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     ds = conditioned(model, ds)
     if val_data is None and config.val_size > 0:
         train_ds, val_ds = split_validation(ds, config.val_size if config.val_size < 1 else int(config.val_size),
-                                            seed=config.seed)
+                                            seed=config.seed, last=config.val_rows == "last")
     else:
         train_ds, val_ds = ds, None if val_data is None else conditioned(model, val_data)
+    train_ds, label_record = labelled_part(train_ds, config)
     record = {"spec": canonical_spec(data) if isinstance(data, str) else ds.name, "split": "train",
               "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
-              "shape": list(ds.shape), **test_record}
+              "shape": list(ds.shape), **test_record, **label_record}
     return fit(model, train_ds, val_ds, config, out, resume=resume, data_record=record, progress=progress)
+
+
+def labelled_part(ds: Dataset, config: TrainConfig) -> tuple[Dataset, dict]:
+    """The training rows with only ``config.labels`` labels kept, N/K per class drawn by
+    ``label_seed`` (the rest unlabelled), and the record that makes ``--resume`` refuse
+    another draw; ``labels`` 0 keeps every label."""
+    if not config.labels:
+        return ds, {}
+    if not isinstance(ds, Dataset) or not ds.has_class_labels:
+        raise VaelabError(f"--labels {config.labels} keeps the labels of some training images, but this data has "
+                          "no class labels; train on a labelled dataset (e.g. mnist) or drop --labels")
+    k = ds.n_classes
+    if config.labels % k:
+        low, high = config.labels // k * k, (config.labels // k + 1) * k
+        raise VaelabError(f"--labels {config.labels} is not a multiple of the {k} classes (the labelled subset is "
+                          f"class-balanced, N/{k} per class); choose {low or high} or {high}")
+    subset = labelled_subset(ds, config.labels // k, config.label_seed)
+    return subset, {"labels": config.labels, "label_seed": config.label_seed}
 
 
 def conditioned(model, ds: Dataset) -> Dataset:

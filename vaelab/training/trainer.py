@@ -86,6 +86,14 @@ class TrainConfig(Config):
     val_size: float = field(
         default=0.1,
         metadata={"help": "validation split carved from train: a fraction (<1) or a count"})
+    val_rows: str = field(
+        default="random",
+        metadata={"help": "which training rows are the validation split: random (drawn by --seed) or last "
+                          "(the final ones, e.g. MNIST's last 10,000 as Kingma et al.)"})
+    labels: int = field(default=0, metadata={
+        "help": "keep the labels of this many training images, N/K per class (class-balanced, drawn by "
+                "--label-seed; the rest unlabelled): semi-supervised learning; 0 = keep every label"})
+    label_seed: int = field(default=0, metadata={"help": "seed of the labelled subset drawn for --labels"})
     test_fraction: float = field(
         default=0.0,
         metadata={"help": "hold out this fraction of folder:/npy: data without a test split as its test split (fixed seed; eval and reconstruct reuse it)"})
@@ -127,6 +135,8 @@ class TrainConfig(Config):
         choice("binarization", self.binarize, ("auto",) + BINARIZE)
         require(0 <= self.val_size < math.inf, f"val_size must be >= 0, got {self.val_size}")
         require(0 <= self.test_fraction < 1, f"test_fraction must lie in [0, 1) (0 = off), got {self.test_fraction}")
+        choice("validation rows", self.val_rows, ("random", "last"))
+        require(self.labels >= 0, f"labels must be >= 0 (0 = keep every label), got {self.labels}")
         require(self.patience >= 0, f"patience must be >= 0 (0 = off), got {self.patience}")
         require(self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}")
         require(0 <= self.threads <= 4096, f"threads must be >= 0 (0 = all cores), got {self.threads}")

@@ -1,0 +1,175 @@
+"""Kingma et al. (2014) M1 and M2: the exact sum over labels, the objective's weights, the
+labelled-subset protocol (--labels, --label-seed, the last rows as validation), and the
+refusals of bad input."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import vaelab
+from vaelab.cli import main as cli_main
+from vaelab.data.batch import Batch
+from vaelab.errors import VaelabError
+
+SMALL_M2 = {"hidden": [32], "latent_dim": 4, "classifier_hidden": [32]}
+SMALL_M1 = {"hidden": [32], "latent_dim": 4}
+FAST = {"threads": 1, "batch_size": 100, "lr": 3e-3, "val_size": 200}
+
+
+@pytest.fixture(scope="module")
+def images(mnist_small):
+    return mnist_small.train.subset(slice(0, 1200))
+
+
+@pytest.fixture(scope="module")
+def m2_run(images, tmp_path_factory):
+    out = tmp_path_factory.mktemp("m2") / "run"
+    result = vaelab.train("m2", images, out, model_config=SMALL_M2,
+                          config={**FAST, "epochs": 2, "labels": 100, "label_seed": 3}, progress=False)
+    return out, result
+
+
+def _reference_neg_L(model, x, eps):
+    """−L(x, y) for each y by the label-conditional VAE's own pieces, one class at a time."""
+    columns = []
+    for y in range(model.config.num_classes):
+        labels = torch.full((len(x),), y)
+        mu, logvar = model.posterior_params(Batch(x, labels))
+        z = mu + torch.exp(0.5 * logvar) * eps[:, y]
+        logits = model.decoder(torch.cat([z, F.one_hot(labels, 10).float()], 1))
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum((1, 2, 3))
+        kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1)
+        columns.append(nll + kl + math.log(10))
+    return torch.stack(columns, 1)
+
+
+def test_the_exact_sum_equals_a_loop_over_the_labels(images):
+    torch.manual_seed(0)
+    model = vaelab.build("m2", input_shape=[1, 28, 28], **SMALL_M2)
+    x = images.x[:6]
+    torch.manual_seed(5)
+    fast = model.neg_L_every_class(x)
+    torch.manual_seed(5)
+    eps = torch.randn(6, 10, 4)
+    assert torch.allclose(fast, _reference_neg_L(model, x, eps), atol=1e-3)
+
+
+def test_the_batched_bernoulli_gradient_is_the_autograd_one():
+    from vaelab.models.ssvae import _BernoulliEveryClass
+
+    logits = (3 * torch.randn(4, 10, 20)).requires_grad_()
+    x = torch.rand(4, 20)
+    g = torch.randn(4, 10)
+    ours = torch.autograd.grad(_BernoulliEveryClass.apply(logits, x), logits, g)[0]
+    ref = F.binary_cross_entropy_with_logits(logits, x[:, None].expand_as(logits), reduction="none").sum(-1)
+    assert torch.allclose(ours, torch.autograd.grad(ref, logits, g)[0], atol=1e-5)
+
+
+def test_the_objective_weights_the_parts_by_the_labelled_share(images):
+    torch.manual_seed(0)
+    model = vaelab.build("m2", input_shape=[1, 28, 28], **SMALL_M2, alpha=0.5)
+    labelled = torch.zeros(len(images), dtype=torch.bool)
+    labelled[:100] = True
+    model.prepare(Batch(images.x, images.y, labelled))
+    assert float(model.labelled_share) == pytest.approx(100 / len(images))
+    batch = Batch(images.x[95:105], images.y[95:105], labelled[95:105])
+    loss = model.loss(batch)
+    f = 100 / len(images)
+    assert loss.weights == pytest.approx({"neg_L": f, "neg_log_qy": 0.5, "neg_U": 1 - f})
+    total = sum(loss.weights[k] * loss.terms[k] for k in loss.terms)
+    assert torch.allclose(loss.total, total)
+    # −U(x) ≥ min_y −L(x, y) − log K: the entropy can lower the bound by at most log K
+    assert set(model.loss(Batch(images.x[:5], images.y[:5])).terms) == {"neg_L", "neg_log_qy"}
+    assert set(model.loss(images.x[:5]).terms) == {"neg_U"}
+
+
+def test_neg_U_is_the_q_weighted_sum_minus_the_entropy(images):
+    torch.manual_seed(0)
+    model = vaelab.build("m2", input_shape=[1, 28, 28], **SMALL_M2)
+    x = images.x[:8]
+    torch.manual_seed(1)
+    neg_U = model.loss(x).terms["neg_U"]
+    torch.manual_seed(1)
+    neg_L = model.neg_L_every_class(x)
+    q = F.softmax(model.classify(x), -1)
+    expected = ((q * neg_L).sum(1) + (q * q.log()).sum(1)).mean()
+    assert torch.allclose(neg_U, expected, atol=1e-4)
+
+
+def test_training_keeps_only_the_drawn_labels_and_validates_on_the_last_rows(m2_run, images):
+    out, result = m2_run
+    record = json.loads((out / "run.json").read_text())
+    assert record["data"]["labels"] == 100 and record["data"]["label_seed"] == 3
+    assert record["data"]["n_train"] == 1000 and record["data"]["n_val"] == 200
+    assert float(result.model.labelled_share) == pytest.approx(0.1)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {"neg_L", "neg_U", "neg_log_qy"} <= set(metrics[-1]["train"])
+    assert 0 <= metrics[-1]["val"]["error"] < 0.9  # the classifier has learned something in 2 epochs
+
+
+def test_eval_reports_the_error_of_q_y_given_x(m2_run, mnist_small):
+    out, _ = m2_run
+    model = vaelab.load(out)
+    result = vaelab.evaluate(model, mnist_small.test)
+    wrong = (model.classify(mnist_small.test.x).argmax(-1) != mnist_small.test.y).float().mean()
+    assert result["classification_error"] == pytest.approx(float(wrong))
+    assert "nll" not in result and "elbo" not in result
+
+
+def test_a_changed_label_seed_is_refused_on_resume(m2_run, images):
+    out, _ = m2_run
+    with pytest.raises(VaelabError, match="trained on"):
+        vaelab.train("m2", images, out, config={**FAST, "epochs": 3, "labels": 100, "label_seed": 4},
+                     resume=True, progress=False)
+
+
+@pytest.mark.parametrize("labels, message", [
+    (105, "not a multiple of the 10 classes"),
+    (5000, "fewer than per_class=500"),
+])
+def test_bad_label_counts_are_refused(images, tmp_path, labels, message):
+    with pytest.raises(VaelabError, match=message):
+        vaelab.train("m2", images, tmp_path / "run", model_config=SMALL_M2,
+                     config={**FAST, "epochs": 1, "labels": labels}, progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_labels_on_data_without_labels_are_refused(images, tmp_path):
+    unlabelled = vaelab.Dataset("no labels", images.x)
+    with pytest.raises(VaelabError, match="no class labels"):
+        vaelab.train("m2", unlabelled, tmp_path / "run", model_config=SMALL_M2,
+                     config={**FAST, "epochs": 1, "labels": 100}, progress=False)
+
+
+def test_cli_refuses_a_label_count_that_is_not_balanced(data_dir, tmp_path, capsys):
+    code = cli_main(["train", "m2", "--data", "mnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "r"),
+                     "--labels", "55", "--threads", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "choose 50 or 60" in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_m1_classifies_from_the_codes_and_survives_a_round_trip(images, mnist_small, tmp_path):
+    result = vaelab.train("m1", images, tmp_path / "m1", model_config=SMALL_M1,
+                          config={**FAST, "epochs": 2, "labels": 100}, progress=False)
+    model = result.model.eval()
+    assert model.labelled_x.shape == (100, 1, 28, 28)
+    assert torch.equal(torch.bincount(model.labelled_y), torch.full((10,), 10))
+    before = model.classify(mnist_small.test.x[:200]).argmax(-1)
+    loaded = vaelab.load(tmp_path / "m1")
+    assert loaded.labelled_x.shape == (100, 1, 28, 28)
+    assert torch.equal(loaded.classify(mnist_small.test.x[:200]).argmax(-1), before)
+    error = (before != mnist_small.test.y[:200]).float().mean()
+    assert error < 0.8
+    metrics = json.loads((tmp_path / "m1" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert "error" in metrics["val"]
+
+
+def test_m1_without_labelled_images_is_refused(images, tmp_path):
+    with pytest.raises(VaelabError, match="--labels N"):
+        vaelab.train("m1", vaelab.Dataset("no labels", images.x), tmp_path / "run", model_config=SMALL_M1,
+                     config={**FAST, "epochs": 1}, progress=False)

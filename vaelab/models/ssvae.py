@@ -1,0 +1,294 @@
+"""Semi-supervised learning with deep generative models (Kingma, Rezende, Mohamed & Welling
+2014): the latent-feature model M1 and the generative semi-supervised model M2.
+
+M1 is a VAE trained on every image; a classifier fitted on the posterior means of the
+labelled few predicts the rest (:class:`M1`). M2:
+
+    p(y) = Cat(π) (uniform),  p(z) = N(0, I),  p(x | y, z) = Bernoulli/Gaussian(decoder([z, y]))
+    q(z | x, y) = N(μ, σ²)(encoder([x, y])),   q(y | x) = Cat(classifier(x))
+
+    −L(x, y) = E_q(z|x,y)[−log p(x | y, z)] + KL(q(z|x, y) ‖ p(z)) − log p(y)    (labelled, eq. 6)
+    −U(x)    = Σ_y q(y|x)·(−L(x, y)) − H(q(y|x))                                  (unlabelled, eq. 7)
+    J^α      = Σ_labelled −L + Σ_unlabelled −U + α·E_labelled[−log q(y|x)]          (eq. 9)
+
+Per example (the toolkit's one convention), J^α / N is estimated from each step's rows as
+
+    loss = f·mean_labelled(−L) + (1 − f)·mean_unlabelled(−U) + α·mean_labelled(−log q(y|x))
+
+with f = N_labelled / N, the labelled share of the training set (set by ``prepare``), so the
+estimate is unbiased however many labelled rows a step draws. The paper's α = 0.1·N on the
+summed objective is α = 0.1 here. The sum over y in −U is exact: −L(x, y) for all K labels
+comes from one batched pass (the image's share of q(z|x, y)'s first layer is computed once,
+the label's share is a column of its weight; the decoder runs on B·K rows as one GEMM).
+
+Loss terms: ``neg_L`` = −L(x, y) of the labelled rows, ``neg_U`` = −U(x) of the unlabelled
+ones, ``neg_log_qy`` = −log q(y|x) of the labelled ones. The networks, sampling, style grids
+and the importance-sampled −log p(x|y) are the label-conditional VAE's (:mod:`.cvae`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..config import choice, require
+from ..errors import VaelabError
+from ..nn.likelihoods import Bernoulli
+from ..nn.mlp import mlp
+from .base import Batch, Loss, inputs
+from .cvae import CVAE, CVAEConfig
+from .registry import register
+from .vae import VAE, VAEConfig, gaussian_params
+
+
+@dataclass(frozen=True)
+class M2Config(CVAEConfig):
+    """:class:`~vaelab.models.cvae.CVAEConfig` (the Pyro example's sizes by default: one
+    hidden layer of 500 softplus units, z = 50) plus the classifier q(y|x) and α."""
+
+    latent_dim: int = field(default=50, metadata={"help": "size of the latent code z"})
+    hidden: tuple[int, ...] = field(default=(500,), metadata={
+        "help": "hidden layer sizes of q(z|x,y) and p(x|y,z), e.g. 500 or 600,600"})
+    activation: str = field(default="softplus", metadata={
+        "help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
+    classifier_hidden: tuple[int, ...] = field(default=(500,), metadata={
+        "help": "hidden layer sizes of the classifier q(y|x)"})
+    alpha: float = field(default=0.1, metadata={
+        "help": "weight α of the classification term E_labelled[-log q(y|x)] per example (Kingma et al.'s "
+                "α = 0.1·N on the summed objective)"})
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.backbone == "mlp", "m2 is built on the mlp backbone; drop --backbone conv")
+        require(all(h > 0 for h in self.classifier_hidden),
+                f"classifier_hidden sizes must be positive, got {list(self.classifier_hidden)}")
+        require(self.alpha >= 0 and math.isfinite(self.alpha), f"alpha must be >= 0, got {self.alpha}")
+
+
+class _BernoulliEveryClass(torch.autograd.Function):
+    """−log p(x|y, z_y) for logits (B, K, D) of every label y and images x (B, D): shape
+    (B, K) = Σ_d softplus(l) − x·l, with the gradient σ(l) − x written directly (the hot path:
+    K decoder outputs per image; x is never copied K times)."""
+
+    @staticmethod
+    def forward(ctx, logits, x):
+        ctx.save_for_backward(logits, x)
+        return F.softplus(logits).sum(-1) - torch.bmm(logits, x.unsqueeze(-1)).squeeze(-1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, x = ctx.saved_tensors
+        return torch.sigmoid(logits).sub_(x.unsqueeze(1)).mul_(grad.unsqueeze(-1)), None
+
+
+@register("m2")
+class M2(CVAE):
+    """Kingma et al.'s M2: a label-conditional VAE and a classifier q(y|x), trained on
+    labelled and unlabelled images together (exact sum over the labels)."""
+
+    Config = M2Config
+    train_defaults = {"monitor": "error", "val_size": 10000, "val_rows": "last"}
+
+    def __init__(self, config: M2Config):
+        super().__init__(config)
+        c, h, w = config.input_shape
+        self.classifier = mlp(c * h * w, config.classifier_hidden, config.num_classes, config.activation)
+        self.register_buffer("labelled_share", torch.tensor(1.0))  # f = N_labelled / N, from prepare()
+
+    # -- q(y|x) ---------------------------------------------------------------------
+    def classify(self, data: Batch | torch.Tensor) -> torch.Tensor:
+        """Logits of q(y|x), (B, K)."""
+        return self.classifier(inputs(data).flatten(1))
+
+    def with_labels(self, data: Batch | torch.Tensor) -> Batch:
+        """``data`` with every unlabelled row given q(y|x)'s likeliest class."""
+        batch = data if isinstance(data, Batch) else Batch(inputs(data))
+        with torch.no_grad():
+            guess = self.classify(batch.x).argmax(-1)
+        if batch.y is None:
+            return Batch(batch.x, guess)
+        known = batch.labelled_rows()
+        return Batch(batch.x, torch.where(known, batch.y, guess), None, batch.extras)
+
+    @torch.no_grad()
+    def reconstruct(self, data: Batch | torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | y, z = E[q(z|x, y)]), with q(y|x)'s class where a row has no label."""
+        return super().reconstruct(self.with_labels(data))
+
+    # -- −L(x, y) for every y at once ------------------------------------------------
+    def neg_L_every_class(self, x: torch.Tensor) -> torch.Tensor:
+        """−L(x, y) for every label y of every image: (B, K), one reparameterised z per pair."""
+        b, k, d = len(x), self.config.num_classes, x[0].numel()
+        flat = x.reshape(b, d)
+        first, rest = self.encoder[1][0], self.encoder[1][1:]
+        h_x = F.linear(flat, first.weight[:, :d], first.bias)       # the image's share, once per image
+        h = h_x.unsqueeze(1) + first.weight[:, d:].t().unsqueeze(0)  # + the label's: column y of W_y
+        mu, logvar = gaussian_params(rest(h))                         # (B, K, Z)
+        std = torch.exp(0.5 * logvar)
+        z = torch.addcmul(mu, std, torch.randn_like(mu))
+        kl = 0.5 * (mu.square() + std.square() - 1.0 - logvar).sum(-1)
+        dec_first, dec_rest = self.decoder[0][0], self.decoder[0][1:]
+        z_dim = self.config.latent_dim
+        h = F.linear(z, dec_first.weight[:, :z_dim], dec_first.bias) + dec_first.weight[:, z_dim:].t().unsqueeze(0)
+        out = dec_rest(h)                                              # (B, K, params·D)
+        if isinstance(self.likelihood, Bernoulli):
+            nll = _BernoulliEveryClass.apply(out, flat)
+        else:
+            nll = -self.likelihood.log_prob(out.view(b, k, *self.out_shape), x.unsqueeze(1))
+        return nll + kl + math.log(k)                                  # − log p(y) = log K
+
+    # -- the objective J^α -----------------------------------------------------------
+    def loss(self, batch: Batch | torch.Tensor) -> Loss:
+        """f·mean(−L) over labelled rows + (1−f)·mean(−U) over unlabelled rows
+        + α·mean(−log q(y|x)) over labelled rows (module docstring)."""
+        batch = batch if isinstance(batch, Batch) else Batch(batch)
+        x = batch.x
+        neg_L = self.neg_L_every_class(x)
+        log_qy = F.log_softmax(self.classify(x), -1)
+        labelled = batch.labelled_rows() if batch.y is not None else torch.zeros(len(x), dtype=torch.bool,
+                                                                                  device=x.device)
+        f = float(self.labelled_share)
+        terms, weights = {}, {}
+        if bool(labelled.any()):
+            y = self.checked_labels(batch.y[labelled])
+            terms["neg_L"] = neg_L[labelled].gather(1, y[:, None]).mean()
+            terms["neg_log_qy"] = -log_qy[labelled].gather(1, y[:, None]).mean()
+            weights["neg_L"], weights["neg_log_qy"] = f, self.config.alpha
+        if not bool(labelled.all()):
+            log_q = log_qy[~labelled]
+            neg_U = (log_q.exp() * (neg_L[~labelled] + log_q)).sum(1)  # Σ_y q(y|x)(−L(x, y)) − H(q(y|x))
+            terms["neg_U"] = neg_U.mean()
+            weights["neg_U"] = 1.0 - f
+        total = sum(weights[k] * v for k, v in terms.items())
+        return Loss(total, terms, weights)
+
+    def checked_labels(self, y: torch.Tensor) -> torch.Tensor:
+        """Class indices in 0..K−1, else one line naming the label."""
+        self.one_hot(y[:1] if len(y) else y)
+        low, high = torch.aminmax(y)
+        if int(low) < 0 or int(high) >= self.config.num_classes:
+            bad = int(y[(y < 0) | (y >= self.config.num_classes)][0])
+            raise VaelabError(f"label {bad} is outside m2's classes 0..{self.config.num_classes - 1} "
+                              f"(num_classes={self.config.num_classes}); build it with num_classes covering every label")
+        return y
+
+    def prepare(self, data: Batch | torch.Tensor) -> None:
+        """The labelled share f of the training rows, then the VAE's output bias."""
+        labelled = data.labelled_rows() if isinstance(data, Batch) and data.y is not None else None
+        self.labelled_share.fill_(0.0 if labelled is None else float(labelled.float().mean()))
+        if labelled is not None and bool(labelled.any()):
+            self.checked_labels(data.y[labelled])
+        super(CVAE, self).prepare(data)
+
+
+# --- M1: a VAE's codes for a classifier of the labelled few ------------------------------
+
+M1_CLASSIFIERS = ("svm", "knn")
+M1_MAX_LABELLED = 10000
+
+
+@dataclass(frozen=True)
+class M1Config(VAEConfig):
+    """:class:`~vaelab.models.vae.VAEConfig` with the paper's sizes (two hidden layers of 600
+    softplus units, z = 50), plus the classifier fitted on the labelled images' codes."""
+
+    latent_dim: int = field(default=50, metadata={"help": "size of the latent code z"})
+    hidden: tuple[int, ...] = field(default=(600, 600), metadata={
+        "help": "hidden layer sizes, e.g. 600,600 (the paper) or 500,500 (its official code)"})
+    activation: str = field(default="softplus", metadata={
+        "help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
+    classifier: str = field(default="svm", metadata={
+        "help": "classifier of the codes: svm (scikit-learn's SVC, RBF kernel) or knn (k nearest neighbours)"})
+    svm_c: float = field(default=10.0, metadata={"help": "C of the RBF SVM"})
+    knn_k: int = field(default=5, metadata={"help": "k of the nearest-neighbour classifier"})
+    active_std: float = field(default=0.1, metadata={
+        "help": "keep the code dimensions whose posterior mean varies more than this over the labelled "
+                "images (the official code's 0.1)"})
+
+    def validate(self) -> None:
+        super().validate()
+        choice("m1 classifier", self.classifier, M1_CLASSIFIERS)
+        require(self.svm_c > 0 and math.isfinite(self.svm_c), f"svm_c must be > 0, got {self.svm_c}")
+        require(self.knn_k >= 1, f"knn_k must be >= 1, got {self.knn_k}")
+        require(self.active_std >= 0, f"active_std must be >= 0, got {self.active_std}")
+
+
+@register("m1")
+class M1(VAE):
+    """Kingma et al.'s M1: a VAE trained on every image, whose posterior means feed a classifier
+    (an SVM or kNN here; the paper's TSVM is transductive) fitted on the labelled few.
+
+    The labelled images are part of the model (buffers set by ``prepare``), so the classifier
+    is refitted on the current encoder's codes whenever the weights change (each validation,
+    and after loading) and never pickled: ``classify`` stays a pure function of the saved
+    tensors.
+    """
+
+    Config = M1Config
+    train_defaults = {"monitor": "error", "val_size": 10000, "val_rows": "last", "binarize": "none"}
+
+    def __init__(self, config: M1Config):
+        super().__init__(config)
+        c, h, w = config.input_shape
+        self.register_buffer("labelled_x", torch.zeros(0, c, h, w))
+        self.register_buffer("labelled_y", torch.zeros(0, dtype=torch.int64))
+        self._fitted = (None, None)
+
+    def prepare(self, data: Batch | torch.Tensor) -> None:
+        """Keep the labelled training images and their labels; then the VAE's output bias."""
+        rows = data.labelled_rows() if isinstance(data, Batch) and data.y is not None else None
+        if rows is None or not bool(rows.any()):
+            raise VaelabError("m1 fits its classifier on labelled images, but the training data has none; "
+                              "train it on a labelled dataset with --labels N (e.g. --labels 100)")
+        if int(rows.sum()) > M1_MAX_LABELLED:
+            raise VaelabError(f"m1 keeps its labelled images in the model, and {int(rows.sum()):,} are labelled; "
+                              f"pass --labels N with N <= {M1_MAX_LABELLED:,} (the semi-supervised setting)")
+        self.labelled_x = data.x[rows].detach().float().clone()
+        self.labelled_y = data.y[rows].detach().clone()
+        super().prepare(data)
+
+    def adopt_shapes(self, tensors: dict[str, torch.Tensor]) -> None:
+        for name in ("labelled_x", "labelled_y"):
+            saved = tensors.get(name)
+            own = getattr(self, name)
+            if saved is not None and tuple(saved.shape[1:]) == tuple(own.shape[1:]):
+                setattr(self, name, torch.empty(saved.shape, dtype=own.dtype, device=own.device))
+
+    # -- the classifier of the codes -------------------------------------------------
+    def _weights_version(self) -> tuple:
+        return tuple(t._version for t in self.state_dict().values()) + (id(self.labelled_x),)
+
+    def _classifier(self):
+        """(kept dimensions, fitted scikit-learn classifier), refitted when the weights changed."""
+        version, fitted = self._fitted
+        if version == self._weights_version() and fitted is not None:
+            return fitted
+        if len(self.labelled_y) == 0:
+            raise VaelabError("this m1 holds no labelled images to fit its classifier; train it with --labels N")
+        with torch.no_grad():
+            codes = self.posterior_params(self.labelled_x)[0].double().cpu()
+        keep = codes.std(0) > self.config.active_std
+        if not bool(keep.any()):
+            keep = torch.ones_like(keep)  # no dimension varies (an untrained model): use them all
+        features, labels = codes[:, keep].numpy(), self.labelled_y.cpu().numpy()
+        if self.config.classifier == "svm":
+            from sklearn.svm import SVC
+
+            model = SVC(C=self.config.svm_c, kernel="rbf", gamma="scale").fit(features, labels)
+        else:
+            from sklearn.neighbors import KNeighborsClassifier
+
+            model = KNeighborsClassifier(min(self.config.knn_k, len(labels))).fit(features, labels)
+        self._fitted = (self._weights_version(), (keep, model))
+        return keep, model
+
+    def classify(self, data: Batch | torch.Tensor) -> torch.Tensor:
+        """One-hot rows of the classifier's prediction from the codes E[q(z|x)], (B, K)."""
+        keep, model = self._classifier()
+        with torch.no_grad():
+            codes = self.posterior_params(inputs(data))[0].double().cpu()[:, keep].numpy()
+        predicted = torch.as_tensor(model.predict(codes), dtype=torch.int64)
+        k = int(self.labelled_y.max()) + 1
+        return torch.nn.functional.one_hot(predicted, max(k, 2)).float().to(self.labelled_x.device)
