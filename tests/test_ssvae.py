@@ -173,3 +173,41 @@ def test_m1_without_labelled_images_is_refused(images, tmp_path):
     with pytest.raises(VaelabError, match="--labels N"):
         vaelab.train("m1", vaelab.Dataset("no labels", images.x), tmp_path / "run", model_config=SMALL_M1,
                      config={**FAST, "epochs": 1}, progress=False)
+
+
+def test_m1m2_trains_two_stages_and_loads_as_one_classifier(images, mnist_small, tmp_path):
+    settings = {"m1_hidden": [32], "m1_latent_dim": 6, "m2_hidden": [32], "m2_latent_dim": 4, "m1_epochs": 1}
+    result = vaelab.train("m1m2", images, tmp_path / "run", model_config=settings,
+                          config={**FAST, "epochs": 1, "labels": 100}, progress=False)
+    plan = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert [s["dir"] for s in plan["stages"]] == ["1-m1", "2-m2"] and plan["composite"] == "m1m2"
+    second = json.loads((tmp_path / "run" / "2-m2" / "run.json").read_text())
+    assert second["data"]["labels"] == 100 and second["config"]["input_shape"] == [1, 1, 6]
+    model = vaelab.load(tmp_path / "run")
+    x = mnist_small.test.x[:50]
+    codes = model.m1.posterior_params(x)[0].reshape(50, 1, 1, 6)
+    assert torch.equal(model.classify(x), model.m2.classify(codes))
+    assert "classification_error" in vaelab.evaluate(model, mnist_small.test.subset(slice(0, 100)))
+    assert result.model.classify(x).shape == (50, 10)
+
+
+def test_compare_ssl_writes_the_table_with_the_papers_figures(data_dir, tmp_path):
+    from vaelab.compare import ssl
+
+    result = ssl(tmp_path / "ssl", data_dir=data_dir, labels=(100,), seeds=2, models=("m2",), epochs=1,
+                 train_size=1200, test_size=200, threads=1, lr=3e-3, progress=False)
+    result.write(tmp_path / "ssl")
+    row = result.rows[0]
+    assert row["labels"] == 100 and row["seeds"] == 2 and row["paper_%"] == 11.97 and row["pyro_%"] == 6.81
+    assert 0 <= row["error_%"] <= 100 and row["std"] is not None
+    assert {"m2_n100_styles.png", "m2_n100_analogies.png"} <= {p.name for p in (tmp_path / "ssl").iterdir()}
+    again = ssl(tmp_path / "ssl", data_dir=data_dir, labels=(100,), seeds=2, models=("m2",), epochs=1,
+                train_size=1200, test_size=200, threads=1, lr=3e-3, progress=False)
+    assert again.rows[0]["error_%"] == pytest.approx(row["error_%"])  # finished runs are reused
+
+
+def test_compare_ssl_refuses_unbalanced_label_counts(tmp_path):
+    from vaelab.compare import ssl
+
+    with pytest.raises(VaelabError, match="not a positive multiple of the 10 classes"):
+        ssl(tmp_path / "x", labels=(105,), progress=False)

@@ -15,11 +15,13 @@ from .generation import generation
 from .interpolation import interpolation
 from .mixtures import mixtures_vs_vae
 from .pca_vs_ae import pca_vs_autoencoders
+from .ssl import ssl
 
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
-               "interpolation": interpolation, "conditional": conditional, "completion": completion}
+               "interpolation": interpolation, "conditional": conditional, "completion": completion,
+               "ssl": ssl}
 
 __all__ = ["COMPARISONS", "Comparison", "codes_2d", "completion", "conditional", "denoising", "generation",
            "interpolation", "mixtures_vs_vae",
-           "pca_vs_autoencoders"]
+           "pca_vs_autoencoders", "ssl"]

@@ -33,11 +33,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..config import choice, require
+from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.likelihoods import Bernoulli
 from ..nn.mlp import mlp
-from .base import Batch, Loss, inputs
+from . import fields
+from .base import Batch, Loss, Model, inputs
 from .cvae import CVAE, CVAEConfig
 from .registry import register
 from .vae import VAE, VAEConfig, gaussian_params
@@ -292,3 +293,92 @@ class M1(VAE):
         predicted = torch.as_tensor(model.predict(codes), dtype=torch.int64)
         k = int(self.labelled_y.max()) + 1
         return torch.nn.functional.one_hot(predicted, max(k, 2)).float().to(self.labelled_x.device)
+
+
+# --- M1 + M2: M2 trained on M1's codes ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class M1M2Config(Config):
+    """The two stages' settings: M1 (a VAE of the images) and M2 on its posterior means z1,
+    with a Gaussian p(z1|y, z2) as in the paper's stacked model."""
+
+    input_shape: tuple[int, int, int] = fields.input_shape()
+    m1_hidden: tuple[int, ...] = field(default=(600, 600), metadata={"help": "M1's hidden layer sizes"})
+    m1_latent_dim: int = field(default=50, metadata={"help": "size of M1's code z1 (M2's input)"})
+    m1_epochs: int = field(default=100, metadata={"help": "training epochs of the first stage, M1"})
+    m2_hidden: tuple[int, ...] = field(default=(500,), metadata={
+        "help": "M2's hidden layer sizes (the official code: 500, or 300 with 100 labels)"})
+    m2_latent_dim: int = field(default=50, metadata={"help": "size of M2's code z2"})
+    activation: str = field(default="softplus", metadata={
+        "help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
+    alpha: float = field(default=0.1, metadata={"help": "M2's weight of the classification term per example"})
+
+    def stage_configs(self) -> tuple[dict, dict]:
+        m1 = {"hidden": list(self.m1_hidden), "latent_dim": self.m1_latent_dim, "activation": self.activation}
+        m2 = {"hidden": list(self.m2_hidden), "latent_dim": self.m2_latent_dim, "activation": self.activation,
+              "classifier_hidden": list(self.m2_hidden), "alpha": self.alpha, "likelihood": "gaussian-learned",
+              "output_bias_from_data": False}
+        return m1, m2
+
+    def validate(self) -> None:
+        require(self.m1_epochs >= 1, f"m1_epochs must be >= 1, got {self.m1_epochs}")
+        m1, m2 = self.stage_configs()
+        M1Config.from_dict({"input_shape": list(self.input_shape), **m1}, where="m1m2's M1 settings")
+        M2Config.from_dict({"input_shape": [1, 1, self.m1_latent_dim], **m2}, where="m1m2's M2 settings")
+
+
+def _m1_codes(models: dict, ds, directory):
+    """Stage 2's data: M1's posterior means of every image, as 1×1×D rows, labels kept."""
+    from ..data import Dataset, encoded
+
+    codes = encoded(models["m1"], ds, directory / "m1-codes.safetensors")
+    return Dataset(codes.name, codes.x.reshape(len(codes), 1, 1, -1), codes.y, codes.classes, codes.labelled)
+
+
+@register("m1m2")
+class M1M2(Model):
+    """Kingma et al.'s stacked M1 + M2: M2 trained on the codes of an M1 trained first, a run
+    of two stages (``1-m1``, ``2-m2``); q(y|x) is M2's classifier of M1's code of x."""
+
+    Config = M1M2Config
+    train_defaults = {"monitor": "error", "val_size": 10000, "val_rows": "last", "binarize": "none"}
+
+    def __init__(self, config: M1M2Config):
+        super().__init__(config)
+        m1, m2 = config.stage_configs()
+        self.m1 = M1(M1Config.from_dict({"input_shape": list(config.input_shape), **m1}))
+        self.m2 = M2(M2Config.from_dict({"input_shape": [1, 1, config.m1_latent_dim], **m2}))
+
+    def stages(self, train_settings: dict) -> list:
+        from .pipeline import Stage
+
+        m1, m2 = self.config.stage_configs()
+        first = {**train_settings, "epochs": self.config.m1_epochs}
+        return [Stage("m1", "m1", m1, first), Stage("m2", "m2", m2, dict(train_settings), _m1_codes)]
+
+    @classmethod
+    def from_stages(cls, models: dict) -> M1M2:
+        m1, m2 = models["m1"], models["m2"]
+        config = M1M2Config(input_shape=tuple(m1.config.input_shape), m1_hidden=tuple(m1.config.hidden),
+                            m1_latent_dim=m1.config.latent_dim, m2_hidden=tuple(m2.config.hidden),
+                            m2_latent_dim=m2.config.latent_dim, activation=m1.config.activation,
+                            alpha=m2.config.alpha)
+        composite = cls.__new__(cls)
+        Model.__init__(composite, config)
+        composite.m1, composite.m2 = m1, m2
+        return composite
+
+    def codes(self, data: Batch | torch.Tensor) -> Batch:
+        """``data`` as M2 sees it: M1's posterior means as 1×1×D rows, labels kept."""
+        batch = data if isinstance(data, Batch) else Batch(inputs(data))
+        with torch.no_grad():
+            z1 = self.m1.posterior_params(batch.x)[0]
+        return Batch(z1.reshape(len(z1), 1, 1, -1), batch.y, batch.labelled)
+
+    def classify(self, data: Batch | torch.Tensor) -> torch.Tensor:
+        return self.m2.classify(self.codes(data))
+
+    def loss(self, batch: Batch | torch.Tensor) -> Loss:
+        """M2's objective on M1's codes (M1 is trained in its own stage)."""
+        return self.m2.loss(self.codes(batch))

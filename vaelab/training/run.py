@@ -91,7 +91,9 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
         settings = fit_settings(ds, settings) if fit_settings else settings
         _check_memory(model, settings)
         torch.manual_seed(config.seed)  # the initial weights follow the run's seed too
-        model = build(model, **settings)
+        name, model = model, build(model, **settings)
+        if hasattr(model, "stages"):  # a run of stages (M1 + M2): each stage a complete run
+            return _train_stages(name, model, ds, out, config, resume, progress)
     elif model_config is not None:
         raise VaelabError("model_config is only used with a model name, not a built model")
     if tuple(model.input_shape) != tuple(ds.shape):
@@ -108,6 +110,21 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
               "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
               "shape": list(ds.shape), **test_record, **label_record}
     return fit(model, train_ds, val_ds, config, out, resume=resume, data_record=record, progress=progress)
+
+
+def _train_stages(name: str, model, ds: Dataset, out: Path, config: TrainConfig, resume: bool,
+                  progress: bool) -> TrainResult:
+    """Train a composite model's stages into ``out``; the result describes the last stage,
+    with the composite (as ``vaelab.load(out)`` rebuilds it) as its model."""
+    from ..io import load
+    from .stages import train_stages
+
+    results = train_stages(model.stages(config.to_dict()), ds, out, composite=name, resume=resume,
+                           progress=progress)
+    last = list(results.values())[-1]
+    return TrainResult(load(out), out, last.epochs_run, last.best_epoch, last.best_val, last.stopped_early,
+                       sum(r.skipped_steps for r in results.values()),
+                       all(r.already_finished for r in results.values()))
 
 
 def labelled_part(ds: Dataset, config: TrainConfig) -> tuple[Dataset, dict]:

@@ -1,0 +1,122 @@
+"""Kingma et al. (2014), Table 1: MNIST test error with N labels, for M1 (+ a classifier of its
+codes) and M2, beside the paper's and Pyro's figures.
+
+Protocol (the paper's official code): the first 50,000 training images train, the last
+10,000 validate (the epoch kept is the one of least validation error), the 10,000 test
+images test; N/10 labels per class drawn by each label seed, the rest of the 50,000
+unlabelled. One run per (N, model, seed) under ``out/runs``; finished runs are reused and
+interrupted ones resumed, so re-running the command continues the work, and the table is
+rewritten after each run. Rows give the mean ± std over the seeds done.
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+from ..errors import VaelabError
+from ..evaluation import evaluate
+from .common import Comparison, fit, prepare_out, split
+
+MODELS = ("m1", "m2")
+# Test error (%) of Kingma et al.'s Table 1 (secondary sources, see docs/semi-supervised.md)
+# and of Pyro's ss-vae tutorial (M2 with the exact sum and the auxiliary loss).
+PAPER = {("m1", 100): 11.82, ("m1", 600): 5.72, ("m1", 1000): 4.24, ("m1", 3000): 3.49,
+         ("m2", 100): 11.97, ("m2", 600): 4.94, ("m2", 1000): 3.60, ("m2", 3000): 3.92}
+PYRO = {("m2", 100): 6.81, ("m2", 600): 5.63, ("m2", 1000): 5.13, ("m2", 3000): 4.18}
+GOAL = {("m2", 100): 6.8, ("m2", 600): 4.9, ("m2", 1000): 3.6, ("m2", 3000): 3.9}
+VAL_SIZE = 10000
+
+
+def ssl(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, labels=(100, 600, 1000, 3000),
+        seeds: int = 3, models=MODELS, epochs: int = 100, m1_epochs: int = 100, alpha: float = 0.1,
+        lr: float = 3e-4, labelled_batch_size: int = 0, train_size: int = 0, test_size: int = 0, seed: int = 0,
+        threads: int = 0, progress: bool = True) -> Comparison:
+    """Train (or reuse) every (N, model, label seed); one row per (N, model)."""
+    _check(labels, seeds, models)
+    start = time.perf_counter()
+    out = prepare_out(out)
+    train, test = split(data, data_dir, train_size, test_size)
+    val_size = min(VAL_SIZE, len(train) // 6) if train_size else VAL_SIZE
+    fit_part, val = train.subset(slice(0, len(train) - val_size)), train.subset(slice(len(train) - val_size, None))
+    settings = {"data": data, "labels": list(labels), "seeds": seeds, "models": list(models), "epochs": epochs,
+                "m1_epochs": m1_epochs, "alpha": alpha, "lr": lr, "labelled_batch_size": labelled_batch_size,
+                "n_train": len(train) - val_size, "n_val": val_size, "n_test": len(test), "seed": seed}
+    columns = ["labels", "model", "error_%", "std", "seeds", "paper_%", "pyro_%", "goal_%", "epochs", "s_per_epoch"]
+    result = Comparison("ssl", f"MNIST test error with N labels ({len(test)} test images)", columns, [],
+                        settings, [], _notes())
+    per_seed = settings.setdefault("per_seed", [])
+    for n in labels:
+        for name in models:
+            errors, epochs_run, seconds = [], [], []
+            for s in range(seeds):
+                run = out / "runs" / f"{name}-n{n}-seed{s}"
+                tcfg = {"epochs": m1_epochs if name == "m1" else epochs, "labels": n, "label_seed": s, "seed": seed,
+                        "threads": threads, "val_size": 0, "lr": lr,
+                        "monitor": "error", "binarize": "none", "labelled_batch_size": labelled_batch_size}
+                mcfg = {"alpha": alpha} if name == "m2" else {}
+                model = fit(name, fit_part, run, mcfg, tcfg, progress, val_data=val).eval()
+                error = 100 * evaluate(model, test)["classification_error"]
+                errors.append(error)
+                e, sec = _epochs(run)
+                epochs_run.append(e)
+                seconds.append(sec)
+                per_seed.append({"labels": n, "model": name, "label_seed": s, "error_%": error, "epochs": e})
+                if s == 0 and name == "m2":
+                    result.figures += _pictures(model, test, out, n)
+                result.rows = [r for r in result.rows if (r["labels"], r["model"]) != (n, name)]
+                result.rows.append(_row(n, name, errors, epochs_run, seconds))
+                result.seconds = time.perf_counter() - start
+                result.write(out)  # a partial table survives an interrupted comparison
+    return result
+
+
+def _row(n: int, name: str, errors: list[float], epochs: list[int], seconds: list[float]) -> dict:
+    return {"labels": n, "model": name, "error_%": statistics.fmean(errors),
+            "std": statistics.stdev(errors) if len(errors) > 1 else None, "seeds": len(errors),
+            "paper_%": PAPER.get((name, n)), "pyro_%": PYRO.get((name, n)), "goal_%": GOAL.get((name, n)),
+            "epochs": max(epochs), "s_per_epoch": statistics.fmean(seconds) if seconds else None}
+
+
+def _epochs(run: Path) -> tuple[int, float]:
+    import json
+
+    records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
+    seconds = [r["seconds"] for r in records if isinstance(r.get("seconds"), (int, float))]
+    return (int(records[-1]["epoch"]) if records else 0), (sum(seconds) / len(seconds) if seconds else 0.0)
+
+
+def _pictures(model, test, out: Path, n: int) -> list[str]:
+    """The class-fixed style grid (one row per class) and analogies of 8 test digits."""
+    import torch
+
+    from ..viz.analogy import save_analogies
+    from ..viz.grids import grid, save_png
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(10).repeat_interleave(10)
+    styles, analogies = out / f"m2_n{n}_styles.png", out / f"m2_n{n}_analogies.png"
+    save_png(grid(model.sample(len(y), y=y, generator=g), nrow=10), styles)
+    save_analogies(model, test.x[:8], test.y[:8], analogies)
+    return [str(styles), str(analogies)]
+
+
+def _notes() -> list[str]:
+    return ["error_%: test misclassification of q(y|x) (m2) or of the classifier of M1's codes (m1: an RBF SVM, "
+            "not the paper's transductive SVM), at the epoch of least validation error; mean and std over label seeds",
+            "paper_%: Kingma et al. (2014) Table 1 as quoted by secondary sources (M1 row: M1+TSVM)",
+            "pyro_%: Pyro's ss-vae tutorial, M2 with the exact sum and its auxiliary classification loss",
+            "grey-level pixels under a Bernoulli likelihood (Pyro's setting), no binarization"]
+
+
+def _check(labels, seeds: int, models) -> None:
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        raise VaelabError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(MODELS)}")
+    if seeds < 1:
+        raise VaelabError(f"--seeds must be at least 1, got {seeds}")
+    bad = [n for n in labels if n < 10 or n % 10]
+    if bad:
+        raise VaelabError(f"--labels {bad[0]} is not a positive multiple of the 10 classes (N/10 labels per class); "
+                          "choose e.g. 100, 600, 1000, 3000")
