@@ -109,6 +109,7 @@ def test_training_keeps_only_the_drawn_labels_and_validates_on_the_last_rows(m2_
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"neg_L", "neg_U", "neg_log_qy"} <= set(metrics[-1]["train"])
     assert 0 <= metrics[-1]["val"]["error"] < 0.9  # the classifier has learned something in 2 epochs
+    assert {"samples.png", "reconstructions.png", "analogies.png"} <= {p.name for p in out.iterdir()}
 
 
 def test_eval_reports_the_error_of_q_y_given_x(m2_run, mnist_small):
@@ -211,3 +212,11 @@ def test_compare_ssl_refuses_unbalanced_label_counts(tmp_path):
 
     with pytest.raises(VaelabError, match="not a positive multiple of the 10 classes"):
         ssl(tmp_path / "x", labels=(105,), progress=False)
+
+
+def test_m2_draws_style_grids_and_analogies_with_the_conditional_commands(m2_run, data_dir, tmp_path, capsys):
+    out, _ = m2_run
+    assert cli_main(["manifold", str(out), "--by-class", "-n", "4", "-o", str(tmp_path / "styles.png")]) == 0
+    assert cli_main(["analogies", str(out), "--data", "mnist", "--data-dir", str(data_dir), "-n", "4",
+                     "-o", str(tmp_path / "analogies.png")]) == 0
+    assert (tmp_path / "styles.png").stat().st_size > 0 and (tmp_path / "analogies.png").stat().st_size > 0

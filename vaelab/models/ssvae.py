@@ -175,6 +175,23 @@ class M2(CVAE):
                               f"(num_classes={self.config.num_classes}); build it with num_classes covering every label")
         return y
 
+    def end_of_run(self, run_dir, data: Batch, seed: int = 0) -> list[str]:
+        """The class-fixed style grid (``samples.png``, one row per class), reconstructions and
+        ``analogies.png`` (8 training digits, each written as every class; rows without a
+        label take q(y|x)'s class). Codes of an earlier stage (1×1×D rows) are no pictures."""
+        from pathlib import Path
+
+        from ..viz.analogy import save_analogies
+
+        if self.input_shape[1] == 1:
+            return []
+        written = super().end_of_run(run_dir, data, seed)
+        if len(data):
+            first = self.with_labels(data[:8])
+            save_analogies(self, first.x, first.y, Path(run_dir) / "analogies.png")
+            written.append("analogies.png")
+        return written
+
     def prepare(self, data: Batch | torch.Tensor) -> None:
         """The labelled share f of the training rows, then the VAE's output bias."""
         labelled = data.labelled_rows() if isinstance(data, Batch) and data.y is not None else None
