@@ -220,3 +220,30 @@ def test_m2_draws_style_grids_and_analogies_with_the_conditional_commands(m2_run
     assert cli_main(["analogies", str(out), "--data", "mnist", "--data-dir", str(data_dir), "-n", "4",
                      "-o", str(tmp_path / "analogies.png")]) == 0
     assert (tmp_path / "styles.png").stat().st_size > 0 and (tmp_path / "analogies.png").stat().st_size > 0
+
+
+def _tiny_m1m2(images, out, resume=False):
+    settings = {"m1_hidden": [32], "m1_latent_dim": 6, "m2_hidden": [32], "m2_latent_dim": 4, "m1_epochs": 1}
+    return vaelab.train("m1m2", images, out, model_config=settings, config={**FAST, "epochs": 1, "labels": 100},
+                        resume=resume, progress=False)
+
+
+def test_m1m2_refuses_a_second_stage_whose_first_is_missing_or_changed(images, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    _tiny_m1m2(images, out)
+    first = out / "1-m1"
+    saved = tmp_path / "saved-m1"
+    shutil.copytree(first, saved)
+    shutil.rmtree(first)
+    with pytest.raises(VaelabError, match="whose run .* is missing"):
+        _tiny_m1m2(images, out, resume=True)
+    assert not first.exists()
+    # another first stage: its codes carry another name, so a run trained on them refuses to resume
+    shutil.copytree(saved, first)
+    model = vaelab.load(first)
+    before = vaelab.data.encoded(model, images, tmp_path / "a.safetensors").name
+    with torch.no_grad():
+        model.encoder[1][0].weight.add_(0.01)
+    assert vaelab.data.encoded(model, images, tmp_path / "b.safetensors").name != before

@@ -147,7 +147,8 @@ def encoded(model, ds: Dataset, path: str | os.PathLike, batch_size: int = 500) 
         meta = {"vaelab": CACHE_KIND, "format": CACHE_FORMAT, "fingerprint": key, "source": ds.name,
                 "model": _model_name(model)}
         atomic_write_bytes(path, serialize({"x": codes}, meta))
-    return Dataset(f"{ds.name} encoded by {_model_name(model)}", codes, ds.y, ds.classes, ds.labelled)
+    # the fingerprint in the name: a run trained on these codes refuses to resume on another model's
+    return Dataset(f"{ds.name} encoded by {_model_name(model)} {key[:12]}", codes, ds.y, ds.classes, ds.labelled)
 
 
 def fingerprint(model, x: torch.Tensor) -> str:

@@ -56,6 +56,18 @@ def _check_plan(out: Path, plan: dict, resume: bool) -> None:
                               "resume with the same settings or choose another --out")
 
 
+def _check_not_orphaned(out: Path, stages: list[Stage], i: int) -> None:
+    """A later stage was trained on what stage ``i`` produced: if stage ``i`` has no run any
+    more, retraining it would leave that later stage resting on another model."""
+    if (stage_dir(out, i, stages[i]) / "run.json").exists():
+        return
+    later = [s for j, s in enumerate(stages) if j > i and (stage_dir(out, j, s) / "run.json").exists()]
+    if later:
+        raise VaelabError(f"stage '{later[0].name}' in {out} was trained on stage '{stages[i].name}', whose run "
+                          f"{stage_dir(out, i, stages[i])} is missing; restore it, or remove "
+                          f"{stage_dir(out, i + 1, stages[i + 1])} and later stages to train them again")
+
+
 def train_stages(stages: list[Stage], data, out: str | os.PathLike, *, composite: str | None = None,
                  data_dir: str | os.PathLike | None = None, resume: bool = False, progress: bool = True) -> dict:
     """Train ``stages`` in order into ``out``; returns each stage's TrainResult by name."""
@@ -70,6 +82,7 @@ def train_stages(stages: list[Stage], data, out: str | os.PathLike, *, composite
     models, results = {}, {}
     for i, stage in enumerate(stages):
         directory = stage_dir(out, i, stage)
+        _check_not_orphaned(out, stages, i)
         directory.mkdir(parents=True, exist_ok=True)
         stage_data = ds if stage.data is None else stage.data(models, ds, directory)
         if progress:
