@@ -54,16 +54,16 @@ class CVAE(VAE):
         k = self.config.num_classes
         if y.is_floating_point() and y.ndim == 2:
             if y.shape[1] != k:
-                raise VaelabError(f"attribute vectors of width {y.shape[1]} given, but this cvae conditions on "
+                raise VaelabError(f"attribute vectors of width {y.shape[1]} given, but this {self.name} conditions on "
                                   f"{k} values (num_classes={k}); pass vectors of width {k} or class indices")
             return y.to(dtype)
         if y.dtype != torch.int64 or y.ndim != 1:
-            raise VaelabError(f"cvae takes class indices as y (int64, one per image), got {y.dtype} "
+            raise VaelabError(f"{self.name} takes class indices as y (int64, one per image), got {y.dtype} "
                               f"{tuple(y.shape)}; pass labels such as a dataset's y")
         low, high = torch.aminmax(y) if len(y) else (0, 0)  # one pass over the labels, every training step
         if int(low) < 0 or int(high) >= k:
             bad = (y < 0) | (y >= k)
-            raise VaelabError(f"label {int(y[bad][0])} is outside this cvae's classes 0..{k - 1} "
+            raise VaelabError(f"label {int(y[bad][0])} is outside this {self.name}'s classes 0..{k - 1} "
                               f"(num_classes={k}); {fix}")
         return torch.eye(k, dtype=dtype, device=y.device).index_select(0, y)  # F.one_hot checks the range again
 
