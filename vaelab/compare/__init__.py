@@ -11,6 +11,7 @@ from .common import Comparison
 from .completion import completion
 from .conditional import conditional
 from .denoising import denoising
+from .dvae import dvae_vs_vae
 from .generation import generation
 from .interpolation import interpolation
 from .mixtures import mixtures_vs_vae
@@ -18,8 +19,9 @@ from .pca_vs_ae import pca_vs_autoencoders
 
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
-               "interpolation": interpolation, "conditional": conditional, "completion": completion}
+               "interpolation": interpolation, "conditional": conditional, "completion": completion,
+               "dvae": dvae_vs_vae}
 
 __all__ = ["COMPARISONS", "Comparison", "codes_2d", "completion", "conditional", "denoising", "generation",
-           "interpolation", "mixtures_vs_vae",
+           "dvae_vs_vae", "interpolation", "mixtures_vs_vae",
            "pca_vs_autoencoders"]
