@@ -126,7 +126,7 @@ SPECIFIC = {
         ("--frey-levels", "frey_levels", _floats, (0.0, 0.025, 0.05, 0.1, 0.2, 0.3), "Frey Face Gaussian σ levels"),
         ("--corruptions-m", "corruptions_m", int, 1, "M, corruptions per image in the DVAE objective"),
         ("--samples-k", "samples_k", int, 1, "K, codes per corruption in the DVAE objective"),
-        ("--epochs", "epochs", int, 30, "training epochs per MNIST model"),
+        ("--epochs", "epochs", int, 20, "training epochs per MNIST model"),
         ("--frey-epochs", "frey_epochs", int, 1000, "maximum epochs per Frey Face model (early-stopped)"),
         ("--nll-samples", "nll_samples", int, 1000, "importance samples for -log p(x)"),
         ("--test-size", "test_size", int, 0, "first N MNIST test images (0 = all)"),

@@ -93,7 +93,7 @@ def _part(name: str, train, val, x_test, kind: str, levels, net: dict, tcfg: dic
 
 
 def dvae_vs_vae(out: str | os.PathLike, *, data_dir=None, levels=LEVELS, corruption: str = "salt-pepper",
-                frey_levels=FREY_LEVELS, corruptions_m: int = 1, samples_k: int = 1, epochs: int = 30,
+                frey_levels=FREY_LEVELS, corruptions_m: int = 1, samples_k: int = 1, epochs: int = 20,
                 frey_epochs: int = 1000, nll_samples: int = 1000, frey: bool = True, train_size: int = 0,
                 test_size: int = 0, seed: int = 0, threads: int = 0, progress: bool = True) -> Comparison:
     """Train a VAE and one DVAE per noise level on binarized MNIST and (``frey``) Frey Face;
