@@ -120,7 +120,7 @@ SPECIFIC = {
         ("--val-size", "val_size", int, 10000, "validation images: the last N of the training split"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
-    "dvae": ("denoising VAE vs VAE: test -log p(x) per noise level, the bound question, robustness to corrupted inputs", [
+    "dvae": ("denoising VAE vs VAE: test -log p(x) per noise level, the bound question, robustness to noise", [
         ("--levels", "levels", _floats, (0.0, 0.05, 0.1, 0.2, 0.3), "MNIST noise levels (pixel probabilities)"),
         ("--corruption", "corruption", str, "salt-pepper", "MNIST corruption: salt-pepper or masking"),
         ("--frey-levels", "frey_levels", _floats, (0.0, 0.025, 0.05, 0.1, 0.2, 0.3), "Frey Face Gaussian σ levels"),
@@ -132,7 +132,8 @@ SPECIFIC = {
         ("--test-size", "test_size", int, 0, "first N MNIST test images (0 = all)"),
     ]),
 }
-FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face"}  # comparisons whose claim is about these data
+# comparisons whose claim is about these data
+FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face"}
 
 
 def add_compare_parser(sub) -> None:
