@@ -141,10 +141,10 @@ def dvae_vs_vae(out: str | os.PathLike, *, data_dir=None, levels=LEVELS, corrupt
                 "as proposal), the bound question, and reconstruction error of corrupted test images",
         ["data", "corruption", "level", "vae_nll", "dvae_nll", "dvae_nelbo", "neg_dvae_objective",
          "vae_recon_error", "dvae_recon_error"], rows, settings=settings, figures=figures,
-        notes=["nats per image; nll = −log p(x) by importance sampling with the clean-input encoder q(z|x) as "
-               "proposal; dvae_nelbo = −ELBO with q(z|x) (a bound ≥ −log p(x)); neg_dvae_objective = −L_dvae on "
-               f"the test images with the training corruption (M = {corruptions_m}, K = {samples_k}): a training objective, "
-               "not a likelihood.",
+        notes=["nats per image; nll = −log p(x) by importance sampling with the clean-input encoder q(z|x) "
+               "as proposal; dvae_nelbo = −ELBO with q(z|x) (a bound ≥ −log p(x)); neg_dvae_objective = "
+               f"−L_dvae on the test images with the training corruption (M = {corruptions_m}, "
+               f"K = {samples_k}): a training objective, not a likelihood.",
                "VAE −ELBO: " + ", ".join(f"{k} {v['nelbo']:.2f}" for k, v in vaes.items()) + ".",
                "recon_error: Σ_pixels (x − x̂)² per image, x̂ the model's reconstruction (decoder mean at the "
                "posterior mean) of the test image corrupted at that level (seed "
