@@ -11,6 +11,7 @@ from .common import Comparison
 from .completion import completion
 from .conditional import conditional
 from .denoising import denoising
+from .dvae import dvae_vs_vae
 from .generation import generation
 from .interpolation import interpolation
 from .mixtures import mixtures_vs_vae
@@ -20,8 +21,8 @@ from .ssl import ssl
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
                "interpolation": interpolation, "conditional": conditional, "completion": completion,
-               "ssl": ssl}
+               "dvae": dvae_vs_vae, "ssl": ssl}
 
 __all__ = ["COMPARISONS", "Comparison", "codes_2d", "completion", "conditional", "denoising", "generation",
-           "interpolation", "mixtures_vs_vae",
+           "dvae_vs_vae", "interpolation", "mixtures_vs_vae",
            "pca_vs_autoencoders", "ssl"]

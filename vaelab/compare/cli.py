@@ -16,6 +16,16 @@ def _ints(text: str) -> tuple[int, ...]:
     return values
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
@@ -121,8 +131,20 @@ SPECIFIC = {
         ("--labelled-batch-size", "labelled_batch_size", int, 0, "labelled rows per step (0 = in proportion)"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
+    "dvae": ("denoising VAE vs VAE: test -log p(x) per noise level, the bound question, robustness to noise", [
+        ("--levels", "levels", _floats, (0.0, 0.05, 0.1, 0.2, 0.3), "MNIST noise levels (pixel probabilities)"),
+        ("--corruption", "corruption", str, "salt-pepper", "MNIST corruption: salt-pepper or masking"),
+        ("--frey-levels", "frey_levels", _floats, (0.0, 0.025, 0.05, 0.1, 0.2, 0.3), "Frey Face Gaussian σ levels"),
+        ("--corruptions-m", "corruptions_m", int, 1, "M, corruptions per image in the DVAE objective"),
+        ("--samples-k", "samples_k", int, 1, "K, codes per corruption in the DVAE objective"),
+        ("--epochs", "epochs", int, 20, "training epochs per MNIST model"),
+        ("--frey-epochs", "frey_epochs", int, 1000, "maximum epochs per Frey Face model (early-stopped)"),
+        ("--nll-samples", "nll_samples", int, 1000, "importance samples for -log p(x)"),
+        ("--test-size", "test_size", int, 0, "first N MNIST test images (0 = all)"),
+    ]),
 }
-FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face"}  # comparisons whose claim is about these data
+# comparisons whose claim is about these data
+FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face"}
 
 
 def add_compare_parser(sub) -> None:
@@ -150,7 +172,7 @@ def add_compare_parser(sub) -> None:
         if name == "completion":
             q.add_argument("--binarize", action="store_true",
                            help="binarized targets (the paper's setting) instead of grey levels (Pyro's)")
-        if name == "mixtures":
+        if name in ("mixtures", "dvae"):
             q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")
         q.add_argument("--train-size", type=int, default=0, help="first N training images (default: 0 = all)")
         q.add_argument("--seed", type=int, default=0, help="seed for models, noise and samples (default: 0)")

@@ -11,6 +11,7 @@ can do and naming it for what it is.
 | ``classify`` (q(y|x)) | ``classification_error`` over the labelled rows |
 | ``complete`` | ``target_cnll`` = −log p(hidden pixels given visible), ``target_bits_per_dim``, ``target_mse`` |
 | ``completion_nelbo`` | ``target_nelbo``: the negative ELBO over the hidden pixels, a bound ≥ ``target_cnll`` |
+| ``objective_name`` | the negated loss under that name (a training objective that is no ELBO, e.g. ``dvae_objective``) |
 
 Never a figure called ``nll`` that is anything but an importance-sampled −log p(x).
 """
@@ -93,13 +94,17 @@ def _per_example(model, rows, batch_size: int, seed: int, device) -> dict:
         sums[key] = sums.get(key, 0.0) + value
 
     labelled = wrong = 0
+    objective = getattr(model, "objective_name", None)  # a model's own objective, named by the model
     model.schedule(math.inf)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.inference_mode():
         torch.manual_seed(seed)
         for i in range(0, len(rows), batch_size):
             b = on_device(rows[i:i + batch_size], device)
-            for k, v in model.loss(b).terms.items():
+            loss = model.loss(b)
+            for k, v in loss.terms.items():
                 add(k, float(v) * len(b))
+            if objective:
+                add(objective, -float(loss.total) * len(b))
             if hasattr(model, "reconstruct"):
                 add("mse", float((model.reconstruct(b).float() - b.x).square().sum()))
             if can_complete(model):
