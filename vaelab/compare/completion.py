@@ -16,7 +16,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
 
 from ..errors import VaelabError
 from ..evaluation.conditional import completion_bound, conditional_log_likelihood

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 
-import torch
 
 from ..baselines import PCA, mse_per_example, principal_angles
 from ..errors import VaelabError

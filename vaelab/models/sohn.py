@@ -25,7 +25,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..config import Config, require
 from ..data.derive import QUADRANT_FILL, quadrant_target_mask
