@@ -247,3 +247,17 @@ def test_m1m2_refuses_a_second_stage_whose_first_is_missing_or_changed(images, t
     with torch.no_grad():
         model.encoder[1][0].weight.add_(0.01)
     assert vaelab.data.encoded(model, images, tmp_path / "b.safetensors").name != before
+
+
+def test_m1_refits_its_classifier_when_the_encoder_changes(images, tmp_path):
+    result = vaelab.train("m1", images, tmp_path / "m1", model_config=SMALL_M1,
+                          config={**FAST, "epochs": 1, "labels": 100}, progress=False)
+    model = result.model.eval()
+    model.classify(images.x[:10])
+    _, first = model._classifier()
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.05, fused=True)  # the trainer's optimiser
+    model.loss(images.x[:100]).total.backward()
+    optimiser.step()
+    _, second = model._classifier()
+    assert second is not first
+    assert model._classifier()[1] is second  # unchanged weights: the fitted classifier is reused

@@ -271,7 +271,11 @@ class M1(VAE):
 
     # -- the classifier of the codes -------------------------------------------------
     def _weights_version(self) -> tuple:
-        return tuple(t._version for t in self.state_dict().values()) + (id(self.labelled_x),)
+        """A checksum of what the codes of the labelled images depend on (the encoder's weights
+        and those images); in-place optimiser steps need not bump tensors' version counters."""
+        with torch.no_grad():
+            sums = [float(t.double().sum()) for t in (*self.encoder.parameters(), self.labelled_x)]
+        return (*sums, tuple(self.labelled_x.shape))
 
     def _classifier(self):
         """(kept dimensions, fitted scikit-learn classifier), refitted when the weights changed."""
