@@ -226,3 +226,33 @@ def test_cli_refuses_a_mixture_prior_with_another_latent_size(tmp_path, capsys):
                  "--latent-dim", "3", "--epochs", "1", "--threads", "1"])
     err = capsys.readouterr().err
     assert code != 0 and "mixture prior is 2-D" in err and "Traceback" not in err
+
+
+# --- the VAE under the same mixture prior (for compare aae-vs-vae) -----------------------------
+
+
+def test_vae_prior_monte_carlo_kl_matches_the_kl_integrated_on_a_grid(mnist_small):
+    torch.manual_seed(0)
+    model = vaelab.build("vae-prior", input_shape=[1, 28, 28], hidden=[32], latent_dim=2, prior="mixture")
+    mu, logvar = torch.tensor([[3.0, 1.0]]), torch.tensor([[-1.0, 0.5]])
+    eps = torch.randn(200000, 2, dtype=torch.float64)
+    z = mu + (0.5 * logvar).exp() * eps
+    mc = model._log_q_minus_log_p(z, mu.double(), logvar.double(), eps).mean()
+    axis = torch.linspace(-6, 10, 801, dtype=torch.float64)
+    grid = torch.cartesian_prod(axis, axis)
+    q = torch.distributions.Normal(mu.double(), (0.5 * logvar.double()).exp()).log_prob(grid).sum(1)
+    exact = (q.exp() * (q - prior_log_prob("mixture", grid))).sum() * (axis[1] - axis[0]) ** 2
+    assert float(mc) == pytest.approx(float(exact), abs=0.02)
+    x = mnist_small.val.x[:20].round()
+    with torch.no_grad():
+        iw, bound = model.importance_log_weights(x, 50, generator=torch.Generator().manual_seed(0)), model.loss(x)
+    log_px = torch.logsumexp(iw, 1) - math.log(50)
+    assert float(log_px.mean()) > -float(bound.total) - 5  # the estimate sits above the bound (noise)
+    assert model.sample(3).shape == (3, 1, 28, 28)
+    with pytest.raises(VaelabError, match="mixture prior is 2-D"):
+        vaelab.build("vae-prior", input_shape=[1, 28, 28], latent_dim=3)
+    normal = vaelab.build("vae-prior", input_shape=[1, 28, 28], hidden=[32], latent_dim=2, prior="normal")
+    torch.manual_seed(1)
+    a = normal.loss(x).total
+    torch.manual_seed(1)
+    assert torch.equal(a, vaelab.models.vae.VAE.loss(normal, x).total)
