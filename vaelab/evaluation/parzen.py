@@ -57,19 +57,26 @@ def check_sigmas(sigmas) -> tuple[float, ...]:
 
 
 @torch.no_grad()
-def parzen_log_density(x: torch.Tensor, samples: torch.Tensor, sigma: float) -> torch.Tensor:
-    """log p̂(x_j) of every row of ``x`` under Gaussian windows of width ``sigma`` on ``samples``."""
-    (sigma,) = check_sigmas([sigma])
+def parzen_log_densities(x: torch.Tensor, samples: torch.Tensor, sigmas) -> dict[float, torch.Tensor]:
+    """log p̂(x_j) of every row of ``x`` for each window width in ``sigmas`` (σ -> tensor): the
+    squared distances are computed once per block of rows and samples, for the whole grid."""
+    sigmas = check_sigmas(sigmas)
     x, samples = x.flatten(1).double(), samples.flatten(1).double()
     n, d = samples.shape
     if x.shape[1] != d:
         raise VaelabError(f"Parzen: the samples have {d} dimensions, the data {x.shape[1]}; they must agree")
-    out = []
+    out: dict[float, list] = {s: [] for s in sigmas}
     for i in range(0, len(x), BLOCK):
-        parts = [torch.cdist(x[i:i + BLOCK], samples[j:j + BLOCK]).square_().mul_(-0.5 / sigma ** 2)
-                 for j in range(0, n, BLOCK)]
-        out.append(torch.logsumexp(torch.cat(parts, 1), 1))
-    return torch.cat(out) - math.log(n) - 0.5 * d * math.log(2 * math.pi * sigma ** 2)
+        dist = torch.cat([torch.cdist(x[i:i + BLOCK], samples[j:j + BLOCK]).square_()
+                          for j in range(0, n, BLOCK)], 1)
+        for s in sigmas:
+            out[s].append(torch.logsumexp(dist * (-0.5 / s ** 2), 1))
+    return {s: torch.cat(v) - math.log(n) - 0.5 * d * math.log(2 * math.pi * s ** 2) for s, v in out.items()}
+
+
+def parzen_log_density(x: torch.Tensor, samples: torch.Tensor, sigma: float) -> torch.Tensor:
+    """log p̂(x_j) of every row of ``x`` under Gaussian windows of width ``sigma`` on ``samples``."""
+    return parzen_log_densities(x, samples, [sigma])[float(sigma)]
 
 
 def parzen(samples: torch.Tensor, test: torch.Tensor, validation: torch.Tensor,
@@ -78,7 +85,7 @@ def parzen(samples: torch.Tensor, test: torch.Tensor, validation: torch.Tensor,
     sigmas = check_sigmas(sigmas)
     if len(samples) == 0 or len(test) == 0 or len(validation) == 0:
         raise VaelabError("the Parzen estimate needs samples, validation images and test images (one is empty)")
-    scores = {s: float(parzen_log_density(validation, samples, s).mean()) for s in sigmas}
+    scores = {s: float(v.mean()) for s, v in parzen_log_densities(validation, samples, sigmas).items()}
     best = max(scores, key=scores.get)
     log_p = parzen_log_density(test, samples, best)
     stderr = float(log_p.std() / math.sqrt(len(log_p))) if len(log_p) > 1 else 0.0
