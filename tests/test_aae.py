@@ -250,7 +250,7 @@ def test_vae_prior_monte_carlo_kl_matches_the_kl_integrated_on_a_grid(mnist_smal
     assert float(log_px.mean()) > -float(bound.total) - 5  # the estimate sits above the bound (noise)
     assert model.sample(3).shape == (3, 1, 28, 28)
     with pytest.raises(VaelabError, match="mixture prior is 2-D"):
-        vaelab.build("vae-prior", input_shape=[1, 28, 28], latent_dim=3)
+        vaelab.build("vae-prior", input_shape=[1, 28, 28], latent_dim=3, prior="mixture")
     normal = vaelab.build("vae-prior", input_shape=[1, 28, 28], hidden=[32], latent_dim=2, prior="normal")
     torch.manual_seed(1)
     a = normal.loss(x).total

@@ -29,8 +29,9 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 class PriorVAEConfig(VAEConfig):
     """:class:`~vaelab.models.vae.VAEConfig` plus ``prior``."""
 
-    prior: str = field(default="mixture", metadata={
-        "help": "p(z): mixture (10 Gaussians on a circle, 2-D; Monte-Carlo KL) or normal (N(0, I); exact KL)"})
+    prior: str = field(default="normal", metadata={
+        "help": "p(z): normal (N(0, I); exact KL: the vae) or mixture (10 Gaussians on a circle, 2-D; Monte-Carlo "
+                "KL; needs --latent-dim 2)"})
 
     def validate(self) -> None:
         super().validate()
