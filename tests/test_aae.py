@@ -256,3 +256,17 @@ def test_vae_prior_monte_carlo_kl_matches_the_kl_integrated_on_a_grid(mnist_smal
     a = normal.loss(x).total
     torch.manual_seed(1)
     assert torch.equal(a, vaelab.models.vae.VAE.loss(normal, x).total)
+
+
+def test_cli_trains_a_supervised_aae_and_samples_a_class(tmp_path, capsys):
+    from vaelab.cli import main
+
+    run = tmp_path / "sup"
+    assert main(["train", "aae", "--data", "digits", "--out", str(run), "--supervised", "--latent-dim", "2",
+                 "--hidden", "32", "--epochs", "1", "--threads", "1"]) == 0
+    assert main(["sample", str(run), "--label", "3", "-n", "8", "-o", str(tmp_path / "threes.png")]) == 0
+    assert (tmp_path / "threes.png").exists()
+    capsys.readouterr()
+    assert main(["sample", str(run), "--label", "12", "-o", str(tmp_path / "bad.png")]) != 0
+    err = capsys.readouterr().err
+    assert "label 12 is outside this aae's classes 0..9" in err and "Traceback" not in err
