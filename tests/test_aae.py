@@ -196,6 +196,12 @@ def test_supervised_aae_decodes_the_label_and_draws_the_style_grid(mnist_small, 
     assert not torch.equal(threes, fours)  # same styles, another digit
     img = Image.open(out / "samples.png")
     assert img.size[0] > 10 * 28 and img.size[1] > 10 * 28  # ten styles × ten digits
+    from vaelab.viz.analogy import analogies  # a test digit's style decoded as every class
+
+    x, y = mnist_small.val.x[:3], mnist_small.val.y[:3]
+    made = analogies(model, x, y)
+    assert made.shape == (3, 10, 1, 28, 28) and model.conditional
+    assert torch.allclose(made[torch.arange(3), y], model.reconstruct(Batch(x, y)), atol=1e-6)
     with pytest.raises(VaelabError, match=r"label 10 is outside this aae's classes 0..9"):
         model.sample(2, y=10)
     with pytest.raises(VaelabError, match=r"label 12 is outside this aae's classes 0..9"):

@@ -122,6 +122,7 @@ class AAE(Model):
 
     def __init__(self, config: AAEConfig):
         super().__init__(config)
+        self.conditional = config.supervised  # decodes p(x|z, y): analogies and the conditional checks apply
         c = config.input_shape[0]
         self.likelihood = make_likelihood(config.likelihood, config.sigma)
         out_c = c * self.likelihood.params_per_channel
