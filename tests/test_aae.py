@@ -128,6 +128,9 @@ def test_training_health_names_a_winning_discriminator_and_collapsed_codes(mnist
     assert model.training_health({"discriminator/disc": 1.3}, data) == []
     [problem] = model.training_health({"discriminator/disc": 1e-4}, data)
     assert "discriminator loss" in problem and "diverged" in problem
+    [problem] = model.training_health({"discriminator/disc": 0.13, "generator/gen": 53.9}, data)
+    assert "generator loss averaged 53.9" in problem and "no longer fools D" in problem
+    assert model.training_health({"discriminator/disc": 1.0, "generator/gen": 2.5}, data) == []
     with torch.no_grad():
         last = model.encoder[-1][-1]
         last.weight.zero_()

@@ -44,6 +44,7 @@ from .vae import gaussian_params
 
 ENCODERS = ("deterministic", "gaussian")
 DISC_COLLAPSE = 0.01   # an epoch's mean discriminator loss below this: D separates codes from the prior
+GEN_DIVERGED = 10.0    # an epoch's mean generator loss above this: D gives the codes probability below e^-10
 CODE_COLLAPSE = 1e-3   # the codes' standard deviation (mean over dimensions) below this: codes collapsed
 HEALTH_ROWS = 1000     # images encoded for the collapse check
 STYLES = 10            # rows of the supervised style/content figure
@@ -278,12 +279,17 @@ class AAE(Model):
     def training_health(self, train_terms: dict[str, float], data: Batch) -> list[str]:
         """What went wrong in an epoch's adversarial game, one phrase each (empty: nothing):
         the discriminator's loss near 0 over the whole epoch (it tells codes from prior draws
-        every time, so the encoder gets no useful signal), or the codes collapsed to a point."""
+        every time, so the encoder gets no useful signal), the generator's loss far above its
+        equilibrium value log 2 (the encoder has lost the game), or the codes collapsed to a point."""
         problems = []
-        disc = train_terms.get("discriminator/disc")
+        disc, gen = train_terms.get("discriminator/disc"), train_terms.get("generator/gen")
         if disc is not None and disc < DISC_COLLAPSE:
             problems.append(f"the discriminator loss averaged {disc:.2g} over the epoch (below {DISC_COLLAPSE}): "
                             "D separates codes from prior draws outright, the adversarial game diverged")
+        elif gen is not None and gen > GEN_DIVERGED:
+            problems.append(f"the generator loss averaged {gen:.3g} over the epoch (above {GEN_DIVERGED:g}): the "
+                            "encoder no longer fools D, the adversarial game diverged (lower --lr or raise "
+                            "--gen-lr-scale)")
         x = inputs(data)[:HEALTH_ROWS]
         if len(x) > 1:
             std = float(self.code(x, sample=False).std(0).mean())
