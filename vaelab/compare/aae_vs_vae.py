@@ -36,7 +36,7 @@ PARZEN_ANCHOR = 340.0  # Makhzani et al. Table 1, AAE on MNIST (±2)
 
 def aae_vs_vae(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, priors=PRIORS,
                hidden=(1000, 1000), epochs: int = 20, lr: float = 1e-3, batch_size: int = 100,
-               val_size: int = 1000, parzen_samples: int = 10000, sigmas=SIGMA_GRID, mmd_points: int = 0,
+               adversarial_lr_scale: float = 0.5, val_size: int = 1000, parzen_samples: int = 10000, sigmas=SIGMA_GRID, mmd_points: int = 0,
                train_size: int = 0, test_size: int = 0, seed: int = 0, threads: int = 0,
                progress: bool = True) -> Comparison:
     """Train an ``aae`` and a VAE with 2-D codes per prior in ``priors`` on ``data`` (the last
@@ -47,6 +47,8 @@ def aae_vs_vae(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, pr
     if not priors or bad:
         raise VaelabError(f"aae-vs-vae compares under the priors {', '.join(PRIORS)}; got {', '.join(bad) or 'none'}")
     sigmas = check_sigmas(sigmas)
+    if not adversarial_lr_scale > 0:
+        raise VaelabError(f"adversarial_lr_scale must be > 0, got {adversarial_lr_scale}")
     for name, n in (("epochs", epochs), ("val_size", val_size), ("parzen_samples", parzen_samples)):
         if n < 1:
             raise VaelabError(f"{name} must be at least 1, got {n}")
@@ -69,7 +71,8 @@ def aae_vs_vae(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, pr
         bandwidth = median_bandwidth(prior_draws, prior_draws)
         panels.append((prior_draws, None, f"prior: {prior}"))
         vae_name, vae_cfg = ("vae", net) if prior == "normal" else ("vae-prior", {**net, "prior": prior})
-        runs = [("aae", "aae", {**net, "prior": prior}), ("vae", vae_name, vae_cfg)]
+        aae_cfg = {**net, "prior": prior, "disc_lr_scale": adversarial_lr_scale, "gen_lr_scale": adversarial_lr_scale}
+        runs = [("aae", "aae", aae_cfg), ("vae", vae_name, vae_cfg)]
         for label, name, cfg in runs:
             model = fit(name, train, out / "runs" / f"{label}-{prior}", cfg, tcfg, progress, val_data=val).eval()
             settings_models[f"{label}-{prior}"] = {"model": name, **cfg}
@@ -88,7 +91,7 @@ def aae_vs_vae(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, pr
                       f"({len(test)} test images)",
         ["prior", "model", "mmd2", "bandwidth", "parzen_nats", "parzen_stderr", "parzen_sigma", "val_recon"], rows,
         settings={"data": data, "n_train": len(train), "n_val": len(val), "n_test": len(test), "epochs": epochs,
-                  "lr": lr, "batch_size": batch_size, "hidden": list(hidden), "priors": list(priors),
+                  "lr": lr, "batch_size": batch_size, "hidden": list(hidden), "adversarial_lr_scale": adversarial_lr_scale, "priors": list(priors),
                   "parzen_samples": parzen_samples, "sigmas": list(sigmas), "mmd_points": n_mmd, "seed": seed,
                   "models": settings_models},
         figures=[str(figure)],

@@ -134,6 +134,8 @@ SPECIFIC = {
         ("--epochs", "epochs", int, 20, "training epochs per model"),
         ("--lr", "lr", float, 1e-3, "Adam learning rate (every phase)"),
         ("--batch-size", "batch_size", int, 100, "minibatch size"),
+        ("--adversarial-lr-scale", "adversarial_lr_scale", float, 0.5,
+         "the aae's discriminator and generator learning rates as multiples of --lr"),
         ("--val-size", "val_size", int, 1000, "last N training images held out: validation and Parzen's σ"),
         ("--parzen-samples", "parzen_samples", int, 10000, "decoded prior draws of the Parzen estimate"),
         ("--sigmas", "sigmas", _floats, None, "Parzen window widths tried on the held-out images "

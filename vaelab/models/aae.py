@@ -70,9 +70,9 @@ class AAEConfig(Config):
                 "swiss-roll (2-D)"})
     disc_hidden: tuple[int, ...] = field(default=(256, 256), metadata={
         "help": "hidden layer sizes of the discriminator D(z)"})
-    disc_lr_scale: float = field(default=0.2, metadata={
+    disc_lr_scale: float = field(default=0.5, metadata={
         "help": "the discriminator phase's learning rate as a multiple of --lr"})
-    gen_lr_scale: float = field(default=0.2, metadata={
+    gen_lr_scale: float = field(default=0.5, metadata={
         "help": "the generator phase's (encoder fools D) learning rate as a multiple of --lr"})
     adversarial_betas: tuple[float, float] = field(default=(0.5, 0.999), metadata={
         "help": "Adam's β1,β2 of the discriminator and generator phases (the reconstruction phase uses "
