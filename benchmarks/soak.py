@@ -4,6 +4,7 @@
     python benchmarks/soak.py --kills 5 --epochs 3  # a quick look
     python benchmarks/soak.py --kind two-phase      # a model with two optimisers a step
     python benchmarks/soak.py --kind stages         # a run of two stages
+    python benchmarks/soak.py --kind aae            # the adversarial autoencoder's three phases
 
 A small MLP VAE trains on a subset of real MNIST (from ``--data-dir``; written once to
 a temporary ``.npy``) through the ``vaelab train`` command in a subprocess. Each run is
@@ -178,9 +179,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA_DIR") or str(SHARED_DATA),
                    help="dataset directory holding mnist/ (default: $VAELAB_DATA_DIR, else ../shared/data)")
-    p.add_argument("--kind", choices=("vae", "two-phase", "stages"), default="vae",
+    p.add_argument("--kind", choices=("vae", "two-phase", "stages", "aae"), default="vae",
                    help="vae: `vaelab train vae`; two-phase: a model with two optimisers a step; stages: a run of "
-                        "two stages (benchmarks/soak_driver.py) (default: vae)")
+                        "two stages; aae: the adversarial autoencoder's three phases (benchmarks/soak_driver.py) "
+                        "(default: vae)")
     p.add_argument("--kills", type=int, default=50, help="SIGKILLs in all (default: 50)")
     p.add_argument("--kills-per-run", type=int, default=5, help="kills before a run may finish (default: 5)")
     p.add_argument("--n-train", type=int, default=2000, help="MNIST images used (default: 2000)")

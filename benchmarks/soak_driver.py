@@ -1,4 +1,4 @@
-"""The runs ``benchmarks/soak.py --kind two-phase|stages`` kills and resumes.
+"""The runs ``benchmarks/soak.py --kind two-phase|stages|aae`` kills and resumes.
 
     python benchmarks/soak_driver.py two-phase npy:IMAGES.npy OUT --epochs 6 --batch-size 50 --val-size 200
 
@@ -8,6 +8,8 @@ and continues it otherwise, as a script or an elastic restart would.
 - ``two-phase``: an autoencoder trained by two phases a step, each with its own optimiser
   (all weights on the reconstruction, then the decoder alone at a tenth of the rate), the
   shape of an adversarial model's step.
+- ``aae``: the adversarial autoencoder, three phases a step (reconstruction, discriminator,
+  generator), each with its own optimiser, prior draws from the torch stream.
 - ``stages``: a run of two stages, an autoencoder and then a Gaussian VAE trained on its
   codes (cached in the second stage's directory).
 """
@@ -45,7 +47,7 @@ def _codes(models, ds, directory):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    p.add_argument("kind", choices=("two-phase", "stages"))
+    p.add_argument("kind", choices=("two-phase", "stages", "aae"))
     p.add_argument("data")
     p.add_argument("out")
     p.add_argument("--epochs", type=int, default=6)
@@ -62,6 +64,10 @@ def main(argv=None) -> int:
             torch.manual_seed(args.seed)
             model = TwoPhaseAE(AE.Config.from_dict({"input_shape": list(images.shape), **ae}))
             vaelab.train(model, images, args.out, config=settings, resume=True, progress=False)
+        elif args.kind == "aae":
+            vaelab.train("aae", vaelab.load_dataset(args.data, "train"), args.out,
+                         model_config={"hidden": [64], "latent_dim": 2, "prior": "mixture", "disc_hidden": [32]},
+                         config=settings, resume=True, progress=False)
         else:
             stages = [Stage("ae", "ae", ae, settings),
                       Stage("prior", "vae", {"hidden": [32], "latent_dim": 2, "likelihood": "gaussian-learned"},

@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+from .aae_vs_vae import aae_vs_vae
 from .codes_2d import codes_2d
 from .common import Comparison
 from .completion import completion
@@ -21,8 +22,8 @@ from .ssl import ssl
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
                "interpolation": interpolation, "conditional": conditional, "completion": completion,
-               "dvae": dvae_vs_vae, "ssl": ssl}
+               "dvae": dvae_vs_vae, "ssl": ssl, "aae-vs-vae": aae_vs_vae}
 
-__all__ = ["COMPARISONS", "Comparison", "codes_2d", "completion", "conditional", "denoising", "generation",
-           "dvae_vs_vae", "interpolation", "mixtures_vs_vae",
+__all__ = ["COMPARISONS", "Comparison", "aae_vs_vae", "codes_2d", "completion", "conditional", "denoising",
+           "dvae_vs_vae", "generation", "interpolation", "mixtures_vs_vae",
            "pca_vs_autoencoders", "ssl"]

@@ -397,6 +397,7 @@ class _Training:
         self._seed()
         train, self.val = self._data(train, val, fresh=not resume)
         self.sampler = self._sampler(train)
+        self.train_head = train[:1000]  # what ``training_health`` checks without validation data
         self.model.to(self.device)
         if not resume:
             self.model.prepare(train)
@@ -538,16 +539,25 @@ class _Training:
         val_terms = self._validate()
         score = monitored(val_terms, self.config.monitor)
         epoch = c["epoch"] + 1
-        improved = c["best_val"] is None or (score is not None and score < c["best_val"])
+        train_means = terms.means()
+        problems = self._health(train_means)
+        improved = c["best_epoch"] == 0 or (not problems and (
+            c["best_val"] is None or (score is not None and score < c["best_val"])))
         if improved:
             c.update(best_val=score, best_epoch=epoch, bad_epochs=0)
         else:
             c["bad_epochs"] += 1
         c.update(epoch=epoch, epoch_step=0)
         line = {"epoch": epoch, "step": c["step"], "lr": lr, "seconds": round(time.perf_counter() - t0, 3),
-                "train": terms.means()}
+                "train": train_means}
         if val_terms is not None:
             line["val"] = val_terms
+        if problems:  # named in metrics.jsonl and on stderr; never kept as best while a sound epoch exists
+            line.update(diverged=True, warning="; ".join(problems))
+            if self.ctx.writer:
+                kept = "kept as the best epoch only because no earlier one exists" if improved else \
+                    "not kept as the best epoch"
+                warnings.warn(f"epoch {epoch}: {line['warning']}; {kept}", VaelabWarning, stacklevel=2)
         if self.config.nonfinite == "skip":
             line.update(skipped=c["epoch_skipped"], lr_scale=c["lr_scale"])
         generators = self._generators()
@@ -561,6 +571,16 @@ class _Training:
         self._save(self.dir.last, generators, keep_previous=True)
         if self.progress:
             summary(line, improved and val_terms is not None)
+
+    def _health(self, train_terms: dict[str, float]) -> list[str]:
+        """What the model finds wrong with the epoch (an adversarial game that diverged, say),
+        for models with ``training_health``; checked on validation images, else training ones."""
+        check = getattr(self.model, "training_health", None)
+        if check is None:
+            return []
+        data = self.val if self.val is not None else self.train_head
+        with torch.no_grad():
+            return list(check(train_terms, data))
 
     # -- the end -------------------------------------------------------------------------
     def _pictures(self, train: Batch) -> None:
