@@ -11,11 +11,11 @@ the Bernoulli VAE) and by evaluation (one fixed draw).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from ..config import Config, require
 from ..data import binarize_static
@@ -64,9 +64,13 @@ class PixelCNN(Model):
 
     def __init__(self, config: PixelCNNConfig):
         super().__init__(config)
-        c = config.input_shape[0]
-        self.net = GatedPixelCNN(channels=c, categories=2, layers=config.layers, hidden=config.width,
-                                 kernel=config.kernel, head=config.head, classes=config.classes)
+        self.net = self.network(config)
+
+    @staticmethod
+    def network(config) -> nn.Module:
+        """The autoregressive network: logits (B, 2, C, H, W), ``log_prob``, ``sample``."""
+        return GatedPixelCNN(channels=config.input_shape[0], categories=2, layers=config.layers,
+                             hidden=config.width, kernel=config.kernel, head=config.head, classes=config.classes)
 
     @property
     def conditional(self) -> bool:  # evaluation names p(x|y) figures cnll, never nll
@@ -77,10 +81,10 @@ class PixelCNN(Model):
         batch = as_batch(data)
         x = batch.x
         if tuple(x.shape[1:]) != tuple(self.config.input_shape):
-            raise VaelabError(f"pixelcnn: images of shape {list(x.shape[1:])} given, this model takes "
+            raise VaelabError(f"{self.name}: images of shape {list(x.shape[1:])} given, this model takes "
                               f"{list(self.config.input_shape)} (C,H,W); resize them or build a model for that shape")
         if ((x != 0) & (x != 1)).any():
-            raise VaelabError("pixelcnn models binary images (every pixel 0 or 1), got grey levels; binarize them "
+            raise VaelabError(f"{self.name} models binary images (every pixel 0 or 1), got grey levels; binarize them "
                               "(training: --binarize dynamic or static; Python: vaelab.data.binarize_static(x, seed))")
         return x, self._labels(batch.y, x.shape[0], x.device)
 
@@ -89,17 +93,17 @@ class PixelCNN(Model):
         if k == 0:
             return None
         if y is None:
-            raise VaelabError(f"this pixelcnn models p(x|y) over {k} classes and needs each image's label: "
+            raise VaelabError(f"this {self.name} models p(x|y) over {k} classes and needs each image's label: "
                               "pass a Batch(x, y) or a labelled dataset")
         y = torch.as_tensor(y, device=device)
         if y.dim() == 0:
             y = y.expand(n)
         if y.is_floating_point() or y.shape != (n,):
-            raise VaelabError(f"pixelcnn takes class indices as y ({n} integers), got shape {list(y.shape)} "
+            raise VaelabError(f"{self.name} takes class indices as y ({n} integers), got shape {list(y.shape)} "
                               f"of {y.dtype}")
         bad = (y < 0) | (y >= k)
         if bad.any():
-            raise VaelabError(f"label {int(y[bad][0])} is outside this pixelcnn's classes 0..{k - 1} "
+            raise VaelabError(f"label {int(y[bad][0])} is outside this {self.name}'s classes 0..{k - 1} "
                               f"(classes={k}); use labels in range or build it with more classes")
         return y.long()
 
@@ -168,7 +172,3 @@ def completion_grid(model: PixelCNN, batch: Batch, n_draws: int = 4, seed: int =
     columns = [occluded, *draws, batch.x.float()]
     images = torch.stack(columns, dim=1).flatten(0, 1)
     return grid(images.cpu(), nrow=len(columns))
-
-
-def bits_per_dim(nll: float, dims: int) -> float:
-    return nll / (dims * math.log(2))
