@@ -9,6 +9,7 @@
   (the whole network over the whole image for every pixel) timed over the first ``--naive-rows``
   rows and scaled to 28. Goal: 64 images in ≤ 30 s. The two draw the same images from the same
   uniforms (checked on those rows).
+- ``--pixelrnn``: the same training timing for the Row LSTM (``pixelrnn`` with the PixelCNN's depth and width: 6 layers of 32).
 
     python benchmarks/pixelcnn_speed.py --threads 1
 """
@@ -30,11 +31,13 @@ from vaelab.training.trainer import TrainConfig, fit
 from common import add_common
 
 NETWORK = {"layers": 6, "width": 32, "kernel": 5, "head": 64}  # benchmarks/pixelcnn_quick.toml
+ROW_LSTM = {"layers": 6, "width": 32}  # the PixelCNN's depth and width; a 7×7 mask-A first layer
 EPOCH_IMAGES = 55_000
 
 
-def train_seconds(x: torch.Tensor, batch_size: int, steps: int, repeats: int) -> float:
-    model = vaelab.build("pixelcnn", **NETWORK)
+def train_seconds(x: torch.Tensor, batch_size: int, steps: int, repeats: int, name: str = "pixelcnn",
+                  network: dict = NETWORK) -> float:
+    model = vaelab.build(name, **network)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     best = float("inf")
     for r in range(repeats):
@@ -64,6 +67,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--naive-rows", type=int, default=1)
     parser.add_argument("--epoch", action="store_true", help="also time one real epoch through the trainer")
+    parser.add_argument("--pixelrnn", action="store_true",
+                        help="also time training steps of pixelrnn (the Row LSTM) for the cost per epoch beside it")
     args = parser.parse_args()
     set_threads(args.threads)
     torch.manual_seed(0)
@@ -75,6 +80,10 @@ def main() -> None:
     print(f"training: {step * 1e3:.0f} ms per step of {args.batch_size} -> "
           f"{step * EPOCH_IMAGES / args.batch_size / 60:.1f} min per epoch of {EPOCH_IMAGES} images "
           f"({args.batch_size / step:.0f} images/s)")
+    if args.pixelrnn:
+        rnn = train_seconds(x, args.batch_size, args.steps, args.repeats, "pixelrnn", ROW_LSTM)
+        print(f"training pixelrnn (Row LSTM, 6 layers of 32): {rnn * 1e3:.0f} ms per step -> "
+              f"{rnn * EPOCH_IMAGES / args.batch_size / 60:.1f} min per epoch ({rnn / step:.1f}x the PixelCNN's)")
     if args.epoch:
         print(f"training, one real epoch through the trainer (60,000 images): {real_epoch_seconds(train.batch(), args.batch_size, args.threads) / 60:.1f} min")
 
