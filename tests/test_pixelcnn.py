@@ -221,3 +221,15 @@ def test_pixelrnn_trains_saves_loads_and_evaluates_exactly(mnist_small, tmp_path
     assert result["nll_method"] == "exact" and 0 < result["nll"] < 784 * 0.7
     with pytest.raises(VaelabError, match="pixelrnn models binary images"):
         m.loss(torch.full((2, 1, 28, 28), 0.5))
+
+
+def test_class_conditional_run_reports_cnll_and_samples_by_label(mnist_small, tmp_path, capsys):
+    out = tmp_path / "y"
+    vaelab.train("pixelcnn", mnist_small.train.subset(slice(0, 100)), out, model_config={**TINY, "classes": 10},
+                 config={**FAST, "epochs": 1, "val_size": 0}, progress=False)
+    result = vaelab.evaluate(vaelab.load(out), mnist_small.test.subset(slice(0, 20)), binarize="dynamic")
+    assert result["cnll_method"] == "exact" and "cnll" in result and "nll" not in result
+    assert cli_main(["sample", str(out), "--label", "3", "-n", "2", "-o", str(tmp_path / "3.png")]) == 0
+    assert cli_main(["sample", str(out), "--label", "12", "-n", "2", "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "label 12 is outside" in err
