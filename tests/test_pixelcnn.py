@@ -141,7 +141,7 @@ def test_save_load_round_trip_and_exact_eval(run, mnist_small):
     assert torch.equal(m.exact_log_likelihood(x), again.exact_log_likelihood(x))
     result = vaelab.evaluate(m, mnist_small.test.subset(slice(0, 50)), binarize="dynamic", nll_samples=100)
     assert result["nll_method"] == "exact" and result["k"] == 0
-    assert result["nll"] == pytest.approx(float(-m.exact_log_likelihood(x).double().mean()), rel=1e-5)
+    assert result["nll"] == pytest.approx(-m.exact_log_likelihood(x).double().mean().item(), rel=1e-5)
     assert result["bits_per_dim"] == pytest.approx(result["nll"] / (784 * 0.6931471805599453))
     g = torch.Generator().manual_seed(3)
     a = m.sample(4, generator=g)
