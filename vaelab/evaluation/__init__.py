@@ -7,13 +7,16 @@ can do and naming it for what it is.
 | ``reconstruct`` | ``mse``, ``psnr`` |
 | ``posterior_params`` | ``active_units``, ``unit_activity``, ``kl_per_dim`` |
 | ``importance_log_weights`` | ``nll`` = −log p(x) of an unconditional model, ``bits_per_dim`` |
+| ``exact_log_likelihood`` | ``nll`` computed exactly (an autoregressive model such as pixelcnn), ``nll_method`` = exact |
 | the same, ``conditional`` | ``cnll`` = −log p(x given y), ``cbits_per_dim``; the bound is ``celbo`` |
 | ``classify`` (q(y|x)) | ``classification_error`` over the labelled rows |
 | ``complete`` | ``target_cnll`` = −log p(hidden pixels given visible), ``target_bits_per_dim``, ``target_mse`` |
 | ``completion_nelbo`` | ``target_nelbo``: the negative ELBO over the hidden pixels, a bound ≥ ``target_cnll`` |
 | ``objective_name`` | the negated loss under that name (a training objective that is no ELBO, e.g. ``dvae_objective``) |
 
-Never a figure called ``nll`` that is anything but an importance-sampled −log p(x).
+Never a figure called ``nll`` that is anything but −log p(x): importance-sampled, or exact where
+the model has ``exact_log_likelihood(batch)`` (per-row log p(x); its ``loss`` is then −log p(x)
+itself, so its terms are not computed twice).
 """
 from __future__ import annotations
 
@@ -52,7 +55,9 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
     """
     condition = getattr(model, "condition_data", None)  # attribute models: y as they condition on it
     rows = as_rows(condition(data) if condition is not None and isinstance(data, Dataset) else data)
-    _check_density(model, nll_samples)
+    exact = hasattr(model, "exact_log_likelihood")
+    if not exact:
+        _check_density(model, nll_samples)
     model.eval()
     device = next(model.parameters()).device
     if binarize != "none":
@@ -61,8 +66,11 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
         rows = model.as_completion(rows)
     n = len(rows)
     result: dict = {"n": n, "k": nll_samples, "binarize": binarize}
-    result.update(_per_example(model, rows, batch_size, seed, device))
     prefix = "c" if getattr(model, "conditional", False) else ""
+    if exact:  # an exact density: no samples to choose, the figure is the same for any k
+        result.update(k=0, **_exact_likelihood(model, rows, batch_size, prefix, device))
+        return result
+    result.update(_per_example(model, rows, batch_size, seed, device))
     if "recon" in result and "kl" in result:
         result[f"{prefix}elbo"] = -(result["recon"] + result["kl"])
     if "mse" in result:
@@ -116,6 +124,21 @@ def _per_example(model, rows, batch_size: int, seed: int, device) -> dict:
     if labelled:
         result["classification_error"] = wrong / labelled
     return result
+
+
+def _exact_likelihood(model, rows, batch_size: int, prefix: str, device) -> dict:
+    """``nll`` (``cnll`` for p(x|y)) from the model's exact per-row log p(x), its standard
+    error over the rows and bits per modelled dimension."""
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        log_p = torch.cat([model.exact_log_likelihood(on_device(rows[i:i + batch_size], device)).double().cpu()
+                           for i in range(0, len(rows), batch_size)])
+    n = len(rows)
+    nll = float(-log_p.mean())
+    return {f"{prefix}nll": nll, f"{prefix}nll_method": "exact",
+            f"{prefix}nll_stderr": float(log_p.std() / math.sqrt(n)) if n > 1 else 0.0,
+            f"{prefix}nll_seconds": round(time.perf_counter() - t0, 2),
+            f"{prefix}bits_per_dim": nll / (rows.x[0].numel() * math.log(2))}
 
 
 def _likelihood(model, rows, k: int, prefix: str, seed: int, progress: bool, kwargs: dict) -> dict:
