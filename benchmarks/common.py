@@ -49,3 +49,26 @@ def mlp_vae_train_flops(sizes_enc: list[int], sizes_dec: list[int], n: int) -> f
     macs = sum(a * b for a, b in layers)
     first = sizes_enc[0] * sizes_enc[1]
     return 2.0 * n * (3 * macs - first)
+
+
+def trainer_epoch_seconds(name: str, settings: dict, batch, batch_size: int, device: str,
+                          threads: int) -> tuple[float, float]:
+    """One epoch of vaelab's trainer for model ``name`` built with ``settings`` (dynamic
+    binarization, no validation): the epoch loop's wall seconds, as metrics.jsonl records
+    them, and the process's CPU seconds for the whole call (less sensitive to other jobs
+    taking turns on the cores; it includes writing the run directory)."""
+    import json
+    import tempfile
+
+    import vaelab
+    from vaelab.training.trainer import TrainConfig, fit
+
+    model = vaelab.build(name, **settings)
+    config = TrainConfig(epochs=1, batch_size=batch_size, binarize="dynamic", val_size=0, device=device,
+                         threads=threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        cpu = time.process_time()
+        fit(model, batch, None, config, f"{tmp}/run", progress=False)
+        cpu = time.process_time() - cpu
+        with open(f"{tmp}/run/metrics.jsonl") as f:
+            return json.loads(f.readline())["seconds"], cpu

@@ -12,31 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import tempfile
 import time
 
 import vaelab
 from vaelab.threads import set_threads
-from vaelab.training.trainer import TrainConfig, fit
 
-from common import add_common
+from common import add_common, trainer_epoch_seconds
 
 NETWORK = {"latent_dim": 20, "hidden": [400], "activation": "relu", "likelihood": "bernoulli"}
 
 
 def epoch_seconds(name: str, batch: vaelab.Batch, batch_size: int, device: str, threads: int) -> tuple[float, float]:
-    """One epoch of the trainer: the epoch loop's wall seconds (as metrics.jsonl records them)
-    and the process's CPU seconds for the whole call (less sensitive to other jobs taking turns
-    on the cores; it includes writing the run directory)."""
-    model = vaelab.build(name, **NETWORK)
-    config = TrainConfig(epochs=1, batch_size=batch_size, binarize="dynamic", val_size=0, device=device,
-                         threads=threads)
-    with tempfile.TemporaryDirectory() as tmp:
-        cpu = time.process_time()
-        fit(model, batch, None, config, f"{tmp}/run", progress=False)
-        cpu = time.process_time() - cpu
-        with open(f"{tmp}/run/metrics.jsonl") as f:
-            return json.loads(f.readline())["seconds"], cpu
+    return trainer_epoch_seconds(name, NETWORK, batch, batch_size, device, threads)
 
 
 def step_milliseconds(batch: vaelab.Batch, repeats: int, steps: int = 20) -> dict:

@@ -98,6 +98,20 @@ class GatedLayer(nn.Module):
         return out + h_row[..., j:j + 1] if self.residual else out
 
 
+def start_maps(net, n: int, shape: tuple[int, int], generator, given, given_rows: int, uniforms):
+    """What both autoregressive samplers start from: the draws (``uniforms``, or fresh ones
+    from ``generator``) and the (n, C, H, W) map, its first ``given_rows`` rows copied from
+    ``given`` (completion), the rest zeros to be drawn."""
+    rows, cols = shape
+    dev = next(net.parameters()).device
+    if uniforms is None:
+        uniforms = torch.rand(n, net.channels, rows, cols, generator=generator, device=dev)
+    out = torch.zeros(n, net.channels, rows, cols, dtype=torch.long, device=dev)
+    if given_rows:
+        out[:, :, :given_rows] = given[:, :, :given_rows].long()
+    return uniforms, out
+
+
 class GatedPixelCNN(nn.Module):
     """Logits (B, K, C, H, W) of p(x_ij | x_<ij) for every pixel, from ``x`` (and class ``y``).
 
@@ -154,12 +168,7 @@ class GatedPixelCNN(nn.Module):
         ``given_rows`` are copied from ``given`` (completion). ``uniforms`` (n, C, H, W) in
         [0, 1) are the draws (inverse CDF); by default drawn from ``generator``."""
         rows, cols = shape
-        dev = next(self.parameters()).device
-        if uniforms is None:
-            uniforms = torch.rand(n, self.channels, rows, cols, generator=generator, device=dev)
-        out = torch.zeros(n, self.channels, rows, cols, dtype=torch.long, device=dev)
-        if given_rows:
-            out[:, :, :given_rows] = given[:, :, :given_rows].long()
+        uniforms, out = start_maps(self, n, shape, generator, given, given_rows, uniforms)
         conds = [layer.condition(y) for layer in self.layers]
         # v_in[l]: the vertical stack's input of layer l, rows filled as they become final
         v_in = [self.inputs(out)] + [None] * len(self.layers)
@@ -168,7 +177,7 @@ class GatedPixelCNN(nn.Module):
             links = []
             for li, layer in enumerate(self.layers):
                 pre = v_pre_above[li]
-                links.append(layer.link_row(pre, torch.zeros(n, layer.link.in_channels, 1, cols, device=dev)))
+                links.append(layer.link_row(pre, torch.zeros(n, layer.link.in_channels, 1, cols, device=out.device)))
             if i >= given_rows:
                 self._sample_row(out, v_in[0], i, links, conds, uniforms)
             # row i is final: its vertical features for the rows below

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .pixelcnn import categorical_inverse_cdf
+from .pixelcnn import categorical_inverse_cdf, start_maps
 
 
 def _mask_a(k: int) -> torch.Tensor:
@@ -105,12 +105,7 @@ class RowLSTM(nn.Module):
         for each pixel only the current row is recomputed (first convolution on the k0 rows
         ending at it, one LSTM step per layer)."""
         rows, cols = shape
-        dev = next(self.parameters()).device
-        if uniforms is None:
-            uniforms = torch.rand(n, self.channels, rows, cols, generator=generator, device=dev)
-        out = torch.zeros(n, self.channels, rows, cols, dtype=torch.long, device=dev)
-        if given_rows:
-            out[:, :, :given_rows] = given[:, :, :given_rows].long()
+        uniforms, out = start_maps(self, n, shape, generator, given, given_rows, uniforms)
         conds = [layer.condition(y) for layer in self.layers]
         states = None
         for i in range(rows):
