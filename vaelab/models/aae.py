@@ -39,6 +39,7 @@ from ..nn.mlp import mlp, validate_network
 from ..nn.priors import PRIORS, TWO_D_PRIORS, sample_prior
 from . import fields
 from .base import Batch, Loss, Model, Phase, inputs
+from .cvae import sample_labels
 from .registry import register
 from .vae import gaussian_params
 
@@ -209,20 +210,10 @@ class AAE(Model):
         z = self.prior_sample(n, generator)
         onehot = None
         if self.config.supervised:
-            onehot = self.one_hot(self._sample_labels(n, y, z.device), z.dtype)
+            onehot = self.one_hot(sample_labels(n, y, self.config.num_classes, z.device), z.dtype)
         elif y is not None:
             raise VaelabError("this aae is unsupervised: its samples take no label (train with --supervised)")
         return self.likelihood.mean(self._decoder_out(z, onehot))
-
-    def _sample_labels(self, n: int, y, device) -> torch.Tensor:
-        if y is None:
-            return torch.arange(n, device=device) % self.config.num_classes
-        y = torch.as_tensor(y, dtype=torch.int64, device=device)
-        if y.ndim == 0:
-            return y.expand(n)
-        if tuple(y.shape) != (n,):
-            raise VaelabError(f"sample: y must be one class or {n} classes (one per sample), got shape {tuple(y.shape)}")
-        return y
 
     # -- objectives --------------------------------------------------------------------
     def recon_loss(self, batch: Batch | torch.Tensor) -> Loss:

@@ -26,6 +26,20 @@ from .vae import VAE, VAEConfig, _SampleAndKL, gaussian_params
 SAMPLES_PER_CLASS = 10  # columns of the end-of-run grid, one row per class
 
 
+def sample_labels(n: int, y, num_classes: int, device) -> torch.Tensor:
+    """The classes of ``n`` samples: ``y`` one class for all or n classes, or None for the
+    classes cycled 0, 1, ..., K−1, 0, ... (one line naming the shape otherwise)."""
+    if y is None:
+        return torch.arange(n, device=device) % num_classes
+    y = torch.as_tensor(y, dtype=torch.int64, device=device)
+    if y.ndim == 0:
+        return y.expand(n)
+    if tuple(y.shape) != (n,):
+        raise VaelabError(f"sample: y must be one class or {n} classes (one per sample), "
+                          f"got shape {tuple(y.shape)}")
+    return y
+
+
 @dataclass(frozen=True)
 class CVAEConfig(VAEConfig):
     """:class:`~vaelab.models.vae.VAEConfig` plus ``num_classes``, the K of y ∈ {0..K−1}."""
@@ -123,21 +137,10 @@ class CVAE(VAE):
         """Means of p(x|y, z) for z ~ N(0, I). ``y``: one class for all, n classes, or None
         for the classes cycled 0, 1, ..., K−1, 0, ...; a generator makes it repeatable."""
         p = next(self.parameters())
-        y = self._labels(n, y, p.device)
+        y = sample_labels(n, y, self.config.num_classes, p.device)
         y = self.one_hot(y, p.dtype, fix=f"choose labels from 0 to {self.config.num_classes - 1}")
         z = torch.randn(n, self.config.latent_dim, generator=generator, device=p.device)
         return self.likelihood.mean(self.decoder(torch.cat([z, y], 1)))
-
-    def _labels(self, n: int, y, device) -> torch.Tensor:
-        if y is None:
-            return torch.arange(n, device=device) % self.config.num_classes
-        y = torch.as_tensor(y, dtype=torch.int64, device=device)
-        if y.ndim == 0:
-            return y.expand(n)
-        if tuple(y.shape) != (n,):
-            raise VaelabError(f"sample: y must be one class or {n} classes (one per sample), "
-                              f"got shape {tuple(y.shape)}")
-        return y
 
     # -- objectives -------------------------------------------------------------------
     def loss(self, batch: Batch) -> Loss:
