@@ -61,9 +61,8 @@ class AAEConfig(Config):
     activation: str = fields.activation("relu")
     backbone: str = fields.backbone("mlp")
     channels: tuple[int, ...] = fields.channels((32, 64))
-    likelihood: str = field(
-        default="bernoulli", metadata={"help": "bernoulli, gaussian (fixed --sigma) or gaussian-learned"})
-    sigma: float = field(default=0.1, metadata={"help": "σ of the fixed-σ gaussian likelihood"})
+    likelihood: str = fields.likelihood()
+    sigma: float = fields.sigma()
     encoder: str = field(default="deterministic", metadata={
         "help": "q(z|x): deterministic (a point mass) or gaussian (mean and variance, reparameterised)"})
     prior: str = field(default="normal", metadata={

@@ -55,3 +55,11 @@ def init(default: str = "torch"):
 def output_bias_from_data(default: bool = True):
     return _field(default, "start the decoder's output bias at the logit of the mean training pixel (IWAE; "
                            "--no-output-bias-from-data: keep the initialisation)")
+
+
+def likelihood(default: str = "bernoulli"):
+    return _field(default, "bernoulli, gaussian (fixed --sigma) or gaussian-learned")
+
+
+def sigma(default: float = 0.1):
+    return _field(default, "σ of the fixed-σ gaussian likelihood")

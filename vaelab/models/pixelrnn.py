@@ -11,44 +11,27 @@ from dataclasses import dataclass, field
 
 from torch import nn
 
-from ..config import Config, require
+from ..config import require
 from ..nn.rowlstm import RowLSTM
-from . import fields
-from .pixelcnn import PixelCNN
+from .pixelcnn import PixelCNN, PixelCNNConfig
 from .registry import register
 
 
 @dataclass(frozen=True)
-class PixelRNNConfig(Config):
-    """Constructor arguments of :class:`PixelRNN` (saved as ``config.json``)."""
+class PixelRNNConfig(PixelCNNConfig):
+    """Constructor arguments of :class:`PixelRNN` (saved as ``config.json``): the PixelCNN's
+    (``head``, ``classes``, ``completion_rows``, the checks) with the Row LSTM's sizes."""
 
-    input_shape: tuple[int, int, int] = fields.input_shape()
     layers: int = field(default=2, metadata={"help": "Row LSTM layers (each with a residual connection)"})
     width: int = field(default=32, metadata={"help": "hidden units h of each LSTM (its gates use 4h)"})
     kernel: int = field(default=3, metadata={"help": "odd width k of the state-to-state convolution (the "
                                                      "input-to-state one spans k//2+1 columns)"})
     first_kernel: int = field(default=7, metadata={"help": "odd size of the first, mask-A convolution"})
-    head: int = field(default=64, metadata={"help": "channels of the 1×1 output network"})
-    classes: int = field(default=0, metadata={"help": "class-conditional p(x|y) over this many classes "
-                                                      "(0 = unconditional)"})
-    completion_rows: int = field(default=14, metadata={
-        "help": "rows given when completions.png completes test images (the top half of MNIST)"})
-
-    likelihood = "bernoulli"  # as PixelCNNConfig: "auto" binarization applies
 
     def validate(self) -> None:
-        require(len(self.input_shape) == 3 and all(s >= 1 for s in self.input_shape),
-                f"input_shape must be C,H,W of positive sizes, got {self.input_shape}")
-        require(self.layers >= 1, f"layers must be >= 1, got {self.layers}")
-        require(self.width >= 1, f"width must be >= 1, got {self.width}")
-        require(self.head >= 1, f"head must be >= 1, got {self.head}")
-        for name in ("kernel", "first_kernel"):
-            k = getattr(self, name)
-            require(k >= 3 and k % 2 == 1, f"{name} must be odd and >= 3, got {k}")
-        require(self.classes == 0 or self.classes >= 2,
-                f"classes must be 0 (unconditional) or at least 2, got {self.classes}")
-        require(0 <= self.completion_rows < self.input_shape[1],
-                f"completion_rows must be in 0..{self.input_shape[1] - 1}, got {self.completion_rows}")
+        super().validate()
+        require(self.first_kernel >= 3 and self.first_kernel % 2 == 1,
+                f"first_kernel must be odd and >= 3, got {self.first_kernel}")
 
 
 @register("pixelrnn")

@@ -44,10 +44,8 @@ class VAEConfig(Config):
     activation: str = fields.activation("relu")
     backbone: str = fields.backbone("mlp")
     channels: tuple[int, ...] = fields.channels((32, 64))
-    likelihood: str = field(
-        default="bernoulli",
-        metadata={"help": "bernoulli, gaussian (fixed --sigma) or gaussian-learned"})
-    sigma: float = field(default=0.1, metadata={"help": "σ of the fixed-σ gaussian likelihood"})
+    likelihood: str = fields.likelihood()
+    sigma: float = fields.sigma()
     beta: float = field(default=1.0, metadata={"help": "weight of the KL term (1 = the ELBO; >1 = β-VAE)"})
     kl_warmup_epochs: float = field(
         default=0.0,
