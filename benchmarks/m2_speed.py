@@ -12,6 +12,7 @@ Also printed: the multiply-adds per image counted from the layer sizes, and the 
 this machine's float32 GEMM peak that each epoch reaches.
 
     python benchmarks/m2_speed.py --threads 2
+    python benchmarks/m2_speed.py --threads 1 --profile    # where one training step's time goes
 """
 from __future__ import annotations
 
@@ -54,14 +55,43 @@ def m2_epoch(ds, batch_size: int, device: str, threads: int) -> float:
             return json.loads(f.readline())["seconds"]
 
 
+def profile_step(ds, steps: int = 10) -> None:
+    """torch.profiler's table of one M2 training step (batch of 1 labelled + 128 unlabelled
+    rows, fused Adam as the trainer uses), averaged over ``steps`` after 3 warm-up steps."""
+    from torch.profiler import profile
+
+    model = vaelab.build("m2", input_shape=list(ds.shape))
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    rows = torch.cat([ds.labelled.nonzero()[:1, 0], (~ds.labelled).nonzero()[:128, 0]])
+    batch = ds.batch().select(rows)
+    model.labelled_share.fill_(100 / len(ds))
+
+    def step():
+        optimiser.zero_grad()
+        model.loss(batch).total.backward()
+        optimiser.step()
+
+    for _ in range(3):
+        step()
+    with profile() as prof:
+        for _ in range(steps):
+            step()
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs of each (default: 3)")
+    parser.add_argument("--profile", action="store_true", help="print where one training step's time goes, "
+                                                              "instead of timing epochs")
     args = parser.parse_args()
     set_threads(args.threads)
     full = vaelab.load_dataset("mnist", "train", data_dir=args.data_dir)
     ds = labelled_subset(full.subset(slice(0, 50000)), 10, seed=0)
+    if args.profile:
+        profile_step(ds)
+        return
     x = full.x
     peak = matmul_peak_gflops(args.device)
     m2_flops = m2_train_flops_per_image()
