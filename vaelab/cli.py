@@ -23,7 +23,7 @@ _ints = comma_list(int)  # --indices 3,17,42
 
 def _data_args(p, required: bool = True) -> None:
     p.add_argument("--data", required=required, metavar="SPEC",
-                   help="mnist, fashion-mnist, kmnist, digits, frey-faces, folder:PATH or npy:PATH")
+                   help="mnist, fashion-mnist, kmnist, digits, frey-faces, cifar10, folder:PATH or npy:PATH")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 

@@ -170,7 +170,7 @@ def add_compare_parser(sub) -> None:
         q.add_argument("--out", required=True, metavar="DIR", help="directory for tables, figures and models")
         q.add_argument("--data", default=None if name in FIXED_DATA else "mnist", metavar="SPEC",
                        help=argparse.SUPPRESS if name in FIXED_DATA else
-                       "mnist, fashion-mnist, kmnist, digits, frey-faces, folder:PATH or npy:PATH (default: mnist)")
+                       "mnist, fashion-mnist, kmnist, digits, frey-faces, cifar10, folder:PATH or npy:PATH (default: mnist)")
         q.add_argument("--data-dir", default=None, metavar="DIR",
                        help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
         for flag, dest, kind, default, text in options:

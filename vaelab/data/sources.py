@@ -22,7 +22,7 @@ from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
 from vaelab.errors import VaelabError, VaelabWarning, brief
 
-DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces")
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces", "cifar10")
 SPLITS = ("train", "test")
 _SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH"))
 
@@ -194,6 +194,8 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | 
         return _load_digits(split)
     if name == "frey-faces":
         return _load_frey(root, split)
+    if name == "cifar10":
+        return _load_cifar10(resolve_data_dir(data_dir), split)
     return _load_idx_dataset(name, root, split, download)
 
 
@@ -369,6 +371,15 @@ def _load_frey(root: Path, split: str) -> Dataset:
     faces = faces[-FREY_TEST_SIZE:] if split == "test" else faces[:-FREY_TEST_SIZE]
     x = torch.from_numpy(faces.reshape(-1, 1, 28, 20)).to(torch.float32).div_(255)
     return _images("frey-faces", x)
+
+
+def _load_cifar10(data_dir: Path, split: str) -> Dataset:
+    """CIFAR-10 from its lossy JPEG copies (:mod:`vaelab.data.cifar10`): 3×32×32 in [0, 1]."""
+    from vaelab.data.cifar10 import CLASSES, load_cifar10
+
+    images, labels = load_cifar10(data_dir, split)
+    x = torch.from_numpy(images).to(torch.float32).div_(255)
+    return _images("cifar10", x, torch.from_numpy(labels), CLASSES)
 
 
 # --- folder:PATH -------------------------------------------------------------------------
