@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     _add_train_command(sub)
+    _add_train_prior_command(sub)
     _add_eval_command(sub)
     _add_sample_command(sub)
     _add_reconstruct_command(sub)
@@ -85,6 +86,27 @@ def _add_train_command(sub) -> None:
     models = p.add_subparsers(dest="model", required=True, metavar="MODEL", title="models")
     for name in names():
         _add_train_parser(models, name)
+
+
+def _add_train_prior_command(sub) -> None:
+    """``vaelab train-prior RUN``: the prior over a VQ-VAE's codes, a second stage in RUN/prior."""
+    from .models.vq_prior import VQPrior
+    from .training import TrainConfig
+
+    p = sub.add_parser("train-prior", help="fit a PixelCNN prior to the codes of a VQ-VAE run (into RUN/prior), "
+                                           "so that it can sample and bound log p(x)",
+                       description="Train a gated PixelCNN over the code maps of a trained VQ-VAE's training "
+                                   "images, as a second stage inside its run directory (RUN/prior). Afterwards "
+                                   "`vaelab sample RUN` draws codes from it and decodes them, and `vaelab eval RUN` "
+                                   "reports the bound log p(x) >= log p(x|z_q) + log p(z_q).")
+    p.add_argument("run", help="the VQ-VAE's run directory")
+    _data_args(p, required=False)
+    p.add_argument("--resume", action="store_true", help="continue the prior in RUN/prior from its last checkpoint")
+    p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys are the option names)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    add_options(p.add_argument_group("prior settings"), options(VQPrior.Config))
+    add_options(p.add_argument_group("training settings (the validation split follows the VQ-VAE run's)"),
+                options(TrainConfig), defaults=VQPrior.train_defaults)
 
 
 def _add_eval_command(sub) -> None:
@@ -407,47 +429,68 @@ def _given(args, opts: list[Option]) -> dict:
 
 def cmd_train(args) -> None:
     from . import train
-    from .files import read_run_record
     from .models import model_class
+
+    out = Path(args.out)
+    model_config, config = _run_settings(args, model_class(args.model), out)
+    result = train(args.model, args.data, out, model_config=model_config, config=config,
+                   data_dir=args.data_dir, resume=args.resume, progress=not args.no_progress)
+    _trained(result)
+
+
+def _run_settings(args, model_cls, out: Path, inherited: dict | None = None):
+    """(model settings or None, TrainConfig) from ``--config FILE`` and the options given; with
+    ``--resume`` of a recorded run, the recorded ones (only RESUME_MAY_CHANGE may differ).
+    ``inherited`` training settings sit under the family's defaults and the given ones."""
+    from .files import read_run_record
     from .training import TrainConfig, train_config
 
-    model_cls = model_class(args.model)
     model_opts, train_opts = options(model_cls.Config), options(TrainConfig)
     flags = {o.key: o.flag for o in model_opts + train_opts}
     file_settings = _file_settings(args.config, model_opts + train_opts) if args.config else {}
     model_settings = {**_pick(file_settings, model_opts), **_given(args, model_opts)}
     train_settings = {**_pick(file_settings, train_opts), **_given(args, train_opts)}
-    out = Path(args.out)
-    model_config = model_settings or None
-    config = None
-    if args.resume:
-        recorded = read_run_record(out / "run.json") if (out / "run.json").exists() else None
-        if recorded:
-            for key, value in model_settings.items():
-                old = recorded["config"].get(key)
-                if _norm(old) != _norm(value):
-                    raise VaelabError(f"--resume continues the recorded run; {flags[key]} "
-                                      f"differs (recorded {old}, given {value})")
-            model_config = None
-            merged = {**recorded["train"], **train_settings}
-            changed = [k for k in train_settings if k not in RESUME_MAY_CHANGE
-                       and _norm(recorded["train"].get(k)) != _norm(train_settings[k])]
-            if changed:
-                k = changed[0]
-                raise VaelabError(f"--resume continues the recorded run; {flags[k]} differs "
-                                  f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only {', '.join(flags[r] for r in RESUME_MAY_CHANGE)} may change")
-            config = TrainConfig.from_dict(merged, where="training settings")
-    if config is None:
-        config = train_config(model_cls, train_settings)
-    result = train(args.model, args.data, out, model_config=model_config, config=config,
-                   data_dir=args.data_dir, resume=args.resume, progress=not args.no_progress)
+    recorded = read_run_record(out / "run.json") if args.resume and (out / "run.json").exists() else None
+    if not recorded:
+        return model_settings or None, train_config(model_cls, {**(inherited or {}), **train_settings})
+    for key, value in model_settings.items():
+        old = recorded["config"].get(key)
+        if _norm(old) != _norm(value):
+            raise VaelabError(f"--resume continues the recorded run; {flags[key]} "
+                              f"differs (recorded {old}, given {value})")
+    changed = [k for k in train_settings if k not in RESUME_MAY_CHANGE
+               and _norm(recorded["train"].get(k)) != _norm(train_settings[k])]
+    if changed:
+        k = changed[0]
+        raise VaelabError(f"--resume continues the recorded run; {flags[k]} differs "
+                          f"(recorded {recorded['train'].get(k)}, given {train_settings[k]}); only "
+                          f"{', '.join(flags[r] for r in RESUME_MAY_CHANGE)} may change")
+    return None, TrainConfig.from_dict({**recorded["train"], **train_settings}, where="training settings")
+
+
+def _trained(result) -> None:
+    """What a finished ``train`` or ``train-prior`` says."""
     best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"
     if result.already_finished:
         print(_nothing_to_do(result, best))
         return
     skipped = f"; {count(result.skipped_steps, 'non-finite step')} skipped" if result.skipped_steps else ""
     print(f"trained {count(result.epochs_run, 'epoch')}{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
-    print(f"run directory: {result.run_dir}  (model.safetensors, samples.png, reconstructions.png, metrics.jsonl)")
+    written = sorted(p.name for p in Path(result.run_dir).iterdir() if p.suffix in (".png", ".safetensors", ".jsonl"))
+    print(f"run directory: {result.run_dir}  ({', '.join(written)})")
+
+
+def cmd_train_prior(args) -> None:
+    from .io import PRIOR_DIR
+    from .models.vq_prior import VQPrior
+    from .training.prior import inherited_settings, train_prior
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise VaelabError(f"run directory not found: {run}; train a VQ-VAE first (vaelab train vqvae --out {run})")
+    model_config, config = _run_settings(args, VQPrior, run / PRIOR_DIR, inherited=inherited_settings(run))
+    _trained(train_prior(run, model_config=model_config, config=config, data=args.data, data_dir=args.data_dir,
+                         resume=args.resume, progress=not args.no_progress))
 
 
 def _nothing_to_do(result, best: str) -> str:
@@ -514,7 +557,7 @@ def cmd_eval(args) -> None:
 
 
 TABLE_ORDER = ("n", "k", "binarize", "elbo", "celbo", "recon", "kl", "mse", "psnr", "nll", "nll_stderr",
-               "bits_per_dim", "cnll", "cnll_stderr", "cbits_per_dim", "target_cnll", "target_cnll_stderr",
+               "bits_per_dim", "nll_bound", "nll_bound_stderr", "bits_per_dim_bound", "cnll", "cnll_stderr", "cbits_per_dim", "target_cnll", "target_cnll_stderr",
                "target_bits_per_dim", "target_mse", "classification_error", "active_units")
 
 
@@ -810,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     except VaelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    handlers = {"train": cmd_train, "eval": cmd_eval, "sample": cmd_sample,
+    handlers = {"train": cmd_train, "train-prior": cmd_train_prior, "eval": cmd_eval, "sample": cmd_sample,
                 "edit": cmd_edit,
                 "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
                 "traverse": cmd_traverse, "interpolate": cmd_interpolate, "manifold": cmd_manifold,

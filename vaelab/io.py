@@ -119,8 +119,11 @@ def save(model, directory: str | os.PathLike) -> Path:
 _PICKLE_NAMES = ("model.pt", "model.pth", "checkpoint.pt", "checkpoint.pth", "pytorch_model.bin")
 
 
-def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
+def load(directory: str | os.PathLike, device: str | torch.device = "cpu", prior: bool = True):
     """Load a model saved by :func:`save` or a training run directory, in eval mode.
+
+    A VQ-VAE run with a prior trained by ``vaelab train-prior`` (``RUN/prior``) comes back
+    with that prior attached, checked to belong to these weights (``prior=False``: without).
 
     Only ``config.json`` and ``model.safetensors`` are read; nothing is unpickled, so a
     hostile file can be refused but never run. The model is built only after its size
@@ -147,7 +150,15 @@ def load(directory: str | os.PathLike, device: str | torch.device = "cpu"):
     tensors, _ = read_safetensors(weights)
     model = build_checked(cls, config, weights, tensors)
     load_state(model, tensors, weights)
-    return model.to(device).eval()
+    model = model.to(device).eval()
+    if prior and (directory / PRIOR_DIR / CONFIG_FILE).is_file() and hasattr(model, "code_shape"):
+        from .models.vq_prior import attach
+
+        attach(model, load(directory / PRIOR_DIR, device, prior=False), directory / PRIOR_DIR)
+    return model
+
+
+PRIOR_DIR = "prior"  # a second stage inside a run: the prior over a VQ-VAE's codes
 
 
 STAGES_FILE = "stages.json"

@@ -128,7 +128,9 @@ def quadrant_mask(ds: Dataset, visible: int, fill: float = QUADRANT_FILL) -> Dat
 
 def encoded(model, ds: Dataset, path: str | os.PathLike, batch_size: int = 500) -> Dataset:
     """``ds`` as a trained model sees it: x = posterior means ``model.encode(x).mean``
-    (float32 codes; integer codes stay integers), y, classes and labelled carried over.
+    (float32 codes; integer codes stay integers), or for a model with discrete codes
+    (``code_shape``: a VQ-VAE) the (N, h, w) map of nearest-code indices ``model.codes(x)``;
+    y, classes and labelled carried over.
 
     The codes are cached in the safetensors file ``path`` (written atomically), keyed by a
     SHA-256 fingerprint of the model (name, config, every weight) and of ``ds.x``: a changed
@@ -154,14 +156,25 @@ def encoded(model, ds: Dataset, path: str | os.PathLike, batch_size: int = 500) 
 def fingerprint(model, x: torch.Tensor) -> str:
     """SHA-256 hex of a model (name, config, each weight's name, dtype, shape and bytes) and
     of the data ``x``: equal exactly when encoding would give the same codes."""
+    digest = _model_digest(model)
+    _hash_tensor(digest, "data", x)
+    return digest.hexdigest()
+
+
+def model_fingerprint(model) -> str:
+    """SHA-256 hex of a model alone (name, config, every weight): what a second stage fitted
+    to its codes records, so it can refuse a model that has changed since."""
+    return _model_digest(model).hexdigest()
+
+
+def _model_digest(model):
     digest = hashlib.sha256()
     config = model.config.to_dict() if hasattr(getattr(model, "config", None), "to_dict") else None
     digest.update(json.dumps({"format": CACHE_FORMAT, "model": _model_name(model), "config": config},
                              sort_keys=True, default=str).encode())
     for name, tensor in sorted(model.state_dict().items()):
         _hash_tensor(digest, f"weight {name}", tensor)
-    _hash_tensor(digest, "data", x)
-    return digest.hexdigest()
+    return digest
 
 
 def _hash_tensor(digest, label: str, tensor: torch.Tensor) -> None:
@@ -175,7 +188,7 @@ def _model_name(model) -> str:
 
 
 def _check_encodable(model, ds: Dataset) -> None:
-    if not callable(getattr(model, "encode", None)):
+    if not callable(getattr(model, "encode", None)) and not hasattr(model, "code_shape"):
         raise VaelabError(f"encoded needs a model with an encoder (encode(x)); {_model_name(model)} has none")
     expected = getattr(model, "input_shape", None)
     if expected is not None and tuple(expected) != ds.shape:
@@ -223,5 +236,7 @@ def _means(model, xb: torch.Tensor, device: torch.device, param) -> torch.Tensor
     xb = xb.to(device)
     if xb.is_floating_point() and param is not None and param.is_floating_point():
         xb = xb.to(param.dtype)
+    if hasattr(model, "code_shape"):  # discrete codes (a VQ-VAE): the nearest codes' indices
+        return model.codes(xb).cpu()
     mean = model.encode(xb).mean.cpu()
     return mean.float() if mean.is_floating_point() else mean

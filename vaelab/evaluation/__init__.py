@@ -12,6 +12,7 @@ can do and naming it for what it is.
 | ``classify`` (q(y|x)) | ``classification_error`` over the labelled rows |
 | ``complete`` | ``target_cnll`` = −log p(hidden pixels given visible), ``target_bits_per_dim``, ``target_mse`` |
 | ``completion_nelbo`` | ``target_nelbo``: the negative ELBO over the hidden pixels, a bound ≥ ``target_cnll`` |
+| ``bounds_likelihood`` (true) | ``nll_bound`` ≥ −log p(x) from the model's ``log_likelihood_bound`` (a VQ-VAE with its prior: −log p(x|z_q) − log p(z_q)), ``bits_per_dim_bound`` |
 | ``objective_name`` | the negated loss under that name (a training objective that is no ELBO, e.g. ``dvae_objective``) |
 
 Never a figure called ``nll`` that is anything but −log p(x): importance-sampled, or exact where
@@ -71,6 +72,8 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
         result.update(k=0, **_exact_likelihood(model, rows, batch_size, prefix, device))
         return result
     result.update(_per_example(model, rows, batch_size, seed, device))
+    if getattr(model, "bounds_likelihood", False):
+        result.update(_bound(model, rows, batch_size, device))
     if "recon" in result and "kl" in result:
         result[f"{prefix}elbo"] = -(result["recon"] + result["kl"])
     if "mse" in result:
@@ -139,6 +142,17 @@ def _exact_likelihood(model, rows, batch_size: int, prefix: str, device) -> dict
             f"{prefix}nll_stderr": float(log_p.std() / math.sqrt(n)) if n > 1 else 0.0,
             f"{prefix}nll_seconds": round(time.perf_counter() - t0, 2),
             f"{prefix}bits_per_dim": nll / (rows.x[0].numel() * math.log(2))}
+
+
+def _bound(model, rows, batch_size: int, device) -> dict:
+    """``nll_bound``: −(a lower bound on log p(x)) per example, an upper bound on the NLL and
+    never called one; its standard error over the rows and bits per dimension."""
+    with torch.inference_mode():
+        log_b = torch.cat([model.log_likelihood_bound(on_device(rows[i:i + batch_size], device)).double().cpu()
+                           for i in range(0, len(rows), batch_size)])
+    n, bound = len(rows), float(-log_b.mean())
+    return {"nll_bound": bound, "nll_bound_stderr": float(log_b.std() / math.sqrt(n)) if n > 1 else 0.0,
+            "bits_per_dim_bound": bound / (rows.x[0].numel() * math.log(2))}
 
 
 def _likelihood(model, rows, k: int, prefix: str, seed: int, progress: bool, kwargs: dict) -> dict:
