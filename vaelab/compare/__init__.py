@@ -12,6 +12,7 @@ from .common import Comparison
 from .completion import completion
 from .conditional import conditional
 from .denoising import denoising
+from .discrete import discrete
 from .dvae import dvae_vs_vae
 from .generation import generation
 from .interpolation import interpolation
@@ -22,8 +23,9 @@ from .ssl import ssl
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
                "interpolation": interpolation, "conditional": conditional, "completion": completion,
-               "dvae": dvae_vs_vae, "ssl": ssl, "aae-vs-vae": aae_vs_vae}
+               "dvae": dvae_vs_vae, "ssl": ssl, "aae-vs-vae": aae_vs_vae,
+               "discrete": discrete}
 
 __all__ = ["COMPARISONS", "Comparison", "aae_vs_vae", "codes_2d", "completion", "conditional", "denoising",
-           "dvae_vs_vae", "generation", "interpolation", "mixtures_vs_vae",
+           "discrete", "dvae_vs_vae", "generation", "interpolation", "mixtures_vs_vae",
            "pca_vs_autoencoders", "ssl"]

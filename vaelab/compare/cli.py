@@ -154,6 +154,14 @@ SPECIFIC = {
         ("--mmd-points", "mmd_points", int, 0, "test codes and prior draws in MMD² (0 = every test image)"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
+    "discrete": ("VAE, IWAE-size VAE, PixelCNN, VQ-VAE + prior, Gumbel-softmax VAE: test -log p(x) or its bound, "
+                 "samples of each", [
+        ("--models", "models", _names, ("vae", "vae-iwae", "pixelcnn", "vqvae", "catvae"), "models in the table"),
+        ("--epochs", "epochs", int, 10, "training epochs per model"),
+        ("--prior-epochs", "prior_epochs", int, 10, "training epochs of the VQ-VAE's PixelCNN prior"),
+        ("--nll-samples", "nll_samples", int, 1000, "importance samples for -log p(x)"),
+        ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
+    ]),
 }
 # comparisons whose claim is about these data
 FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face"}
