@@ -14,7 +14,7 @@ from vaelab.errors import VaelabError
 from vaelab.nn.likelihoods import DiscretizedLogistic
 from vaelab.nn.quantizer import VectorQuantizer, kmeans, nearest, squared_distances
 
-TINY = {"channels": 8, "residual_channels": 4, "codebook_size": 16, "code_dim": 4}
+TINY = {"channels": (8, 8), "residual_channels": 4, "codebook_size": 16, "code_dim": 4}
 FAST = {"threads": 1, "batch_size": 100, "val_size": 0}
 
 

@@ -12,7 +12,7 @@ batch (nats per image for ``recon``):
     commitment  ‖z_e(x) − sg[e]‖²            weight β
 
 Networks (the paper's CIFAR-10 design, sizes settable; any C×H×W): the encoder has
-``downsample`` 4×4 stride-2 convolutions (``channels`` each, ReLU), a 3×3 convolution,
+one 4×4 stride-2 convolution per entry of ``channels`` (ReLU after each), a 3×3 convolution,
 ``residual_blocks`` residual blocks (ReLU, 3×3 conv to ``residual_channels``, ReLU, 1×1 conv back),
 ReLU and a 1×1 convolution to D: MNIST's 28×28 becomes a 7×7 code map. The decoder mirrors it
 with transposed convolutions whose output padding restores H×W exactly.
@@ -51,13 +51,12 @@ class VQVAEConfig(Config):
     codebook_size: int = field(default=512, metadata={"help": "K, the number of codes in the codebook"})
     code_dim: int = field(default=64, metadata={"help": "D, the dimension of each code (the encoder's output channels)"})
     beta: float = field(default=0.25, metadata={"help": "weight β of the commitment term (the paper: 0.25)"})
-    channels: int = field(default=64, metadata={"help": "channels of the encoder's and decoder's convolutions "
-                                                        "(the paper: 256)"})
+    channels: tuple[int, ...] = field(default=(64, 64), metadata={
+        "help": "channels of each 4×4 stride-2 convolution, e.g. 64,64 (two: MNIST 28×28 -> a 7×7 code map; the "
+                "paper: 256,256); the last also sets the residual blocks' width"})
     residual_channels: int = field(default=32, metadata={
         "help": "channels inside each residual block (its 3×3 convolution)"})
     residual_blocks: int = field(default=2, metadata={"help": "residual 3×3/1×1 blocks in the encoder and in the decoder"})
-    downsample: int = field(default=2, metadata={
-        "help": "4×4 stride-2 convolutions: the code map is H/2^n × W/2^n (2: MNIST 28×28 -> 7×7)"})
     likelihood: str = field(default="bernoulli", metadata={
         "help": "bernoulli (binarized images), discretized-logistic (8-bit images: 256 levels per sub-pixel) "
                 "or gaussian (fixed --sigma; a density, not a likelihood of 8-bit data)"})
@@ -81,14 +80,15 @@ class VQVAEConfig(Config):
                 f"{self.codebook_size}; use e.g. --codebook-size 512")
         require(self.code_dim >= 1, f"code_dim must be at least 1, got {self.code_dim}")
         require(self.beta >= 0, f"beta must be >= 0 (the paper: 0.25), got {self.beta}")
-        require(self.channels >= 1 and self.residual_channels >= 1,
-                f"channels and residual_channels must be >= 1, got {self.channels}, {self.residual_channels}")
+        n = len(self.channels)
+        require(n >= 1 and all(c >= 1 for c in self.channels),
+                f"channels must list at least one positive size (e.g. 64,64), got {list(self.channels)}")
+        require(self.residual_channels >= 1, f"residual_channels must be >= 1, got {self.residual_channels}")
         require(self.residual_blocks >= 0, f"residual_blocks must be >= 0, got {self.residual_blocks}")
-        require(self.downsample >= 1, f"downsample must be >= 1, got {self.downsample}")
         _, h, w = self.input_shape
-        require(min(h, w) >= 2 ** self.downsample,
-                f"images of {h}×{w} are too small for {self.downsample} stride-2 convolutions (each halves the "
-                f"size); use --downsample {max(1, min(h, w).bit_length() - 1)} or fewer")
+        require(min(h, w) >= 2 ** n,
+                f"images of {h}×{w} are too small for {n} stride-2 convolutions (each halves the size); give "
+                f"--channels at most {max(1, min(h, w).bit_length() - 1)} sizes")
         choice("likelihood", self.likelihood, VQ_LIKELIHOODS)
         require(self.sigma > 0, f"sigma must be > 0, got {self.sigma}")
         require(0 < self.decay < 1, f"decay must lie in (0, 1) (the paper: 0.99), got {self.decay}")
@@ -118,10 +118,11 @@ def map_sizes(h: int, w: int, stages: int) -> list[tuple[int, int]]:
 def networks(config: VQVAEConfig, out_channels: int) -> tuple[nn.Sequential, nn.Sequential]:
     """Encoder x (B, C, H, W) -> z_e (B, D, h, w) and decoder z_q -> (B, out_channels, H, W)."""
     c, h, w = config.input_shape
-    ch, n = config.channels, config.downsample
+    chans, n = config.channels, len(config.channels)
+    ch = chans[-1]
     enc: list[nn.Module] = []
     for i in range(n):
-        enc += [nn.Conv2d(c if i == 0 else ch, ch, 4, stride=2, padding=1), nn.ReLU()]
+        enc += [nn.Conv2d(c if i == 0 else chans[i - 1], chans[i], 4, stride=2, padding=1), nn.ReLU()]
     enc.append(nn.Conv2d(ch, ch, 3, padding=1))
     enc += [Residual(ch, config.residual_channels) for _ in range(config.residual_blocks)]
     enc += [nn.ReLU(), nn.Conv2d(ch, config.code_dim, 1)]
@@ -132,7 +133,7 @@ def networks(config: VQVAEConfig, out_channels: int) -> tuple[nn.Sequential, nn.
     for i in range(n):
         (th, tw), (sh, sw) = sizes[n - 1 - i], sizes[n - i]
         last = i == n - 1
-        dec.append(nn.ConvTranspose2d(ch, out_channels if last else ch, 4, stride=2, padding=1,
+        dec.append(nn.ConvTranspose2d(chans[n - 1 - i], out_channels if last else chans[n - 2 - i], 4, stride=2, padding=1,
                                       output_padding=(th - 2 * sh, tw - 2 * sw)))
         if not last:
             dec.append(nn.ReLU())
@@ -164,7 +165,7 @@ class VQVAE(Model):
     def code_shape(self) -> tuple[int, int]:
         """(h, w) of the code map."""
         _, h, w = self.config.input_shape
-        return map_sizes(h, w, self.config.downsample)[-1]
+        return map_sizes(h, w, len(self.config.channels))[-1]
 
     def _images(self, data: Batch | torch.Tensor) -> torch.Tensor:
         x = inputs(data)
