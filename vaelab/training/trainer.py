@@ -541,7 +541,7 @@ class _Training:
         epoch = c["epoch"] + 1
         train_means = terms.means()
         problems = self._health(train_means)
-        train_means = {**self._figures(), **train_means}  # a figure never hides a loss term
+        train_means.update({k: v for k, v in self._figures().items() if k not in train_means})  # terms win
         improved = c["best_epoch"] == 0 or (not problems and (
             c["best_val"] is None or (score is not None and score < c["best_val"])))
         if improved:
