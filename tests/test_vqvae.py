@@ -280,3 +280,18 @@ def test_resume_is_bit_identical(mnist_small, tmp_path):
         assert torch.equal(v, parts.state_dict()[k]), k
     lines = [(tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1] for run in ("whole", "parts")]
     assert json.loads(lines[0])["train"] == json.loads(lines[1])["train"]
+
+
+def test_command_line_train_then_sample_without_a_prior(capsys, tmp_path):
+    from vaelab.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "vqvae", "--data", "digits", "--out", str(out), "--epochs", "1", "--channels", "8,8",
+                 "--residual-channels", "4", "--codebook-size", "16", "--code-dim", "4", "--revive", "--threads", "1",
+                 "--no-progress"])
+    printed = capsys.readouterr().out
+    assert code in (0, None) and "reconstructions.png" in printed and "samples.png" not in printed
+    code = main(["sample", str(out), "-n", "4", "-o", str(tmp_path / "s.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "train one with `vaelab train-prior RUN`" in err
+    assert not (tmp_path / "s.png").exists()

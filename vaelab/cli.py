@@ -447,7 +447,9 @@ def cmd_train(args) -> None:
         return
     skipped = f"; {count(result.skipped_steps, 'non-finite step')} skipped" if result.skipped_steps else ""
     print(f"trained {count(result.epochs_run, 'epoch')}{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
-    print(f"run directory: {result.run_dir}  (model.safetensors, samples.png, reconstructions.png, metrics.jsonl)")
+    files = [n for n in ("model.safetensors", "samples.png", "reconstructions.png", "metrics.jsonl")
+             if (result.run_dir / n).exists()]
+    print(f"run directory: {result.run_dir}  ({', '.join(files)})")
 
 
 def _nothing_to_do(result, best: str) -> str:
