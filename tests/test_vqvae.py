@@ -295,3 +295,10 @@ def test_command_line_train_then_sample_without_a_prior(capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "train one with `vaelab train-prior RUN`" in err
     assert not (tmp_path / "s.png").exists()
+
+
+def test_the_logistic_refuses_training_images_that_are_not_8bit(tmp_path):
+    x = torch.rand(50, 1, 28, 28)
+    with pytest.raises(VaelabError, match="8-bit training images"):
+        vaelab.train("vqvae", vaelab.Dataset("noise", x), tmp_path / "run", model_config={**TINY, "likelihood": "discretized-logistic"},
+                     config={**FAST, "epochs": 1}, progress=False)
