@@ -476,8 +476,9 @@ def _trained(result) -> None:
         return
     skipped = f"; {count(result.skipped_steps, 'non-finite step')} skipped" if result.skipped_steps else ""
     print(f"trained {count(result.epochs_run, 'epoch')}{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
-    written = sorted(p.name for p in Path(result.run_dir).iterdir() if p.suffix in (".png", ".safetensors", ".jsonl"))
-    print(f"run directory: {result.run_dir}  ({', '.join(written)})")
+    files = [n for n in ("model.safetensors", "samples.png", "reconstructions.png", "metrics.jsonl")
+             if (result.run_dir / n).exists()]
+    print(f"run directory: {result.run_dir}  ({', '.join(files)})")
 
 
 def cmd_train_prior(args) -> None:

@@ -90,6 +90,18 @@ class Model(nn.Module):
         """Before saved tensors are loaded: resize buffers whose size ``prepare`` took from
         the training data (a model that keeps its labelled images); others have none."""
 
+    @property
+    def can_sample(self) -> bool:
+        """Whether ``sample`` can draw now: a model may have the method but need a second stage
+        first (a VQ-VAE's prior over its codes); pictures and reports skip samples otherwise."""
+        return hasattr(self, "sample")
+
+    def epoch_figures(self) -> dict[str, float]:
+        """Figures the model kept over the epoch's training steps (a codebook's usage, say),
+        read once at each epoch's end and then reset by the model; logged beside the training
+        terms in ``metrics.jsonl`` and the progress line. None by default."""
+        return {}
+
     def end_of_run(self, run_dir, data: Batch, seed: int = 0) -> list[str]:
         """Pictures written when training ends, into ``run_dir``; returns the file names.
         The default fits image models that sample and reconstruct; a family overrides it
@@ -97,7 +109,7 @@ class Model(nn.Module):
         from ..viz.grids import save_reconstructions, save_samples
 
         written = []
-        if hasattr(self, "sample"):
+        if self.can_sample:
             save_samples(self, run_dir / "samples.png", n=64, seed=seed)
             written.append("samples.png")
         if hasattr(self, "reconstruct") and len(data):

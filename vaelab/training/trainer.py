@@ -541,6 +541,7 @@ class _Training:
         epoch = c["epoch"] + 1
         train_means = terms.means()
         problems = self._health(train_means)
+        train_means.update({k: v for k, v in self._figures().items() if k not in train_means})  # terms win
         improved = c["best_epoch"] == 0 or (not problems and (
             c["best_val"] is None or (score is not None and score < c["best_val"])))
         if improved:
@@ -572,6 +573,12 @@ class _Training:
         if self.progress:
             summary(line, improved and val_terms is not None)
 
+    def _figures(self) -> dict[str, float]:
+        """What the model counted over the epoch's steps (``epoch_figures``: a codebook's usage),
+        logged beside the training terms; the model resets its counts."""
+        figures = getattr(self.model, "epoch_figures", None)
+        return {k: float(v) for k, v in figures().items()} if figures is not None else {}
+
     def _health(self, train_terms: dict[str, float]) -> list[str]:
         """What the model finds wrong with the epoch (an adversarial game that diverged, say),
         for models with ``training_health``; checked on validation images, else training ones."""
@@ -590,7 +597,8 @@ class _Training:
     def _already_finished(self, train: Batch) -> TrainResult:
         c = self.counters
         _load_best(self.model, self.dir.best)
-        if not all((self.dir.root / name).exists() for name in ("samples.png", "reconstructions.png")):
+        pictures = ["reconstructions.png"] + (["samples.png"] if getattr(self.model, "can_sample", True) else [])
+        if not all((self.dir.root / name).exists() for name in pictures):
             self._pictures(train)
         return TrainResult(self.model, self.dir.root, c["epoch"], c["best_epoch"], c["best_val"],
                            c["epoch"] < self.config.epochs, c["skipped"], already_finished=True)

@@ -24,6 +24,8 @@ def samples(ctx: ReportContext) -> list[tuple[str, bytes]]:
     model = ctx.model
     if not hasattr(model, "sample"):
         raise NotApplicable("this model does not generate images")
+    if not getattr(model, "can_sample", True):
+        raise NotApplicable("this model cannot draw samples yet (it needs a second stage, such as a prior over its codes)")
     if hasattr(model, "code_gaussian"):
         batch = ctx.images(1000, "an autoencoder has no prior; its samples need codes of real images")
         codes = model.code_gaussian(batch.x)
