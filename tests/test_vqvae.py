@@ -164,7 +164,9 @@ def test_the_prior_is_held_beside_the_model():
             super().__init__()
             self.w = nn.Parameter(torch.zeros(1))
 
-        def sample(self, n, generator=None):
+        conditional = False
+
+        def sample(self, n, y=None, generator=None):
             return torch.randint(0, 16, (n, 7, 7), generator=generator)
 
     assert not model.can_sample

@@ -78,7 +78,8 @@ def _row(name: str, train, test, tcfg: dict, prior_epochs: int, nll_samples: int
     if hasattr(model, "code_shape"):  # codes without a density: fit the prior over them as its second stage
         model = _with_prior(run, train, {**tcfg, "epochs": prior_epochs}, progress)
     seconds = _training_seconds(run)
-    result = evaluate(model.eval(), test, nll_samples=nll_samples, binarize="static", seed=seed, progress=progress)
+    k = nll_samples if hasattr(model, "importance_log_weights") else 0  # exact or bounded figures need none
+    result = evaluate(model.eval(), test, nll_samples=k, binarize="static", seed=seed, progress=progress)
     if "nll_bound" in result:
         figure, nats, bits = "bound ≥ −log p(x)", result["nll_bound"], result["bits_per_dim_bound"]
     elif result.get("nll_method") == "exact":

@@ -153,8 +153,7 @@ def check_pair(vq, prior: VQPrior, where) -> None:
 def attach(vq, prior: VQPrior, where) -> None:
     """Give ``vq`` its prior (checked): it can then sample and bound log p(x)."""
     check_pair(vq, prior, where)
-    # not a submodule: the VQ-VAE's own weights (and so its fingerprint) stay its own
-    object.__setattr__(vq, "prior", prior.to(next(vq.parameters()).device).eval())
+    vq.prior = prior.to(next(vq.parameters()).device).eval()  # held beside its weights, never one of them
 
 
 def log_likelihood_bound(vq, data: Batch | torch.Tensor) -> torch.Tensor:

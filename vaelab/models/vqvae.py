@@ -22,8 +22,10 @@ colour images: a proper distribution over the 256 levels, so bits/dim are honest
 ``gaussian`` (a fixed-σ density on [0, 1]: trains, but is no likelihood of 8-bit data, so
 :meth:`VQVAE.code_log_likelihood` refuses it).
 
-The prior over code maps is a second stage trained elsewhere; it is attached as ``model.prior``
-(held beside the model, never one of its weights). Without it ``sample`` says how to train one.
+The prior over code maps is a second stage (:mod:`vaelab.models.vq_prior`, trained by ``vaelab
+train-prior RUN`` into ``RUN/prior``); ``vaelab.load(RUN)`` attaches it as ``model.prior`` (held
+beside the model, never one of its weights). With it the model samples and bounds log p(x);
+without it ``sample`` says how to train one.
 """
 from __future__ import annotations
 
@@ -240,14 +242,29 @@ class VQVAE(Model):
         return self.prior is not None
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decoded code maps drawn from the attached prior (``self.prior.sample(n, generator=...)``
-        returning n integer maps of ``code_shape``)."""
+    def sample(self, n: int, y: torch.Tensor | int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoded code maps drawn from the attached prior; a class-conditional prior draws
+        given ``y`` (one class or one per image; default the classes in turn)."""
         if self.prior is None:
             raise VaelabError(f"this {self.name} has no prior over its codes: train one with "
                               "`vaelab train-prior RUN`, then sample")
-        drawn = self.prior.sample(n, generator=generator)
+        if y is not None and not self.prior.conditional:
+            raise VaelabError(f"this {self.name}'s prior is unconditional: drop the label, or train a class-conditional "
+                              "prior (`vaelab train-prior RUN --classes 10`)")
+        drawn = self.prior.sample(n, y=y, generator=generator)
         return self.decode_codes(drawn.reshape(n, *self.code_shape).long())
+
+    @property
+    def bounds_likelihood(self) -> bool:
+        """Whether :meth:`log_likelihood_bound` can be computed: it needs the prior."""
+        return self.prior is not None
+
+    def log_likelihood_bound(self, data: Batch | torch.Tensor) -> torch.Tensor:
+        """log p(x|z_q) + log p(z_q) per image: the paper's lower bound on log p(x)."""
+        from .vq_prior import log_likelihood_bound
+
+        return log_likelihood_bound(self, data)
 
     # -- the objective -------------------------------------------------------------------------
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
