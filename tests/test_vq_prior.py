@@ -69,6 +69,7 @@ def test_eval_reports_the_bound_and_names_it_a_bound(run, images, capsys, mnist_
     assert cli_main(["eval", str(run), "--data", images, "--split", "train", "--limit", "40", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert "nll" not in result and result["nll_bound"] > 0
+    assert 0 < result["codebook_usage"] <= 1 and 1 <= result["code_perplexity"] <= 16
     assert result["bits_per_dim_bound"] == pytest.approx(result["nll_bound"] / (784 * np.log(2)))
     model = vaelab.load(run)
     x = binarize_static(torch.from_numpy(np.load(images[4:])["x"][:40]).float().div(255), 123)
@@ -163,3 +164,18 @@ def test_compare_discrete_puts_the_bound_beside_likelihoods(tmp_path, data_dir):
     assert (tmp_path / "cmp" / "runs" / "vqvae" / "prior" / "model.safetensors").is_file()
     with pytest.raises(VaelabError, match="unknown model"):
         discrete(tmp_path / "x", models=("vae", "glow"))
+
+
+@pytest.mark.parametrize("shape, code_map", [((3, 32, 32), (8, 8)), ((1, 28, 20), (7, 5))])
+def test_colour_and_frey_shaped_images_get_a_prior_of_their_code_map(shape, code_map, tmp_path):
+    x = torch.randint(0, 256, (40, *shape)).float().div(255)
+    data = vaelab.Dataset("images", x)
+    out = tmp_path / "run"
+    vaelab.train("vqvae", data, out, model_config={**VQ, "likelihood": "discretized-logistic"},
+                 config={**FAST, "val_size": 0}, progress=False)
+    train_prior(out, data=data, model_config=PRIOR, config={**FAST, "val_size": 0}, progress=False)
+    model = vaelab.load(out)
+    assert model.code_shape == code_map and model.prior.config.input_shape == (1, *code_map)
+    assert model.sample(2).shape == (2, *shape)
+    bound = vaelab.evaluate(model, x[:8])
+    assert bound["bits_per_dim_bound"] == pytest.approx(bound["nll_bound"] / (x[0].numel() * np.log(2)))

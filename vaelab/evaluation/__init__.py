@@ -12,6 +12,7 @@ can do and naming it for what it is.
 | ``classify`` (q(y|x)) | ``classification_error`` over the labelled rows |
 | ``complete`` | ``target_cnll`` = −log p(hidden pixels given visible), ``target_bits_per_dim``, ``target_mse`` |
 | ``completion_nelbo`` | ``target_nelbo``: the negative ELBO over the hidden pixels, a bound ≥ ``target_cnll`` |
+| ``codebook_usage`` | ``codebook_usage`` (fraction of the K codes chosen for these images), ``code_perplexity`` |
 | ``bounds_likelihood`` (true) | ``nll_bound`` ≥ −log p(x) from the model's ``log_likelihood_bound`` (a VQ-VAE with its prior: −log p(x|z_q) − log p(z_q)), ``bits_per_dim_bound`` |
 | ``objective_name`` | the negated loss under that name (a training objective that is no ELBO, e.g. ``dvae_objective``) |
 
@@ -72,6 +73,9 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
         result.update(k=0, **_exact_likelihood(model, rows, batch_size, prefix, device))
         return result
     result.update(_per_example(model, rows, batch_size, seed, device))
+    if hasattr(model, "codebook_usage"):
+        with torch.inference_mode():
+            result.update(model.codebook_usage(on_device(rows, device).x, batch_size))
     if getattr(model, "bounds_likelihood", False):
         result.update(_bound(model, rows, batch_size, device))
     if "recon" in result and "kl" in result:
