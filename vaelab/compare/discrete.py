@@ -31,7 +31,8 @@ ENTRIES = {  # name: (row label, model, settings)
     "vae-iwae": ("VAE, IWAE architecture (200-200 tanh, z = 50)", "vae",
                  {"latent_dim": 50, "hidden": [200, 200], "activation": "tanh", "likelihood": "bernoulli"}),
     "pixelcnn": ("gated PixelCNN", "pixelcnn", {}),
-    "vqvae": ("VQ-VAE (K = 512) + PixelCNN prior", "vqvae", {"codebook_size": 512, "likelihood": "bernoulli"}),
+    "vqvae": ("VQ-VAE (K = 512) + PixelCNN prior", "vqvae", {"codebook_size": 512, "likelihood": "bernoulli",
+                                                             "revive": True}),
     "catvae": ("Gumbel-softmax VAE (30 × 10 categorical)", "catvae", {}),
 }
 COLUMNS = ["model", "figure", "nats", "bits_per_dim", "train_seconds", "samples"]
