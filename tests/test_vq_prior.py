@@ -162,6 +162,11 @@ def test_compare_discrete_puts_the_bound_beside_likelihoods(tmp_path, data_dir):
     assert rows["VQ-VAE"]["figure"].startswith("bound") and rows["VAE"]["figure"].startswith("−log p(x), IS")
     assert all((tmp_path / "cmp" / r["samples"]).is_file() for r in result.rows)
     assert (tmp_path / "cmp" / "runs" / "vqvae" / "prior" / "model.safetensors").is_file()
+    stamp = (tmp_path / "cmp" / "runs" / "vae" / "model.safetensors").stat().st_mtime_ns
+    again = discrete(tmp_path / "cmp", data_dir=data_dir, models=("vae",), epochs=1, prior_epochs=1,
+                     train_size=200, test_size=20, nll_samples=5, threads=1, progress=False)
+    assert (tmp_path / "cmp" / "runs" / "vae" / "model.safetensors").stat().st_mtime_ns == stamp  # reused
+    assert again.rows[0]["nats"] == pytest.approx(rows["VAE"]["nats"])
     with pytest.raises(VaelabError, match="unknown model"):
         discrete(tmp_path / "x", models=("vae", "glow"))
 

@@ -131,7 +131,8 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
     if (out / "run.json").exists():
         rec = read_run_record(out / "run.json", "run record")
         wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in model_config.items()}
-        same = (rec.get("model") == model and rec.get("data", {}).get("n_train") == len(data)
+        held = 0 if val_data is not None else rec.get("data", {}).get("n_val", 0)  # rows carved for validation
+        same = (rec.get("model") == model and rec.get("data", {}).get("n_train", 0) + held == len(data)
                 and all(rec["config"].get(k) == v for k, v in wanted.items())
                 and all(rec["train"].get(k) == v for k, v in train_config.items()
                         if k not in ("epochs", "threads", "device")))
