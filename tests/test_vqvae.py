@@ -173,6 +173,11 @@ def test_the_prior_is_held_beside_the_model():
     assert model.sample(3, generator=torch.Generator().manual_seed(0)).shape == (3, 1, 28, 28)
 
 
+def test_dead_codes_are_revived_unless_asked_not_to():
+    assert vaelab.build("vqvae").quantizer.revive_after == 50
+    assert vaelab.build("vqvae", revive=False).quantizer.revive_after == 0
+
+
 # -- bad input: one line each ---------------------------------------------------------------------
 @pytest.mark.parametrize("size", [1, 0, -3])
 def test_codebook_size_below_two_is_refused(size):
