@@ -42,11 +42,13 @@ def main() -> None:
                      "revived_last_epoch": last["train"].get("codes_revived", 0.0),
                      "test_usage": held_out["codebook_usage"], "test_perplexity": held_out["code_perplexity"],
                      "val_recon": last.get("val", {}).get("recon")})
-    print("| run | revive | epochs | usage, last epoch | perplexity | usage, test set | perplexity | val recon |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| run | revive | ema | k-means | epochs | usage, last epoch | perplexity | usage, test set | perplexity "
+          "| val recon |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    yes = lambda flag: "on" if flag else "off"  # noqa: E731
     for r in rows:
         recon = "" if r["val_recon"] is None else f"{r['val_recon']:.2f}"
-        print(f"| {Path(r['run']).name} | {'on' if r['revive'] else 'off'} | {r['epochs']} | "
+        print(f"| {Path(r['run']).name} | {yes(r['revive'])} | {yes(r['ema'])} | {yes(r['kmeans_init'])} | {r['epochs']} | "
               f"{100 * r['train_usage']:.1f} % | {r['train_perplexity']:.1f} | {100 * r['test_usage']:.1f} % | "
               f"{r['test_perplexity']:.1f} | {recon} |")
     print(json.dumps(rows))

@@ -175,6 +175,11 @@ def test_the_prior_is_held_beside_the_model():
     assert model.sample(3, generator=torch.Generator().manual_seed(0)).shape == (3, 1, 28, 28)
 
 
+def test_dead_codes_are_revived_unless_asked_not_to():
+    assert vaelab.build("vqvae").quantizer.revive_after == 50
+    assert vaelab.build("vqvae", revive=False).quantizer.revive_after == 0
+
+
 # -- bad input: one line each ---------------------------------------------------------------------
 @pytest.mark.parametrize("size", [1, 0, -3])
 def test_codebook_size_below_two_is_refused(size):
@@ -274,10 +279,32 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_resume_is_bit_identical(mnist_small, tmp_path):
-    data = mnist_small.train.subset(slice(0, 300))
-    whole = _train(data, tmp_path / "whole", 2).model
-    _train(data, tmp_path / "parts", 1)
-    parts = _train(data, tmp_path / "parts", 2, resume=True).model
+    """Stopped by Ctrl-C in the middle of epoch 2 (EMA, k-means start, revival, half an epoch's
+    usage counts all in the checkpoint), then resumed: the same weights and figures."""
+    import os
+    import signal
+
+    from vaelab.training.signals import TrainingInterrupted
+
+    data = mnist_small.train.subset(slice(0, 300))  # 3 steps an epoch
+    settings = {"ema": True, "kmeans_init": True, "revive_after": 2}
+    whole = _train(data, tmp_path / "whole", 2, **settings).model
+    torch.manual_seed(0)  # what vaelab.train does before building (the run's seed)
+    model = vaelab.build("vqvae", input_shape=[1, 28, 28], **{**TINY, "revive": True, **settings})
+    original, steps = model.loss, []
+
+    def loss(batch):
+        result = original(batch)
+        if model.training:
+            steps.append(1)
+            if len(steps) == 5:
+                os.kill(os.getpid(), signal.SIGINT)
+        return result
+
+    model.loss = loss
+    with pytest.raises(TrainingInterrupted, match="at epoch 2, step 5"):
+        vaelab.train(model, data, tmp_path / "parts", config={**FAST, "epochs": 2}, progress=False)
+    parts = vaelab.train("vqvae", data, tmp_path / "parts", resume=True, progress=False).model
     for k, v in whole.state_dict().items():
         assert torch.equal(v, parts.state_dict()[k]), k
     lines = [(tmp_path / run / "metrics.jsonl").read_text().splitlines()[-1] for run in ("whole", "parts")]

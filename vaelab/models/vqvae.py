@@ -69,8 +69,9 @@ class VQVAEConfig(Config):
     decay: float = field(default=0.99, metadata={"help": "the EMA decay γ (with --ema)"})
     kmeans_init: bool = field(default=False, metadata={
         "help": "start the codebook at k-means centres of the first training batch's encoder outputs"})
-    revive: bool = field(default=False, metadata={
-        "help": "move codes unused for --revive-after training steps onto random encoder outputs of the batch"})
+    revive: bool = field(default=True, metadata={
+        "help": "move codes unused for --revive-after training steps onto random encoder outputs of the batch "
+                "(--no-revive: leave dead codes dead, as the paper)"})
     revive_after: int = field(default=50, metadata={"help": "training steps without use after which --revive "
                                                             "moves a code"})
 

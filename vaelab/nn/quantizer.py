@@ -72,6 +72,7 @@ def squared_distances(z: torch.Tensor, codebook: torch.Tensor, code_sq: torch.Te
     return d.add_(z.square().sum(1, keepdim=True))
 
 
+@torch.no_grad()
 def nearest(z: torch.Tensor, codebook: torch.Tensor, block: int = 8192) -> torch.Tensor:
     """Index of the nearest code for each row of z (N, D): (N,) int64. ‖z‖² is the same for
     every code of a row, so the argmin needs only ‖e‖² − 2 z·eᵀ; rows go in blocks so the
