@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..config import Config, choice, require
 from ..errors import VaelabError
@@ -72,6 +73,9 @@ class CategoricalAAEConfig(Config):
         "help": "the generator phase's (encoder fools D_y and D_z) learning rate as a multiple of --lr"})
     adversarial_betas: tuple[float, float] = field(default=(0.5, 0.999), metadata={
         "help": "Adam's β1,β2 of the discriminator and generator phases (the others use --adam-betas)"})
+    logit_batchnorm: bool = field(default=False, metadata={
+        "help": "batch-normalise the logits of q(y|x) before the softmax (not in the paper; without it the clustering "
+                "code collapsed onto 1-3 clusters in our runs, docs/aae.md)"})
     init: str = fields.init("torch")
     output_bias_from_data: bool = fields.output_bias_from_data(True)
 
@@ -116,6 +120,7 @@ class ClusterAAEConfig(CategoricalAAEConfig):
 
     clusters: int = field(default=16, metadata={
         "help": "C, the clusters of q(y|x) (the paper: 16 or 30 for MNIST's 10 digits)"})
+    logit_batchnorm: bool = True
 
     @property
     def categories(self) -> int:
@@ -145,6 +150,8 @@ class CategoricalAAE(Model):
         self.decoder = _decoder(config, self.k + config.latent_dim, out_c)
         self.disc_y = mlp(self.k, config.disc_hidden, 1, "leaky-relu")
         self.disc_z = mlp(config.latent_dim, config.disc_hidden, 1, "leaky-relu")
+        # logits normalised over the batch: no shift of every image's logits towards one category
+        self.logit_norm = nn.BatchNorm1d(self.k) if config.logit_batchnorm else nn.Identity()
         if config.init == "glorot":
             glorot_(self)
 
@@ -152,7 +159,7 @@ class CategoricalAAE(Model):
     def codes(self, x: torch.Tensor, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits of q(y|x), style z): z ~ q(z|x), or its mean when ``sample`` is False."""
         h = self.encoder(x)
-        logits, style = h[:, :self.k], h[:, self.k:]
+        logits, style = self.logit_norm(h[:, :self.k]), h[:, self.k:]
         if self.config.encoder == "deterministic":
             return logits, style
         mu, logvar = gaussian_params(style)
@@ -236,14 +243,18 @@ class CategoricalAAE(Model):
         terms = self._gen_terms(F.softmax(logits, -1), z)
         return Loss(terms["gen_y"] + terms["gen_z"], terms, {"gen_y": 1.0, "gen_z": 1.0})
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """q(y, z|x)'s weights: the encoder's and the logits' batch-norm scale and shift."""
+        return [*self.encoder.parameters(), *self.logit_norm.parameters()]
+
     def phases(self) -> dict[str, Phase]:
         cfg = self.config
-        ae = lambda: [*self.encoder.parameters(), *self.decoder.parameters()]  # noqa: E731
+        ae = lambda: [*self.encoder_parameters(), *self.decoder.parameters()]  # noqa: E731
         discs = lambda: [*self.disc_y.parameters(), *self.disc_z.parameters()]  # noqa: E731
         return {
             "reconstruction": Phase(ae, self.recon_loss),
             "discriminator": Phase(discs, self.disc_loss, lr_scale=cfg.disc_lr_scale, betas=cfg.adversarial_betas),
-            "generator": Phase(self.encoder.parameters, self.gen_loss,
+            "generator": Phase(self.encoder_parameters, self.gen_loss,
                                lr_scale=cfg.gen_lr_scale, betas=cfg.adversarial_betas),
         }
 
@@ -339,7 +350,7 @@ class SemiAAE(CategoricalAAE):
         no gradient where a step has none)."""
         rows = batch.labelled_rows() if isinstance(batch, Batch) else None
         if rows is None or not bool(rows.any()):
-            zero = sum(p.sum() for p in self.encoder.parameters()) * 0.0
+            zero = sum(p.sum() for p in self.encoder_parameters()) * 0.0
             return Loss(zero, {"xent": zero}, {"xent": 1.0})
         y = batch.y[rows]
         self.one_hot(y)  # a label outside 0..K−1: one line
@@ -348,7 +359,7 @@ class SemiAAE(CategoricalAAE):
 
     def phases(self) -> dict[str, Phase]:
         return {**super().phases(),
-                "classification": Phase(self.encoder.parameters, self.class_loss,
+                "classification": Phase(self.encoder_parameters, self.class_loss,
                                         lr_scale=self.config.classify_lr_scale)}
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
