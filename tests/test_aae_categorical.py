@@ -147,7 +147,6 @@ def test_cluster_training_makes_q_y_confident_and_writes_the_category_grid(mnist
         before = untrained.cluster_probs(x).max(1).values.mean()
         probs = result.model.eval().cluster_probs(x)
     after = probs.max(1).values.mean()
-    print(float(after), clusters_used(probs))
     assert float(before) < 0.1 and float(after) > 0.25  # D_y pushes q(y|x) towards one-hot vectors
     assert clusters_used(probs) >= 8  # and spreads the images over the clusters (no collapse)
     lines = _metrics(tmp_path / "c")
@@ -171,6 +170,17 @@ def test_semi_resume_is_bit_identical(mnist_small, semi_run, tmp_path):
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(_metrics(out)) == strip(_metrics(semi_run))
+
+
+def test_cluster_resume_with_the_logit_batch_norm_is_bit_identical(mnist_small, tmp_path):
+    data = mnist_small.train.subset(slice(0, 600))
+    _train("aae-cluster", data, tmp_path / "straight", {"clusters": 16}, epochs=2)
+    _train("aae-cluster", data, tmp_path / "split", {"clusters": 16}, epochs=1)
+    _train("aae-cluster", data, tmp_path / "split", epochs=2, resume=True)
+    a, b = tmp_path / "straight", tmp_path / "split"
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    tensors, _ = read_checkpoint(b / "checkpoints" / "last.safetensors")
+    assert any("logit_norm.running_mean" in k for k in tensors)  # the batch norm's statistics travel too
 
 
 # --- divergence ---------------------------------------------------------------------------------
