@@ -5,6 +5,7 @@
     python benchmarks/soak.py --kind two-phase      # a model with two optimisers a step
     python benchmarks/soak.py --kind stages         # a run of two stages
     python benchmarks/soak.py --kind aae            # the adversarial autoencoder's three phases
+    python benchmarks/soak.py --kind aae-cluster    # the clustering aae: two discriminators
 
 A small MLP VAE trains on a subset of real MNIST (from ``--data-dir``; written once to
 a temporary ``.npy``) through the ``vaelab train`` command in a subprocess. Each run is
@@ -179,9 +180,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA_DIR") or str(SHARED_DATA),
                    help="dataset directory holding mnist/ (default: $VAELAB_DATA_DIR, else ../shared/data)")
-    p.add_argument("--kind", choices=("vae", "two-phase", "stages", "aae"), default="vae",
+    p.add_argument("--kind", choices=("vae", "two-phase", "stages", "aae", "aae-cluster"), default="vae",
                    help="vae: `vaelab train vae`; two-phase: a model with two optimisers a step; stages: a run of "
-                        "two stages; aae: the adversarial autoencoder's three phases (benchmarks/soak_driver.py) "
+                        "two stages; aae: the adversarial autoencoder's three phases; aae-cluster: the clustering aae "
+                        "(benchmarks/soak_driver.py) "
                         "(default: vae)")
     p.add_argument("--kills", type=int, default=50, help="SIGKILLs in all (default: 50)")
     p.add_argument("--kills-per-run", type=int, default=5, help="kills before a run may finish (default: 5)")

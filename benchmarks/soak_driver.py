@@ -1,4 +1,4 @@
-"""The runs ``benchmarks/soak.py --kind two-phase|stages|aae`` kills and resumes.
+"""The runs ``benchmarks/soak.py --kind two-phase|stages|aae|aae-cluster`` kills and resumes.
 
     python benchmarks/soak_driver.py two-phase npy:IMAGES.npy OUT --epochs 6 --batch-size 50 --val-size 200
 
@@ -10,6 +10,8 @@ and continues it otherwise, as a script or an elastic restart would.
   shape of an adversarial model's step.
 - ``aae``: the adversarial autoencoder, three phases a step (reconstruction, discriminator,
   generator), each with its own optimiser, prior draws from the torch stream.
+- ``aae-cluster``: the clustering adversarial autoencoder: the same three phases with two
+  discriminators (one-hot Cat(16) draws against q(y|x), N(0, I) against the style).
 - ``stages``: a run of two stages, an autoencoder and then a Gaussian VAE trained on its
   codes (cached in the second stage's directory).
 """
@@ -47,7 +49,7 @@ def _codes(models, ds, directory):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], allow_abbrev=False)
-    p.add_argument("kind", choices=("two-phase", "stages", "aae"))
+    p.add_argument("kind", choices=("two-phase", "stages", "aae", "aae-cluster"))
     p.add_argument("data")
     p.add_argument("out")
     p.add_argument("--epochs", type=int, default=6)
@@ -67,6 +69,10 @@ def main(argv=None) -> int:
         elif args.kind == "aae":
             vaelab.train("aae", vaelab.load_dataset(args.data, "train"), args.out,
                          model_config={"hidden": [64], "latent_dim": 2, "prior": "mixture", "disc_hidden": [32]},
+                         config=settings, resume=True, progress=False)
+        elif args.kind == "aae-cluster":
+            vaelab.train("aae-cluster", vaelab.load_dataset(args.data, "train"), args.out,
+                         model_config={"hidden": [64], "latent_dim": 2, "clusters": 16, "disc_hidden": [32]},
                          config=settings, resume=True, progress=False)
         else:
             stages = [Stage("ae", "ae", ae, settings),
