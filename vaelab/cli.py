@@ -530,6 +530,15 @@ def _eval_images(args, model, run: Path):
     return ds
 
 
+def _reference_data(args, model, run: Path):
+    """The training split of the same data, labelled, for a model with cluster or binary codes
+    (it names the clusters and is the retrieval database); None for other models."""
+    from .evaluation import has_codes
+    from .training import run_split
+
+    return run_split(run, args.data, "train", data_dir=args.data_dir) if has_codes(model) else None
+
+
 def cmd_eval(args) -> None:
     from . import evaluate, load
     from .data.samplers import resolve_binarize
@@ -542,8 +551,10 @@ def cmd_eval(args) -> None:
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
     ds = _eval_data(args, model, run)
+    reference = _reference_data(args, model, run)
     result = evaluate(model, ds, nll_samples=args.nll_samples, binarize=resolve_binarize(args.binarize, model, run),
-                      batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress)
+                      batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
+                      reference=reference)
     held_out = args.split == "test"
     result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
               **({} if held_out else {"note": TRAINING_IMAGES}), **result}
@@ -558,8 +569,10 @@ def cmd_eval(args) -> None:
 
 
 TABLE_ORDER = ("n", "k", "binarize", "elbo", "celbo", "recon", "kl", "mse", "psnr", "nll", "nll_stderr",
-               "bits_per_dim", "nll_bound", "nll_bound_stderr", "bits_per_dim_bound", "cnll", "cnll_stderr", "cbits_per_dim", "target_cnll", "target_cnll_stderr",
-               "target_bits_per_dim", "target_mse", "classification_error", "active_units")
+               "bits_per_dim", "nll_bound", "nll_bound_stderr", "bits_per_dim_bound", "cnll", "cnll_stderr",
+               "cbits_per_dim", "target_cnll", "target_cnll_stderr", "target_bits_per_dim", "target_mse",
+               "classification_error", "cluster_error", "cluster_error_most_confident", "clusters_used",
+               "precision_at_100", "codebook_usage", "code_perplexity", "active_units")
 
 
 def _table_keys(result: dict) -> list[str]:

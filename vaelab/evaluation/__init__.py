@@ -14,6 +14,8 @@ can do and naming it for what it is.
 | ``completion_nelbo`` | ``target_nelbo``: the negative ELBO over the hidden pixels, a bound ≥ ``target_cnll`` |
 | ``codebook_usage`` | ``codebook_usage`` (fraction of the K codes chosen for these images), ``code_perplexity`` |
 | ``bounds_likelihood`` (true) | ``nll_bound`` ≥ −log p(x) from the model's ``log_likelihood_bound`` (a VQ-VAE with its prior: −log p(x|z_q) − log p(z_q)), ``bits_per_dim_bound`` |
+| ``cluster_probs`` (q(y|x) over clusters), with labelled ``reference`` images | ``cluster_error``, ``cluster_error_most_confident``, ``clusters_used`` (see :mod:`.codes`) |
+| ``binary_codes``, with labelled ``reference`` images | ``precision_at_100`` of Hamming ranking, ``code_bits`` (see :mod:`.codes`) |
 | ``objective_name`` | the negated loss under that name (a training objective that is no ELBO, e.g. ``dvae_objective``) |
 
 Never a figure called ``nll`` that is anything but −log p(x): importance-sampled, or exact where
@@ -30,6 +32,7 @@ import torch
 from ..data import Dataset, binarize_static
 from ..errors import VaelabError
 from .classification import can_classify, misclassified
+from .codes import code_metrics, has_codes
 from .conditional import can_complete, completion_metrics, target_squared_error
 from .latent import posterior_stats
 from .likelihood import as_rows, log_likelihood, on_device
@@ -39,7 +42,7 @@ TEST_BINARIZATION_SEED = 123
 
 def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
              batch_size: int = 500, seed: int = 0, max_rows: int | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, reference=None) -> dict:
     """Evaluate ``model`` on ``data`` (images as a float tensor in [0, 1], a
     :class:`~vaelab.data.batch.Batch` or a Dataset, whose labels and extras reach the model);
     returns a JSON-ready dict of the figures the model's capabilities allow (module docstring).
@@ -53,7 +56,8 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
     is Σ_pixels (x − x̂)² per example for the deterministic reconstruction x̂, and ``psnr``
     = 10·log10(1 / per-pixel MSE) in dB for [0, 1] images (at most 100). ``progress``
     reports the importance-sampled estimate's progress on stderr (minutes for thousands of
-    samples).
+    samples). ``reference``: labelled images (the training split) that name a clustering
+    model's clusters and form a binary-code model's retrieval database (:mod:`.codes`).
     """
     condition = getattr(model, "condition_data", None)  # attribute models: y as they condition on it
     rows = as_rows(condition(data) if condition is not None and isinstance(data, Dataset) else data)
@@ -62,12 +66,13 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
         _check_density(model, nll_samples)
     model.eval()
     device = next(model.parameters()).device
+    codes = code_metrics(model, rows, reference, batch_size) if reference is not None else {}
     if binarize != "none":
         rows = rows.with_x(binarize_static(rows.x, TEST_BINARIZATION_SEED))
     if hasattr(model, "as_completion"):  # whole images -> the completion task, after binarizing them
         rows = model.as_completion(rows)
     n = len(rows)
-    result: dict = {"n": n, "k": nll_samples, "binarize": binarize}
+    result: dict = {"n": n, "k": nll_samples, "binarize": binarize, **codes}
     prefix = "c" if getattr(model, "conditional", False) else ""
     if exact:  # an exact density: no samples to choose, the figure is the same for any k
         result.update(k=0, **_exact_likelihood(model, rows, batch_size, prefix, device))
@@ -171,4 +176,4 @@ def _likelihood(model, rows, k: int, prefix: str, seed: int, progress: bool, kwa
             f"{prefix}bits_per_dim": nll / (rows.x[0].numel() * math.log(2))}
 
 
-__all__ = ["evaluate", "log_likelihood", "posterior_stats"]
+__all__ = ["evaluate", "has_codes", "log_likelihood", "posterior_stats"]
