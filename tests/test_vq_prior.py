@@ -156,7 +156,8 @@ def test_bad_code_maps_and_bad_runs_are_one_line(run, trained_vae, tmp_path):
 def test_compare_discrete_puts_the_bound_beside_likelihoods(tmp_path, data_dir):
     from vaelab.compare import discrete
 
-    result = discrete(tmp_path / "cmp", data_dir=data_dir, models=("vae", "vqvae"), epochs=1, prior_epochs=1,
+    result = discrete(tmp_path / "cmp", data_dir=data_dir, models=("vae", "vqvae"), epochs=3,
+                      model_epochs={"vae": 1, "vqvae": 1}, prior_epochs=1,
                       train_size=200, test_size=20, nll_samples=5, threads=1, progress=False)
     rows = {r["model"].split()[0]: r for r in result.rows}
     assert rows["VQ-VAE"]["figure"].startswith("bound") and rows["VAE"]["figure"].startswith("−log p(x), IS")
@@ -167,8 +168,11 @@ def test_compare_discrete_puts_the_bound_beside_likelihoods(tmp_path, data_dir):
                      train_size=200, test_size=20, nll_samples=5, threads=1, progress=False)
     assert (tmp_path / "cmp" / "runs" / "vae" / "model.safetensors").stat().st_mtime_ns == stamp  # reused
     assert again.rows[0]["nats"] == pytest.approx(rows["VAE"]["nats"])
+    assert rows["VQ-VAE"]["epochs"] == "1 + 1" and rows["VAE"]["epochs"] == "1"
     with pytest.raises(VaelabError, match="unknown model"):
         discrete(tmp_path / "x", models=("vae", "glow"))
+    with pytest.raises(VaelabError, match="epochs given for pixelcnn"):
+        discrete(tmp_path / "x", models=("vae",), model_epochs={"pixelcnn": 2})
 
 
 @pytest.mark.parametrize("shape, code_map", [((3, 32, 32), (8, 8)), ((1, 28, 20), (7, 5))])

@@ -27,6 +27,18 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+def _epochs_by_model(text: str) -> dict:
+    """``pixelcnn=2,vqvae=20`` → {"pixelcnn": 2, "vqvae": 20}."""
+    out = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            out[name.strip()] = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME=EPOCHS,NAME=EPOCHS, got {text!r}") from None
+    return out
+
+
 def _levels(text: str) -> dict:
     """``gaussian=0.1,0.3;masking=0.5`` → {"gaussian": (0.1, 0.3), "masking": (0.5,)}."""
     out = {}
@@ -158,6 +170,8 @@ SPECIFIC = {
                  "samples of each", [
         ("--models", "models", _names, ("vae", "vae-iwae", "pixelcnn", "vqvae", "catvae"), "models in the table"),
         ("--epochs", "epochs", int, 10, "training epochs per model"),
+        ("--model-epochs", "model_epochs", _epochs_by_model, None,
+         "epochs of particular models instead of --epochs, e.g. pixelcnn=2,vqvae=20"),
         ("--prior-epochs", "prior_epochs", int, 10, "training epochs of the VQ-VAE's PixelCNN prior"),
         ("--nll-samples", "nll_samples", int, 1000, "importance samples for -log p(x)"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),

@@ -132,9 +132,10 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
         rec = read_run_record(out / "run.json", "run record")
         wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in model_config.items()}
         held = 0 if val_data is not None else rec.get("data", {}).get("n_val", 0)  # rows carved for validation
+        recorded = {**rec["train"], **rec.get("resolved", {})}  # "auto" as the run resolved it
         same = (rec.get("model") == model and rec.get("data", {}).get("n_train", 0) + held == len(data)
                 and all(rec["config"].get(k) == v for k, v in wanted.items())
-                and all(rec["train"].get(k) == v for k, v in train_config.items()
+                and all(recorded.get(k) == v for k, v in train_config.items()
                         if k not in ("epochs", "threads", "device")))
         if not same:
             raise VaelabError(f"{out} holds a run with other settings; remove it or choose another --out")

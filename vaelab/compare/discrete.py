@@ -16,6 +16,7 @@ by later invocations.
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -35,15 +36,18 @@ ENTRIES = {  # name: (row label, model, settings)
                                                              "revive": True}),
     "catvae": ("Gumbel-softmax VAE (30 × 10 categorical)", "catvae", {}),
 }
-COLUMNS = ["model", "figure", "nats", "bits_per_dim", "train_seconds", "samples"]
+COLUMNS = ["model", "figure", "nats", "bits_per_dim", "epochs", "train_seconds", "samples"]
 
 
 def discrete(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, models: tuple[str, ...] = tuple(ENTRIES),
-             epochs: int = 10, prior_epochs: int = 10, train_size: int = 0, test_size: int = 0,
-             nll_samples: int = 1000, seed: int = 0, threads: int = 0, progress: bool = True) -> Comparison:
-    """Train each of ``models`` (keys of ``ENTRIES``) for ``epochs`` (a VQ-VAE's prior for
-    ``prior_epochs``) and measure it on the test images; writes ``table.md``, ``results.json``
+             epochs: int = 10, model_epochs: dict | None = None, prior_epochs: int = 10, train_size: int = 0,
+             test_size: int = 0, nll_samples: int = 1000, seed: int = 0, threads: int = 0,
+             progress: bool = True) -> Comparison:
+    """Train each of ``models`` (keys of ``ENTRIES``) for ``epochs``, or ``model_epochs[name]``
+    where given (a PixelCNN epoch costs what dozens of VAE epochs do), a VQ-VAE's prior for
+    ``prior_epochs``, and measure it on the test images; writes ``table.md``, ``results.json``
     and ``samples-NAME.png``."""
+    model_epochs = dict(model_epochs or {})
     unknown = [m for m in models if m not in ENTRIES]
     if unknown or not models:
         raise VaelabError(f"unknown model(s) {', '.join(unknown) or '(none given)'} for compare discrete; choose "
@@ -51,17 +55,22 @@ def discrete(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, mode
     missing = [ENTRIES[m][1] for m in models if ENTRIES[m][1] not in names()]
     if missing:
         raise VaelabError(f"this vaelab has no model {missing[0]!r}; leave it out with --models")
-    if min(epochs, prior_epochs) < 1 or nll_samples < 1:
+    if set(model_epochs) - set(models):
+        raise VaelabError(f"epochs given for {', '.join(sorted(set(model_epochs) - set(models)))}, which is not among "
+                          f"the models compared ({', '.join(models)})")
+    if min(epochs, prior_epochs, *model_epochs.values()) < 1 or nll_samples < 1:
         raise VaelabError("epochs, prior epochs and nll samples must each be at least 1")
     start = time.perf_counter()
     out = prepare_out(out)
     train, test = split(data, data_dir, train_size, test_size)
     tcfg = {"epochs": epochs, "seed": seed, "threads": threads, "binarize": "dynamic"}
-    rows = [_row(name, train, test, tcfg, prior_epochs, nll_samples, seed, out, progress) for name in models]
+    rows = [_row(name, train, test, {**tcfg, "epochs": model_epochs.get(name, epochs)}, prior_epochs, nll_samples,
+                 seed, out, progress) for name in models]
     return Comparison(
         "discrete", f"Discrete codes and autoregressive models on {data} ({len(test)} test images, binarized once)",
         COLUMNS, rows,
         settings={"data": data, "n_train": len(train), "n_test": len(test), "epochs": epochs,
+                  "model_epochs": model_epochs,
                   "prior_epochs": prior_epochs, "nll_samples": nll_samples, "seed": seed},
         figures=[r["samples"] for r in rows],
         notes=["nats: −log p(x) per test image; for the VQ-VAE the bound −log p(x|z_q) − log p(z_q) ≥ −log p(x) "
@@ -91,7 +100,7 @@ def _row(name: str, train, test, tcfg: dict, prior_epochs: int, nll_samples: int
     save_samples(model, out / png, n=64, seed=seed)
     if progress:
         print(f"{label}: {figure} {nats:.2f} nats ({time.perf_counter() - t0:.0f} s)", flush=True)
-    return {"model": label, "figure": figure, "nats": nats, "bits_per_dim": bits,
+    return {"model": label, "figure": figure, "nats": nats, "bits_per_dim": bits, "epochs": _epochs(run),
             "train_seconds": round(seconds, 1), "samples": png}
 
 
@@ -106,10 +115,15 @@ def _with_prior(run, train, tcfg: dict, progress: bool):
     return load(run)
 
 
+def _epochs(run) -> str:
+    """Epochs the run trained (and its prior's, where it has one), from their metrics."""
+    counts = [sum(1 for line in path.read_text().splitlines() if line.strip())
+              for path in (run / "metrics.jsonl", run / "prior" / "metrics.jsonl") if path.is_file()]
+    return " + ".join(map(str, counts))
+
+
 def _training_seconds(run) -> float:
     """Epoch seconds summed over a run's metrics (and its prior's, where it has one)."""
-    import json
-
     total = 0.0
     for path in (run / "metrics.jsonl", run / "prior" / "metrics.jsonl"):
         if path.is_file():
