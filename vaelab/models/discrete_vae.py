@@ -67,8 +67,25 @@ def _straight_through():
         "help": "forward pass with the hard code, gradient of the relaxed sample (straight-through)"})
 
 
+@dataclass(frozen=True)
 class _DiscreteConfig(Config):
-    """Checks shared by both families' configs."""
+    """The settings and checks both families share: the networks, the likelihood and the
+    relaxation's temperature schedule."""
+
+    input_shape: tuple[int, int, int] = fields.input_shape()
+    hidden: tuple[int, ...] = fields.hidden((512, 256))
+    activation: str = fields.activation("relu")
+    backbone: str = fields.backbone("mlp")
+    channels: tuple[int, ...] = fields.channels((32, 64))
+    likelihood: str = fields.likelihood()
+    sigma: float = fields.sigma()
+    temperature: float = _temperature(1.0)
+    min_temperature: float = _min_temperature(0.5)
+    anneal_rate: float = _anneal_rate(0.03)
+    straight_through: bool = _straight_through()
+    beta: float = field(default=1.0, metadata={"help": "weight of the KL term (1 = the ELBO)"})
+    init: str = fields.init("torch")
+    output_bias_from_data: bool = fields.output_bias_from_data(True)
 
     def validate(self) -> None:
         choice("backbone", self.backbone, ("mlp", "conv"))
@@ -91,23 +108,9 @@ class CatVAEConfig(_DiscreteConfig):
     """Constructor arguments of :class:`CatVAE` (saved as ``config.json``). The code is
     ``categories`` one-hot vectors of ``classes`` entries each (30 × 10: Jang et al.)."""
 
-    input_shape: tuple[int, int, int] = fields.input_shape()
     categories: int = field(default=30, metadata={
         "help": "number N of categorical latent variables (1 = a single one-hot code: clustering)"})
     classes: int = field(default=10, metadata={"help": "classes K of each categorical variable (>= 2)"})
-    hidden: tuple[int, ...] = fields.hidden((512, 256))
-    activation: str = fields.activation("relu")
-    backbone: str = fields.backbone("mlp")
-    channels: tuple[int, ...] = fields.channels((32, 64))
-    likelihood: str = fields.likelihood()
-    sigma: float = fields.sigma()
-    temperature: float = _temperature(1.0)
-    min_temperature: float = _min_temperature(0.5)
-    anneal_rate: float = _anneal_rate(0.03)
-    straight_through: bool = _straight_through()
-    beta: float = field(default=1.0, metadata={"help": "weight of the KL term (1 = the ELBO)"})
-    init: str = fields.init("torch")
-    output_bias_from_data: bool = fields.output_bias_from_data(True)
 
     @property
     def latent_dim(self) -> int:
@@ -126,21 +129,7 @@ class BinVAEConfig(_DiscreteConfig):
     """Constructor arguments of :class:`BinVAE` (saved as ``config.json``): a code of ``bits``
     Bernoulli latents."""
 
-    input_shape: tuple[int, int, int] = fields.input_shape()
     bits: int = field(default=32, metadata={"help": "number of binary latents (the code's length in bits)"})
-    hidden: tuple[int, ...] = fields.hidden((512, 256))
-    activation: str = fields.activation("relu")
-    backbone: str = fields.backbone("mlp")
-    channels: tuple[int, ...] = fields.channels((32, 64))
-    likelihood: str = fields.likelihood()
-    sigma: float = fields.sigma()
-    temperature: float = _temperature(1.0)
-    min_temperature: float = _min_temperature(0.5)
-    anneal_rate: float = _anneal_rate(0.03)
-    straight_through: bool = _straight_through()
-    beta: float = field(default=1.0, metadata={"help": "weight of the KL term (1 = the ELBO)"})
-    init: str = fields.init("torch")
-    output_bias_from_data: bool = fields.output_bias_from_data(True)
 
     @property
     def latent_dim(self) -> int:
