@@ -12,7 +12,8 @@
 Every model trains on the same images with dynamic binarization and is measured on one fixed
 binarization of the test images (seed 123, as the IWAE code does). Each run lives in
 ``OUT/runs/NAME`` and re-running resumes or reloads it, so a long profile can be finished
-by later invocations.
+by later invocations; a row's figures are kept beside its run and measured again only when
+the weights, the test images, k or the seed changed.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import time
 
 from ..errors import VaelabError
 from ..evaluation import evaluate
+from ..files import atomic_write_json
 from ..models import names
 from ..viz.grids import save_samples
 from .common import Comparison, fit, prepare_out, split
@@ -36,6 +38,7 @@ ENTRIES = {  # name: (row label, model, settings)
                                                              "revive": True}),
     "catvae": ("Gumbel-softmax VAE (30 × 10 categorical)", "catvae", {}),
 }
+EVALUATION_FILE = "compare-discrete.json"  # a row's measured figures, reused while nothing they depend on changed
 COLUMNS = ["model", "figure", "nats", "bits_per_dim", "epochs", "train_seconds", "samples"]
 
 
@@ -89,7 +92,11 @@ def _row(name: str, train, test, tcfg: dict, prior_epochs: int, nll_samples: int
         model = _with_prior(run, train, {**tcfg, "epochs": prior_epochs}, progress)
     seconds = _training_seconds(run)
     k = nll_samples if hasattr(model, "importance_log_weights") else 0  # exact or bounded figures need none
-    result = evaluate(model.eval(), test, nll_samples=k, binarize="static", seed=seed, progress=progress)
+    key = _evaluation_key(model, test, k, seed)
+    result = _cached(run, key)
+    if result is None:
+        result = evaluate(model.eval(), test, nll_samples=k, binarize="static", seed=seed, progress=progress)
+        atomic_write_json(run / EVALUATION_FILE, {"key": key, "result": result})
     if "nll_bound" in result:
         figure, nats, bits = "bound ≥ −log p(x)", result["nll_bound"], result["bits_per_dim_bound"]
     elif result.get("nll_method") == "exact":
@@ -102,6 +109,27 @@ def _row(name: str, train, test, tcfg: dict, prior_epochs: int, nll_samples: int
         print(f"{label}: {figure} {nats:.2f} nats ({time.perf_counter() - t0:.0f} s)", flush=True)
     return {"model": label, "figure": figure, "nats": nats, "bits_per_dim": bits, "epochs": _epochs(run),
             "train_seconds": round(seconds, 1), "samples": png}
+
+
+def _evaluation_key(model, test, k: int, seed: int) -> str:
+    """What a row's figures depend on: the weights (and the prior's), the test images, k, the seed."""
+    from ..data.derive import fingerprint, model_fingerprint
+
+    from torch import nn
+
+    prior = getattr(model, "prior", None)  # a VQ-VAE's attached prior (a VAE's `prior` is a method)
+    parts = [fingerprint(model, test.x), model_fingerprint(prior) if isinstance(prior, nn.Module) else "", str(k),
+             str(seed)]
+    return "/".join(parts)
+
+
+def _cached(run, key: str) -> dict | None:
+    """The figures an earlier invocation measured for exactly this key, else None."""
+    try:
+        stored = json.loads((run / EVALUATION_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return stored.get("result") if isinstance(stored, dict) and stored.get("key") == key else None
 
 
 def _with_prior(run, train, tcfg: dict, progress: bool):
