@@ -428,26 +428,26 @@ def test_fetch_offline_names_urls_and_destination(tmp_path):
         fetch(["file:///nonexistent/x.gz"], tmp_path / "x.gz", "0" * 64)
 
 
-def test_cifar10_reads_the_jpeg_copy_in_class_order(tmp_path, monkeypatch):
+def test_cifar10_reads_the_jpeg_copy_in_class_order(tmp_path, monkeypatch, data_dir):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    test = load_dataset("cifar10", "test")
+    test = load_dataset("cifar10", "test", data_dir=data_dir)
     assert tuple(test.x.shape) == (10000, 3, 32, 32) and test.x.dtype == torch.float32
     assert test.classes[0] == "airplane" and test.y[:1000].eq(0).all() and test.y[-1000:].eq(9).all()
     # the copy's decoded channel means (the data README's check), not the canonical ones
     assert torch.allclose(test.x.mean((0, 2, 3)), torch.tensor([0.4941, 0.4851, 0.4504]), atol=1e-3)
     cached = list((tmp_path / "cache" / "vaelab" / "decoded").glob("cifar10-*.npy"))
     assert len(cached) == 1
-    assert torch.equal(load_dataset("cifar10", "test").x, test.x)  # the second load reads the cache
+    assert torch.equal(load_dataset("cifar10", "test", data_dir=data_dir).x, test.x)  # the second load reads the cache
 
 
-def test_cifar10_damaged_cache_is_decoded_again_and_a_wrong_archive_refused(tmp_path, monkeypatch):
+def test_cifar10_damaged_cache_is_decoded_again_and_a_wrong_archive_refused(tmp_path, monkeypatch, data_dir):
     from vaelab.data.cifar10 import ARCHIVES, _cache_path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     path = _cache_path(ARCHIVES["test"][2])
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an array")
-    assert len(load_dataset("cifar10", "test")) == 10000
+    assert len(load_dataset("cifar10", "test", data_dir=data_dir)) == 10000
     folder = tmp_path / "data" / "cifar10-test-jpeg"
     folder.mkdir(parents=True)
     with pytest.raises(VaelabError, match="CIFAR-10 archive .* is missing"):

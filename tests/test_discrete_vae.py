@@ -261,9 +261,9 @@ def test_many_categoricals_have_no_cluster_capability():
 
 
 # -- bad input ------------------------------------------------------------------------------------
-def test_a_temperature_of_zero_is_one_line(tmp_path, capsys):
-    _one_line(capsys, ["train", "catvae", "--data", "mnist", "--out", tmp_path / "run", "--no-progress",
-                       "--temperature", "0"], "temperature must be > 0", "0.0")
+def test_a_temperature_of_zero_is_one_line(tmp_path, capsys, data_dir):
+    _one_line(capsys, ["train", "catvae", "--data", "mnist", "--data-dir", data_dir, "--out", tmp_path / "run",
+                       "--no-progress", "--temperature", "0"], "temperature must be > 0", "0.0")
 
 
 @pytest.mark.parametrize("name,settings,fragment", [
