@@ -86,26 +86,7 @@ class PixelCNN(Model):
         if ((x != 0) & (x != 1)).any():
             raise VaelabError(f"{self.name} models binary images (every pixel 0 or 1), got grey levels; binarize them "
                               "(training: --binarize dynamic or static; Python: vaelab.data.binarize_static(x, seed))")
-        return x, self._labels(batch.y, x.shape[0], x.device)
-
-    def _labels(self, y, n: int, device) -> torch.Tensor | None:
-        k = self.config.classes
-        if k == 0:
-            return None
-        if y is None:
-            raise VaelabError(f"this {self.name} models p(x|y) over {k} classes and needs each image's label: "
-                              "pass a Batch(x, y) or a labelled dataset")
-        y = torch.as_tensor(y, device=device)
-        if y.dim() == 0:
-            y = y.expand(n)
-        if y.is_floating_point() or y.shape != (n,):
-            raise VaelabError(f"{self.name} takes class indices as y ({n} integers), got shape {list(y.shape)} "
-                              f"of {y.dtype}")
-        bad = (y < 0) | (y >= k)
-        if bad.any():
-            raise VaelabError(f"label {int(y[bad][0])} is outside this {self.name}'s classes 0..{k - 1} "
-                              f"(classes={k}); use labels in range or build it with more classes")
-        return y.long()
+        return x, class_labels(self, batch.y, x.shape[0], x.device)
 
     # -- the density ----------------------------------------------------------------------
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
@@ -127,7 +108,7 @@ class PixelCNN(Model):
         dev = next(self.parameters()).device
         labels = None
         if self.config.classes:
-            labels = torch.arange(n, device=dev) % self.config.classes if y is None else self._labels(y, n, dev)
+            labels = torch.arange(n, device=dev) % self.config.classes if y is None else class_labels(self, y, n, dev)
         _, h, w = self.config.input_shape
         return self.net.sample(n, (h, w), y=labels, generator=generator).float()
 
@@ -157,6 +138,28 @@ class PixelCNN(Model):
             save_png(completion_grid(self, batch, seed=seed), Path(run_dir) / "completions.png")
             written.append("completions.png")
         return written
+
+
+def class_labels(model, y, n: int, device) -> torch.Tensor | None:
+    """``y`` checked as the class indices of ``n`` rows for a model conditioned on
+    ``model.config.classes`` classes (None for an unconditional one); one class stands for all."""
+    k = model.config.classes
+    if k == 0:
+        return None
+    if y is None:
+        raise VaelabError(f"this {model.name} is conditioned on {k} classes and needs each image's label: "
+                          "pass a Batch(x, y) or a labelled dataset")
+    y = torch.as_tensor(y, device=device)
+    if y.dim() == 0:
+        y = y.expand(n)
+    if y.is_floating_point() or y.shape != (n,):
+        raise VaelabError(f"{model.name} takes class indices as y ({n} integers), got shape {list(y.shape)} "
+                          f"of {y.dtype}")
+    bad = (y < 0) | (y >= k)
+    if bad.any():
+        raise VaelabError(f"label {int(y[bad][0])} is outside this {model.name}'s classes 0..{k - 1} "
+                          f"(classes={k}); use labels in range or build it with more classes")
+    return y.long()
 
 
 def completion_grid(model: PixelCNN, batch: Batch, n_draws: int = 4, seed: int = 0, rows: int | None = None):

@@ -25,6 +25,7 @@ from ..config import Config, require
 from ..errors import VaelabError
 from ..nn.pixelcnn import GatedPixelCNN
 from .base import Batch, Loss, Model, as_batch
+from .pixelcnn import class_labels
 from .registry import register
 
 
@@ -90,7 +91,7 @@ class VQPrior(Model):
         if bool(((z < 0) | (z >= self.config.codebook_size)).any()):
             raise VaelabError(f"code index {int(z.min()) if z.min() < 0 else int(z.max())} is outside "
                               f"0..{self.config.codebook_size - 1}; this prior models {self.config.codebook_size} codes")
-        return z, _labels(self, batch.y, z.shape[0], z.device)
+        return z, class_labels(self, batch.y, z.shape[0], z.device)
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
         """The exact −log p(z) = −Σ_i log p(z_i | z_<i), nats per code map."""
@@ -110,25 +111,12 @@ class VQPrior(Model):
         dev = next(self.parameters()).device
         labels = None
         if self.config.classes:
-            labels = torch.arange(n, device=dev) % self.config.classes if y is None else _labels(self, y, n, dev)
+            labels = torch.arange(n, device=dev) % self.config.classes if y is None else class_labels(self, y, n, dev)
         _, h, w = self.config.input_shape
         return self.net.sample(n, (h, w), y=labels, generator=generator)[:, 0]
 
     def end_of_run(self, run_dir, data: Batch, seed: int = 0) -> list[str]:
         return []  # the prior draws codes, not images: its VQ-VAE decodes them (vaelab sample RUN)
-
-
-def _labels(prior: VQPrior, y, n: int, device) -> torch.Tensor | None:
-    k = prior.config.classes
-    if k == 0:
-        return None
-    if y is None:
-        raise VaelabError(f"this prior models p(z|y) over {k} classes and needs a label per map: pass y")
-    y = torch.as_tensor(y, device=device)
-    y = y.expand(n) if y.dim() == 0 else y
-    if y.is_floating_point() or y.shape != (n,) or bool(((y < 0) | (y >= k)).any()):
-        raise VaelabError(f"labels must be {n} class indices in 0..{k - 1}, got {y.tolist()[:4]}…")
-    return y.long()
 
 
 def fingerprint_of(vq: nn.Module) -> str:
