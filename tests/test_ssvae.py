@@ -207,6 +207,37 @@ def test_compare_ssl_writes_the_table_with_the_papers_figures(data_dir, tmp_path
     assert again.rows[0]["error_%"] == pytest.approx(row["error_%"])  # finished runs are reused
 
 
+def test_compare_ssl_trains_one_m1_vae_for_every_labelled_subset(data_dir, tmp_path):
+    from vaelab.compare import ssl
+
+    result = ssl(tmp_path / "ssl", data_dir=data_dir, labels=(100, 200), seeds=2, models=("m1", "m1m2"), epochs=1,
+                 m1_epochs=1, train_size=1200, test_size=200, threads=1, lr=3e-3, progress=False)
+    runs = sorted(p.name for p in (tmp_path / "ssl" / "runs").iterdir())
+    assert runs == ["m1-vae", "m1m2-n100-seed0", "m1m2-n100-seed1", "m1m2-n200-seed0", "m1m2-n200-seed1"]
+    assert vaelab.load(tmp_path / "ssl" / "runs" / "m1-vae").config.hidden == (600, 600)
+    m2 = vaelab.load(tmp_path / "ssl" / "runs" / "m1m2-n100-seed0")
+    assert m2.config.input_shape == (1, 1, 50) and m2.config.hidden == (300,)  # the official code's size for N = 100
+    assert vaelab.load(tmp_path / "ssl" / "runs" / "m1m2-n200-seed0").config.hidden == (500,)
+    rows = {(r["labels"], r["model"]): r for r in result.rows}
+    assert rows[(100, "m1m2")]["paper_%"] == 3.33 and rows[(100, "m1m2")]["goal_%"] == 3.33
+    assert rows[(200, "m1")]["seeds"] == 2 and 0 <= rows[(200, "m1")]["error_%"] <= 100
+
+
+def test_m1_from_a_trained_vae_keeps_its_weights_and_takes_the_labelled_rows(images):
+    from vaelab.data.derive import labelled_subset
+    from vaelab.models.ssvae import M1
+
+    vae = vaelab.build("vae", input_shape=[1, 28, 28], **SMALL_M1)
+    subset = labelled_subset(images, 3, seed=1)
+    m1 = M1.from_vae(vae, subset.batch(), classifier="knn", knn_k=1)
+    assert torch.equal(m1.encoder[1][0].weight, vae.encoder[1][0].weight)
+    assert torch.equal(m1.labelled_y.sort().values, subset.y[subset.labelled].sort().values)
+    predicted = m1.classify(m1.labelled_x).argmax(1)
+    assert torch.equal(predicted, m1.labelled_y)  # 1-NN on its own labelled rows
+    with pytest.raises(VaelabError, match="takes a trained vae"):
+        M1.from_vae(vaelab.build("m2", input_shape=[1, 28, 28], **SMALL_M2), subset.batch())
+
+
 def test_compare_ssl_refuses_unbalanced_label_counts(tmp_path):
     from vaelab.compare import ssl
 

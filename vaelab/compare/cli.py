@@ -129,12 +129,12 @@ SPECIFIC = {
         ("--val-size", "val_size", int, 10000, "validation images: the last N of the training split"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
-    "ssl": ("Kingma et al.'s table: MNIST test error of M1 and M2 with N labels, mean ± std over label seeds", [
+    "ssl": ("Kingma et al.'s table: MNIST test error of M1, M2 and M1+M2 with N labels, mean ± std over label seeds", [
         ("--labels", "labels", _ints, (100, 600, 1000, 3000), "labelled training images N (N/10 per class)"),
         ("--seeds", "seeds", int, 3, "labelled subsets drawn per N (label seeds 0..S-1)"),
-        ("--models", "models", _names, ("m1", "m2"), "models per N"),
-        ("--epochs", "epochs", int, 100, "training epochs of each m2"),
-        ("--m1-epochs", "m1_epochs", int, 100, "training epochs of each m1"),
+        ("--models", "models", _names, ("m1", "m2", "m1m2"), "models per N"),
+        ("--epochs", "epochs", int, 100, "training epochs of each m2 (on images, or on M1's codes for m1m2)"),
+        ("--m1-epochs", "m1_epochs", int, 100, "training epochs of M1's VAE, trained once for every m1 and m1m2 row"),
         ("--alpha", "alpha", float, 0.1, "m2's weight of the classification term per example"),
         ("--lr", "lr", float, 3e-4, "Adam learning rate"),
         ("--labelled-batch-size", "labelled_batch_size", int, 0, "labelled rows per step (0 = in proportion)"),

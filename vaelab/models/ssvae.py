@@ -251,6 +251,12 @@ class M1(VAE):
 
     def prepare(self, data: Batch | torch.Tensor) -> None:
         """Keep the labelled training images and their labels; then the VAE's output bias."""
+        self.keep_labelled(data)
+        super().prepare(data)
+
+    def keep_labelled(self, data: Batch | torch.Tensor) -> None:
+        """Make the labelled rows of ``data`` the classifier's training set; the VAE's weights
+        stay as they are (so one trained VAE serves every labelled subset)."""
         rows = data.labelled_rows() if isinstance(data, Batch) and data.y is not None else None
         if rows is None or not bool(rows.any()):
             raise VaelabError("m1 fits its classifier on labelled images, but the training data has none; "
@@ -258,9 +264,23 @@ class M1(VAE):
         if int(rows.sum()) > M1_MAX_LABELLED:
             raise VaelabError(f"m1 keeps its labelled images in the model, and {int(rows.sum()):,} are labelled; "
                               f"pass --labels N with N <= {M1_MAX_LABELLED:,} (the semi-supervised setting)")
-        self.labelled_x = data.x[rows].detach().float().clone()
-        self.labelled_y = data.y[rows].detach().clone()
-        super().prepare(data)
+        self.labelled_x = data.x[rows].detach().float().clone().to(self.labelled_x.device)
+        self.labelled_y = data.y[rows].detach().clone().to(self.labelled_y.device)
+        self._fitted = (None, None)
+
+    @classmethod
+    def from_vae(cls, vae: VAE, data: Batch, **classifier) -> M1:
+        """M1 on a trained VAE (the encoder of Kingma et al.'s official code is one pretrained
+        VAE shared by every labelled subset): its weights, the labelled rows of ``data`` and
+        the classifier settings ``classifier`` (``classifier``, ``svm_c``, ...)."""
+        if type(vae) is not VAE:
+            raise VaelabError(f"M1.from_vae takes a trained vae, not a {type(vae).__name__}")
+        model = cls(M1Config.from_dict({**vae.config.to_dict(), **classifier}, where="m1's settings"))
+        missing, unexpected = model.load_state_dict(vae.state_dict(), strict=False)
+        if unexpected or set(missing) - {"labelled_x", "labelled_y"}:
+            raise VaelabError(f"this vae's weights do not fit m1: {sorted(set(missing) | set(unexpected))[:3]}")
+        model.keep_labelled(data)
+        return model.to(next(vae.parameters()).device).eval()
 
     def adopt_shapes(self, tensors: dict[str, torch.Tensor]) -> None:
         for name in ("labelled_x", "labelled_y"):
