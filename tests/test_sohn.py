@@ -203,11 +203,28 @@ def test_compare_completion_tiny(tmp_path, data_dir):
         completion(tmp_path, **{**kw, "quadrants": (4,)})
 
 
+def test_compare_completion_trains_on_a_cosine_schedule_when_asked(tmp_path, data_dir):
+    from vaelab.compare import completion
+
+    kw = dict(data_dir=data_dir, quadrants=(3,), models=("nn",), epochs=3, patience=0, hidden=(8,), ks=(2,),
+              train_size=700, val_size=200, test_size=40, threads=1, progress=False)
+    result = completion(tmp_path, lr_schedule="cosine", **kw)
+    run = tmp_path / "runs" / "q3" / "nn"
+    assert json.loads((run / "run.json").read_text())["train"]["lr_schedule"] == "cosine"
+    lrs = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(lrs) == 3 and lrs[0] > lrs[1] > lrs[2]  # decays over --epochs
+    assert result.settings["lr_schedule"] == "cosine"
+    with pytest.raises(VaelabError, match="other settings"):  # a constant-schedule run is not silently reused
+        completion(tmp_path, lr_schedule="constant", **kw)
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["train", "sohn-nn", "--quadrants", "5"], "quadrants must be 1, 2 or 3"),
     (["train", "sohn-hybrid", "--alpha", "-0.1"], "alpha must lie in [0, 1]"),
     (["train", "sohn-cvae", "--baseline", "/nonexistent/run"], "does not exist"),
     (["compare", "completion", "--quadrants", "0"], "--quadrants 0 does not exist"),
+    (["compare", "completion", "--quadrants", "3", "--test-size", "10", "--lr-schedule", "linear"],
+     "unknown lr schedule 'linear'"),
 ])
 def test_cli_refuses_in_one_line(args, fragment, capsys, tmp_path, data_dir):
     from vaelab.cli import main

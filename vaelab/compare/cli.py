@@ -122,6 +122,8 @@ SPECIFIC = {
         ("--models", "models", _names, ("nn", "cvae", "gsnn", "hybrid"), "models per setting"),
         ("--epochs", "epochs", int, 100, "maximum training epochs per model"),
         ("--patience", "patience", int, 3, "early stopping: epochs without a better validation loss"),
+        ("--lr-schedule", "lr_schedule", str, "constant",
+         "constant, or cosine (decays over --epochs; pair it with --patience 0)"),
         ("--alpha", "alpha", float, 0.5, "the hybrid's weight of L_CVAE"),
         ("--latent-dim", "latent_dim", int, 200, "z size of the CVAE family"),
         ("--hidden", "hidden", _ints, (500, 500), "hidden layer sizes of every network"),

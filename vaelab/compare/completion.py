@@ -34,7 +34,8 @@ EVAL_FILE = "completion-eval.json"
 
 
 def completion(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, quadrants=(1, 2, 3),
-               models=tuple(MODELS), epochs: int = 100, patience: int = 3, alpha: float = 0.5,
+               models=tuple(MODELS), epochs: int = 100, patience: int = 3, lr_schedule: str = "constant",
+               alpha: float = 0.5,
                latent_dim: int = 200, hidden=(500, 500), ks=(100, 1000), binarize: bool = False,
                val_size: int = 10000, train_size: int = 0, test_size: int = 0, seed: int = 0,
                threads: int = 0, progress: bool = True) -> Comparison:
@@ -47,10 +48,11 @@ def completion(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, qu
         raise VaelabError(f"--val-size {val_size} must lie between 1 and the {len(train) - 1} training images "
                           "it is carved from")
     fit_part, val = train.subset(slice(0, len(train) - val_size)), train.subset(slice(len(train) - val_size, None))
-    tcfg = {"epochs": epochs, "patience": patience, "seed": seed, "threads": threads, "val_size": 0,
-            "binarize": "dynamic" if binarize else "none"}
+    tcfg = {"epochs": epochs, "patience": patience, "lr_schedule": lr_schedule, "seed": seed, "threads": threads,
+            "val_size": 0, "binarize": "dynamic" if binarize else "none"}
     settings = {"data": data, "quadrants": list(quadrants), "models": list(models), "epochs": epochs,
-                "patience": patience, "alpha": alpha, "latent_dim": latent_dim, "hidden": list(hidden),
+                "patience": patience, "lr_schedule": lr_schedule, "alpha": alpha, "latent_dim": latent_dim,
+                "hidden": list(hidden),
                 "ks": list(ks), "binarize": binarize, "n_train": len(fit_part), "n_val": len(val),
                 "n_test": len(test), "seed": seed}
     columns = ["quadrants", "model", "target_nelbo", *[f"cll_k{k}" for k in ks], "pyro_anchor", "epochs",
