@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from pathlib import Path
 
@@ -135,11 +136,12 @@ def _stamp(run: Path) -> float:
 
 
 def _epochs(run: Path) -> dict:
-    """Epochs trained and the mean seconds per epoch, from the run's metrics."""
+    """Epochs trained and the median seconds per epoch, from the run's metrics (the median:
+    an epoch during which the process was paused or interrupted does not move it)."""
     path = run / "metrics.jsonl"
     records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
     seconds = [r["seconds"] for r in records if isinstance(r.get("seconds"), (int, float))]
-    return {"epochs": len(records), "s_per_epoch": round(sum(seconds) / len(seconds), 1) if seconds else None}
+    return {"epochs": len(records), "s_per_epoch": round(statistics.median(seconds), 1) if seconds else None}
 
 
 def _title(data: str, n_test: int, binarize: bool) -> str:
