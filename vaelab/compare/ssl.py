@@ -132,11 +132,12 @@ def _row(n: int, name: str, errors: list[float], epochs: list[int], seconds: lis
 
 
 def _epochs(run: Path) -> tuple[int, float]:
+    """Epochs trained and the median seconds per epoch (a paused epoch does not move it)."""
     import json
 
     records = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines() if ln.strip()]
     seconds = [r["seconds"] for r in records if isinstance(r.get("seconds"), (int, float))]
-    return (int(records[-1]["epoch"]) if records else 0), (sum(seconds) / len(seconds) if seconds else 0.0)
+    return (int(records[-1]["epoch"]) if records else 0), (statistics.median(seconds) if seconds else 0.0)
 
 
 def _pictures(model, test, out: Path, n: int) -> list[str]:
