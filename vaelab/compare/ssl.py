@@ -108,10 +108,9 @@ class _SharedM1:
     def codes(self, part: str, ds):
         """The posterior means of ``ds`` as 1×1×50 rows, labels kept (cached beside the VAE)."""
         if part not in self._codes:
-            from ..data import Dataset, encoded
+            from ..models.ssvae import code_rows
 
-            c = encoded(self.vae, ds, self.run / f"codes-{part}.safetensors")
-            self._codes[part] = Dataset(c.name, c.x.reshape(len(c), 1, 1, -1), c.y, c.classes, c.labelled)
+            self._codes[part] = code_rows(self.vae, ds, self.run / f"codes-{part}.safetensors")
         return self._codes[part]
 
     def m2_error(self, run: Path, n: int, seed: int, alpha: float, tcfg: dict, progress: bool) -> float:

@@ -364,12 +364,18 @@ class M1M2Config(Config):
         M2Config.from_dict({"input_shape": [1, 1, self.m1_latent_dim], **m2}, where="m1m2's M2 settings")
 
 
-def _m1_codes(models: dict, ds, directory):
-    """Stage 2's data: M1's posterior means of every image, as 1×1×D rows, labels kept."""
+def code_rows(model, ds, path):
+    """``ds`` as M2 of M1 + M2 reads it: ``model``'s posterior means as 1×1×D rows, labels
+    kept, cached in ``path`` (:func:`vaelab.data.encoded`)."""
     from ..data import Dataset, encoded
 
-    codes = encoded(models["m1"], ds, directory / "m1-codes.safetensors")
+    codes = encoded(model, ds, path)
     return Dataset(codes.name, codes.x.reshape(len(codes), 1, 1, -1), codes.y, codes.classes, codes.labelled)
+
+
+def _m1_codes(models: dict, ds, directory):
+    """Stage 2's data: M1's posterior means of every image."""
+    return code_rows(models["m1"], ds, directory / "m1-codes.safetensors")
 
 
 @register("m1m2")
