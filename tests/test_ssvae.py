@@ -183,10 +183,13 @@ def test_m1m2_trains_two_stages_and_loads_as_one_classifier(images, mnist_small,
     plan = json.loads((tmp_path / "run" / "stages.json").read_text())
     assert [s["dir"] for s in plan["stages"]] == ["1-m1", "2-m2"] and plan["composite"] == "m1m2"
     second = json.loads((tmp_path / "run" / "2-m2" / "run.json").read_text())
-    assert second["data"]["labels"] == 100 and second["config"]["input_shape"] == [1, 1, 6]
     model = vaelab.load(tmp_path / "run")
+    keep = model.m1.active_dims()  # the official code's rule: posterior means varying by > 0.1
+    spread = model.m1.posterior_params(model.m1.labelled_x)[0].std(0)
+    assert torch.equal(keep, spread > 0.1) and 0 < int(keep.sum()) <= 6
+    assert second["data"]["labels"] == 100 and second["config"]["input_shape"] == [1, 1, int(keep.sum())]
     x = mnist_small.test.x[:50]
-    codes = model.m1.posterior_params(x)[0].reshape(50, 1, 1, 6)
+    codes = model.m1.posterior_params(x)[0][:, keep].reshape(50, 1, 1, -1)
     assert torch.equal(model.classify(x), model.m2.classify(codes))
     assert "classification_error" in vaelab.evaluate(model, mnist_small.test.subset(slice(0, 100)))
     assert result.model.classify(x).shape == (50, 10)
@@ -292,3 +295,32 @@ def test_m1_refits_its_classifier_when_the_encoder_changes(images, tmp_path):
     _, second = model._classifier()
     assert second is not first
     assert model._classifier()[1] is second  # unchanged weights: the fitted classifier is reused
+
+
+def test_m2_draws_codes_from_their_posterior_in_training_and_reads_the_means_in_evaluation(images):
+    from vaelab.models.ssvae import CODE_STD
+
+    model = vaelab.build("m2", **{"input_shape": [1, 1, 6], "hidden": [16], "classifier_hidden": [16],
+                                 "latent_dim": 3, "likelihood": "gaussian-learned"})
+    means = torch.randn(8, 1, 1, 6)
+    batch = vaelab.Batch(means, extras={CODE_STD: torch.full((8, 1, 1, 6), 0.5)})
+    model.train()
+    torch.manual_seed(0)
+    drawn = model.drawn_inputs(batch)
+    assert not torch.equal(drawn, means) and abs(float((drawn - means).std()) - 0.5) < 0.2
+    model.eval()
+    assert torch.equal(model.drawn_inputs(batch), means)
+    assert torch.equal(model.drawn_inputs(vaelab.Batch(means)), means)  # no std: the inputs as they are
+
+
+def test_code_rows_keep_the_active_dimensions_with_their_posterior_std(images, tmp_path):
+    from vaelab.models.ssvae import CODE_STD, code_rows
+
+    vae = vaelab.build("vae", **{"input_shape": [1, 28, 28], "hidden": [16], "latent_dim": 5})
+    ds = vaelab.Dataset("some", images.x[:40], images.y[:40])
+    keep = torch.tensor([True, False, True, True, False])
+    rows = code_rows(vae, ds, tmp_path / "codes.safetensors", keep=keep)
+    mean, logvar = vae.posterior_params(images.x[:40])
+    assert rows.x.shape == (40, 1, 1, 3) and torch.allclose(rows.x.flatten(1), mean[:, keep].detach())
+    assert torch.allclose(rows.extras[CODE_STD].flatten(1), torch.exp(0.5 * logvar[:, keep]).detach())
+    assert torch.equal(rows.y, ds.y)

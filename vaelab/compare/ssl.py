@@ -95,7 +95,6 @@ class _SharedM1:
         self.vae = fit("vae", fit_part, self.run, M1_SIZES, {**tcfg, "monitor": "loss"}, progress,
                        val_data=val).eval()
         self.fit_part, self._val, self.test = fit_part, val, test
-        self._codes = {}
 
     def error(self, n: int, seed: int) -> float:
         """Test error (%) of M1 + an RBF SVM fitted to the codes of N labelled images."""
@@ -105,22 +104,24 @@ class _SharedM1:
         model = M1.from_vae(self.vae, labelled_subset(self.fit_part, n // 10, seed).batch())
         return 100 * evaluate(model, self.test)["classification_error"]
 
-    def codes(self, part: str, ds):
-        """The posterior means of ``ds`` as 1×1×50 rows, labels kept (cached beside the VAE)."""
-        if part not in self._codes:
-            from ..models.ssvae import code_rows
+    def codes(self, part: str, ds, keep):
+        """The posterior means of ``ds`` (cached beside the VAE) in the dimensions ``keep``
+        marks, as 1×1×D rows with their posterior std, labels kept."""
+        from ..models.ssvae import code_rows
 
-            self._codes[part] = code_rows(self.vae, ds, self.run / f"codes-{part}.safetensors")
-        return self._codes[part]
+        return code_rows(self.vae, ds, self.run / f"codes-{part}.safetensors", keep=keep)
 
     def m2_error(self, run: Path, n: int, seed: int, alpha: float, tcfg: dict, progress: bool) -> float:
-        """Test error (%) of M2 trained on the codes of the training images, N of them labelled."""
-        from ..models.ssvae import M1M2Config
+        """Test error (%) of M2 trained on the codes of the training images, N of them labelled:
+        the dimensions active over those N (M1's rule), drawn from q(z1|x) at each step."""
+        from ..data.derive import labelled_subset
+        from ..models.ssvae import M1, M1M2Config
 
+        keep = M1.from_vae(self.vae, labelled_subset(self.fit_part, n // 10, seed).batch()).active_dims()
         m2 = M1M2Config(m2_hidden=(300,) if n == 100 else (500,), alpha=alpha).stage_configs()[1]
-        model = fit("m2", self.codes("train", self.fit_part), run, m2, tcfg, progress,
-                    val_data=self.codes("val", self._val)).eval()
-        return 100 * evaluate(model, self.codes("test", self.test))["classification_error"]
+        model = fit("m2", self.codes("train", self.fit_part, keep), run, m2, tcfg, progress,
+                    val_data=self.codes("val", self._val, keep)).eval()
+        return 100 * evaluate(model, self.codes("test", self.test, keep))["classification_error"]
 
 
 def _row(n: int, name: str, errors: list[float], epochs: list[int], seconds: list[float]) -> dict:

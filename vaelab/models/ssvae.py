@@ -145,7 +145,7 @@ class M2(CVAE):
         """f·mean(−L) over labelled rows + (1−f)·mean(−U) over unlabelled rows
         + α·mean(−log q(y|x)) over labelled rows (module docstring)."""
         batch = batch if isinstance(batch, Batch) else Batch(batch)
-        x = batch.x
+        x = self.drawn_inputs(batch)
         neg_L = self.neg_L_every_class(x)
         log_qy = F.log_softmax(self.classify(x), -1)
         labelled = batch.labelled_rows() if batch.y is not None else torch.zeros(len(x), dtype=torch.bool,
@@ -164,6 +164,16 @@ class M2(CVAE):
             weights["neg_U"] = 1.0 - f
         total = sum(weights[k] * v for k, v in terms.items())
         return Loss(total, terms, weights)
+
+    def drawn_inputs(self, batch: Batch) -> torch.Tensor:
+        """The inputs a training step sees. Codes of an earlier stage that carry their
+        posterior std (``extras["code_std"]``, :func:`code_rows`) are drawn afresh each step,
+        z1 ~ N(mean, std²), as Kingma et al.'s official M1 + M2 does; evaluation, and images,
+        read the inputs as they are."""
+        std = batch.extras.get(CODE_STD)
+        if std is None or not self.training:
+            return batch.x
+        return torch.addcmul(batch.x, std, torch.randn_like(std))
 
     def checked_labels(self, y: torch.Tensor) -> torch.Tensor:
         """Class indices in 0..K−1, else one line naming the label (the cvae's check)."""
@@ -199,6 +209,7 @@ class M2(CVAE):
 # --- M1: a VAE's codes for a classifier of the labelled few ------------------------------
 
 M1_CLASSIFIERS = ("svm", "knn")
+CODE_STD = "code_std"
 M1_MAX_LABELLED = 10000
 
 
@@ -297,6 +308,17 @@ class M1(VAE):
             sums = [float(t.double().sum()) for t in (*self.encoder.parameters(), self.labelled_x)]
         return (*sums, tuple(self.labelled_x.shape))
 
+    def active_dims(self) -> torch.Tensor:
+        """Boolean mask of the code dimensions whose posterior mean varies by more than
+        ``active_std`` over the labelled images (the official code's rule; all dimensions if
+        none does, as in an untrained model): what the classifier, and M1 + M2's M2, read."""
+        if len(self.labelled_y) == 0:
+            raise VaelabError("this m1 holds no labelled images to choose its active dimensions; "
+                              "train it with --labels N")
+        with torch.no_grad():
+            keep = self.posterior_params(self.labelled_x)[0].std(0) > self.config.active_std
+        return keep if bool(keep.any()) else torch.ones_like(keep)
+
     def _classifier(self):
         """(kept dimensions, fitted scikit-learn classifier), refitted when the weights changed."""
         version, fitted = self._fitted
@@ -306,9 +328,7 @@ class M1(VAE):
             raise VaelabError("this m1 holds no labelled images to fit its classifier; train it with --labels N")
         with torch.no_grad():
             codes = self.posterior_params(self.labelled_x)[0].double().cpu()
-        keep = codes.std(0) > self.config.active_std
-        if not bool(keep.any()):
-            keep = torch.ones_like(keep)  # no dimension varies (an untrained model): use them all
+        keep = self.active_dims().cpu()
         features, labels = codes[:, keep].numpy(), self.labelled_y.cpu().numpy()
         if self.config.classifier == "svm":
             from sklearn.svm import SVC
@@ -364,18 +384,29 @@ class M1M2Config(Config):
         M2Config.from_dict({"input_shape": [1, 1, self.m1_latent_dim], **m2}, where="m1m2's M2 settings")
 
 
-def code_rows(model, ds, path):
-    """``ds`` as M2 of M1 + M2 reads it: ``model``'s posterior means as 1×1×D rows, labels
-    kept, cached in ``path`` (:func:`vaelab.data.encoded`)."""
+def code_rows(model, ds, path, keep: torch.Tensor | None = None):
+    """``ds`` as M2 of M1 + M2 reads it: ``model``'s posterior means as 1×1×D rows (only the
+    dimensions ``keep`` marks, if given), labels kept, with the posterior std of each code in
+    ``extras["code_std"]``, from which training draws z1 ~ q(z1|x) (:meth:`M2.drawn_inputs`).
+    The means are cached in ``path`` (:func:`vaelab.data.encoded`)."""
     from ..data import Dataset, encoded
 
     codes = encoded(model, ds, path)
-    return Dataset(codes.name, codes.x.reshape(len(codes), 1, 1, -1), codes.y, codes.classes, codes.labelled)
+    with torch.no_grad():
+        std = torch.cat([torch.exp(0.5 * model.posterior_params(part)[1]) for part in ds.x.split(1000)])
+    x = codes.x
+    if keep is not None:
+        keep = keep.to(x.device)
+        x, std = x[:, keep], std[:, keep.to(std.device)]
+    name = codes.name if keep is None else f"{codes.name} ({int(keep.sum())} active dimensions)"
+    return Dataset(name, x.reshape(len(x), 1, 1, -1), codes.y, codes.classes, codes.labelled,
+                   extras={CODE_STD: std.reshape(len(std), 1, 1, -1).to(x.device)})
 
 
 def _m1_codes(models: dict, ds, directory):
-    """Stage 2's data: M1's posterior means of every image."""
-    return code_rows(models["m1"], ds, directory / "m1-codes.safetensors")
+    """Stage 2's data: M1's posterior means of every image, its active dimensions."""
+    m1 = models["m1"]
+    return code_rows(m1, ds, directory / "m1-codes.safetensors", keep=m1.active_dims())
 
 
 @register("m1m2")
@@ -412,10 +443,11 @@ class M1M2(Model):
         return composite
 
     def codes(self, data: Batch | torch.Tensor) -> Batch:
-        """``data`` as M2 sees it: M1's posterior means as 1×1×D rows, labels kept."""
+        """``data`` as M2 sees it: M1's posterior means of its active dimensions as 1×1×D
+        rows, labels kept."""
         batch = data if isinstance(data, Batch) else Batch(inputs(data))
         with torch.no_grad():
-            z1 = self.m1.posterior_params(batch.x)[0]
+            z1 = self.m1.posterior_params(batch.x)[0][:, self.m1.active_dims()]
         return Batch(z1.reshape(len(z1), 1, 1, -1), batch.y, batch.labelled)
 
     def classify(self, data: Batch | torch.Tensor) -> torch.Tensor:
