@@ -89,9 +89,9 @@ def test_recon_term_is_decoder_log_prob_with_reparameterised_sample():
     torch.testing.assert_close(loss.terms["recon"], -model.decode(z).log_prob(x).mean())
 
 
-@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian-learned"])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian", "gaussian-learned", "gaussian-real"])
 def test_likelihood_log_prob_matches_torch_distributions(likelihood):
-    shape = (1, 28, 28) if likelihood != "gaussian-learned" else (3, 8, 6)
+    shape = (1, 28, 28) if not likelihood.startswith("gaussian-") else (3, 8, 6)
     model = _tiny(likelihood=likelihood, sigma=0.3, input_shape=list(shape))
     x = _images(6, shape, binary=likelihood == "bernoulli")
     z = torch.randn(6, 4)
@@ -111,6 +111,24 @@ def test_likelihood_log_prob_matches_torch_distributions(likelihood):
         ref = torch.stack([model.decode(zs[:, i]).log_prob(x) + model.prior().log_prob(zs[:, i])
                            - q.log_prob(zs[:, i]) for i in range(5)], dim=1)
         torch.testing.assert_close(w, ref, rtol=1e-5, atol=1e-3)
+
+
+def test_gaussian_real_reaches_values_outside_the_unit_interval_and_starts_at_the_data_mean():
+    """Codes are real numbers: the mean is the decoder's output itself, not its sigmoid, and
+    the output bias starts at the data's mean (a logit would not)."""
+    model = _tiny(likelihood="gaussian-real", input_shape=[1, 1, 6], output_bias_from_data=True)
+    codes = torch.randn(50, 1, 1, 6) * 2 - 3
+    model.prepare(codes)
+    last = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    torch.testing.assert_close(last.bias[:6], codes.mean(0).flatten())
+    with torch.no_grad():
+        out = model.decoder(torch.randn(4, 4))
+        mu = model.decode(torch.randn(4, 4)).mean
+    assert float(mu.min()) < 0
+    m, log_sigma = out.chunk(2, dim=-3)
+    x = codes[:4]
+    expected = torch.distributions.Normal(m, log_sigma.clamp(-7, 2).exp()).log_prob(x).sum((1, 2, 3))
+    torch.testing.assert_close(model.likelihood.log_prob(out, x), expected)
 
 
 def test_gaussian_likelihood_is_normalised_mse():
@@ -221,7 +239,7 @@ def test_glorot_init_and_output_bias_from_data():
     ({"latent_dim": -1}, r"latent_dim must be positive, got -1"),
     ({"latent_dim": 0}, r"latent_dim must be positive"),
     ({"hidden": [64, 0]}, r"hidden layer sizes must be positive, got \[64, 0\]"),
-    ({"likelihood": "poisson"}, r"unknown likelihood 'poisson'; choose one of: bernoulli, gaussian, gaussian-learned"),
+    ({"likelihood": "poisson"}, r"unknown likelihood 'poisson'; choose one of: bernoulli, gaussian, gaussian-learned, gaussian-real"),
     ({"beta": -0.5}, r"beta must be >= 0"),
     ({"activation": "swish"}, r"unknown activation 'swish'; choose one of: .*relu.*tanh"),
     ({"backbone": "resnet"}, r"unknown backbone 'resnet'; choose one of: mlp, conv"),

@@ -301,7 +301,7 @@ def test_m2_draws_codes_from_their_posterior_in_training_and_reads_the_means_in_
     from vaelab.models.ssvae import CODE_STD
 
     model = vaelab.build("m2", **{"input_shape": [1, 1, 6], "hidden": [16], "classifier_hidden": [16],
-                                 "latent_dim": 3, "likelihood": "gaussian-learned"})
+                                 "latent_dim": 3, "likelihood": "gaussian-real"})
     means = torch.randn(8, 1, 1, 6)
     batch = vaelab.Batch(means, extras={CODE_STD: torch.full((8, 1, 1, 6), 0.5)})
     model.train()

@@ -58,7 +58,7 @@ def output_bias_from_data(default: bool = True):
 
 
 def likelihood(default: str = "bernoulli"):
-    return _field(default, "bernoulli, gaussian (fixed --sigma) or gaussian-learned")
+    return _field(default, "bernoulli, gaussian (fixed --sigma), gaussian-learned or gaussian-real (unbounded mean, for codes)")
 
 
 def sigma(default: float = 0.1):

@@ -373,7 +373,7 @@ class M1M2Config(Config):
     def stage_configs(self) -> tuple[dict, dict]:
         m1 = {"hidden": list(self.m1_hidden), "latent_dim": self.m1_latent_dim, "activation": self.activation}
         m2 = {"hidden": list(self.m2_hidden), "latent_dim": self.m2_latent_dim, "activation": self.activation,
-              "classifier_hidden": list(self.m2_hidden), "alpha": self.alpha, "likelihood": "gaussian-learned",
+              "classifier_hidden": list(self.m2_hidden), "alpha": self.alpha, "likelihood": "gaussian-real",
               "output_bias_from_data": False}
         return m1, m2
 

@@ -219,7 +219,8 @@ class VAE(Model):
         return log_px + log_pz - log_qz
 
     def prepare(self, data: Batch | torch.Tensor) -> None:
-        """Set the decoder's output bias to logit(mean training pixel), clipped as in IWAE."""
+        """Set the decoder's output bias so that it starts at the mean training image (for pixels:
+        logit(mean), clipped as in IWAE)."""
         if not self.config.output_bias_from_data:
             return
-        output_bias_from_data_(self.decoder, inputs(data), self.config.input_shape)
+        output_bias_from_data_(self.decoder, inputs(data), self.config.input_shape, self.likelihood.output_for_mean)

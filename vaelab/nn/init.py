@@ -13,15 +13,20 @@ def glorot_(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-def output_bias_from_data_(decoder: nn.Module, x_train: torch.Tensor, input_shape) -> None:
-    """Set the decoder's last bias to logit(mean training pixel), clipped as in IWAE, so
-    training starts at the mean image. Only the image means are set: extra output channels
-    (a learned log σ) keep their bias."""
+def clipped_logit(mean: torch.Tensor) -> torch.Tensor:
+    """The decoder output whose sigmoid is ``mean``, clipped to [1e-3, 1 − 1e-3] as in IWAE."""
+    return torch.logit(mean.clamp(1e-3, 1 - 1e-3))
+
+
+def output_bias_from_data_(decoder: nn.Module, x_train: torch.Tensor, input_shape, link=clipped_logit) -> None:
+    """Set the decoder's last bias to link(mean training value) (for pixels the clipped logit,
+    as in IWAE), so training starts at the mean image. Only the means are set: extra output
+    channels (a learned log σ) keep their bias."""
     last = [m for m in decoder.modules() if isinstance(m, (nn.Linear, nn.ConvTranspose2d))][-1]
     c, h, w = input_shape
-    mean = x_train.float().mean(0).clamp(1e-3, 1 - 1e-3)
+    mean = x_train.float().mean(0)
     with torch.no_grad():
         if isinstance(last, nn.Linear):
-            last.bias[: c * h * w] = torch.logit(mean.flatten()).to(last.bias)
+            last.bias[: c * h * w] = link(mean.flatten()).to(last.bias)
         else:
-            last.bias[:c] = torch.logit(mean.mean((1, 2))).to(last.bias)
+            last.bias[:c] = link(mean.mean((1, 2))).to(last.bias)

@@ -15,8 +15,9 @@ from torch import distributions as td
 
 from ..config import choice
 from ..errors import VaelabError
+from .init import clipped_logit
 
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned", "gaussian-real")
 # Discrete likelihoods for 8-bit images, for the families that offer them (vqvae): a separate
 # tuple so the families validating against LIKELIHOODS keep their choices.
 DISCRETE_8BIT = ("discretized-logistic",)
@@ -46,6 +47,9 @@ def _softplus_row_sums(v: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
 
 
 class _Likelihood:
+    #: the decoder output whose mean is a given value (pixels: the clipped logit)
+    output_for_mean = staticmethod(clipped_logit)
+
     def log_prob_samples(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """log p(x|z_i) for out (B, k, C', H, W) and x (B, C, H, W): shape (B, k)."""
         return self.log_prob(out, x.unsqueeze(1))
@@ -182,6 +186,18 @@ class LearnedGaussian(_Likelihood):
         return self._split(out)[0]
 
 
+class RealGaussian(LearnedGaussian):
+    """N(x; m, exp(s)²) with an unbounded mean and a per-element log σ from the decoder: for
+    real-valued data, such as an earlier stage's codes (M1 + M2's p(z1|y, z2)), which a
+    sigmoid mean, made for pixels in [0, 1], could not reach."""
+
+    output_for_mean = staticmethod(lambda mean: mean)
+
+    def _split(self, out: torch.Tensor):
+        m, s = out.chunk(2, dim=-3)
+        return m, s.clamp(*LOG_SIGMA_RANGE)
+
+
 class DiscretizedLogistic(_Likelihood):
     """A normalised distribution over the 256 grey levels k/255 of an 8-bit sub-pixel: a logistic
     with location μ and scale s, integrated over each level's bin [k/255 − ½/255, k/255 + ½/255],
@@ -240,4 +256,6 @@ def make_likelihood(name: str, sigma: float = 1.0):
         return FixedGaussian(sigma)
     if name == "discretized-logistic":
         return DiscretizedLogistic()
+    if name == "gaussian-real":
+        return RealGaussian()
     return LearnedGaussian()
