@@ -25,7 +25,7 @@ def _codes(models, ds, directory):
 
 def _stages(first_latent=6):
     return [Stage("ae", "ae", {"hidden": [32], "latent_dim": first_latent}, FAST),
-            Stage("prior", "vae", {"hidden": [16], "latent_dim": 2, "likelihood": "gaussian-learned"}, FAST, _codes)]
+            Stage("prior", "vae", {"hidden": [16], "latent_dim": 2, "likelihood": "gaussian-real"}, FAST, _codes)]
 
 
 @pytest.fixture(scope="module")
