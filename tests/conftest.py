@@ -2,6 +2,7 @@
 and tiny models that keep the whole suite fast on a 2-core CPU."""
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,17 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _ctrl_c_as_in_a_terminal():
+    """The Ctrl-C tests act as a terminal's user does; a suite started in the background
+    (``nohup``, ``&`` in a script) inherits SIGINT ignored, which the trainer would put back
+    and a child ``vaelab serve`` would keep. Give the suite, and so its children, Python's
+    own handler."""
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
 
 
 @pytest.fixture(scope="session")
