@@ -70,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_report_command(sub)
     _add_serve_command(sub)
     _add_demo_command(sub)
+    _add_profiles_command(sub)
     from .compare.cli import add_compare_parser
     add_compare_parser(sub)
     return parser
@@ -98,7 +99,8 @@ def _add_train_prior_command(sub) -> None:
                        description="Train a gated PixelCNN over the code maps of a trained VQ-VAE's training "
                                    "images, as a second stage inside its run directory (RUN/prior). Afterwards "
                                    "`vaelab sample RUN` draws codes from it and decodes them, and `vaelab eval RUN` "
-                                   "reports the bound log p(x) >= log p(x|z_q) + log p(z_q).")
+                                   "reports the bound log p(x) >= log p(x|z_q) + log p(z_q).",
+                       epilog=_profiles_epilog(VQPrior.name), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", help="the VQ-VAE's run directory")
     _data_args(p, required=False)
     p.add_argument("--resume", action="store_true", help="continue the prior in RUN/prior from its last checkpoint")
@@ -366,7 +368,8 @@ def _add_train_parser(models, name: str) -> None:
 
     cls = model_class(name)
     summary = _summary(cls)
-    p = models.add_parser(name, help=summary, description=f"Train {name}: {summary}")
+    p = models.add_parser(name, help=summary, description=f"Train {name}: {summary}", epilog=_profiles_epilog(name),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _data_args(p)
     p.add_argument("--out", required=True, metavar="DIR", help="run directory to create (or continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
@@ -376,6 +379,44 @@ def _add_train_parser(models, name: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     add_options(p.add_argument_group(f"{name} settings"), options(cls.Config))
     add_options(p.add_argument_group("training settings"), options(TrainConfig), defaults=cls.train_defaults)
+
+
+def _profiles_epilog(family: str) -> str:
+    from .profiles import epilog
+
+    return epilog(family)
+
+
+def _add_profiles_command(sub) -> None:
+    """``vaelab profiles [FAMILY]``: the packaged settings files and what each sets."""
+    p = sub.add_parser("profiles", help="list the named settings files (--profile NAME) of each model family",
+                       description="Without FAMILY: every family and its profiles. With FAMILY: each of its "
+                                   "profiles, what it is for and every setting it sets, as options.")
+    p.add_argument("family", nargs="?", help="a model family, e.g. vae (vq-prior: the prior of train-prior)")
+
+
+def cmd_profiles(args) -> None:
+    from .profiles import listing
+
+    print(listing(args.family))
+
+
+def _profile_settings(args, model_cls, out: Path, file_settings: dict) -> dict:
+    """The settings of the profile named by ``--profile`` (or the ``--config`` file's
+    ``profile``), with ``profile`` itself so that run.json records it. ``--resume`` of a
+    recorded run applies none: the record holds them, and a different profile is refused."""
+    from .files import read_run_record
+    from .profiles import read_profile
+
+    name = getattr(args, "profile", None) or file_settings.get("profile")
+    if args.resume and (out / "run.json").exists():
+        recorded = read_run_record(out / "run.json").get("train", {}).get("profile") or ""
+        if name and name != recorded:
+            was = f"with profile '{recorded}'" if recorded else "without a profile"
+            raise VaelabError(f"--resume continues the recorded run, which was trained {was}; drop "
+                              f"--profile {name}" + (f" or pass --profile {recorded}" if recorded else ""))
+        return {}
+    return {**read_profile(model_cls.name, name), "profile": name} if name else {}
 
 
 def _summary(cls) -> str:
@@ -448,6 +489,7 @@ def _run_settings(args, model_cls, out: Path, inherited: dict | None = None):
     model_opts, train_opts = options(model_cls.Config), options(TrainConfig)
     flags = {o.key: o.flag for o in model_opts + train_opts}
     file_settings = _file_settings(args.config, model_opts + train_opts) if args.config else {}
+    file_settings = {**_profile_settings(args, model_cls, out, file_settings), **file_settings}
     model_settings = {**_pick(file_settings, model_opts), **_given(args, model_opts)}
     train_settings = {**_pick(file_settings, train_opts), **_given(args, train_opts)}
     recorded = read_run_record(out / "run.json") if args.resume and (out / "run.json").exists() else None
@@ -872,7 +914,8 @@ def main(argv: list[str] | None = None) -> int:
                 "reconstruct": cmd_reconstruct, "encode": cmd_encode, "demo": cmd_demo, "compare": _cmd_compare,
                 "traverse": cmd_traverse, "interpolate": cmd_interpolate, "manifold": cmd_manifold,
                 "scatter": cmd_scatter, "curves": cmd_curves, "report": cmd_report, "serve": cmd_serve,
-                "analogies": cmd_analogies}
+                "analogies": cmd_analogies,
+                "profiles": cmd_profiles}
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):

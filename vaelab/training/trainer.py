@@ -67,6 +67,9 @@ class TrainConfig(Config):
     unlabelled rows is drawn ``labelled_batch_size`` labelled rows per step beside
     ``batch_size`` unlabelled ones (0: in proportion to the two sets, at least 1).
     ``tensorboard`` also writes the values of ``metrics.jsonl`` as TensorBoard scalars.
+    ``profile`` names the packaged settings file (:mod:`vaelab.profiles`) the run started from:
+    a record only; the settings it holds are applied by ``vaelab train --profile`` or
+    :func:`vaelab.profiles.profile_settings`.
     """
 
     epochs: int = field(default=20, metadata={"help": "training epochs (with --resume: the new total)"})
@@ -121,6 +124,10 @@ class TrainConfig(Config):
     tensorboard: bool = field(default=False, metadata={
         "help": "also write each epoch's values as TensorBoard scalars into RUN/tensorboard/ (needs the "
                 "tensorboard package)"})
+    profile: str = field(default="", metadata={
+        "metavar": "NAME",
+        "help": "start from the family's named settings file NAME (quick, paper; vaelab profiles FAMILY shows "
+                "what each sets), under --config and the options given; recorded in run.json"})
 
     def validate(self) -> None:
         require(self.epochs > 0, f"epochs must be positive, got {self.epochs}")
