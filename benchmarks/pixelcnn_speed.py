@@ -3,7 +3,7 @@
 - **training**: the best of ``--repeats`` timings of ``--steps`` training steps (loss, backward,
   Adam) on binarized MNIST batches of ``--batch-size``, scaled to an epoch of 55,000 images (the
   trainer's default split of the 60,000); the quick profile's network by default
-  (benchmarks/pixelcnn_quick.toml). ``--epoch`` also times one real epoch through the trainer.
+  (``vaelab profiles pixelcnn``: vaelab/profiles/pixelcnn/quick.toml). ``--epoch`` also times one real epoch through the trainer.
 - **sampling**: 64 images of 28×28 with the cached sampler (each row's vertical features once,
   each pixel's horizontal features from cached neighbours) and, for comparison, the naive sampler
   (the whole network over the whole image for every pixel) timed over the first ``--naive-rows``
@@ -25,12 +25,14 @@ import torch
 import vaelab
 from vaelab.data import binarize_static
 from vaelab.nn.pixelcnn import categorical_inverse_cdf
+from vaelab.profiles import read_profile
 from vaelab.threads import set_threads
 from vaelab.training.trainer import TrainConfig, fit
 
 from common import add_common
 
-NETWORK = {"layers": 6, "width": 32, "kernel": 5, "head": 64}  # benchmarks/pixelcnn_quick.toml
+NETWORK = {k: v for k, v in read_profile("pixelcnn", "quick").items()
+           if k in ("layers", "width", "kernel", "head")}  # the quick profile's network
 ROW_LSTM = {"layers": 6, "width": 32}  # the PixelCNN's depth and width; a 7×7 mask-A first layer
 EPOCH_IMAGES = 55_000
 
