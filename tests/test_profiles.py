@@ -204,3 +204,17 @@ def test_readme_examples_use_no_repo_relative_settings_file():
     """The README's commands run outside a clone: a profile, not benchmarks/*.toml."""
     readme = (ROOT / "README.md").read_text()
     assert "--profile quick" in readme and "--config benchmarks/" not in readme
+
+
+def test_train_prior_takes_the_vq_priors_profile(tmp_path, monkeypatch):
+    import vaelab.training.prior as prior
+
+    def fake_train_prior(run, model_config=None, config=None, **kwargs):
+        raise _Called(model_config, config)
+
+    monkeypatch.setattr(prior, "train_prior", fake_train_prior)
+    with pytest.raises(_Called) as called:
+        main(["train-prior", str(tmp_path), "--profile", "quick", "--width", "8"])
+    model_config, config = called.value.args
+    assert (model_config["layers"], model_config["width"], config.epochs, config.profile) == (5, 8, 1, "quick")
+    assert config.lr == 3e-4  # the prior's own training default, not in the profile
