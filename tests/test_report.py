@@ -76,6 +76,24 @@ def test_every_text_is_escaped(runs, data_dir, tmp_path):
     assert html.escape(run.name, quote=True) in page
 
 
+def test_the_settings_table_shows_only_settings_that_apply(runs, tmp_path):
+    def settings(run):
+        page = make_report([run], tmp_path / "r.html", eval_images=0).read_text()
+        return page.split("<h3>Settings</h3>")[1].split("</details>")[0]
+
+    table = settings(runs / "small")  # a Bernoulli MLP VAE
+    assert "<td>latent_dim</td>" in table and "<td>likelihood</td>" in table
+    assert "<td>sigma</td>" not in table and "<td>channels</td>" not in table
+    assert "<td>lr</td>" in table and "<td>nonfinite_lr_factor</td>" not in table  # only with --nonfinite skip
+    run = tmp_path / "gaussian"
+    shutil.copytree(runs / "small", run)
+    record = json.loads((run / "run.json").read_text())
+    record["config"].update(likelihood="gaussian", backbone="conv")
+    (run / "run.json").write_text(json.dumps(record))
+    table = settings(run)
+    assert "<td>sigma</td>" in table and "<td>channels</td>" in table
+
+
 def test_several_runs_get_a_comparison_table_and_a_section_each(runs, data_dir, tmp_path):
     page = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data_dir=data_dir,
                        eval_images=100).read_text()

@@ -264,22 +264,42 @@ def _pictures(make, ctx: ReportContext) -> str:
 
 def _settings(p: RunReport) -> str:
     """Model, training and data settings as recorded in run.json, and the wall time."""
+    from ..training import TrainConfig
+
     r = p.ctx.record
     rows = [["model", r.get("model", "?")]]
-    rows += [[k, _plain(v)] for k, v in sorted((r.get("config") or {}).items())]
+    config = _applicable(_config_class(r.get("model")), r.get("config") or {})
+    rows += [[k, _plain(v)] for k, v in sorted(config.items())]
     data = r.get("data") or {}
     rows += [[f"data {k}", _plain(v)] for k, v in data.items()]
     rows += [["binarization", p.ctx.binarize]]
-    train = [[k, _plain(v)] for k, v in sorted((r.get("train") or {}).items())]
+    train = [[k, _plain(v)] for k, v in sorted(_applicable(TrainConfig, r.get("train") or {}).items())]
     for stage in r.get("stages") or []:
         if isinstance(stage, dict):
-            rows.append([f"stage {stage.get('name')}", f"{stage.get('model')} {_plain(stage.get('config'))}"])
+            config = _applicable(_config_class(stage.get("model")), stage.get("config"))
+            rows.append([f"stage {stage.get('name')}", f"{stage.get('model')} {_plain(config)}"])
     epochs = sum(len(h.epochs) for h in p.history)
     rows.append(["wall time", f"{_duration(sum(h.seconds for h in p.history))} over {epochs} epochs "
                               "(training and validation)"])
     more = f"<details><summary>training settings</summary>{_table(['setting', 'value'], train)}</details>" \
         if train else ""
     return "<div><h3>Settings</h3>" + _table(["setting", "value"], rows) + more + "</div>"
+
+
+def _applicable(config_cls, settings):
+    """The recorded settings that take effect (no sigma for a Bernoulli likelihood, no channels
+    for an MLP), by each config field's ``applies`` metadata; all of them where the config is unknown."""
+    from ..config import applicable_settings
+
+    if config_cls is None or not isinstance(settings, dict):
+        return settings
+    return applicable_settings(config_cls, settings)
+
+
+def _config_class(model) -> type | None:
+    from ..models import model_class, names
+
+    return model_class(model).Config if isinstance(model, str) and model in names() else None
 
 
 def _plain(value) -> str:
