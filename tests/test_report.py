@@ -169,6 +169,33 @@ def test_the_report_opens_in_a_browser_with_every_image_decoded(browser, runs, d
     console_errors(browser)  # cleared for the next test
 
 
+# What sticks out of the window to the right: the page's own width beyond the viewport's, and
+# each table whose right edge lies beyond the viewport and that no scrolling box holds.
+OVERFLOW = """
+const out = Array.from(document.querySelectorAll('table')).filter((t) => {
+  let box = t.parentElement;
+  while (box && getComputedStyle(box).overflowX === 'visible') box = box.parentElement;
+  return !box && t.getBoundingClientRect().right > document.documentElement.clientWidth;
+}).map((t) => t.rows[0].textContent.slice(0, 40));
+return [document.documentElement.scrollWidth - document.documentElement.clientWidth, out];
+"""
+
+
+def test_wide_tables_scroll_in_their_box_and_the_page_fits_a_narrow_window(browser, runs, data_dir, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(report_sections, "SECTIONS", [])
+    out = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data_dir=data_dir, eval_images=50,
+                      nll_samples=2)
+    browser.set_window_size(700, 900)
+    try:
+        browser.get(out.as_uri())
+        table = browser.execute_script("return document.querySelector('table').getBoundingClientRect().width")
+        assert table > 700  # the comparison table is wider than the window
+        assert browser.execute_script(OVERFLOW) == [0, []]
+    finally:
+        browser.set_window_size(1280, 1000)
+
+
 @pytest.fixture(scope="module")
 def other_runs(mnist_small, tmp_path_factory):
     """A tiny label-conditional VAE and a tiny autoencoder (1 epoch each)."""

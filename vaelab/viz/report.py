@@ -157,8 +157,9 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color
 h1{font-size:1.5em}h2{font-size:1.25em;border-bottom:1px solid #ccc;margin-top:2em}h3{font-size:1.05em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;text-align:left}
 th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.cols{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
-figure{display:inline-block;margin:.5em 1em .5em 0}img{max-width:100%;image-rendering:pixelated}
+.cols{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}.cols>div{min-width:0;max-width:100%}
+.wide{overflow-x:auto;max-width:100%}
+figure{display:inline-block;max-width:100%;margin:.5em 1em .5em 0}img{max-width:100%;image-rendering:pixelated}
 figcaption,.note{color:#666;font-size:.9em}
 """
 
@@ -191,7 +192,8 @@ def _table(header: list[str], rows: list[list]) -> str:
     cells = lambda row: "".join(  # noqa: E731
         f"<td class=n>{_number(v)}</td>" if isinstance(v, (int, float)) and not isinstance(v, bool)
         else f"<td>{_e(v)}</td>" for v in row)
-    return f"<table><tr>{head}</tr>" + "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>"
+    table = f"<table><tr>{head}</tr>" + "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>"
+    return f"<div class=wide>{table}</div>"  # a table wider than the window scrolls in its box
 
 
 def _figure(caption: str, png: bytes) -> str:
