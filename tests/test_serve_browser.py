@@ -143,7 +143,8 @@ def test_a_conditional_model_changes_with_the_chosen_class(page):
     Select(page.find_element("id", "class")).select_by_value("7")
     after = _changed(page, "decoded", before)
     assert not np.array_equal(_pixels(after), _pixels(before))
-    tiles = page.execute_script("return Array.from(document.querySelectorAll('#class-grid img')).map(i => [i.alt, i.src])")
+    tiles = page.execute_script("return Array.from(document.querySelectorAll('#class-grid img'))"
+                                ".map(i => [i.alt, i.src])")
     assert [alt for alt, _ in tiles] == [f"class {c}" for c in range(10)]
     assert all(_pixels(src).shape == (28, 28) for _, src in tiles)  # one decoded image each
     assert np.array_equal(_pixels(tiles[7][1]), _pixels(after))  # the same code, class 7
