@@ -12,7 +12,7 @@ from PIL import Image
 
 from vaelab.cli import main
 from vaelab.errors import VaelabError, VaelabWarning
-from vaelab.viz.curves import curves_png, histories, plot_curves, quantities, run_labels
+from vaelab.viz.curves import curves_figure, curves_png, histories, plot_curves, quantities, run_labels
 
 
 def _line(epoch, recon, lr=1e-3, val=None):
@@ -86,6 +86,19 @@ def test_the_picture_has_a_panel_per_quantity_and_shows_the_values(tmp_path):
     assert single.shape[1] > 2.5 * single.shape[0]  # four panels in one row: recon, kl, loss, lr
     assert single.std() > 10  # lines and text, not a blank canvas
     assert single.shape == pair.shape and np.abs(single - pair).mean() > 1  # the second run is drawn
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 3, 7])
+def test_epoch_ticks_are_whole_numbers(tmp_path, epochs):
+    run = _run(tmp_path / "r", [_line(e, 10.0 - e, val=9.0 - e) for e in range(1, epochs + 1)])
+    fig = curves_figure(histories([run]))
+    fig.canvas.draw()
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        lo, hi = ax.get_xlim()
+        ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+        assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
 
 
 def test_cli_writes_the_png_creating_its_directory(tmp_path, capsys):

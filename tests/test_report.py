@@ -76,6 +76,24 @@ def test_every_text_is_escaped(runs, data_dir, tmp_path):
     assert html.escape(run.name, quote=True) in page
 
 
+def test_the_settings_table_shows_only_settings_that_apply(runs, tmp_path):
+    def settings(run):
+        page = make_report([run], tmp_path / "r.html", eval_images=0).read_text()
+        return page.split("<h3>Settings</h3>")[1].split("</details>")[0]
+
+    table = settings(runs / "small")  # a Bernoulli MLP VAE
+    assert "<td>latent_dim</td>" in table and "<td>likelihood</td>" in table
+    assert "<td>sigma</td>" not in table and "<td>channels</td>" not in table
+    assert "<td>lr</td>" in table and "<td>nonfinite_lr_factor</td>" not in table  # only with --nonfinite skip
+    run = tmp_path / "gaussian"
+    shutil.copytree(runs / "small", run)
+    record = json.loads((run / "run.json").read_text())
+    record["config"].update(likelihood="gaussian", backbone="conv")
+    (run / "run.json").write_text(json.dumps(record))
+    table = settings(run)
+    assert "<td>sigma</td>" in table and "<td>channels</td>" in table
+
+
 def test_several_runs_get_a_comparison_table_and_a_section_each(runs, data_dir, tmp_path):
     page = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data_dir=data_dir,
                        eval_images=100).read_text()
@@ -149,6 +167,33 @@ def test_the_report_opens_in_a_browser_with_every_image_decoded(browser, runs, d
     browser.get(damaged.as_uri())
     assert len(broken_images(browser)) == 1
     console_errors(browser)  # cleared for the next test
+
+
+# What sticks out of the window to the right: the page's own width beyond the viewport's, and
+# each table whose right edge lies beyond the viewport and that no scrolling box holds.
+OVERFLOW = """
+const out = Array.from(document.querySelectorAll('table')).filter((t) => {
+  let box = t.parentElement;
+  while (box && getComputedStyle(box).overflowX === 'visible') box = box.parentElement;
+  return !box && t.getBoundingClientRect().right > document.documentElement.clientWidth;
+}).map((t) => t.rows[0].textContent.slice(0, 40));
+return [document.documentElement.scrollWidth - document.documentElement.clientWidth, out];
+"""
+
+
+def test_wide_tables_scroll_in_their_box_and_the_page_fits_a_narrow_window(browser, runs, data_dir, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setattr(report_sections, "SECTIONS", [])
+    out = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data_dir=data_dir, eval_images=50,
+                      nll_samples=2)
+    browser.set_window_size(700, 900)
+    try:
+        browser.get(out.as_uri())
+        table = browser.execute_script("return document.querySelector('table').getBoundingClientRect().width")
+        assert table > 700  # the comparison table is wider than the window
+        assert browser.execute_script(OVERFLOW) == [0, []]
+    finally:
+        browser.set_window_size(1280, 1000)
 
 
 @pytest.fixture(scope="module")

@@ -123,6 +123,7 @@ def test_conditional_models_decode_given_a_class(server, cvae):
     status, grid = request(server, "POST", "/api/runs/1/classes", {"z": z})
     assert status == 200 and grid["classes"] == 10
     assert np.array_equal(pixels(grid["image"])[1:29, 1 + 3 * 29:1 + 3 * 29 + 28], pixels(one["image"]))
+    assert len(grid["images"]) == 10 and np.array_equal(pixels(grid["images"][3]), pixels(one["image"]))
     assert request(server, "POST", "/api/runs/1/decode", {"z": z})[0] == 400  # no class
     assert request(server, "POST", "/api/runs/1/decode", {"z": z, "y": 10})[0] == 400
     assert request(server, "POST", "/api/runs/0/decode", {"z": [0] * 8, "y": 1})[0] == 400

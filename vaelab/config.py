@@ -90,8 +90,29 @@ class Config:
     def to_dict(self) -> dict:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
+    def applicable(self) -> dict:
+        """The settings that take effect with the others as they are (see :func:`applicable_settings`)."""
+        return applicable_settings(type(self), self.to_dict())
+
     def replace(self, **changes):
         return dataclasses.replace(self, **changes)
+
+
+def applicable_settings(config_cls: type, values: dict) -> dict:
+    """The entries of ``values`` (settings of ``config_cls``, as ``run.json`` records them) that
+    take effect. A field whose metadata says ``{"applies": {"likelihood": ("gaussian",)}}``
+    takes effect only while each setting named there holds one of the listed values (``sigma``
+    only with the fixed-σ Gaussian likelihood). A named setting that ``values`` lacks (an older
+    record) excludes nothing, nor does a key that is not a field: what cannot be judged is shown."""
+    from .options import _metadata  # the metadata a subclass inherits with a field it redeclares
+
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    kept = {}
+    for key, value in values.items():
+        when = _metadata(config_cls, key).get("applies", {}) if key in names else {}
+        if all(other not in values or values[other] in allowed for other, allowed in when.items()):
+            kept[key] = value
+    return kept
 
 
 def _jsonable(value: Any) -> Any:

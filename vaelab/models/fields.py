@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from dataclasses import field
 
+from ..nn.corruption import CORRUPTIONS
+
+# ``applies``: the settings under which a field takes effect (vaelab.config.applicable_settings);
+# the report shows only those.
+CONV = {"backbone": ("conv",)}
+
 
 def _field(default, help: str, **metadata):
     return field(default=default, metadata={"help": help, **metadata})
@@ -31,7 +37,7 @@ def backbone(default: str = "mlp"):
 
 
 def channels(default: tuple[int, ...] = (32, 64)):
-    return _field(default, "conv backbone channels per stride-2 stage, e.g. 32,64")
+    return _field(default, "conv backbone channels per stride-2 stage, e.g. 32,64", applies=CONV)
 
 
 def recon_loss(default: str = "mse"):
@@ -45,7 +51,7 @@ def corruption(default: str = "none"):
 
 def noise_level(default: float = 0.25):
     return _field(default, "corruption strength: σ for gaussian, the per-pixel probability for masking and "
-                           "salt-pepper")
+                           "salt-pepper", applies={"corruption": tuple(c for c in CORRUPTIONS if c != "none")})
 
 
 def init(default: str = "torch"):
@@ -62,4 +68,4 @@ def likelihood(default: str = "bernoulli"):
 
 
 def sigma(default: float = 0.1):
-    return _field(default, "σ of the fixed-σ gaussian likelihood")
+    return _field(default, "σ of the fixed-σ gaussian likelihood", applies={"likelihood": ("gaussian",)})

@@ -66,14 +66,14 @@ class VQVAEConfig(Config):
     ema: bool = field(default=False, metadata={
         "help": "update the codebook by exponential moving averages (the paper's appendix) instead of the "
                 "codebook term's gradient"})
-    decay: float = field(default=0.99, metadata={"help": "the EMA decay γ (with --ema)"})
+    decay: float = field(default=0.99, metadata={"help": "the EMA decay γ (with --ema)", "applies": {"ema": (True,)}})
     kmeans_init: bool = field(default=False, metadata={
         "help": "start the codebook at k-means centres of the first training batch's encoder outputs"})
     revive: bool = field(default=True, metadata={
         "help": "move codes unused for --revive-after training steps onto random encoder outputs of the batch "
                 "(--no-revive: leave dead codes dead, as the paper)"})
     revive_after: int = field(default=50, metadata={"help": "training steps without use after which --revive "
-                                                            "moves a code"})
+                                                            "moves a code", "applies": {"revive": (True,)}})
 
     def validate(self) -> None:
         require(len(self.input_shape) == 3 and all(s >= 1 for s in self.input_shape),

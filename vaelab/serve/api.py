@@ -134,13 +134,15 @@ def decode(run: RunView, body) -> dict:
 
 
 def classes(run: RunView, body) -> dict:
-    """One decoded image per class for the same code ``z``: what the code holds apart from the label."""
+    """One decoded image per class for the same code ``z``: what the code holds apart from the label;
+    as one grid (``image``) and one by one (``images``, which the page lays out to fit its width)."""
     if not run.view.conditional:
         raise ApiError(400, f"{run.name} decodes without a class; the class grid is for label-conditional models")
     z = _code(run, _field(body, "z"))
     k = min(run.view.num_classes, MAX_CLASSES_SHOWN)
     images = run.view.decode(z.expand(k, -1), torch.arange(k))
-    return {"image": png_url(images, nrow=min(k, 10), pad=1), "classes": k}
+    return {"image": png_url(images, nrow=min(k, 10), pad=1), "images": [png_url(im[None]) for im in images],
+            "classes": k}
 
 
 def upload(run: RunView, data: bytes, y: str | None, invert: bool) -> dict:

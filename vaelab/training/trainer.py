@@ -111,10 +111,12 @@ class TrainConfig(Config):
         metadata={"help": "on a NaN/inf loss or gradient: stop (naming the step and term) or skip the step"})
     nonfinite_lr_factor: float = field(
         default=0.5,
-        metadata={"help": "with --nonfinite skip: multiply the learning rate by this at each skip"})
+        metadata={"help": "with --nonfinite skip: multiply the learning rate by this at each skip",
+                  "applies": {"nonfinite": ("skip",)}})
     nonfinite_max_skips: int = field(
         default=10,
-        metadata={"help": "with --nonfinite skip: stop after this many skipped steps"})
+        metadata={"help": "with --nonfinite skip: stop after this many skipped steps",
+                  "applies": {"nonfinite": ("skip",)}})
     monitor: str = field(default="loss", metadata={
         "help": "validation value whose minimum marks the best epoch: loss, a loss term, or error for models "
                 "that classify"})

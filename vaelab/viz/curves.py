@@ -163,6 +163,13 @@ def curves_png(runs, ncols: int = 4) -> bytes:
 
 def render_curves(found: list[History], ncols: int = 4) -> bytes:
     """PNG bytes of the curves of histories already read (see :func:`curves_png`)."""
+    buf = io.BytesIO()
+    curves_figure(found, ncols).savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def curves_figure(found: list[History], ncols: int = 4):
+    """The matplotlib Figure :func:`render_curves` draws (its axes can be read or restyled)."""
     names = quantities(found)
     ncols = min(ncols, len(names))
     nrows = math.ceil(len(names) / ncols)
@@ -178,9 +185,7 @@ def render_curves(found: list[History], ncols: int = 4) -> bytes:
             legend.setdefault(label, handle)
     fig.legend(list(legend.values()), list(legend), loc="lower center", ncols=min(4, len(legend)),
                fontsize="small", frameon=False)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return fig
 
 
 def _figure(width: float, height: float, legend_rows: int):
@@ -199,6 +204,7 @@ def _figure(width: float, height: float, legend_rows: int):
 
 def _panel(ax, name: str, found: list[History]) -> None:
     from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
 
     colours = colormaps["tab10"]
     positive = True
@@ -214,6 +220,7 @@ def _panel(ax, name: str, found: list[History]) -> None:
         ax.set_yscale("log")
     ax.set_title(name, fontsize="medium")
     ax.set_xlabel("epoch", fontsize="small")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # epochs are whole: no tick at 1.5
     ax.tick_params(labelsize="small")
     ax.grid(True, alpha=0.3)
 

@@ -14,16 +14,20 @@ from ..data.batch import as_batch
 from ..errors import VaelabError
 from ..files import atomic_write_bytes
 
+# The colour between tiles (and of blank tiles): a mid grey, seen on black-background data
+# (MNIST) and on white-background data alike, where white padding vanished.
+SEPARATOR = 0.5
+
 
 def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2, scale: int | None = None) -> Image.Image:
-    """Tile (N, C, H, W) images in [0, 1] into one PIL image (white padding, nearest upscaling;
-    by default small images are enlarged to about 56 pixels)."""
+    """Tile (N, C, H, W) images in [0, 1] into one PIL image (mid-grey padding, :data:`SEPARATOR`;
+    nearest upscaling; by default small images are enlarged to about 56 pixels)."""
     images = images.detach().float().clamp(0, 1).cpu()
     n, c, h, w = images.shape
     scale = scale or max(1, math.ceil(56 / max(h, w)))
     nrow = nrow or max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / nrow)
-    canvas = torch.ones(c, rows * (h + pad) + pad, nrow * (w + pad) + pad)
+    canvas = torch.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), SEPARATOR)
     for i in range(n):
         r, col = divmod(i, nrow)
         top, left = pad + r * (h + pad), pad + col * (w + pad)
@@ -99,7 +103,8 @@ def choose_images(count: int, n: int | None = None, indices=None, seed: int | No
 
 def save_reconstructions(model, data, path, nrow: int | None = None) -> None:
     """Rows of inputs (a Batch, or an image tensor), each followed by a row of their
-    reconstructions (a short last row is padded with blank tiles, so every image is shown)."""
+    reconstructions (a short last row is padded with blank tiles of the separator's grey, so
+    every image is shown)."""
     save_png(reconstruction_grid(model, data, nrow), path)
 
 
@@ -110,7 +115,7 @@ def reconstruction_grid(model, data, nrow: int | None = None) -> Image.Image:
     recon = model.reconstruct(batch)
     x = batch.x
     nrow = nrow or min(len(x), 8)
-    blank = torch.ones((-len(x)) % nrow, *x.shape[1:], dtype=x.dtype, device=x.device)
+    blank = torch.full(((-len(x)) % nrow, *x.shape[1:]), SEPARATOR, dtype=x.dtype, device=x.device)
     x, recon = torch.cat([x, blank]), torch.cat([recon.to(x.dtype), blank])
     pairs = []
     for i in range(0, len(x), nrow):

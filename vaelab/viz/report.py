@@ -157,8 +157,9 @@ body{font:14px/1.4 system-ui,sans-serif;margin:1.5em auto;max-width:1200px;color
 h1{font-size:1.5em}h2{font-size:1.25em;border-bottom:1px solid #ccc;margin-top:2em}h3{font-size:1.05em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;text-align:left}
 th{background:#f4f4f4}td.n{text-align:right;font-variant-numeric:tabular-nums}
-.cols{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
-figure{display:inline-block;margin:.5em 1em .5em 0}img{max-width:100%;image-rendering:pixelated}
+.cols{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}.cols>div{min-width:0;max-width:100%}
+.wide{overflow-x:auto;max-width:100%}
+figure{display:inline-block;max-width:100%;margin:.5em 1em .5em 0}img{max-width:100%;image-rendering:pixelated}
 figcaption,.note{color:#666;font-size:.9em}
 """
 
@@ -191,7 +192,8 @@ def _table(header: list[str], rows: list[list]) -> str:
     cells = lambda row: "".join(  # noqa: E731
         f"<td class=n>{_number(v)}</td>" if isinstance(v, (int, float)) and not isinstance(v, bool)
         else f"<td>{_e(v)}</td>" for v in row)
-    return f"<table><tr>{head}</tr>" + "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>"
+    table = f"<table><tr>{head}</tr>" + "".join(f"<tr>{cells(r)}</tr>" for r in rows) + "</table>"
+    return f"<div class=wide>{table}</div>"  # a table wider than the window scrolls in its box
 
 
 def _figure(caption: str, png: bytes) -> str:
@@ -264,22 +266,42 @@ def _pictures(make, ctx: ReportContext) -> str:
 
 def _settings(p: RunReport) -> str:
     """Model, training and data settings as recorded in run.json, and the wall time."""
+    from ..training import TrainConfig
+
     r = p.ctx.record
     rows = [["model", r.get("model", "?")]]
-    rows += [[k, _plain(v)] for k, v in sorted((r.get("config") or {}).items())]
+    config = _applicable(_config_class(r.get("model")), r.get("config") or {})
+    rows += [[k, _plain(v)] for k, v in sorted(config.items())]
     data = r.get("data") or {}
     rows += [[f"data {k}", _plain(v)] for k, v in data.items()]
     rows += [["binarization", p.ctx.binarize]]
-    train = [[k, _plain(v)] for k, v in sorted((r.get("train") or {}).items())]
+    train = [[k, _plain(v)] for k, v in sorted(_applicable(TrainConfig, r.get("train") or {}).items())]
     for stage in r.get("stages") or []:
         if isinstance(stage, dict):
-            rows.append([f"stage {stage.get('name')}", f"{stage.get('model')} {_plain(stage.get('config'))}"])
+            config = _applicable(_config_class(stage.get("model")), stage.get("config"))
+            rows.append([f"stage {stage.get('name')}", f"{stage.get('model')} {_plain(config)}"])
     epochs = sum(len(h.epochs) for h in p.history)
     rows.append(["wall time", f"{_duration(sum(h.seconds for h in p.history))} over {epochs} epochs "
                               "(training and validation)"])
     more = f"<details><summary>training settings</summary>{_table(['setting', 'value'], train)}</details>" \
         if train else ""
     return "<div><h3>Settings</h3>" + _table(["setting", "value"], rows) + more + "</div>"
+
+
+def _applicable(config_cls, settings):
+    """The recorded settings that take effect (no sigma for a Bernoulli likelihood, no channels
+    for an MLP), by each config field's ``applies`` metadata; all of them where the config is unknown."""
+    from ..config import applicable_settings
+
+    if config_cls is None or not isinstance(settings, dict):
+        return settings
+    return applicable_settings(config_cls, settings)
+
+
+def _config_class(model) -> type | None:
+    from ..models import model_class, names
+
+    return model_class(model).Config if isinstance(model, str) and model in names() else None
 
 
 def _plain(value) -> str:

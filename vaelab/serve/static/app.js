@@ -50,18 +50,47 @@ function codeBody(z) {
   return state.info.conditional ? { z, y: state.y } : { z };
 }
 
-const decodeSoon = latest(async () => {
+async function decode() {
   const z = state.z.slice();
   $("decoded").src = (await post("decode", codeBody(z))).image;
-  if (state.info.conditional) $("class-grid").src = (await post("classes", { z })).image;
-});
+  const key = JSON.stringify(z);  // the tiles depend on the code only, not on the chosen class
+  if (state.info.conditional && key !== state.tilesOf) { showClasses((await post("classes", { z })).images); state.tilesOf = key; }
+}
 
-const interpolateSoon = latest(async () => {
+async function interpolate() {
   if (!state.a || !state.b) return;
   const t = Number($("interp").value);
   const z = state.a.code.map((v, j) => (1 - t) * v + t * state.b.code[j]);
   $("interp-image").src = (await post("decode", codeBody(z))).image;
-});
+}
+
+const decodeSoon = latest(decode);
+const interpolateSoon = latest(interpolate);
+
+// --- the class tiles of a conditional model: one per class, wrapping to the panel's width ---
+
+function showClasses(images) {
+  $("class-grid").replaceChildren(...images.map((src, y) => {
+    const fig = document.createElement("figure"), img = document.createElement("img"), cap = document.createElement("figcaption");
+    img.src = src; img.alt = `class ${label(y)}`;
+    fig.dataset.y = String(y);
+    cap.textContent = label(y);
+    fig.append(img, cap);
+    return fig;
+  }));
+  markClass();
+}
+
+function chooseClass(y) {
+  state.y = y;
+  $("class").value = String(y);
+  markClass();
+  decodeSoon();
+}
+
+function markClass() {
+  for (const fig of $("class-grid").children) fig.classList.toggle("chosen", Number(fig.dataset.y) === state.y);
+}
 
 // --- the map -------------------------------------------------------------------------
 
@@ -111,19 +140,42 @@ async function point(i) {
 
 const hoverSoon = latest(async () => {
   if (state.hover < 0) return;
-  const p = await point(state.hover);
+  showHover(await point(state.hover));
+});
+
+function showHover(p) {
   $("hover-image").src = p.image; $("hover-recon").src = p.recon;
   $("hover-label").textContent = `#${p.index}` + (p.label === null ? "" : `, label ${label(p.label)}`);
-});
+}
+
+function showPicks() {
+  const { a, b } = state;
+  $("pick-a").src = a ? a.image : BLANK; $("recon-a").src = a ? a.recon : BLANK;
+  $("pick-b").src = b ? b.image : BLANK; $("recon-b").src = b ? b.recon : BLANK;
+  if (!b) $("interp-image").src = BLANK;
+  $("interp").disabled = !b;
+}
+
+// The first pictures, before any interaction: map point 0 as the hovered image and as A, the
+// first point of another label (else point 1) as B, and the start of the path between them.
+async function showFirst() {
+  const n = state.map.points.length, labels = state.map.labels;
+  if (n === 0) return;
+  state.a = await point(0);
+  const other = labels ? labels.findIndex((y) => y !== labels[0]) : -1;
+  const j = other >= 0 ? other : n > 1 ? 1 : -1;
+  state.b = j >= 0 ? await point(j) : null;
+  showHover(state.a);
+  showPicks();
+  drawMap();
+  await interpolate();
+}
 
 async function pick(i) {
   const p = await point(i);
   if (!state.a || state.b) { state.a = p; state.b = null; } else { state.b = p; }
-  $("pick-a").src = state.a.image; $("recon-a").src = state.a.recon;
-  $("pick-b").src = $("recon-b").src = BLANK;
-  if (state.b) { $("pick-b").src = state.b.image; $("recon-b").src = state.b.recon; }
-  $("interp").disabled = !state.b;
-  if (state.info.conditional && p.label !== null) { state.y = p.label; $("class").value = String(p.label); }
+  showPicks();
+  if (state.info.conditional && p.label !== null) { state.y = p.label; $("class").value = String(p.label); markClass(); }
   setCode(p.code);
   drawMap();
   if (state.b) interpolateSoon();
@@ -154,13 +206,13 @@ function buildSliders() {
     (info.dims.length > shown.length ? `; the ${shown.length} highest of ${info.dims.length} shown, the others keep their value.` : ".");
 }
 
-function setCode(code) {
+function setCode(code, decodeIt = true) {
   state.z = code.slice();
   for (const input of $("sliders").querySelectorAll("input")) {
     const v = state.z[Number(input.dataset.dim)];
     input.value = v; input.nextElementSibling.value = v.toFixed(2);
   }
-  decodeSoon();
+  if (decodeIt) decodeSoon();
 }
 
 // --- uploads -------------------------------------------------------------------------
@@ -175,6 +227,7 @@ async function upload() {
   try {
     const r = await api(`${runPath("upload")}?${query}`, { method: "POST", headers: { "Content-Type": file.type || "application/octet-stream" }, body: file });
     $("upload-image").src = r.image; $("upload-recon").src = r.recon;
+    $("upload-pair").hidden = false;
     $("upload-code").textContent = "code: [" + r.code.map((v) => v.toFixed(2)).join(", ") + "]";
     $("neighbours").replaceChildren(...r.neighbours.map((n) => {
       const fig = document.createElement("figure"), img = document.createElement("img"), cap = document.createElement("figcaption");
@@ -206,9 +259,12 @@ async function loadRun(id) {
   $("class").replaceChildren(...state.info.classes.map((name, i) => new Option(name, String(i))));
   state.y = 0;
   for (const img of document.images) img.src = BLANK;
-  $("interp").disabled = true;
+  $("class-grid").replaceChildren(); state.tilesOf = null;
+  $("upload-pair").hidden = true; $("upload-code").textContent = ""; $("neighbours").replaceChildren();
+  $("interp").disabled = true; $("interp").value = "0";
   drawMap();
-  setCode(new Array(state.info.latent_dim).fill(0));
+  setCode(new Array(state.info.latent_dim).fill(0), false);
+  await Promise.all([decode(), showFirst()]);  // the prior mean decoded, and the first map points shown
   say(`${state.info.name}: ${state.info.latent_dim}-D codes, ${state.info.image_shape.join("×")} images`);
   explorer.ready = true;
 }
@@ -233,7 +289,8 @@ async function start() {
     $("map").addEventListener("mousemove", (e) => { const i = nearestPoint(e); if (i >= 0 && i !== state.hover) { state.hover = i; hoverSoon(); } });
     $("map").addEventListener("click", (e) => { const i = nearestPoint(e); if (i >= 0) pick(i).catch((err) => say(err.message, true)); });
     $("interp").addEventListener("input", interpolateSoon);
-    $("class").addEventListener("change", () => { state.y = Number($("class").value); decodeSoon(); });
+    $("class").addEventListener("change", () => chooseClass(Number($("class").value)));
+    $("class-grid").addEventListener("click", (e) => { const fig = e.target.closest("figure"); if (fig) chooseClass(Number(fig.dataset.y)); });
     $("zero").addEventListener("click", () => setCode(new Array(state.info.latent_dim).fill(0)));
     $("upload").addEventListener("change", upload);
     await loadRun(0);
