@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
 
 from ..data import Dataset, has_test_split, labelled_subset, load_dataset, split_test, split_validation
 from ..data.sources import TEST_SPLIT_SEED, canonical_spec
-from ..errors import VaelabError
+from ..errors import VaelabError, VaelabWarning
 from ..files import read_run_record
 from ..io import state_bytes
 from ..models.base import Model
@@ -81,6 +82,8 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
         config = train_config(model, config)
     ds = load_dataset(data, "train", data_dir=data_dir) if isinstance(data, str) else data
     ds, test_record = _hold_out_test(data, ds, config.test_fraction)
+    if not recorded:
+        config = fitted_val_size(model, config, len(ds))
     if isinstance(model, str):
         if recorded and model_config is None:
             if recorded.get("model") != model:
@@ -110,6 +113,21 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
               "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
               "shape": list(ds.shape), **test_record, **label_record}
     return fit(model, train_ds, val_ds, config, out, resume=resume, data_record=record, progress=progress)
+
+
+def fitted_val_size(model: str | Model, config: TrainConfig, n: int) -> TrainConfig:
+    """A family's default validation count, made for MNIST (the last 10,000 of 60,000, as the
+    papers), replaced by TrainConfig's default fraction on data that it would leave with fewer
+    than half its rows for training (8×8 digits: 1,500), with a warning that says so."""
+    cls = model_class(model) if isinstance(model, str) else type(model)
+    default = getattr(cls, "train_defaults", {}).get("val_size")
+    if default is None or default < 1 or config.val_size != default or default < n / 2:
+        return config
+    fraction = TrainConfig().val_size
+    warnings.warn(f"--val-size {default:g} ({cls.name}'s default) would leave {n - int(default) if n > default else 0} "
+                  f"of the {n} training images to train on; validating on {fraction:g} of them instead "
+                  "(--val-size sets it)", VaelabWarning, stacklevel=2)
+    return config.replace(val_size=fraction)
 
 
 def _train_stages(name: str, model, ds: Dataset, out: Path, config: TrainConfig, resume: bool,
