@@ -27,3 +27,19 @@ def test_a_validation_count_given_that_does_not_fit_is_refused(tmp_path, capsys)
     assert cli_main(["train", "vae", "--data", "digits", "--out", str(tmp_path / "r"), "--val-size", "5000"]
                     + QUICK) == 2
     assert "5000" in capsys.readouterr().err
+
+
+def test_the_end_line_and_the_report_name_the_monitored_figure(tmp_path, capsys):
+    """m2 keeps its best epoch by validation error: its end line says error, not loss."""
+    from vaelab.viz.report import make_report
+
+    out = tmp_path / "m2"
+    assert cli_main(["train", "m2", "--data", "digits", "--out", str(out), "--latent-dim", "2", "--hidden", "16"]
+                    + QUICK) == 0
+    said = capsys.readouterr().out
+    assert "best validation error" in said and "validation loss" not in said
+    assert cli_main(["train", "m2", "--data", "digits", "--out", str(out), "--resume"] + QUICK) == 0
+    said = capsys.readouterr().out
+    assert "nothing left to do" in said and "best validation error" in said
+    page = make_report([out], tmp_path / "r.html", eval_images=0).read_text()
+    assert "best val error (epoch 1)" in page

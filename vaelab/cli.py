@@ -470,7 +470,8 @@ def _run_settings(args, model_cls, out: Path, inherited: dict | None = None):
 
 def _trained(result) -> None:
     """What a finished ``train`` or ``train-prior`` says."""
-    best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"
+    best = "" if result.best_val is None else \
+        f"; best validation {result.monitor} {result.best_val:.2f} at epoch {result.best_epoch}"
     if result.already_finished:
         print(_nothing_to_do(result, best))
         return
@@ -498,7 +499,7 @@ def _nothing_to_do(result, best: str) -> str:
     """What ``--resume`` of a finished run says instead of a training summary: how to go on."""
     done = f"nothing left to do: the run in {result.run_dir} finished {count(result.epochs_run, 'epoch')}{best}"
     if result.stopped_early:
-        return f"{done}; it stopped early (no better validation loss for --patience epochs)"
+        return f"{done}; it stopped early (no better validation {result.monitor} for --patience epochs)"
     return f"{done}; to train longer, pass --resume --epochs N with N larger than {result.epochs_run}"
 
 

@@ -142,7 +142,7 @@ def _train_stages(name: str, model, ds: Dataset, out: Path, config: TrainConfig,
     last = list(results.values())[-1]
     return TrainResult(load(out), out, last.epochs_run, last.best_epoch, last.best_val, last.stopped_early,
                        sum(r.skipped_steps for r in results.values()),
-                       all(r.already_finished for r in results.values()))
+                       all(r.already_finished for r in results.values()), last.monitor)
 
 
 def labelled_part(ds: Dataset, config: TrainConfig) -> tuple[Dataset, dict]:
