@@ -105,8 +105,34 @@ def _add_train_prior_command(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys are the option names)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     add_options(p.add_argument_group("prior settings"), options(VQPrior.Config))
+    honoured = [o for o in options(TrainConfig) if o.key not in PRIOR_FIXED]
     add_options(p.add_argument_group("training settings (the validation split follows the VQ-VAE run's)"),
-                options(TrainConfig), defaults=VQPrior.train_defaults)
+                honoured, defaults=VQPrior.train_defaults)
+    for o in options(TrainConfig):  # taken only to be refused in one line (see _refuse_prior_settings)
+        if o.key in PRIOR_FIXED:
+            p.add_argument(o.flag, dest=o.key, default=None, help=argparse.SUPPRESS)
+
+
+# Training settings a prior over a VQ-VAE's codes does not take, and why.
+_SPLIT = "its validation split follows the VQ-VAE run's (the same rows, drawn by the run's seed)"
+_CODES = "it trains on every code map of the run's training images"
+PRIOR_FIXED = {"val_size": _SPLIT, "val_rows": _SPLIT, "seed": _SPLIT,
+               "test_fraction": "the prior is measured on the VQ-VAE run's test images (vaelab eval RUN)",
+               "labels": _CODES, "label_seed": _CODES, "labelled_batch_size": _CODES,
+               "binarize": "codes are integers, not pixels"}
+
+
+def _refuse_prior_settings(args) -> None:
+    """``train-prior --val-size 0.5`` (or the same in --config) refused in one line, not ignored."""
+    from .training import TrainConfig
+
+    flags = {o.key: o.flag for o in options(TrainConfig)}
+    given = [k for k in PRIOR_FIXED if getattr(args, k, None) is not None]
+    if not given and args.config:
+        spellings = key_spellings(options(TrainConfig))
+        given = [spellings[k] for k in _settings_file(args.config) if spellings.get(k) in PRIOR_FIXED]
+    if given:
+        raise VaelabError(f"train-prior has no {flags[given[0]]}: {PRIOR_FIXED[given[0]]}")
 
 
 def _add_eval_command(sub) -> None:
@@ -487,6 +513,7 @@ def cmd_train_prior(args) -> None:
     from .models.vq_prior import VQPrior
     from .training.prior import inherited_settings, train_prior
 
+    _refuse_prior_settings(args)
     run = Path(args.run)
     if not run.is_dir():
         raise VaelabError(f"run directory not found: {run}; train a VQ-VAE first (vaelab train vqvae --out {run})")
