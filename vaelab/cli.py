@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import VaelabError
 from .options import Option, add_options, comma_list, key_spellings, options, valid_keys
+from .outputs import check_outputs
 from .words import count
 
 RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard")
@@ -162,7 +163,8 @@ def _add_sample_command(sub) -> None:
     p = sub.add_parser("sample", help="decode prior samples into a PNG grid")
     p.add_argument("run", help="run or model directory")
     p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
-    p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default: samples.png)")
+    p.add_argument("-o", "--output", default="samples.png",
+                   help="image file to write, .png, .jpg or .webp (default: samples.png)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--codes", default="prior", choices=("prior", "fitted"),
                    help="codes to decode: prior, z ~ N(0, I); or fitted, z ~ a Gaussian fitted to the codes of "
@@ -191,7 +193,7 @@ def _add_edit_command(sub) -> None:
     p.add_argument("--set", dest="changes", required=True, metavar="NAME=V[,NAME=V...]",
                    help="the attributes to change, e.g. thickness=3.5 or slant=-10 (pixels, degrees)")
     p.add_argument("--extrapolate", action="store_true", help="allow values outside the training range")
-    p.add_argument("-o", "--output", default="edit.png", help="PNG file (default: edit.png)")
+    p.add_argument("-o", "--output", default="edit.png", help="image file, .png, .jpg or .webp (default: edit.png)")
 
 
 def _add_reconstruct_command(sub) -> None:
@@ -203,7 +205,8 @@ def _add_reconstruct_command(sub) -> None:
                    help="show these images of the split (0-based, e.g. 3,17,42) instead of the first N")
     p.add_argument("--seed", type=int, default=None,
                    help="show N images drawn at random with this seed instead of the first N")
-    p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
+    p.add_argument("-o", "--output", default="reconstructions.png",
+                   help="image file, .png, .jpg or .webp (default: reconstructions.png)")
 
 
 def _add_encode_command(sub) -> None:
@@ -238,8 +241,9 @@ def _add_traverse_command(sub) -> None:
                    help="reach of each row in standard deviations either side (default: 3)")
     p.add_argument("--label", type=int, default=None, metavar="Y",
                    help="class to decode with (label-conditional models; default: the --index image's label)")
-    p.add_argument("-o", "--output", default="traverse.png", help="PNG file (default: traverse.png)")
-    p.add_argument("--gif", default=None, metavar="FILE", help="also write an animated GIF sweeping the values")
+    p.add_argument("-o", "--output", default="traverse.png",
+                   help="image file, .png, .jpg or .webp (default: traverse.png)")
+    p.add_argument("--gif", default=None, metavar="FILE", help="also write an animated GIF (.gif) sweeping the values")
 
 
 def _add_interpolate_command(sub) -> None:
@@ -260,7 +264,8 @@ def _add_interpolate_command(sub) -> None:
                    help="digit classifier directory; trained there on --data's training images when missing "
                         "(default: one per dataset in ~/.cache/vaelab/classifiers)")
     p.add_argument("--no-classifier", action="store_true", help="skip the classifier's confidence")
-    p.add_argument("-o", "--output", default="interpolate.png", help="PNG file (default: interpolate.png)")
+    p.add_argument("-o", "--output", default="interpolate.png",
+                   help="image file, .png, .jpg or .webp (default: interpolate.png)")
 
 
 def _add_demo_command(sub) -> None:
@@ -277,7 +282,8 @@ def _add_curves_command(sub) -> None:
                        description="Read each run's metrics.jsonl and draw one small panel per quantity, "
                                    "the runs overlaid (solid: training, dashed: validation).")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (a run of stages: one curve per stage)")
-    p.add_argument("-o", "--output", default="curves.png", help="PNG file to write (default: curves.png)")
+    p.add_argument("-o", "--output", default="curves.png",
+                   help="image file to write, .png, .jpg or .webp (default: curves.png)")
 
 
 def _add_report_command(sub) -> None:
@@ -350,7 +356,7 @@ def _add_manifold_command(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the --coverage draws (default: 0)")
     _threads_arg(p)
     p.add_argument("-o", "--output", default=None,
-                   help="PNG file (default: manifold.png, or coverage.png with --coverage)")
+                   help="image file, .png, .jpg or .webp (default: manifold.png, or coverage.png with --coverage)")
 
 
 def _add_scatter_command(sub) -> None:
@@ -367,7 +373,8 @@ def _add_scatter_command(sub) -> None:
     p.add_argument("--save-codes", default=None, metavar="FILE.npz",
                    help="also write the points, codes and labels to this .npz")
     _threads_arg(p)
-    p.add_argument("-o", "--output", default="latent_map.png", help="PNG file (default: latent_map.png)")
+    p.add_argument("-o", "--output", default="latent_map.png",
+                   help="image file, .png, .jpg or .webp (default: latent_map.png)")
 
 
 def _add_analogies_command(sub) -> None:
@@ -381,7 +388,8 @@ def _add_analogies_command(sub) -> None:
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
                    help="use these images of the split (0-based, e.g. 3,17,42) instead of the first N")
     p.add_argument("--seed", type=int, default=None, help="draw the N digits at random with this seed")
-    p.add_argument("-o", "--output", default="analogies.png", help="PNG file (default: analogies.png)")
+    p.add_argument("-o", "--output", default="analogies.png",
+                   help="image file, .png, .jpg or .webp (default: analogies.png)")
 
 
 def _add_train_parser(models, name: str) -> None:
@@ -614,11 +622,12 @@ def _table_keys(result: dict) -> list[str]:
 def cmd_sample(args) -> None:
     from . import load
     from .codes import training_code_gaussian
-    from .viz.grids import save_samples
+    from .viz.grids import capped, save_samples
 
     if args.n < 1:
         raise VaelabError(f"-n must be at least 1, got {args.n}")
     model = load(args.run)
+    args.n = capped(args.n, model.input_shape)
     if args.attributes is not None:
         return _sample_attributes(args, model)
     if args.extrapolate:
@@ -904,6 +913,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):
+            check_outputs(args.command, args)
             handlers[args.command](args)
     except VaelabError as exc:
         code = getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training
