@@ -542,9 +542,6 @@ def _norm(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
 
-TRAINING_IMAGES = "computed on training images (the train split), not on held-out data"
-
-
 def _eval_data(args, model, run: Path):
     """The Dataset of ``--split`` as the run saw it (its carved test split, if any), labels
     included: a conditional model needs them, as do classification figures."""
@@ -559,10 +556,14 @@ def _eval_data(args, model, run: Path):
 
 
 def _eval_images(args, model, run: Path):
-    """As :func:`_eval_data`, with a note on stderr when the images are training images."""
+    """As :func:`_eval_data`, with a note on stderr when the images are training images, or
+    other data than the run's."""
+    from .training.run import held_out
+
     ds = _eval_data(args, model, run)
-    if args.split == "train":
-        print(f"note: {TRAINING_IMAGES}", file=sys.stderr)
+    note = held_out(run, args.data, args.split)[1]
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return ds
 
 
@@ -579,6 +580,7 @@ def cmd_eval(args) -> None:
     from . import evaluate, load
     from .data.samplers import resolve_binarize
     from .threads import set_threads
+    from .training.run import held_out
     from .training.trainer import resolve_device
 
     if args.nll_samples < 0:
@@ -591,14 +593,18 @@ def cmd_eval(args) -> None:
     result = evaluate(model, ds, nll_samples=args.nll_samples, binarize=resolve_binarize(args.binarize, model, run),
                       batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                       reference=reference)
-    held_out = args.split == "test"
-    result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
-              **({} if held_out else {"note": TRAINING_IMAGES}), **result}
+    unseen, note = held_out(run, args.data, args.split)
+    result = {"run": str(run), "data": args.data, "split": args.split, "held_out": unseen,
+              **({"note": note} if note else {}), **result}
+    if unseen and note:  # other data than the run's: said whatever the output form
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return
-    if not held_out:
-        print(f"{'note':>14}  {TRAINING_IMAGES}")
+    for key in ("run", "data", "split"):
+        print(f"{key:>19}  {result[key]}")
+    if not unseen:
+        print(f"{'note':>19}  {note}")
     for key in _table_keys(result):
         value = result[key]
         print(f"{key:>19}  {value:.4f}" if isinstance(value, float) else f"{key:>19}  {value}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data import Dataset, has_test_split, labelled_subset, load_dataset, split_test, split_validation
-from ..data.sources import TEST_SPLIT_SEED, canonical_spec
+from ..data.sources import TEST_SPLIT_SEED, canonical_spec, training_images_of
 from ..errors import VaelabError, VaelabWarning
 from ..files import read_run_record
 from ..io import state_bytes
@@ -188,6 +188,32 @@ def run_split(run_dir: str | os.PathLike, data: str, split: str = "test",
                           f"off {n_run}; the split cannot be rebuilt: evaluate on the data the run was trained on")
     kept, test = split_test(full, carve["test_fraction"], carve["test_seed"])
     return test if split == "test" else kept
+
+
+TRAINING_IMAGES = "computed on training images (the train split), not on held-out data"
+
+
+def held_out(run_dir: str | os.PathLike, data: str, split: str = "test") -> tuple[bool, str | None]:
+    """(held_out, note): whether the ``split`` images of ``data`` were outside the training
+    split of the run in ``run_dir``, and what to say about them. Images of other data than the
+    run's were never in it (whatever the split), and the note names both datasets; the train
+    split of the run's own data is training images. Without a run record, only the split says."""
+    recorded = _recorded_spec(Path(run_dir))
+    if recorded is not None and training_images_of(recorded) != training_images_of(data):
+        return True, (f"{data} is not the data the run trained on ({recorded}); none of these images were in "
+                      "its training split")
+    return (False, TRAINING_IMAGES) if split == "train" else (True, None)
+
+
+def _recorded_spec(run_dir: Path) -> str | None:
+    """The data spec the run's record names (None: no record, or data given as a Dataset)."""
+    if not (run_dir / "run.json").is_file():
+        return None
+    spec = read_run_record(run_dir / "run.json").get("data", {}).get("spec")
+    try:
+        return spec if isinstance(spec, str) and training_images_of(spec) else None
+    except VaelabError:  # a Dataset's name, not a spec
+        return None
 
 
 def _recorded_carve(run_dir: Path, data: str) -> dict | None:
