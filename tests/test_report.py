@@ -115,7 +115,7 @@ def test_cli_writes_the_report(runs, data_dir, tmp_path, capsys):
                  "--eval-images", "50", "--nll-samples", "4"]) == 0
     assert "wrote" in capsys.readouterr().out
     page = out.read_text()
-    assert "first 50 images, binarization dynamic, 4 importance samples" in page and "<td>nll</td>" in page
+    assert "first 50 images, binarization dynamic, drawn once (seed 123), 4 importance samples" in page and "<td>nll</td>" in page
 
 
 @pytest.mark.parametrize("case, message", [

@@ -181,3 +181,13 @@ def test_eval_table_names_run_data_split_and_what_binarization_did(tmp_path, cap
     assert rows["run"] == str(out) and rows["data"] == mine and rows["split"] == "train"
     code, text, err = cli(capsys, "eval", out, "--data", mine, "--split", "train", "--threads", "1", "--json")
     assert json.loads(text)["binarize"] == "dynamic, drawn once (seed 123)"
+
+
+def test_every_part_of_a_data_spec_is_checked_before_step_1(tmp_path, capsys):
+    mine, small = _array(tmp_path / "mine.npy", 0), tmp_path / "small.npy"
+    np.save(small, np.zeros((5, 6, 6), dtype=np.uint8))
+    for test, message in [(tmp_path / "missing.npy", "missing.npy"), (small, "[1, 6, 6]")]:
+        out = tmp_path / f"run-{test.stem}"
+        code, _, err = cli(capsys, "train", "vae", "--data", f"{mine},test={test}", "--out", out, *CLI_TINY)
+        assert_one_line_error(code, err, message)
+        assert not out.exists()

@@ -51,6 +51,17 @@ def _hold_out_test(data: str | Dataset, ds: Dataset, fraction: float) -> tuple[D
     return kept, {"test_fraction": fraction, "test_seed": TEST_SPLIT_SEED, "n_test": len(test)}
 
 
+def _check_test_split(data: str, ds: Dataset, data_dir) -> None:
+    """A named test split (``npy:A,test=B``) is read before step 1, so a wrong path or size is
+    said now, not by the first evaluation after training."""
+    if not data.startswith(("npy:", "folder:")) or ",test=" not in data:
+        return
+    test = load_dataset(data, "test", data_dir=data_dir)
+    if tuple(test.shape) != tuple(ds.shape):
+        raise VaelabError(f"{data}: the test images have shape {list(test.shape)}, the training images "
+                          f"{list(ds.shape)}; name a test split of images of the training images' size")
+
+
 def train_config(model: str | Model | type, settings: dict | None = None) -> TrainConfig:
     """``settings`` over the model family's ``train_defaults`` over TrainConfig's defaults,
     so ``linear-ae`` trains with the schedule that reaches PCA's subspace unless told otherwise."""
@@ -81,6 +92,8 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     elif not isinstance(config, TrainConfig):
         config = train_config(model, config)
     ds = load_dataset(data, "train", data_dir=data_dir) if isinstance(data, str) else data
+    if isinstance(data, str):
+        _check_test_split(data, ds, data_dir)
     ds, test_record = _hold_out_test(data, ds, config.test_fraction)
     if not recorded:
         config = fitted_val_size(model, config, len(ds))
