@@ -43,3 +43,14 @@ def test_the_end_line_and_the_report_name_the_monitored_figure(tmp_path, capsys)
     assert "nothing left to do" in said and "best validation error" in said
     page = make_report([out], tmp_path / "r.html", eval_images=0).read_text()
     assert "best val error (epoch 1)" in page
+
+
+def test_the_report_of_a_run_of_stages_names_its_last_stage_monitor(tmp_path):
+    from vaelab.viz.report import make_report
+
+    out = tmp_path / "m1m2"
+    sizes = ["--m1-hidden", "16", "--m1-latent-dim", "4", "--m1-epochs", "1", "--m2-hidden", "16",
+             "--m2-latent-dim", "2"]
+    assert cli_main(["train", "m1m2", "--data", "digits", "--out", str(out)] + sizes + QUICK) == 0
+    page = make_report([out], tmp_path / "r.html", eval_images=0).read_text()
+    assert "best val error (epoch 1)" in page and "best val loss" not in page

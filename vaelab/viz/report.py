@@ -222,7 +222,10 @@ def _comparison(parts: list[RunReport]) -> str:
 
 
 def _monitor(p: RunReport) -> str:
-    return (p.ctx.record.get("train") or {}).get("monitor", "loss")
+    """The validation value the run kept its best epoch by (a run of stages: its last stage's)."""
+    stages = p.ctx.record.get("stages") or [{}]
+    train = p.ctx.record.get("train") or (stages[-1] if isinstance(stages[-1], dict) else {}).get("train") or {}
+    return train.get("monitor", "loss")
 
 
 def _best(h: History, monitor: str):
