@@ -191,3 +191,13 @@ def test_every_part_of_a_data_spec_is_checked_before_step_1(tmp_path, capsys):
         code, _, err = cli(capsys, "train", "vae", "--data", f"{mine},test={test}", "--out", out, *CLI_TINY)
         assert_one_line_error(code, err, message)
         assert not out.exists()
+
+
+def test_a_run_on_data_given_as_a_dataset_is_judged_by_the_split_alone(tmp_path):
+    """A Dataset's name is no spec: nothing is known of its images, so only the split says."""
+    from vaelab.training.run import TRAINING_IMAGES, held_out
+
+    ds = Dataset("my subset", torch.rand(30, 1, 6, 6))
+    _train(ds, tmp_path / "run")
+    assert held_out(tmp_path / "run", "mnist", "train") == (False, TRAINING_IMAGES)
+    assert held_out(tmp_path / "run", "mnist", "test") == (True, None)

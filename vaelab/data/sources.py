@@ -232,7 +232,7 @@ def training_images_of(spec: str) -> str:
     the name itself for a named dataset. Two specs with the same training images are the same
     data to a run, whatever test split each names."""
     if not spec.startswith(_USER_PREFIXES):
-        return spec.strip().lower()
+        return spec.strip().lower().replace("_", "-")
     prefix, path, _ = _user_paths(spec)
     return f"{prefix}{path.resolve()}"
 

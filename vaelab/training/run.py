@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from ..data import Dataset, has_test_split, labelled_subset, load_dataset, split_test, split_validation
-from ..data.sources import TEST_SPLIT_SEED, canonical_spec, training_images_of
+from ..data.sources import DATASETS, TEST_SPLIT_SEED, canonical_spec, training_images_of
 from ..errors import VaelabError, VaelabWarning
 from ..files import read_run_record
 from ..io import state_bytes
@@ -223,8 +223,11 @@ def _recorded_spec(run_dir: Path) -> str | None:
     if not (run_dir / "run.json").is_file():
         return None
     spec = read_run_record(run_dir / "run.json").get("data", {}).get("spec")
+    if not isinstance(spec, str):
+        return None
     try:
-        return spec if isinstance(spec, str) and training_images_of(spec) else None
+        named = spec.startswith(("npy:", "folder:")) or training_images_of(spec) in DATASETS
+        return spec if named and training_images_of(spec) else None
     except VaelabError:  # a Dataset's name, not a spec
         return None
 
