@@ -160,7 +160,7 @@ def _add_eval_command(sub) -> None:
 
 def _add_sample_command(sub) -> None:
     """``vaelab sample RUN``: decoded samples as a PNG grid."""
-    p = sub.add_parser("sample", help="decode prior samples into a PNG grid")
+    p = sub.add_parser("sample", help="decode prior samples into an image grid")
     p.add_argument("run", help="run or model directory")
     p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
     p.add_argument("-o", "--output", default="samples.png",
@@ -589,15 +589,15 @@ def cmd_eval(args) -> None:
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
     ds = _eval_data(args, model, run)
+    unseen, note = held_out(run, args.data, args.split)
+    if unseen and note:  # other data than the run's: said at once, whatever the output form
+        print(f"note: {note}", file=sys.stderr)
     reference = _reference_data(args, model, run)
     result = evaluate(model, ds, nll_samples=args.nll_samples, binarize=resolve_binarize(args.binarize, model, run),
                       batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                       reference=reference)
-    unseen, note = held_out(run, args.data, args.split)
     result = {"run": str(run), "data": args.data, "split": args.split, "held_out": unseen,
               **({"note": note} if note else {}), **result}
-    if unseen and note:  # other data than the run's: said whatever the output form
-        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return
