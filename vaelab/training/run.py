@@ -130,16 +130,17 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
 
 def fitted_val_size(model: str | Model, config: TrainConfig, n: int) -> TrainConfig:
     """A family's default validation count, made for MNIST (the last 10,000 of 60,000, as the
-    papers), replaced by TrainConfig's default fraction on data that it would leave with fewer
-    than half its rows for training (8×8 digits: 1,500), with a warning that says so."""
+    papers), replaced by TrainConfig's default fraction on data that it would leave with no
+    more than half its rows for training (8×8 digits: 1,500), with a warning that says so."""
     cls = model_class(model) if isinstance(model, str) else type(model)
     default = getattr(cls, "train_defaults", {}).get("val_size")
     if default is None or default < 1 or config.val_size != default or default < n / 2:
         return config
     fraction = TrainConfig().val_size
-    warnings.warn(f"--val-size {default:g} ({cls.name}'s default) would leave {n - int(default) if n > default else 0} "
-                  f"of the {n} training images to train on; validating on {fraction:g} of them instead "
-                  "(--val-size sets it)", VaelabWarning, stacklevel=2)
+    left = max(0, n - int(default))
+    warnings.warn(f"--val-size {default:g} ({cls.name}'s default) would leave {left} of the {n} training images "
+                  f"to train on; validating on {fraction:g} of them instead (--val-size sets it)",
+                  VaelabWarning, stacklevel=2)
     return config.replace(val_size=fraction)
 
 
@@ -227,9 +228,9 @@ def _recorded_spec(run_dir: Path) -> str | None:
         return None
     try:
         named = spec.startswith(("npy:", "folder:")) or training_images_of(spec) in DATASETS
-        return spec if named and training_images_of(spec) else None
-    except VaelabError:  # a Dataset's name, not a spec
+    except VaelabError:  # a damaged spec: nothing is known of the images
         return None
+    return spec if named else None
 
 
 def _recorded_carve(run_dir: Path, data: str) -> dict | None:

@@ -299,7 +299,8 @@ def _metrics(p: RunReport) -> str:
     for h in p.history:
         best = _best(h, _monitor(p)) if h is p.history[-1] else None
         at_best = h.epochs.index(best[0]) if best else None
-        header = ["quantity"] + ([f"best val {best[1]} (epoch {best[0]})"] if best else []) + [f"last (epoch {h.epochs[-1]})"]
+        header = ["quantity"] + ([f"best val {best[1]} (epoch {best[0]})"] if best else []) + \
+            [f"last (epoch {h.epochs[-1]})"]
         rows = [[f"{part} {name}" if part else name] + ([values[at_best]] if best else []) + [values[-1]]
                 for (part, name), values in h.series.items()]
         if len(p.history) > 1:
