@@ -78,7 +78,7 @@ def test_eval_json(mnist_run, data_dir, capsys):
     for key in ("elbo", "nll", "recon", "kl", "active_units", "n", "k"):
         assert key in result, key
     assert result["n"] == 200 and result["k"] == 10
-    assert result["binarize"] == "dynamic"  # auto follows the run's resolved binarization
+    assert result["binarize"] == "dynamic, drawn once (seed 123)"  # auto follows the run, drawn once
     assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]))
     assert 50 < result["nll"] < 250 and result["nll"] < -result["elbo"] + 1.0
     assert 0 <= result["active_units"] <= 4

@@ -101,11 +101,15 @@ def test_epoch_ticks_are_whole_numbers(tmp_path, epochs):
         assert ticks and all(float(t).is_integer() for t in ticks), (ax.get_title(), ticks)
 
 
-def test_cli_writes_the_png_creating_its_directory(tmp_path, capsys):
+def test_cli_writes_the_png_into_an_existing_directory_only(tmp_path, capsys):
+    """A mistyped directory is refused, not created (the Python function creates it)."""
     run = _run(tmp_path / "r", [_line(1, 9.0, val=8.0), _line(2, 7.0, val=6.0)])
     out = tmp_path / "new" / "dir" / "c.png"
+    assert main(["curves", str(run), "-o", str(out)]) == 2
+    assert "does not exist" in capsys.readouterr().err and not (tmp_path / "new").exists()
+    out.parent.mkdir(parents=True)
     assert main(["curves", str(run), "-o", str(out)]) == 0
-    assert out.read_bytes() == plot_curves([run], tmp_path / "again.png").read_bytes()
+    assert out.read_bytes() == plot_curves([run], tmp_path / "again" / "c.png").read_bytes()
 
 
 @pytest.mark.parametrize("case, message", [
@@ -122,7 +126,7 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, case, message):
     _run(tmp_path / "empty", [""])
     args = {"missing": [str(tmp_path / "nope")], "no-metrics": [str(tmp_path / "no-metrics")],
             "empty": [str(tmp_path / "empty")], "twice": [str(run), str(run) + "/"],
-            "suffix": [str(run), "-o", str(tmp_path / "c.jpg")]}[case]
+            "suffix": [str(run), "-o", str(tmp_path / "c.gif")]}[case]
     assert main(["curves", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1

@@ -128,12 +128,15 @@ def test_a_new_section_is_one_entry_and_may_decline(runs, data_dir, tmp_path, mo
 
 
 def test_cli_writes_the_report(runs, data_dir, tmp_path, capsys):
-    out = tmp_path / "made" / "here" / "report.html"  # missing directories are created, as for every -o
-    assert main(["report", str(runs / "small"), "-o", str(out), "--data-dir", str(data_dir),
-                 "--eval-images", "50", "--nll-samples", "4"]) == 0
+    out = tmp_path / "made" / "here" / "report.html"  # a missing directory is refused, as for every -o
+    args = ["report", str(runs / "small"), "-o", str(out), "--data-dir", str(data_dir), "--eval-images", "50",
+            "--nll-samples", "4"]
+    assert main(args) == 2 and "does not exist" in capsys.readouterr().err and not (tmp_path / "made").exists()
+    out.parent.mkdir(parents=True)
+    assert main(args) == 0
     assert "wrote" in capsys.readouterr().out
     page = out.read_text()
-    assert "first 50 images, binarization dynamic, 4 importance samples" in page and "<td>nll</td>" in page
+    assert "first 50 images, binarization dynamic, drawn once (seed 123), 4 importance samples" in page and "<td>nll</td>" in page
 
 
 @pytest.mark.parametrize("case, message", [

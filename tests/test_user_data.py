@@ -141,3 +141,63 @@ def test_encode_uses_the_test_split_the_run_carved(grey, tmp_path):
     assert codes["mean"].shape[0] == 20
     model = vaelab.load(result.run_dir)
     assert np.allclose(codes["mean"], model.encode(held_out).mean.detach().numpy(), atol=1e-6)
+
+
+# --- results on data other than the run's say so -----------------------------------------
+
+
+def _array(path, seed):
+    np.save(path, (np.random.default_rng(seed).random((60, 8, 8)) * 255).astype(np.uint8))
+    return f"npy:{path}"
+
+
+def test_held_out_says_whether_the_images_were_in_the_training_split(tmp_path, capsys):
+    mine, other = _array(tmp_path / "mine.npy", 0), _array(tmp_path / "other.npy", 1)
+    out = tmp_path / "run"
+    code, _, err = cli(capsys, "train", "vae", "--data", mine, "--out", out, "--val-size", "0", *CLI_TINY)
+    assert code == 0, err
+    code, text, err = cli(capsys, "eval", out, "--data", other, "--split", "train", "--json", "--threads", "1")
+    assert code == 0, err
+    result = json.loads(text)
+    assert result["held_out"] is True and "training images" not in result["note"]
+    assert str(tmp_path / "other.npy") in result["note"] and str(tmp_path / "mine.npy") in result["note"]
+    assert err.count("\n") == 1 and err.startswith("note: ") and "other.npy" in err and "mine.npy" in err
+    code, text, err = cli(capsys, "eval", out, "--data", mine, "--split", "train", "--json", "--threads", "1")
+    assert json.loads(text)["held_out"] is False and err == ""
+    code, text, err = cli(capsys, "eval", out, "--data", "digits", "--threads", "1")  # a named dataset
+    assert code == 0 and "digits" in err and "mine.npy" in err and err.count("\n") == 1
+    code, _, err = cli(capsys, "reconstruct", out, "--data", other, "--split", "train", "-n", "4",
+                       "-o", tmp_path / "r.png")
+    assert code == 0 and "training images" not in err and "other.npy" in err and err.count("\n") == 1
+
+
+def test_eval_table_names_run_data_split_and_what_binarization_did(tmp_path, capsys):
+    mine = _array(tmp_path / "mine.npy", 0)
+    out = tmp_path / "run"
+    assert cli(capsys, "train", "vae", "--data", mine, "--out", out, "--val-size", "0", "--likelihood",
+               "bernoulli", *CLI_TINY)[0] == 0
+    code, text, err = cli(capsys, "eval", out, "--data", mine, "--split", "train", "--threads", "1")
+    rows = {line.split()[0]: line.split(None, 1)[1] for line in text.splitlines()}
+    assert rows["run"] == str(out) and rows["data"] == mine and rows["split"] == "train"
+    code, text, err = cli(capsys, "eval", out, "--data", mine, "--split", "train", "--threads", "1", "--json")
+    assert json.loads(text)["binarize"] == "dynamic, drawn once (seed 123)"
+
+
+def test_every_part_of_a_data_spec_is_checked_before_step_1(tmp_path, capsys):
+    mine, small = _array(tmp_path / "mine.npy", 0), tmp_path / "small.npy"
+    np.save(small, np.zeros((5, 6, 6), dtype=np.uint8))
+    for test, message in [(tmp_path / "missing.npy", "missing.npy"), (small, "[1, 6, 6]")]:
+        out = tmp_path / f"run-{test.stem}"
+        code, _, err = cli(capsys, "train", "vae", "--data", f"{mine},test={test}", "--out", out, *CLI_TINY)
+        assert_one_line_error(code, err, message)
+        assert not out.exists()
+
+
+def test_a_run_on_data_given_as_a_dataset_is_judged_by_the_split_alone(tmp_path):
+    """A Dataset's name is no spec: nothing is known of its images, so only the split says."""
+    from vaelab.training.run import TRAINING_IMAGES, held_out
+
+    ds = Dataset("my subset", torch.rand(30, 1, 6, 6))
+    _train(ds, tmp_path / "run")
+    assert held_out(tmp_path / "run", "mnist", "train") == (False, TRAINING_IMAGES)
+    assert held_out(tmp_path / "run", "mnist", "test") == (True, None)

@@ -193,3 +193,24 @@ def test_colour_and_frey_shaped_images_get_a_prior_of_their_code_map(shape, code
     assert model.sample(2).shape == (2, *shape)
     bound = vaelab.evaluate(model, x[:8])
     assert bound["bits_per_dim_bound"] == pytest.approx(bound["nll_bound"] / (x[0].numel() * np.log(2)))
+
+
+@pytest.mark.parametrize("option", ["--val-size 0.5", "--val-rows last", "--test-fraction 0.3", "--labels 100",
+                                    "--label-seed 2", "--labelled-batch-size 10", "--binarize static", "--seed 3"])
+def test_train_prior_refuses_the_training_settings_it_does_not_honour(option, tmp_path, capsys):
+    """The split follows the VQ-VAE run's, and codes have no labels to thin or pixels to
+    binarize: such options are refused in one line before anything is read, and not offered."""
+    assert cli_main(["train-prior", str(tmp_path / "nowhere"), *option.split()]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: train-prior has no {option.split()[0]}") and err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        cli_main(["train-prior", "--help"])
+    assert option.split()[0] not in capsys.readouterr().out
+
+
+def test_train_prior_refuses_such_a_setting_in_a_settings_file(tmp_path, capsys):
+    settings = tmp_path / "prior.toml"
+    settings.write_text("epochs = 1\nval_size = 0.5\n")
+    assert cli_main(["train-prior", str(tmp_path / "nowhere"), "--config", str(settings)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: train-prior has no --val-size") and err.count("\n") == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .errors import VaelabError
 from .options import Option, add_options, comma_list, key_spellings, options, valid_keys
+from .outputs import check_outputs
 from .words import count
 
 RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard")
@@ -107,8 +108,34 @@ def _add_train_prior_command(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="JSON or TOML file of settings (keys are the option names)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     add_options(p.add_argument_group("prior settings"), options(VQPrior.Config))
+    honoured = [o for o in options(TrainConfig) if o.key not in PRIOR_FIXED]
     add_options(p.add_argument_group("training settings (the validation split follows the VQ-VAE run's)"),
-                options(TrainConfig), defaults=VQPrior.train_defaults)
+                honoured, defaults=VQPrior.train_defaults)
+    for o in options(TrainConfig):  # taken only to be refused in one line (see _refuse_prior_settings)
+        if o.key in PRIOR_FIXED:
+            p.add_argument(o.flag, dest=o.key, default=None, help=argparse.SUPPRESS)
+
+
+# Training settings a prior over a VQ-VAE's codes does not take, and why.
+_SPLIT = "its validation split follows the VQ-VAE run's (the same rows, drawn by the run's seed)"
+_CODES = "it trains on every code map of the run's training images"
+PRIOR_FIXED = {"val_size": _SPLIT, "val_rows": _SPLIT, "seed": _SPLIT,
+               "test_fraction": "the prior is measured on the VQ-VAE run's test images (vaelab eval RUN)",
+               "labels": _CODES, "label_seed": _CODES, "labelled_batch_size": _CODES,
+               "binarize": "codes are integers, not pixels"}
+
+
+def _refuse_prior_settings(args) -> None:
+    """``train-prior --val-size 0.5`` (or the same in --config) refused in one line, not ignored."""
+    from .training import TrainConfig
+
+    flags = {o.key: o.flag for o in options(TrainConfig)}
+    given = [k for k in PRIOR_FIXED if getattr(args, k, None) is not None]
+    if not given and args.config:
+        spellings = key_spellings(options(TrainConfig))
+        given = [spellings[k] for k in _settings_file(args.config) if spellings.get(k) in PRIOR_FIXED]
+    if given:
+        raise VaelabError(f"train-prior has no {flags[given[0]]}: {PRIOR_FIXED[given[0]]}")
 
 
 def _add_eval_command(sub) -> None:
@@ -135,10 +162,11 @@ def _add_eval_command(sub) -> None:
 
 def _add_sample_command(sub) -> None:
     """``vaelab sample RUN``: decoded samples as a PNG grid."""
-    p = sub.add_parser("sample", help="decode prior samples into a PNG grid")
+    p = sub.add_parser("sample", help="decode prior samples into an image grid")
     p.add_argument("run", help="run or model directory")
     p.add_argument("-n", type=int, default=64, help="number of samples (default: 64)")
-    p.add_argument("-o", "--output", default="samples.png", help="PNG file to write (default: samples.png)")
+    p.add_argument("-o", "--output", default="samples.png",
+                   help="image file to write, .png, .jpg or .webp (default: samples.png)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     p.add_argument("--codes", default="prior", choices=("prior", "fitted"),
                    help="codes to decode: prior, z ~ N(0, I); or fitted, z ~ a Gaussian fitted to the codes of "
@@ -167,7 +195,7 @@ def _add_edit_command(sub) -> None:
     p.add_argument("--set", dest="changes", required=True, metavar="NAME=V[,NAME=V...]",
                    help="the attributes to change, e.g. thickness=3.5 or slant=-10 (pixels, degrees)")
     p.add_argument("--extrapolate", action="store_true", help="allow values outside the training range")
-    p.add_argument("-o", "--output", default="edit.png", help="PNG file (default: edit.png)")
+    p.add_argument("-o", "--output", default="edit.png", help="image file, .png, .jpg or .webp (default: edit.png)")
 
 
 def _add_reconstruct_command(sub) -> None:
@@ -179,7 +207,8 @@ def _add_reconstruct_command(sub) -> None:
                    help="show these images of the split (0-based, e.g. 3,17,42) instead of the first N")
     p.add_argument("--seed", type=int, default=None,
                    help="show N images drawn at random with this seed instead of the first N")
-    p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
+    p.add_argument("-o", "--output", default="reconstructions.png",
+                   help="image file, .png, .jpg or .webp (default: reconstructions.png)")
 
 
 def _add_encode_command(sub) -> None:
@@ -214,8 +243,9 @@ def _add_traverse_command(sub) -> None:
                    help="reach of each row in standard deviations either side (default: 3)")
     p.add_argument("--label", type=int, default=None, metavar="Y",
                    help="class to decode with (label-conditional models; default: the --index image's label)")
-    p.add_argument("-o", "--output", default="traverse.png", help="PNG file (default: traverse.png)")
-    p.add_argument("--gif", default=None, metavar="FILE", help="also write an animated GIF sweeping the values")
+    p.add_argument("-o", "--output", default="traverse.png",
+                   help="image file, .png, .jpg or .webp (default: traverse.png)")
+    p.add_argument("--gif", default=None, metavar="FILE", help="also write an animated GIF (.gif) sweeping the values")
 
 
 def _add_interpolate_command(sub) -> None:
@@ -236,7 +266,8 @@ def _add_interpolate_command(sub) -> None:
                    help="digit classifier directory; trained there on --data's training images when missing "
                         "(default: one per dataset in ~/.cache/vaelab/classifiers)")
     p.add_argument("--no-classifier", action="store_true", help="skip the classifier's confidence")
-    p.add_argument("-o", "--output", default="interpolate.png", help="PNG file (default: interpolate.png)")
+    p.add_argument("-o", "--output", default="interpolate.png",
+                   help="image file, .png, .jpg or .webp (default: interpolate.png)")
 
 
 def _add_demo_command(sub) -> None:
@@ -253,7 +284,8 @@ def _add_curves_command(sub) -> None:
                        description="Read each run's metrics.jsonl and draw one small panel per quantity, "
                                    "the runs overlaid (solid: training, dashed: validation).")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (a run of stages: one curve per stage)")
-    p.add_argument("-o", "--output", default="curves.png", help="PNG file to write (default: curves.png)")
+    p.add_argument("-o", "--output", default="curves.png",
+                   help="image file to write, .png, .jpg or .webp (default: curves.png)")
 
 
 def _add_report_command(sub) -> None:
@@ -326,7 +358,7 @@ def _add_manifold_command(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the --coverage draws (default: 0)")
     _threads_arg(p)
     p.add_argument("-o", "--output", default=None,
-                   help="PNG file (default: manifold.png, or coverage.png with --coverage)")
+                   help="image file, .png, .jpg or .webp (default: manifold.png, or coverage.png with --coverage)")
 
 
 def _add_scatter_command(sub) -> None:
@@ -343,7 +375,8 @@ def _add_scatter_command(sub) -> None:
     p.add_argument("--save-codes", default=None, metavar="FILE.npz",
                    help="also write the points, codes and labels to this .npz")
     _threads_arg(p)
-    p.add_argument("-o", "--output", default="latent_map.png", help="PNG file (default: latent_map.png)")
+    p.add_argument("-o", "--output", default="latent_map.png",
+                   help="image file, .png, .jpg or .webp (default: latent_map.png)")
 
 
 def _add_analogies_command(sub) -> None:
@@ -357,7 +390,8 @@ def _add_analogies_command(sub) -> None:
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
                    help="use these images of the split (0-based, e.g. 3,17,42) instead of the first N")
     p.add_argument("--seed", type=int, default=None, help="draw the N digits at random with this seed")
-    p.add_argument("-o", "--output", default="analogies.png", help="PNG file (default: analogies.png)")
+    p.add_argument("-o", "--output", default="analogies.png",
+                   help="image file, .png, .jpg or .webp (default: analogies.png)")
 
 
 def _add_train_parser(models, name: str) -> None:
@@ -512,7 +546,8 @@ def _run_settings(args, model_cls, out: Path, inherited: dict | None = None):
 
 def _trained(result) -> None:
     """What a finished ``train`` or ``train-prior`` says."""
-    best = "" if result.best_val is None else f"; best validation loss {result.best_val:.2f} at epoch {result.best_epoch}"
+    best = "" if result.best_val is None else \
+        f"; best validation {result.monitor} {result.best_val:.2f} at epoch {result.best_epoch}"
     if result.already_finished:
         print(_nothing_to_do(result, best))
         return
@@ -528,6 +563,7 @@ def cmd_train_prior(args) -> None:
     from .models.vq_prior import VQPrior
     from .training.prior import inherited_settings, train_prior
 
+    _refuse_prior_settings(args)
     run = Path(args.run)
     if not run.is_dir():
         raise VaelabError(f"run directory not found: {run}; train a VQ-VAE first (vaelab train vqvae --out {run})")
@@ -540,15 +576,12 @@ def _nothing_to_do(result, best: str) -> str:
     """What ``--resume`` of a finished run says instead of a training summary: how to go on."""
     done = f"nothing left to do: the run in {result.run_dir} finished {count(result.epochs_run, 'epoch')}{best}"
     if result.stopped_early:
-        return f"{done}; it stopped early (no better validation loss for --patience epochs)"
+        return f"{done}; it stopped early (no better validation {result.monitor} for --patience epochs)"
     return f"{done}; to train longer, pass --resume --epochs N with N larger than {result.epochs_run}"
 
 
 def _norm(value):
     return list(value) if isinstance(value, (list, tuple)) else value
-
-
-TRAINING_IMAGES = "computed on training images (the train split), not on held-out data"
 
 
 def _eval_data(args, model, run: Path):
@@ -565,10 +598,14 @@ def _eval_data(args, model, run: Path):
 
 
 def _eval_images(args, model, run: Path):
-    """As :func:`_eval_data`, with a note on stderr when the images are training images."""
+    """As :func:`_eval_data`, with a note on stderr when the images are training images, or
+    other data than the run's."""
+    from .training.run import held_out
+
     ds = _eval_data(args, model, run)
-    if args.split == "train":
-        print(f"note: {TRAINING_IMAGES}", file=sys.stderr)
+    note = held_out(run, args.data, args.split)[1]
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return ds
 
 
@@ -585,6 +622,7 @@ def cmd_eval(args) -> None:
     from . import evaluate, load
     from .data.samplers import resolve_binarize
     from .threads import set_threads
+    from .training.run import held_out
     from .training.trainer import resolve_device
 
     if args.nll_samples < 0:
@@ -593,18 +631,22 @@ def cmd_eval(args) -> None:
     run = Path(args.run)
     model = load(run, device=resolve_device(args.device))
     ds = _eval_data(args, model, run)
+    unseen, note = held_out(run, args.data, args.split)
+    if unseen and note:  # other data than the run's: said at once, whatever the output form
+        print(f"note: {note}", file=sys.stderr)
     reference = _reference_data(args, model, run)
     result = evaluate(model, ds, nll_samples=args.nll_samples, binarize=resolve_binarize(args.binarize, model, run),
                       batch_size=args.batch_size, seed=args.seed, progress=not args.no_progress,
                       reference=reference)
-    held_out = args.split == "test"
-    result = {"run": str(run), "data": args.data, "split": args.split, "held_out": held_out,
-              **({} if held_out else {"note": TRAINING_IMAGES}), **result}
+    result = {"run": str(run), "data": args.data, "split": args.split, "held_out": unseen,
+              **({"note": note} if note else {}), **result}
     if args.json:
         print(json.dumps(result))
         return
-    if not held_out:
-        print(f"{'note':>14}  {TRAINING_IMAGES}")
+    for key in ("run", "data", "split"):
+        print(f"{key:>19}  {result[key]}")
+    if not unseen:
+        print(f"{'note':>19}  {note}")
     for key in _table_keys(result):
         value = result[key]
         print(f"{key:>19}  {value:.4f}" if isinstance(value, float) else f"{key:>19}  {value}")
@@ -628,11 +670,12 @@ def _table_keys(result: dict) -> list[str]:
 def cmd_sample(args) -> None:
     from . import load
     from .codes import training_code_gaussian
-    from .viz.grids import save_samples
+    from .viz.grids import capped, save_samples
 
     if args.n < 1:
         raise VaelabError(f"-n must be at least 1, got {args.n}")
     model = load(args.run)
+    args.n = capped(args.n, model.input_shape)
     if args.attributes is not None:
         return _sample_attributes(args, model)
     if args.extrapolate:
@@ -919,6 +962,7 @@ def main(argv: list[str] | None = None) -> int:
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):
+            check_outputs(args.command, args)
             handlers[args.command](args)
     except VaelabError as exc:
         code = getattr(exc, "exit_code", 2)  # 130 when Ctrl-C stopped training

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -30,6 +31,7 @@ class Option:
     help: str
     default: Any
     metavar: str | None = None
+    default_text: str | None = None  # the help's words for a default that depends on the data
 
     @property
     def name(self) -> str:
@@ -53,7 +55,7 @@ def options(config_cls: type) -> list[Option]:
         if default is dataclasses.MISSING:
             default = None if f.default_factory is dataclasses.MISSING else f.default_factory()
         found.append(Option(f.name, meta.get("flag", "--" + f.name.replace("_", "-")), hints[f.name],
-                            meta["help"], default, meta.get("metavar")))
+                            meta["help"], default, meta.get("metavar"), meta.get("default_text")))
     return found
 
 
@@ -80,7 +82,9 @@ def add_options(group, opts: list[Option], defaults: dict | None = None) -> None
     (``defaults`` first: a model family's own training defaults)."""
     defaults = defaults or {}
     for opt in opts:
-        text = f"{opt.help} (default: {shown(defaults.get(opt.key, opt.default))})".replace("%", "%%")
+        default = opt.default_text if opt.default_text and opt.key not in defaults else \
+            shown(defaults.get(opt.key, opt.default))
+        text = f"{opt.help} (default: {default})".replace("%", "%%")
         if opt.kind is bool:
             group.add_argument(opt.flag, dest=opt.key, action=argparse.BooleanOptionalAction, default=None,
                                help=text)
@@ -91,7 +95,11 @@ def add_options(group, opts: list[Option], defaults: dict | None = None) -> None
 
 
 def parser_for(kind: Any, key: str = "?") -> tuple[Callable[[str], Any], str]:
-    """The argparse ``type`` and metavar of a field annotation."""
+    """The argparse ``type`` and metavar of a field annotation (``int | None``: a field whose
+    default None the config resolves from the data; on the command line, an int)."""
+    arms = [a for a in typing.get_args(kind) if a is not type(None)]
+    if typing.get_origin(kind) in (typing.Union, types.UnionType) and len(arms) == 1:
+        kind = arms[0]
     if kind in METAVARS:
         return kind, METAVARS[kind]
     args = typing.get_args(kind)

@@ -227,6 +227,16 @@ def has_test_split(spec: str) -> bool:
     return test is not None or (prefix == "folder:" and _has_split_folders(path))
 
 
+def training_images_of(spec: str) -> str:
+    """What names ``spec``'s training images: ``npy:/abs/A.npy`` for ``npy:A.npy,test=B.npy``,
+    the name itself for a named dataset. Two specs with the same training images are the same
+    data to a run, whatever test split each names."""
+    if not spec.startswith(_USER_PREFIXES):
+        return spec.strip().lower().replace("_", "-")
+    prefix, path, _ = _user_paths(spec)
+    return f"{prefix}{path.resolve()}"
+
+
 def canonical_spec(spec: str) -> str:
     """``spec`` with absolute paths, so a run's record names its data from any directory."""
     if not spec.startswith(_USER_PREFIXES):

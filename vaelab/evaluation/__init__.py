@@ -40,6 +40,12 @@ from .likelihood import as_rows, log_likelihood, on_device
 TEST_BINARIZATION_SEED = 123
 
 
+def binarization(binarize: str) -> str:
+    """What evaluation did to the images, for its result: one fixed draw, whatever the run's
+    binarization (``dynamic, drawn once (seed 123)``), or nothing (``none``)."""
+    return binarize if binarize == "none" else f"{binarize}, drawn once (seed {TEST_BINARIZATION_SEED})"
+
+
 def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
              batch_size: int = 500, seed: int = 0, max_rows: int | None = None,
              progress: bool = False, reference=None) -> dict:
@@ -48,7 +54,8 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
     returns a JSON-ready dict of the figures the model's capabilities allow (module docstring).
 
     ``binarize="dynamic"`` or ``"static"`` draws one fixed binarization of x (seed 123, as
-    the IWAE code does for its test set). ``elbo`` (a lower bound on log p(x)), ``recon``,
+    the IWAE code does for its test set), and the result says so (``binarize``: ``dynamic,
+    drawn once (seed 123)``). ``elbo`` (a lower bound on log p(x)), ``recon``,
     ``kl`` are nats per example from one seeded posterior sample each; ``nll`` is the
     importance-sampled estimate with exactly ``nll_samples`` samples (omitted when 0), and
     ``bits_per_dim`` is it over the modelled dimensions (those of x). A label-conditional
@@ -72,7 +79,7 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
     if hasattr(model, "as_completion"):  # whole images -> the completion task, after binarizing them
         rows = model.as_completion(rows)
     n = len(rows)
-    result: dict = {"n": n, "k": nll_samples, "binarize": binarize, **codes}
+    result: dict = {"n": n, "k": nll_samples, "binarize": binarization(binarize), **codes}
     prefix = "c" if getattr(model, "conditional", False) else ""
     if exact:  # an exact density: no samples to choose, the figure is the same for any k
         result.update(k=0, **_exact_likelihood(model, rows, batch_size, prefix, device))

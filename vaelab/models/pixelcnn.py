@@ -38,12 +38,20 @@ class PixelCNNConfig(Config):
     head: int = field(default=64, metadata={"help": "channels of the 1×1 output network"})
     classes: int = field(default=0, metadata={"help": "class-conditional p(x|y) over this many classes "
                                                       "(0 = unconditional)"})
-    completion_rows: int = field(default=14, metadata={
-        "help": "rows given when completions.png completes test images (the top half of MNIST)"})
+    completion_rows: int | None = field(default=None, metadata={
+        "help": "rows given when completions.png completes test images",
+        "default_text": "half the image height, 14 for MNIST"})
 
     # The trainer's and evaluation's "auto" binarization asks for a Bernoulli likelihood: each
     # pixel here is one (a 2-way softmax). A class attribute, not a setting.
     likelihood = "bernoulli"
+
+    def __post_init__(self) -> None:
+        """Left out, the rows given are the top half of whatever image height the data has
+        (a fixed 14 would refuse 8×8 digits)."""
+        if self.completion_rows is None and len(self.input_shape) == 3:
+            object.__setattr__(self, "completion_rows", self.input_shape[1] // 2)
+        super().__post_init__()
 
     def validate(self) -> None:
         require(len(self.input_shape) == 3 and all(s >= 1 for s in self.input_shape),
@@ -55,7 +63,8 @@ class PixelCNNConfig(Config):
         require(self.classes == 0 or self.classes >= 2,
                 f"classes must be 0 (unconditional) or at least 2, got {self.classes}")
         require(0 <= self.completion_rows < self.input_shape[1],
-                f"completion_rows must be in 0..{self.input_shape[1] - 1}, got {self.completion_rows}")
+                f"--completion-rows must be in 0..{self.input_shape[1] - 1} (the image is {self.input_shape[1]} "
+                f"rows tall), got {self.completion_rows}")
 
 
 @register("pixelcnn")

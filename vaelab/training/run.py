@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
 
 from ..data import Dataset, has_test_split, labelled_subset, load_dataset, split_test, split_validation
-from ..data.sources import TEST_SPLIT_SEED, canonical_spec
-from ..errors import VaelabError
+from ..data.sources import DATASETS, TEST_SPLIT_SEED, canonical_spec, training_images_of
+from ..errors import VaelabError, VaelabWarning
 from ..files import read_run_record
 from ..io import state_bytes
 from ..models.base import Model
@@ -50,6 +51,17 @@ def _hold_out_test(data: str | Dataset, ds: Dataset, fraction: float) -> tuple[D
     return kept, {"test_fraction": fraction, "test_seed": TEST_SPLIT_SEED, "n_test": len(test)}
 
 
+def _check_test_split(data: str, ds: Dataset, data_dir) -> None:
+    """A named test split (``npy:A,test=B``) is read before step 1, so a wrong path or size is
+    said now, not by the first evaluation after training."""
+    if not data.startswith(("npy:", "folder:")) or ",test=" not in data:
+        return
+    test = load_dataset(data, "test", data_dir=data_dir)
+    if tuple(test.shape) != tuple(ds.shape):
+        raise VaelabError(f"{data}: the test images have shape {list(test.shape)}, the training images "
+                          f"{list(ds.shape)}; name a test split of images of the training images' size")
+
+
 def train_config(model: str | Model | type, settings: dict | None = None) -> TrainConfig:
     """``settings`` over the model family's ``train_defaults`` over TrainConfig's defaults,
     so ``linear-ae`` trains with the schedule that reaches PCA's subspace unless told otherwise."""
@@ -80,7 +92,11 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     elif not isinstance(config, TrainConfig):
         config = train_config(model, config)
     ds = load_dataset(data, "train", data_dir=data_dir) if isinstance(data, str) else data
+    if isinstance(data, str):
+        _check_test_split(data, ds, data_dir)
     ds, test_record = _hold_out_test(data, ds, config.test_fraction)
+    if not recorded:
+        config = fitted_val_size(model, config, len(ds))
     if isinstance(model, str):
         if recorded and model_config is None:
             if recorded.get("model") != model:
@@ -112,6 +128,22 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     return fit(model, train_ds, val_ds, config, out, resume=resume, data_record=record, progress=progress)
 
 
+def fitted_val_size(model: str | Model, config: TrainConfig, n: int) -> TrainConfig:
+    """A family's default validation count, made for MNIST (the last 10,000 of 60,000, as the
+    papers), replaced by TrainConfig's default fraction on data that it would leave with no
+    more than half its rows for training (8×8 digits: 1,500), with a warning that says so."""
+    cls = model_class(model) if isinstance(model, str) else type(model)
+    default = getattr(cls, "train_defaults", {}).get("val_size")
+    if default is None or default < 1 or config.val_size != default or default < n / 2:
+        return config
+    fraction = TrainConfig().val_size
+    left = max(0, n - int(default))
+    warnings.warn(f"--val-size {default:g} ({cls.name}'s default) would leave {left} of the {n} training images "
+                  f"to train on; validating on {fraction:g} of them instead (--val-size sets it)",
+                  VaelabWarning, stacklevel=2)
+    return config.replace(val_size=fraction)
+
+
 def _train_stages(name: str, model, ds: Dataset, out: Path, config: TrainConfig, resume: bool,
                   progress: bool) -> TrainResult:
     """Train a composite model's stages into ``out``; the result describes the last stage,
@@ -124,7 +156,7 @@ def _train_stages(name: str, model, ds: Dataset, out: Path, config: TrainConfig,
     last = list(results.values())[-1]
     return TrainResult(load(out), out, last.epochs_run, last.best_epoch, last.best_val, last.stopped_early,
                        sum(r.skipped_steps for r in results.values()),
-                       all(r.already_finished for r in results.values()))
+                       all(r.already_finished for r in results.values()), last.monitor)
 
 
 def labelled_part(ds: Dataset, config: TrainConfig) -> tuple[Dataset, dict]:
@@ -170,6 +202,35 @@ def run_split(run_dir: str | os.PathLike, data: str, split: str = "test",
                           f"off {n_run}; the split cannot be rebuilt: evaluate on the data the run was trained on")
     kept, test = split_test(full, carve["test_fraction"], carve["test_seed"])
     return test if split == "test" else kept
+
+
+TRAINING_IMAGES = "computed on training images (the train split), not on held-out data"
+
+
+def held_out(run_dir: str | os.PathLike, data: str, split: str = "test") -> tuple[bool, str | None]:
+    """(held_out, note): whether the ``split`` images of ``data`` were outside the training
+    split of the run in ``run_dir``, and what to say about them. Images of other data than the
+    run's were never in it (whatever the split), and the note names both datasets; the train
+    split of the run's own data is training images. Without a run record, only the split says."""
+    recorded = _recorded_spec(Path(run_dir))
+    if recorded is not None and training_images_of(recorded) != training_images_of(data):
+        return True, (f"{data} is not the data the run trained on ({recorded}); none of these images were in "
+                      "its training split")
+    return (False, TRAINING_IMAGES) if split == "train" else (True, None)
+
+
+def _recorded_spec(run_dir: Path) -> str | None:
+    """The data spec the run's record names (None: no record, or data given as a Dataset)."""
+    if not (run_dir / "run.json").is_file():
+        return None
+    spec = read_run_record(run_dir / "run.json").get("data", {}).get("spec")
+    if not isinstance(spec, str):
+        return None
+    try:
+        named = spec.startswith(("npy:", "folder:")) or training_images_of(spec) in DATASETS
+    except VaelabError:  # a damaged spec: nothing is known of the images
+        return None
+    return spec if named else None
 
 
 def _recorded_carve(run_dir: Path, data: str) -> dict | None:

@@ -102,7 +102,7 @@ class TrainConfig(Config):
         metadata={"help": "hold out this fraction of folder:/npy: data without a test split as its test split (fixed seed; eval and reconstruct reuse it)"})
     patience: int = field(
         default=0,
-        metadata={"help": "stop after this many epochs without a better validation loss (0 = off)"})
+        metadata={"help": "stop after this many epochs without a better validation value (--monitor) (0 = off)"})
     eval_batch_size: int = field(default=1000, metadata={"help": "images per batch of the validation pass"})
     threads: int = field(default=0, metadata={"help": "CPU threads (0 = all cores)"})
     device: str = field(default="auto", metadata={"help": "auto (CUDA when present, else CPU), cpu or cuda[:N]"})
@@ -170,6 +170,7 @@ class TrainResult:
     stopped_early: bool
     skipped_steps: int = 0
     already_finished: bool = False  # a --resume that found every epoch done: nothing was trained
+    monitor: str = "loss"  # what best_val is: the validation value named by --monitor (m2: error)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -610,7 +611,8 @@ class _Training:
         if not all((self.dir.root / name).exists() for name in pictures):
             self._pictures(train)
         return TrainResult(self.model, self.dir.root, c["epoch"], c["best_epoch"], c["best_val"],
-                           c["epoch"] < self.config.epochs, c["skipped"], already_finished=True)
+                           c["epoch"] < self.config.epochs, c["skipped"], already_finished=True,
+                           monitor=self.config.monitor)
 
     def _finish(self, train: Batch, stopped_early: bool) -> TrainResult:
         """The best weights back in the model, the model's pictures, the result."""
@@ -622,4 +624,4 @@ class _Training:
             write_line(f"{count(c['skipped'], 'step')} with non-finite values "
                        f"{'was' if c['skipped'] == 1 else 'were'} skipped")
         return TrainResult(self.model, self.dir.root, c["epoch"], c["best_epoch"], c["best_val"], stopped_early,
-                           c["skipped"])
+                           c["skipped"], monitor=self.config.monitor)

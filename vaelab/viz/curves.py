@@ -226,10 +226,11 @@ def _panel(ax, name: str, found: list[History]) -> None:
 
 
 def plot_curves(runs, output: str | os.PathLike = "curves.png") -> Path:
-    """Write the curves of ``runs`` (run directories) to ``output`` (PNG, atomically; missing
-    parent directories are created); returns the path."""
+    """Write the curves of ``runs`` (run directories) to ``output`` (PNG, JPEG or WebP as its
+    extension says, atomically; missing parent directories are created); returns the path."""
+    from ..outputs import image_format, png_as
+
     output = Path(output)
-    if output.suffix.lower() != ".png":
-        raise VaelabError(f"-o {output}: curves are written as PNG; give a file name ending in .png")
-    atomic_write_bytes(output, curves_png(runs))
+    image_format(output)
+    atomic_write_bytes(output, png_as(curves_png(runs), output))
     return output

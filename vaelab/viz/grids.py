@@ -47,7 +47,35 @@ def png_bytes(img: Image.Image) -> bytes:
 
 
 def save_png(img: Image.Image, path: str | os.PathLike) -> None:
-    atomic_write_bytes(path, png_bytes(img))
+    """Write ``img`` in the format ``path``'s extension names (PNG, JPEG or WebP)."""
+    from ..outputs import image_bytes
+
+    atomic_write_bytes(path, image_bytes(img, path))
+
+
+MAX_GRID_SIDE = 8192  # pixels: a grid wider or taller is more than image viewers open readily
+
+
+def grid_capacity(shape, pad: int = 2) -> int:
+    """The most images of (C, H, W) ``shape`` that :func:`grid` tiles within MAX_GRID_SIDE."""
+    side = max(shape[1:])
+    scale = max(1, math.ceil(56 / side))
+    per_side = (MAX_GRID_SIDE // scale - pad) // (side + pad)
+    return max(1, per_side) ** 2
+
+
+def capped(n: int, shape) -> int:
+    """``n`` images, or as many as a grid can show, with a warning (``sample -n 100000`` would
+    be a 19,000-pixel-square PNG that Pillow refuses to open)."""
+    import warnings
+
+    from ..errors import VaelabWarning
+
+    cap = grid_capacity(shape)
+    if n > cap:
+        warnings.warn(f"-n {n}: a grid of that many images would exceed {MAX_GRID_SIDE} pixels a side, more than "
+                      f"image viewers open; drawing {cap}", VaelabWarning, stacklevel=2)
+    return min(n, cap)
 
 
 def require_capability(model, method: str, what: str) -> None:

@@ -16,6 +16,7 @@ import torch
 
 from ..errors import VaelabError
 from ..files import atomic_write_bytes
+from ..outputs import png_as
 
 
 def _figure(width: float, height: float):
@@ -30,7 +31,7 @@ def _figure(width: float, height: float):
 def _write_png(fig, path) -> None:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, png_as(buf.getvalue(), path))
 
 
 def _array(values, name: str) -> np.ndarray:

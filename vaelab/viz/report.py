@@ -224,7 +224,10 @@ def _comparison(parts: list[RunReport]) -> str:
 
 
 def _monitor(p: RunReport) -> str:
-    return (p.ctx.record.get("train") or {}).get("monitor", "loss")
+    """The validation value the run kept its best epoch by (a run of stages: its last stage's)."""
+    stages = p.ctx.record.get("stages") or [{}]
+    train = p.ctx.record.get("train") or (stages[-1] if isinstance(stages[-1], dict) else {}).get("train") or {}
+    return train.get("monitor", "loss")
 
 
 def _best(h: History, monitor: str):
@@ -318,7 +321,8 @@ def _metrics(p: RunReport) -> str:
     for h in p.history:
         best = _best(h, _monitor(p)) if h is p.history[-1] else None
         at_best = h.epochs.index(best[0]) if best else None
-        header = ["quantity"] + ([f"best (epoch {best[0]})"] if best else []) + [f"last (epoch {h.epochs[-1]})"]
+        header = ["quantity"] + ([f"best val {best[1]} (epoch {best[0]})"] if best else []) + \
+            [f"last (epoch {h.epochs[-1]})"]
         rows = [[f"{part} {name}" if part else name] + ([values[at_best]] if best else []) + [values[-1]]
                 for (part, name), values in h.series.items()]
         if len(p.history) > 1:
