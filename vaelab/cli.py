@@ -46,6 +46,13 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
         super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
 
+    def error(self, message: str):
+        """One line and where the options are listed, not argparse's usage block: the usage of
+        a command with thirty options buries the one line that matters."""
+        from .errors import one_line
+
+        self.exit(2, f"error: {one_line(message)}; see {self.prog} --help\n")
+
 
 def build_parser() -> argparse.ArgumentParser:
     from .version import __version__
@@ -841,7 +848,31 @@ def _refuse_unknown(parser, args, extra: list[str]) -> None:
             if having:
                 raise VaelabError(f"model '{args.model}' has no setting '{key}' ({flag} is an option of "
                                   f"{', '.join(having)})")
-    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    leaf = _command_parser(parser, args)
+    leaf.error(f"unrecognized arguments: {' '.join(extra)}{_closest_option(leaf, extra)}")
+
+
+def _command_parser(parser, args):
+    """The (sub-)parser of the command ``args`` ran, ``vaelab train vae``'s for ``train vae``."""
+    while True:
+        chosen = [a.choices[getattr(args, a.dest)] for a in parser._actions
+                  if isinstance(a, argparse._SubParsersAction) and getattr(args, a.dest, None) in a.choices]
+        if not chosen:
+            return parser
+        parser = chosen[0]
+
+
+def _closest_option(parser, extra: list[str]) -> str:
+    """`` (did you mean --epochs?)`` for ``--epoch``, as settings files are answered."""
+    import difflib
+
+    flags = [s for s in parser._option_string_actions if s.startswith("--")]
+    for word in extra:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def _option_elsewhere(flag: str) -> tuple[str | None, list[str]]:

@@ -1,0 +1,59 @@
+"""What a new user meets between the commands' results: a typo or a wrong value answered in one
+line with the fix, errors in the options' own names, threads on every command that computes,
+samples spread over a split, progress during long waits, refusals in the user's terms."""
+from __future__ import annotations
+
+import pytest
+
+from vaelab.cli import main
+
+
+def cli(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(code, err, *fragments):
+    assert code == 2, err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "usage:" not in err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
+def exits(capsys, *args):
+    """``main`` of a parse error: argparse ends the process (SystemExit) rather than returning."""
+    with pytest.raises(SystemExit) as stop:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return stop.value.code, out, err
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "vae", "--data", "digits", "--out", "x", "--epoch", "1"],
+     ["--epoch", "did you mean --epochs?", "vaelab train vae --help"]),
+    (["sample", "runs/x", "--sede", "3"], ["--sede", "did you mean --seed?", "vaelab sample --help"]),
+    (["compare", "pca", "--out", "x", "--epoch", "1"], ["did you mean --epochs?", "vaelab compare pca --help"]),
+])
+def test_a_mistyped_option_is_one_line_with_the_closest_option(args, fragments, capsys):
+    code, _, err = exits(capsys, *args)
+    one_line(code, err, "unrecognized arguments", *fragments)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["train", "vae", "--data", "digits", "--out", "x", "--epochs", "x"],
+     ["argument --epochs: invalid int value: 'x'", "vaelab train vae --help"]),
+    (["sample", "runs/x", "-n", "many"], ["argument -n: invalid int value: 'many'", "vaelab sample --help"]),
+    (["eval", "runs/x"], ["required: --data", "vaelab eval --help"]),
+    ([], ["required: COMMAND", "vaelab --help"]),
+])
+def test_a_wrong_value_is_one_line_and_a_pointer_to_help(args, fragments, capsys):
+    code, _, err = exits(capsys, *args)
+    one_line(code, err, *fragments)
+
+
+def test_an_unknown_word_far_from_any_option_gets_no_guess(capsys):
+    code, _, err = exits(capsys, "sample", "runs/x", "--zzzzqqq")
+    one_line(code, err, "unrecognized arguments: --zzzzqqq", "vaelab sample --help")
+    assert "did you mean" not in err
