@@ -57,3 +57,45 @@ def test_an_unknown_word_far_from_any_option_gets_no_guess(capsys):
     code, _, err = exits(capsys, "sample", "runs/x", "--zzzzqqq")
     one_line(code, err, "unrecognized arguments: --zzzzqqq", "vaelab sample --help")
     assert "did you mean" not in err
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """One epoch of a tiny VAE on the bundled 8×8 digits (seconds, no download)."""
+    import vaelab
+
+    out = tmp_path_factory.mktemp("digits") / "run"
+    vaelab.train("vae", "digits", out, model_config={"hidden": [32], "latent_dim": 4},
+                 config={"epochs": 1, "threads": 1, "batch_size": 100}, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("command", [
+    ["sample", "{run}", "-n", "4"],
+    ["reconstruct", "{run}", "--data", "digits", "-n", "4"],
+    ["encode", "{run}", "--data", "digits"],
+    ["traverse", "{run}", "--data", "digits", "--top", "2", "--steps", "3"],
+    ["interpolate", "{run}", "--data", "digits", "--from", "0", "--to", "1", "--no-classifier"],
+    ["curves", "{run}"],
+    ["report", "{run}", "--eval-images", "0"],
+])
+def test_every_computing_command_takes_threads(command, digits_run, tmp_path, capsys):
+    import torch
+
+    suffix = {"encode": ".npz", "report": ".html"}.get(command[0], ".png")
+    argv = [w.format(run=digits_run) for w in command] + ["--threads", "2", "-o", tmp_path / f"out{suffix}"]
+    code, _, err = cli(capsys, *argv)
+    assert code == 0, err
+    assert torch.get_num_threads() == 2
+    code, _, err = cli(capsys, *argv[:-2], "--threads", "-1")
+    one_line(code, err, "--threads must be 0 (all cores) or more, got -1")
+
+
+def test_demo_takes_threads(tmp_path, capsys):
+    import torch
+
+    code, out, err = cli(capsys, "demo", "--epochs", "1", "--out", tmp_path / "demo", "--threads", "2")
+    assert code == 0, err
+    assert torch.get_num_threads() == 2
+    import json
+    assert json.loads((tmp_path / "demo" / "run.json").read_text())["train"]["threads"] == 2

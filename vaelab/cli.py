@@ -39,6 +39,15 @@ def _threads_arg(p) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
 
 
+def _use_threads(args) -> None:
+    """``--threads`` of a command that computes: 0 = all cores."""
+    from .threads import set_threads
+
+    if args.threads < 0:
+        raise VaelabError(f"--threads must be 0 (all cores) or more, got {args.threads}")
+    set_threads(args.threads)
+
+
 class _Parser(argparse.ArgumentParser):
     """No prefix matching (``--epoch 1`` is not ``--epochs 1``): a typo must fail, not guess.
     Sub-parsers are built with the parent's class, so every (sub-)command inherits this."""
@@ -160,6 +169,7 @@ def _add_sample_command(sub) -> None:
                         "degrees; the rest at their training mean); models trained with attributes such as cmma")
     p.add_argument("--extrapolate", action="store_true",
                    help="with --attributes: allow values outside the training range")
+    _threads_arg(p)
 
 
 def _add_edit_command(sub) -> None:
@@ -185,6 +195,7 @@ def _add_reconstruct_command(sub) -> None:
     p.add_argument("--seed", type=int, default=None,
                    help="show N images drawn at random with this seed instead of the first N")
     p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
+    _threads_arg(p)
 
 
 def _add_encode_command(sub) -> None:
@@ -200,6 +211,7 @@ def _add_encode_command(sub) -> None:
                         "none encodes grey levels (default: auto)")
     p.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    _threads_arg(p)
 
 
 def _add_traverse_command(sub) -> None:
@@ -221,6 +233,7 @@ def _add_traverse_command(sub) -> None:
                    help="class to decode with (label-conditional models; default: the --index image's label)")
     p.add_argument("-o", "--output", default="traverse.png", help="PNG file (default: traverse.png)")
     p.add_argument("--gif", default=None, metavar="FILE", help="also write an animated GIF sweeping the values")
+    _threads_arg(p)
 
 
 def _add_interpolate_command(sub) -> None:
@@ -242,6 +255,7 @@ def _add_interpolate_command(sub) -> None:
                         "(default: one per dataset in ~/.cache/vaelab/classifiers)")
     p.add_argument("--no-classifier", action="store_true", help="skip the classifier's confidence")
     p.add_argument("-o", "--output", default="interpolate.png", help="PNG file (default: interpolate.png)")
+    _threads_arg(p)
 
 
 def _add_demo_command(sub) -> None:
@@ -250,6 +264,7 @@ def _add_demo_command(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
                                                      "(default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+    _threads_arg(p)
 
 
 def _add_curves_command(sub) -> None:
@@ -259,6 +274,7 @@ def _add_curves_command(sub) -> None:
                                    "the runs overlaid (solid: training, dashed: validation).")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (a run of stages: one curve per stage)")
     p.add_argument("-o", "--output", default="curves.png", help="PNG file to write (default: curves.png)")
+    _threads_arg(p)
 
 
 def _add_report_command(sub) -> None:
@@ -282,6 +298,7 @@ def _add_report_command(sub) -> None:
     p.add_argument("--label", type=int, default=None, metavar="Y",
                    help="label-conditional models: samples of this class (default: classes cycled)")
     p.add_argument("--seed", type=int, default=0, help="seed of samples and evaluation (default: 0)")
+    _threads_arg(p)
 def _add_serve_command(sub) -> None:
     """``vaelab serve RUN [RUN ...]``: the local latent explorer."""
     p = sub.add_parser("serve", help="open a local web page to explore runs' latent spaces",
@@ -595,6 +612,7 @@ def cmd_sample(args) -> None:
     from .codes import training_code_gaussian
     from .viz.grids import save_samples
 
+    _use_threads(args)
     if args.n < 1:
         raise VaelabError(f"-n must be at least 1, got {args.n}")
     model = load(args.run)
@@ -641,6 +659,7 @@ def cmd_reconstruct(args) -> None:
     from .evaluation import TEST_BINARIZATION_SEED
     from .viz.grids import choose_images, save_reconstructions
 
+    _use_threads(args)
     run = Path(args.run)
     model = load(run)
     ds = _eval_images(args, model, run)
@@ -654,6 +673,7 @@ def cmd_reconstruct(args) -> None:
 def cmd_encode(args) -> None:
     from . import export_codes
 
+    _use_threads(args)
     arrays = export_codes(args.run, args.data, args.output, split=args.split, data_dir=args.data_dir,
                           binarize=args.binarize, batch_size=args.batch_size, device=args.device)
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
@@ -664,6 +684,7 @@ def cmd_traverse(args) -> None:
     from . import load
     from .viz.traversal import save_traversal
 
+    _use_threads(args)
     run = Path(args.run)
     model = load(run)
     ds = _eval_images(args, model, run)
@@ -678,6 +699,7 @@ def cmd_interpolate(args) -> None:
     from . import load
     from .viz.interpolation import PATHS, save_interpolation
 
+    _use_threads(args)
     run = Path(args.run)
     model = load(run)
     a, b = _interpolation_ends(args, model, run)
@@ -722,6 +744,7 @@ def cmd_demo(args) -> None:
     from . import evaluate, train
     from .data import load_dataset
 
+    _use_threads(args)
     out = Path(args.out)
     i = 2
     while (out / "run.json").exists() or (out / "checkpoints").exists():
@@ -729,7 +752,8 @@ def cmd_demo(args) -> None:
         i += 1
     print(f"training a VAE (64-128-8, Bernoulli, dynamic binarization) on scikit-learn's digits -> {out}")
     result = train("vae", "digits", out, model_config={"latent_dim": 8, "hidden": [128]},
-                   config={"epochs": args.epochs, "batch_size": 64, "lr": 3e-3, "val_size": 0.1})
+                   config={"epochs": args.epochs, "batch_size": 64, "lr": 3e-3, "val_size": 0.1,
+                           "threads": args.threads})
     test = load_dataset("digits", "test").x
     m = evaluate(result.model, test, nll_samples=500, binarize="dynamic")
     print(f"test: ELBO {m['elbo']:.2f} nats, NLL (500 importance samples) {m['nll']:.2f} nats, "
@@ -741,12 +765,14 @@ def cmd_demo(args) -> None:
 def cmd_curves(args) -> None:
     from .viz.curves import plot_curves
 
+    _use_threads(args)
     print(f"wrote {plot_curves(args.runs, args.output)}")
 
 
 def cmd_report(args) -> None:
     from .viz.report import make_report
 
+    _use_threads(args)
     path = make_report(args.runs, args.output, data=args.data, data_dir=args.data_dir,
                        eval_images=args.eval_images, nll_samples=args.nll_samples, label=args.label,
                        seed=args.seed)
