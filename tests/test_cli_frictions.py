@@ -99,3 +99,25 @@ def test_demo_takes_threads(tmp_path, capsys):
     assert torch.get_num_threads() == 2
     import json
     assert json.loads((tmp_path / "demo" / "run.json").read_text())["train"]["threads"] == 2
+
+
+def test_shown_rows_are_spread_over_the_split_and_seeded():
+    from vaelab.viz.grids import choose_images
+
+    rows = choose_images(1000, 10)
+    assert rows == choose_images(1000, 10)  # seeded: the same picture every time
+    assert sorted({r // 100 for r in rows}) == list(range(10))  # one from each tenth of the split
+    assert rows != list(range(10)) and rows == sorted(rows)
+    assert choose_images(5, 32) == [0, 1, 2, 3, 4]  # a split smaller than N: all of it
+    assert choose_images(1000, indices=[7, 2, 999]) == [7, 2, 999]  # --indices stays exact
+
+
+def test_the_reports_pictures_take_test_rows_from_the_whole_split():
+    import torch
+
+    from vaelab import Dataset
+    from vaelab.viz.report import ReportContext
+
+    sorted_by_class = Dataset("sorted", torch.rand(400, 1, 4, 4), torch.arange(10).repeat_interleave(40))
+    ctx = ReportContext(run=None, model=None, record={}, test=sorted_by_class, test_note="", binarize="none")
+    assert sorted(set(ctx.images(20).y.tolist())) == list(range(10))

@@ -191,9 +191,10 @@ def _add_reconstruct_command(sub) -> None:
     _run_data_split(p)
     p.add_argument("-n", type=int, default=None, help="number of images (default: 32)")
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
-                   help="show these images of the split (0-based, e.g. 3,17,42) instead of the first N")
+                   help="show these images of the split (0-based, e.g. 3,17,42) instead of N spread over it")
     p.add_argument("--seed", type=int, default=None,
-                   help="show N images drawn at random with this seed instead of the first N")
+                   help="show N images drawn at random with this seed (default: N spread evenly over the split, "
+                        "one drawn from each of N equal stretches, so a class-sorted file shows every class)")
     p.add_argument("-o", "--output", default="reconstructions.png", help="PNG file (default: reconstructions.png)")
     _threads_arg(p)
 
@@ -377,7 +378,7 @@ def _add_analogies_command(sub) -> None:
     _run_data_split(p)
     p.add_argument("-n", type=int, default=None, help="number of source digits (default: 8)")
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
-                   help="use these images of the split (0-based, e.g. 3,17,42) instead of the first N")
+                   help="use these images of the split (0-based, e.g. 3,17,42) instead of N spread over it")
     p.add_argument("--seed", type=int, default=None, help="draw the N digits at random with this seed")
     p.add_argument("-o", "--output", default="analogies.png", help="PNG file (default: analogies.png)")
 
