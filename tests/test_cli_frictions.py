@@ -121,3 +121,28 @@ def test_the_reports_pictures_take_test_rows_from_the_whole_split():
     sorted_by_class = Dataset("sorted", torch.rand(400, 1, 4, 4), torch.arange(10).repeat_interleave(40))
     ctx = ReportContext(run=None, model=None, record={}, test=sorted_by_class, test_note="", binarize="none")
     assert sorted(set(ctx.images(20).y.tolist())) == list(range(10))
+
+
+def test_training_without_a_terminal_reports_progress_within_each_epoch(monkeypatch, tmp_path, capsys):
+    """A log file or a pipe gets progress lines between the epoch lines (a bar's carriage
+    returns would be noise there): here every step, as if each took the reporting interval."""
+    import vaelab
+    from vaelab.training import report
+
+    monkeypatch.setattr(report, "LINE_SECONDS", 0.0)
+    vaelab.train("vae", "digits", tmp_path / "run", model_config={"hidden": [16], "latent_dim": 2},
+                 config={"epochs": 1, "threads": 1, "batch_size": 500, "val_size": 0.1})
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("epoch 1/1: step")]
+    assert lines and "step 1/3 (33%)" in lines[0] and "steps/s, ETA" in lines[0], err
+    assert "step 3/3 (100%)" in lines[-1] and "recon " in lines[-1] and "kl " in lines[-1]
+
+
+def test_training_quietly_reports_nothing(monkeypatch, tmp_path, capsys):
+    import vaelab
+    from vaelab.training import report
+
+    monkeypatch.setattr(report, "LINE_SECONDS", 0.0)
+    vaelab.train("vae", "digits", tmp_path / "run", model_config={"hidden": [16], "latent_dim": 2},
+                 config={"epochs": 1, "threads": 1, "batch_size": 500}, progress=False)
+    assert "step" not in capsys.readouterr().err
