@@ -146,3 +146,37 @@ def test_training_quietly_reports_nothing(monkeypatch, tmp_path, capsys):
     vaelab.train("vae", "digits", tmp_path / "run", model_config={"hidden": [16], "latent_dim": 2},
                  config={"epochs": 1, "threads": 1, "batch_size": 500}, progress=False)
     assert "step" not in capsys.readouterr().err
+
+
+def test_interpolate_says_why_it_waits_for_a_classifier_and_shows_progress(digits_run, monkeypatch, tmp_path,
+                                                                          capsys):
+    """The first interpolation on a dataset trains the digit classifier that scores it: one line
+    up front (what, why, how long, where it is kept), progress on stderr, nothing on stdout."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    argv = ["interpolate", digits_run, "--data", "digits", "--from", "0", "--to", "1", "--threads", "1",
+            "-o", tmp_path / "i.png"]
+    code, out, err = cli(capsys, *argv)
+    assert code == 0, err
+    first = err.splitlines()[0]
+    assert first.startswith("training a digit classifier on the 1,500 labelled training images of digits"), err
+    assert "to score how digit-like" in first and "3 epochs" in first and "once" in first
+    assert str(tmp_path / "cache") in first
+    assert "epoch 3 " in err and "cross_entropy" in err and "epoch" not in out
+    assert "confidence" in out
+    code, out, err = cli(capsys, *argv)  # kept: the second run trains nothing
+    assert code == 0 and "training a digit classifier" not in err and "confidence" in out
+
+
+def test_interpolate_on_unlabelled_data_does_without_the_classifier(digits_run, tmp_path, capsys):
+    import numpy as np
+
+    import vaelab
+
+    images = vaelab.load_dataset("digits", "test").x[:20, 0].numpy()
+    np.save(tmp_path / "mine.npy", (images * 255).round().astype(np.uint8))
+    code, out, err = cli(capsys, "interpolate", digits_run, "--data", f"npy:{tmp_path / 'mine.npy'}",
+                         "--split", "train", "--from", "0", "--to", "5", "--threads", "1", "-o", tmp_path / "i.png")
+    assert code == 0, err
+    notes = [line for line in err.splitlines() if "class labels" in line]
+    assert len(notes) == 1 and notes[0].startswith("note: ") and "without the classifier's confidence" in notes[0]
+    assert "confidence" not in out and "slerp" in out

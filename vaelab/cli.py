@@ -708,8 +708,9 @@ def cmd_interpolate(args) -> None:
     if args.no_classifier and args.classifier:
         raise VaelabError("--no-classifier skips the score that --classifier gives; drop one of them")
     if not args.no_classifier:
-        from .viz.judge import digit_classifier
-        classifier = digit_classifier(args.data, model.input_shape, args.data_dir, args.classifier)
+        from .viz.judge import classifier_if_labelled
+        classifier = classifier_if_labelled(args.data, model.input_shape, args.data_dir, args.classifier,
+                                            why="to score how digit-like each interpolated image is")
     result = save_interpolation(model, args.output, a, b, steps=args.steps, label=args.label, classifier=classifier)
     print(f"{'path':>7}  {'step_length':>11}  " + ("confidence: interior mean, min; endpoints" if classifier else ""))
     for p in PATHS:
