@@ -180,3 +180,54 @@ def test_interpolate_on_unlabelled_data_does_without_the_classifier(digits_run, 
     notes = [line for line in err.splitlines() if "class labels" in line]
     assert len(notes) == 1 and notes[0].startswith("note: ") and "without the classifier's confidence" in notes[0]
     assert "confidence" not in out and "slerp" in out
+
+
+@pytest.mark.parametrize("extra, said", [
+    (["--latent-dim", "0"], "--latent-dim must be positive, got 0"),
+    (["--val-size", "-2"], "--val-size must be >= 0, got -2.0"),
+    (["--adam-betas", "0.9,1.5"], "--adam-betas must lie in [0, 1)"),
+    (["--nonfinite-lr-factor", "2"], "--nonfinite-lr-factor must lie in (0, 1]"),
+])
+def test_a_bad_setting_is_named_by_the_option_the_user_typed(extra, said, tmp_path, capsys):
+    code, _, err = cli(capsys, "train", "vae", "--data", "digits", "--out", tmp_path / "r", *extra)
+    one_line(code, err, said)
+
+
+def test_python_callers_keep_the_field_names():
+    import vaelab
+    from vaelab.errors import VaelabError
+
+    with pytest.raises(VaelabError, match="^latent_dim must be positive"):
+        vaelab.build("vae", latent_dim=0)
+
+
+def test_resume_on_other_data_names_what_differs_in_a_sentence(digits_run, tmp_path, capsys):
+    import shutil
+
+    import numpy as np
+
+    import vaelab
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    images = vaelab.load_dataset("digits", "train").x[:300, 0].numpy()
+    np.save(tmp_path / "other.npy", (images * 255).round().astype(np.uint8))
+    code, _, err = cli(capsys, "train", "vae", "--data", f"npy:{tmp_path / 'other.npy'}", "--out", run, "--resume",
+                       "--epochs", "2", "--threads", "1", "--no-progress")
+    one_line(code, err, "was trained on other data", "data digits, now npy:", "training images 1,350, now 270",
+             "resume with the same data")
+    assert "{" not in err and "'spec'" not in err
+
+
+def test_resume_of_another_model_names_the_setting_that_differs(digits_run, tmp_path, capsys):
+    import shutil
+
+    import vaelab
+    from vaelab.errors import VaelabError
+
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    with pytest.raises(VaelabError) as exc:
+        vaelab.train("vae", "digits", run, model_config={"hidden": [32], "latent_dim": 3},
+                     config={"epochs": 2, "threads": 1, "batch_size": 100}, resume=True, progress=False)
+    assert "is a different model (latent_dim 4, now 3)" in str(exc.value) and "{" not in str(exc.value)

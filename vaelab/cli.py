@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from .errors import VaelabError
-from .options import Option, add_options, comma_list, key_spellings, options, valid_keys
+from .options import Option, add_options, comma_list, in_option_names, key_spellings, options, valid_keys
 from .words import count
 
 RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard")
@@ -943,7 +943,7 @@ def main(argv: list[str] | None = None) -> int:
         if quiet:
             _other_rank_error(exc)
         else:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {in_option_names(str(exc), getattr(exc, 'config', None))}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
         if argv is None:
