@@ -231,3 +231,39 @@ def test_resume_of_another_model_names_the_setting_that_differs(digits_run, tmp_
         vaelab.train("vae", "digits", run, model_config={"hidden": [32], "latent_dim": 3},
                      config={"epochs": 2, "threads": 1, "batch_size": 100}, resume=True, progress=False)
     assert "is a different model (latent_dim 4, now 3)" in str(exc.value) and "{" not in str(exc.value)
+
+
+@pytest.mark.parametrize("name, settings, said, instead", [
+    ("catvae", {"categories": 4, "classes": 3}, "model's code is discrete (4 one-hot variables of 3 classes)",
+     "vaelab reconstruct"),
+    ("binvae", {"bits": 6}, "model's code is discrete (6 bits)", "vaelab sample"),
+    ("vqvae", {}, "model's code is a grid of codebook entries", "vaelab train-prior"),
+    ("pixelcnn", {"completion_rows": 4}, "has no latent code: it generates the pixels one by one", "vaelab sample"),
+])
+def test_a_model_without_a_continuous_code_is_refused_in_the_users_terms(name, settings, said, instead):
+    import vaelab
+    from vaelab.errors import VaelabError
+    from vaelab.viz.latent import LatentView
+
+    model = vaelab.build(name, input_shape=(1, 8, 8), **settings)
+    with pytest.raises(VaelabError) as exc:
+        LatentView(model)
+    message = str(exc.value)
+    assert message.startswith(f"a '{name}' model") and said in message and instead in message, message
+    assert "encode()" not in message and "decode()" not in message
+
+
+@pytest.mark.parametrize("command", [
+    ["traverse", "{run}", "--data", "digits"],
+    ["manifold", "{run}"],
+    ["scatter", "{run}", "--data", "digits"],
+    ["interpolate", "{run}", "--data", "digits", "--from", "0", "--to", "1", "--no-classifier"],
+    ["analogies", "{run}", "--data", "digits"],
+])
+def test_each_latent_picture_refuses_a_catvae_in_one_line(command, tmp_path, capsys):
+    import vaelab
+
+    run = tmp_path / "catvae"
+    vaelab.save(vaelab.build("catvae", input_shape=(1, 8, 8), categories=4, classes=3), run)
+    code, _, err = cli(capsys, *[w.format(run=run) for w in command], "-o", tmp_path / "x.png")
+    one_line(code, err, "a 'catvae' model's code is discrete", "vaelab reconstruct")
