@@ -267,3 +267,20 @@ def test_each_latent_picture_refuses_a_catvae_in_one_line(command, tmp_path, cap
     vaelab.save(vaelab.build("catvae", input_shape=(1, 8, 8), categories=4, classes=3), run)
     code, _, err = cli(capsys, *[w.format(run=run) for w in command], "-o", tmp_path / "x.png")
     one_line(code, err, "a 'catvae' model's code is discrete", "vaelab reconstruct")
+
+
+def test_resume_of_a_stage_with_other_settings_names_the_setting(tmp_path):
+    from vaelab.errors import VaelabError
+    from vaelab.models.pipeline import Stage
+    from vaelab.training.stages import _check_plan, _plan
+
+    def plan(latent_dim, lr):
+        return _plan([Stage("m1", "vae", {"latent_dim": latent_dim}, {"lr": lr}),
+                      Stage("m2", "m2", {"alpha": 0.1}, {"lr": 3e-4})], "m1m2")
+
+    _check_plan(tmp_path, plan(50, 3e-4), resume=False)
+    with pytest.raises(VaelabError) as exc:
+        _check_plan(tmp_path, plan(20, 1e-3), resume=True)
+    message = str(exc.value)
+    assert "stage 'm1'" in message and "latent_dim 50, now 20" in message and "lr 0.0003, now 0.001" in message
+    assert "{" not in message
