@@ -48,8 +48,9 @@ def without_latent_space(model) -> str:
     if callable(getattr(model, "sample", None)) and not callable(getattr(model, "encode", None)):
         return (f"a '{name}' model has no latent code: it generates the pixels one by one, each given those "
                 f"before, so {PICTURES} do not apply; use vaelab sample, and vaelab eval for its exact likelihood")
-    return (f"a '{name}' model does not both encode images to codes and decode codes to images, which "
-            f"{PICTURES} need; use an autoencoder or a VAE")
+    missing = [part for need, part in (("encode", "encoder (images to codes)"), ("decode", "decoder (codes to images)"))
+               if not callable(getattr(model, need, None))]
+    return f"a '{name}' model has no {' and no '.join(missing)}, which {PICTURES} need; use an autoencoder or a VAE"
 
 
 class LatentView:
