@@ -153,7 +153,7 @@ def test_bad_input_gives_one_error_line(case, npy, data_dir, tmp_path, capsys):
     train = ["train", "vae", "--data", npy, "--out", out, "--epochs", "1", *TINY]
     args, fragments = {
         "unknown model": (["train", "nope", "--data", "mnist", "--out", out], ["unknown model 'nope'", "vae"]),
-        "negative latent-dim": (train + ["--latent-dim", "-1"], ["latent_dim must be positive, got -1"]),
+        "negative latent-dim": (train + ["--latent-dim", "-1"], ["--latent-dim must be positive, got -1"]),
         "unknown likelihood": (train + ["--likelihood", "poisson"], ["unknown likelihood 'poisson'", "bernoulli"]),
         "negative beta": (train + ["--beta", "-1"], ["beta must be >= 0"]),
         "bad activation": (train + ["--activation", "swish"], ["unknown activation 'swish'", "relu"]),

@@ -184,7 +184,7 @@ def test_a_bad_list_names_the_format(capsys):
 def test_out_of_range_values_are_one_line_errors(capsys):
     code = main(["train", "vae", "--data", "mnist", "--out", "r", "--adam-betas", "0.9,1.5"])
     err = capsys.readouterr().err
-    assert code == 2 and err == "error: adam_betas must lie in [0, 1), got [0.9, 1.5]\n"
+    assert code == 2 and err == "error: --adam-betas must lie in [0, 1), got [0.9, 1.5]\n"
 
 
 # A family that is not in the package: its options must appear with no edit of the CLI.

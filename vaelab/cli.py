@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from .errors import VaelabError
-from .options import Option, add_options, comma_list, key_spellings, options, valid_keys
+from .options import Option, add_options, comma_list, in_option_names, key_spellings, options, valid_keys
 from .outputs import check_outputs
 from .words import count
 
@@ -40,12 +40,28 @@ def _threads_arg(p) -> None:
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: 0 = all cores)")
 
 
+def _use_threads(args) -> None:
+    """``--threads`` of a command that computes: 0 = all cores."""
+    from .threads import set_threads
+
+    if args.threads < 0:
+        raise VaelabError(f"--threads must be 0 (all cores) or more, got {args.threads}")
+    set_threads(args.threads)
+
+
 class _Parser(argparse.ArgumentParser):
     """No prefix matching (``--epoch 1`` is not ``--epochs 1``): a typo must fail, not guess.
     Sub-parsers are built with the parent's class, so every (sub-)command inherits this."""
 
     def __init__(self, *args, allow_abbrev: bool = False, **kwargs):
         super().__init__(*args, allow_abbrev=allow_abbrev, **kwargs)
+
+    def error(self, message: str):
+        """One line and where the options are listed, not argparse's usage block: the usage of
+        a command with thirty options buries the one line that matters."""
+        from .errors import one_line
+
+        self.exit(2, f"error: {one_line(message)}; see {self.prog} --help\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +199,7 @@ def _add_sample_command(sub) -> None:
                         "degrees; the rest at their training mean); models trained with attributes such as cmma")
     p.add_argument("--extrapolate", action="store_true",
                    help="with --attributes: allow values outside the training range")
+    _threads_arg(p)
 
 
 def _add_edit_command(sub) -> None:
@@ -204,11 +221,13 @@ def _add_reconstruct_command(sub) -> None:
     _run_data_split(p)
     p.add_argument("-n", type=int, default=None, help="number of images (default: 32)")
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
-                   help="show these images of the split (0-based, e.g. 3,17,42) instead of the first N")
+                   help="show these images of the split (0-based, e.g. 3,17,42) instead of N spread over it")
     p.add_argument("--seed", type=int, default=None,
-                   help="show N images drawn at random with this seed instead of the first N")
+                   help="show N images drawn at random with this seed (default: N spread evenly over the split, "
+                        "one drawn from each of N equal stretches, so a class-sorted file shows every class)")
     p.add_argument("-o", "--output", default="reconstructions.png",
                    help="image file, .png, .jpg or .webp (default: reconstructions.png)")
+    _threads_arg(p)
 
 
 def _add_encode_command(sub) -> None:
@@ -224,6 +243,7 @@ def _add_encode_command(sub) -> None:
                         "none encodes grey levels (default: auto)")
     p.add_argument("--batch-size", type=int, default=500, help="images per batch (default: 500)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    _threads_arg(p)
 
 
 def _add_traverse_command(sub) -> None:
@@ -246,6 +266,7 @@ def _add_traverse_command(sub) -> None:
     p.add_argument("-o", "--output", default="traverse.png",
                    help="image file, .png, .jpg or .webp (default: traverse.png)")
     p.add_argument("--gif", default=None, metavar="FILE", help="also write an animated GIF (.gif) sweeping the values")
+    _threads_arg(p)
 
 
 def _add_interpolate_command(sub) -> None:
@@ -268,6 +289,7 @@ def _add_interpolate_command(sub) -> None:
     p.add_argument("--no-classifier", action="store_true", help="skip the classifier's confidence")
     p.add_argument("-o", "--output", default="interpolate.png",
                    help="image file, .png, .jpg or .webp (default: interpolate.png)")
+    _threads_arg(p)
 
 
 def _add_demo_command(sub) -> None:
@@ -276,6 +298,7 @@ def _add_demo_command(sub) -> None:
     p.add_argument("--out", default="runs/demo", help="run directory; a free name is chosen if it exists "
                                                      "(default: runs/demo)")
     p.add_argument("--epochs", type=int, default=40, help="training epochs (default: 40)")
+    _threads_arg(p)
 
 
 def _add_curves_command(sub) -> None:
@@ -286,6 +309,7 @@ def _add_curves_command(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories (a run of stages: one curve per stage)")
     p.add_argument("-o", "--output", default="curves.png",
                    help="image file to write, .png, .jpg or .webp (default: curves.png)")
+    _threads_arg(p)
 
 
 def _add_report_command(sub) -> None:
@@ -309,6 +333,7 @@ def _add_report_command(sub) -> None:
     p.add_argument("--label", type=int, default=None, metavar="Y",
                    help="label-conditional models: samples of this class (default: classes cycled)")
     p.add_argument("--seed", type=int, default=0, help="seed of samples and evaluation (default: 0)")
+    _threads_arg(p)
 def _add_serve_command(sub) -> None:
     """``vaelab serve RUN [RUN ...]``: the local latent explorer."""
     p = sub.add_parser("serve", help="open a local web page to explore runs' latent spaces",
@@ -388,7 +413,7 @@ def _add_analogies_command(sub) -> None:
     _run_data_split(p)
     p.add_argument("-n", type=int, default=None, help="number of source digits (default: 8)")
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
-                   help="use these images of the split (0-based, e.g. 3,17,42) instead of the first N")
+                   help="use these images of the split (0-based, e.g. 3,17,42) instead of N spread over it")
     p.add_argument("--seed", type=int, default=None, help="draw the N digits at random with this seed")
     p.add_argument("-o", "--output", default="analogies.png",
                    help="image file, .png, .jpg or .webp (default: analogies.png)")
@@ -672,6 +697,7 @@ def cmd_sample(args) -> None:
     from .codes import training_code_gaussian
     from .viz.grids import capped, save_samples
 
+    _use_threads(args)
     if args.n < 1:
         raise VaelabError(f"-n must be at least 1, got {args.n}")
     model = load(args.run)
@@ -719,6 +745,7 @@ def cmd_reconstruct(args) -> None:
     from .evaluation import TEST_BINARIZATION_SEED
     from .viz.grids import choose_images, save_reconstructions
 
+    _use_threads(args)
     run = Path(args.run)
     model = load(run)
     ds = _eval_images(args, model, run)
@@ -732,6 +759,7 @@ def cmd_reconstruct(args) -> None:
 def cmd_encode(args) -> None:
     from . import export_codes
 
+    _use_threads(args)
     arrays = export_codes(args.run, args.data, args.output, split=args.split, data_dir=args.data_dir,
                           binarize=args.binarize, batch_size=args.batch_size, device=args.device)
     shapes = ", ".join(f"{k} {list(v.shape)}" for k, v in arrays.items())
@@ -742,6 +770,7 @@ def cmd_traverse(args) -> None:
     from . import load
     from .viz.traversal import save_traversal
 
+    _use_threads(args)
     run = Path(args.run)
     model = load(run)
     ds = _eval_images(args, model, run)
@@ -756,6 +785,7 @@ def cmd_interpolate(args) -> None:
     from . import load
     from .viz.interpolation import PATHS, save_interpolation
 
+    _use_threads(args)
     run = Path(args.run)
     model = load(run)
     a, b = _interpolation_ends(args, model, run)
@@ -763,8 +793,9 @@ def cmd_interpolate(args) -> None:
     if args.no_classifier and args.classifier:
         raise VaelabError("--no-classifier skips the score that --classifier gives; drop one of them")
     if not args.no_classifier:
-        from .viz.judge import digit_classifier
-        classifier = digit_classifier(args.data, model.input_shape, args.data_dir, args.classifier)
+        from .viz.judge import classifier_if_labelled
+        classifier = classifier_if_labelled(args.data, model.input_shape, args.data_dir, args.classifier,
+                                            why="to score how digit-like each interpolated image is")
     result = save_interpolation(model, args.output, a, b, steps=args.steps, label=args.label, classifier=classifier)
     print(f"{'path':>7}  {'step_length':>11}  " + ("confidence: interior mean, min; endpoints" if classifier else ""))
     for p in PATHS:
@@ -800,6 +831,7 @@ def cmd_demo(args) -> None:
     from . import evaluate, train
     from .data import load_dataset
 
+    _use_threads(args)
     out = Path(args.out)
     i = 2
     while (out / "run.json").exists() or (out / "checkpoints").exists():
@@ -807,7 +839,8 @@ def cmd_demo(args) -> None:
         i += 1
     print(f"training a VAE (64-128-8, Bernoulli, dynamic binarization) on scikit-learn's digits -> {out}")
     result = train("vae", "digits", out, model_config={"latent_dim": 8, "hidden": [128]},
-                   config={"epochs": args.epochs, "batch_size": 64, "lr": 3e-3, "val_size": 0.1})
+                   config={"epochs": args.epochs, "batch_size": 64, "lr": 3e-3, "val_size": 0.1,
+                           "threads": args.threads})
     test = load_dataset("digits", "test").x
     m = evaluate(result.model, test, nll_samples=500, binarize="dynamic")
     print(f"test: ELBO {m['elbo']:.2f} nats, NLL (500 importance samples) {m['nll']:.2f} nats, "
@@ -819,12 +852,14 @@ def cmd_demo(args) -> None:
 def cmd_curves(args) -> None:
     from .viz.curves import plot_curves
 
+    _use_threads(args)
     print(f"wrote {plot_curves(args.runs, args.output)}")
 
 
 def cmd_report(args) -> None:
     from .viz.report import make_report
 
+    _use_threads(args)
     path = make_report(args.runs, args.output, data=args.data, data_dir=args.data_dir,
                        eval_images=args.eval_images, nll_samples=args.nll_samples, label=args.label,
                        seed=args.seed)
@@ -926,7 +961,31 @@ def _refuse_unknown(parser, args, extra: list[str]) -> None:
             if having:
                 raise VaelabError(f"model '{args.model}' has no setting '{key}' ({flag} is an option of "
                                   f"{', '.join(having)})")
-    parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    leaf = _command_parser(parser, args)
+    leaf.error(f"unrecognized arguments: {' '.join(extra)}{_closest_option(leaf, extra)}")
+
+
+def _command_parser(parser, args):
+    """The (sub-)parser of the command ``args`` ran, ``vaelab train vae``'s for ``train vae``."""
+    while True:
+        chosen = [a.choices[getattr(args, a.dest)] for a in parser._actions
+                  if isinstance(a, argparse._SubParsersAction) and getattr(args, a.dest, None) in a.choices]
+        if not chosen:
+            return parser
+        parser = chosen[0]
+
+
+def _closest_option(parser, extra: list[str]) -> str:
+    """`` (did you mean --epochs?)`` for ``--epoch``, as settings files are answered."""
+    import difflib
+
+    flags = [s for s in parser._option_string_actions if s.startswith("--")]
+    for word in extra:
+        if word.startswith("--"):
+            close = difflib.get_close_matches(word.split("=", 1)[0], flags, n=1)
+            if close:
+                return f" (did you mean {close[0]}?)"
+    return ""
 
 
 def _option_elsewhere(flag: str) -> tuple[str | None, list[str]]:
@@ -971,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
         if quiet:
             _other_rank_error(exc)
         else:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {in_option_names(str(exc), getattr(exc, 'config', None))}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
         if argv is None:

@@ -71,7 +71,12 @@ class Config:
         """Raise VaelabError for values out of range (overridden per config)."""
 
     def __post_init__(self) -> None:
-        self.validate()
+        try:
+            self.validate()
+        except VaelabError as exc:  # the CLI names the fields by their options (options.in_option_names)
+            if getattr(exc, "config", None) is None:
+                exc.config = type(self)
+            raise
 
     @classmethod
     def from_dict(cls, data: dict, where: str | None = None):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -167,3 +168,21 @@ def valid_keys(opts: list[Option]) -> str:
         text = "/".join(dict.fromkeys((opt.name, opt.name.replace("-", "_"))))
         shown_keys.append(text if opt.name.replace("-", "_") == opt.key else f"{text} ({opt.key})")
     return ", ".join(shown_keys)
+
+
+def in_option_names(message: str, config_cls: type | None) -> str:
+    """A config's validation message as the command line's user reads it: its field names as
+    the options that set them (``latent_dim must be positive`` -> ``--latent-dim must be
+    positive``). Only unambiguous words change: a field name with an underscore, or one that
+    opens a clause (``epochs must ...``), so that ``unknown lr schedule`` or prose stays put."""
+    if config_cls is None or not dataclasses.is_dataclass(config_cls):
+        return message
+    try:
+        opts = options(config_cls)
+    except TypeError:  # an internal config (a baseline's) has no options
+        return message
+    for opt in opts:
+        word = re.escape(opt.key)
+        pattern = rf"(?<![\w-])'?{word}'?(?![\w-])" if "_" in opt.key else rf"(?<![\w-]){word}(?= must\b| sizes\b)"
+        message = re.sub(pattern, opt.flag, message)
+    return message

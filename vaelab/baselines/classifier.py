@@ -14,6 +14,7 @@ import json
 import math
 import os
 import random
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,14 +137,15 @@ class DigitClassifier(nn.Module):
 
 def train_classifier(x, y, *, epochs: int = 3, batch_size: int = 128, lr: float = 2e-3, seed: int = 0,
                      hidden: tuple[int, ...] = (512, 256), num_classes: int | None = None,
-                     threads: int | None = None) -> DigitClassifier:
+                     threads: int | None = None, progress: bool = False) -> DigitClassifier:
     """Train a :class:`DigitClassifier` on images ``x`` (N, C, H, W) in [0, 1] and labels ``y``.
 
     Trained by vaelab's trainer (one seeded shuffle per epoch, Adam, cross-entropy), with the
     learning rate falling along a cosine over the epochs. ``seed`` fixes the initial weights and the shuffles, so
     the same call gives the same weights; the caller's random streams are left as they were.
     ``history`` holds the mean training loss and seconds per epoch. ``threads`` None keeps
-    the caller's thread count. Returns the model in eval mode, on the CPU.
+    the caller's thread count. ``progress`` reports the training on stderr (the trainer's bar or
+    lines, and its epoch lines). Returns the model in eval mode, on the CPU.
     """
     x, y = torch.as_tensor(x), torch.as_tensor(y)
     if x.ndim < 2 or len(x) == 0 or y.shape != (len(x),) or y.dtype not in (torch.int64, torch.int32, torch.uint8):
@@ -159,7 +161,7 @@ def train_classifier(x, y, *, epochs: int = 3, batch_size: int = 128, lr: float 
     with _kept_random_streams():
         torch.manual_seed(seed)
         model = DigitClassifier(image_shape, hidden, classes)
-        model.history = _fit(_Objective(model), Batch(x.to(torch.float32), y), config)
+        model.history = _fit(_Objective(model), Batch(x.to(torch.float32), y), config, progress)
     return model.eval()
 
 
@@ -195,11 +197,13 @@ class _Objective(Model):
         return Loss(cross_entropy, {"cross_entropy": cross_entropy}, {"cross_entropy": 1.0})
 
 
-def _fit(objective: _Objective, data: Batch, config: TrainConfig) -> list[dict]:
+def _fit(objective: _Objective, data: Batch, config: TrainConfig, progress: bool = False) -> list[dict]:
     """Train through :func:`vaelab.training.fit` in a temporary run directory (the caller keeps
-    the classifier with ``save``); the per-epoch history from its ``metrics.jsonl``."""
-    with tempfile.TemporaryDirectory(prefix="vaelab-classifier-") as run:
-        fit(objective, data, None, config, run, progress=False)
+    the classifier with ``save``); the per-epoch history from its ``metrics.jsonl``. Its epoch
+    lines go to stderr: stdout is the caller's result."""
+    with tempfile.TemporaryDirectory(prefix="vaelab-classifier-") as run, \
+            contextlib.redirect_stdout(sys.stderr if progress else sys.stdout):
+        fit(objective, data, None, config, run, progress=progress)
         lines = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
     return [{"epoch": m["epoch"], "loss": m["train"]["cross_entropy"], "seconds": m["seconds"]} for m in lines]
 

@@ -37,20 +37,29 @@ def classifier_directory() -> Path:
     return Path(root) / "vaelab" / "classifiers"
 
 
-def digit_classifier(train, epochs: int = CLASSIFIER_EPOCHS, seed: int = 0, cache_dir=None) -> DigitClassifier:
+def digit_classifier(train, epochs: int = CLASSIFIER_EPOCHS, seed: int = 0, cache_dir=None,
+                     progress: bool = False) -> DigitClassifier:
     """A DigitClassifier trained on ``train`` (a labelled Dataset), trained once and then loaded
-    from a directory named by a fingerprint of the images, labels and settings."""
+    from a directory named by a fingerprint of the images, labels and settings. ``progress``
+    reports the training on stderr."""
     if getattr(train, "y", None) is None or not train.has_class_labels:
         raise VaelabError("the digit classifier that judges conditional models needs labelled training images")
+    directory = cached_classifier_path(train, epochs, seed, cache_dir)
+    if (directory / "baseline.json").is_file():
+        return DigitClassifier.load(directory)
+    clf = train_classifier(train.x, train.y, epochs=epochs, seed=seed, num_classes=train.n_classes,
+                           progress=progress)
+    clf.save(directory)
+    return clf
+
+
+def cached_classifier_path(train, epochs: int = CLASSIFIER_EPOCHS, seed: int = 0, cache_dir=None) -> Path:
+    """Where :func:`digit_classifier` keeps the classifier of ``train``: named by a fingerprint
+    of the images, labels and settings."""
     digest = hashlib.sha256(f"digit-classifier|{epochs}|{seed}|{tuple(train.x.shape)}|".encode())
     for t in (train.x, train.y):
         digest.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
-    directory = Path(cache_dir or classifier_directory()) / digest.hexdigest()[:40]
-    if (directory / "baseline.json").is_file():
-        return DigitClassifier.load(directory)
-    clf = train_classifier(train.x, train.y, epochs=epochs, seed=seed, num_classes=train.n_classes)
-    clf.save(directory)
-    return clf
+    return Path(cache_dir or classifier_directory()) / digest.hexdigest()[:40]
 
 
 def sample_accuracy(model, classifier: DigitClassifier, per_class: int = 100, seed: int = 0) -> dict:

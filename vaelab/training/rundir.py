@@ -75,11 +75,12 @@ class RunDir:
         for key in ("model", "config", "stage"):
             if recorded.get(key) != record.get(key):
                 raise VaelabError(f"--resume: the run in {self.root} is a different model "
-                                  f"({recorded.get('model')} {recorded.get('config')}); "
+                                  f"({_model_differences(recorded, record)}); "
                                   "resume with the same settings or choose another --out")
         if recorded.get("data") and record.get("data") and not same_data(recorded["data"], record["data"]):
-            raise VaelabError(f"--resume: the run in {self.root} was trained on {recorded['data']}, "
-                              f"not {record['data']}; resume with the same data and --val-size")
+            raise VaelabError(f"--resume: the run in {self.root} was trained on other data "
+                              f"({differences(recorded['data'], record['data'], DATA_WORDS)}); "
+                              "resume with the same data and --val-size, or choose another --out")
         if not self.has_checkpoint():
             self.say(f"--resume: the run in {self.root} stopped before its first checkpoint; starting it again "
                      "from the beginning")
@@ -190,3 +191,36 @@ class RunDir:
             except (ValueError, KeyError, TypeError):
                 continue
         atomic_write_bytes(self.metrics, ("\n".join(keep) + "\n").encode() if keep else b"")
+
+
+DATA_WORDS = {"spec": "data", "n_train": "training images", "n_val": "validation images", "n_test": "test images",
+              "shape": "image shape", "split": "split", "test_fraction": "--test-fraction", "test_seed": "test seed",
+              "labels": "--labels", "label_seed": "--label-seed"}
+
+
+def differences(recorded: dict, now: dict, words: dict | None = None) -> str:
+    """What differs between a recorded dict and the one of now, as words a user reads:
+    ``data mnist, now fashion-mnist; training images 54,000, now 60,000``."""
+    words = words or {}
+    keys = [k for k in dict.fromkeys([*words, *recorded, *now]) if recorded.get(k) != now.get(k)]
+    return "; ".join(f"{words.get(k, k)} {_shown(recorded.get(k))}, now {_shown(now.get(k))}" for k in keys)
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
+        return "×".join(map(str, value))
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+
+
+def _model_differences(recorded: dict, record: dict) -> str:
+    """A different model, stage or setting, named (``latent_dim 4, now 3``), not two dicts."""
+    if recorded.get("model") != record.get("model"):
+        return f"a '{recorded.get('model')}', not '{record.get('model')}'"
+    if recorded.get("stage") != record.get("stage"):
+        return f"stage {recorded.get('stage')}, now {record.get('stage')}"
+    old, new = recorded.get("config"), record.get("config")
+    if isinstance(old, dict) and isinstance(new, dict):
+        return differences(old, new, {"input_shape": "image shape"})
+    return "its settings differ"

@@ -52,8 +52,19 @@ def _check_plan(out: Path, plan: dict, resume: bool) -> None:
     for before, now in zip(old, new):
         if before != now:
             raise VaelabError(f"--resume: stage '{now['name']}' of {out} was started with other settings "
-                              f"({before.get('model')} {before.get('config')}); every later stage depends on it: "
+                              f"({_stage_differences(before, now)}); every later stage depends on it: "
                               "resume with the same settings or choose another --out")
+
+
+def _stage_differences(before: dict, now: dict) -> str:
+    """``latent_dim 50, now 20; lr 0.0003, now 0.001``: the settings that differ, not two dicts."""
+    from .rundir import differences
+
+    parts = [differences(before.get(k) or {}, now.get(k) or {}) for k in ("config", "train")
+             if isinstance(before.get(k) or {}, dict) and isinstance(now.get(k) or {}, dict)]
+    rest = differences({k: v for k, v in before.items() if k not in ("config", "train")},
+                       {k: v for k, v in now.items() if k not in ("config", "train")})
+    return "; ".join(p for p in (rest, *parts) if p) or "its settings differ"
 
 
 def _check_not_orphaned(out: Path, stages: list[Stage], i: int) -> None:

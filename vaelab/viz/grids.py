@@ -111,8 +111,9 @@ def sample_images(model, n: int = 64, seed: int = 0, codes=None, label: int | No
 
 def choose_images(count: int, n: int | None = None, indices=None, seed: int | None = None) -> list[int]:
     """Which of ``count`` images to show: ``indices`` as given, or ``n`` (default 32) drawn
-    without replacement with ``seed``, else the first ``n``: the first images of a split
-    are a poor sample of it, and a user may want to look at particular ones."""
+    without replacement with ``seed``, else ``n`` spread over the split (:func:`spread_rows`):
+    the first images of a split are a poor sample of it (one class, in a class-sorted file),
+    and a user may want to look at particular ones."""
     if indices is not None and (n is not None or seed is not None):
         raise VaelabError("--indices names the images itself; give it without -n and --seed")
     if indices is not None:
@@ -125,8 +126,18 @@ def choose_images(count: int, n: int | None = None, indices=None, seed: int | No
     if n < 1:
         raise VaelabError(f"-n must be at least 1, got {n}")
     if seed is None:
-        return list(range(min(n, count)))
+        return spread_rows(count, n)
     return torch.randperm(count, generator=torch.Generator().manual_seed(seed))[:n].tolist()
+
+
+def spread_rows(count: int, n: int, seed: int = 0) -> list[int]:
+    """``n`` of ``count`` rows in order, one drawn (by ``seed``) from each of ``n`` equal stretches
+    of the split, so a file sorted by class still shows every class; all rows when ``n >= count``."""
+    if n >= count:
+        return list(range(count))
+    starts = torch.arange(n + 1) * count // n
+    offsets = torch.rand(n, generator=torch.Generator().manual_seed(seed)) * (starts[1:] - starts[:-1])
+    return (starts[:-1] + offsets.long()).tolist()
 
 
 def save_reconstructions(model, data, path, nrow: int | None = None) -> None:

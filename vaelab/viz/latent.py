@@ -25,6 +25,34 @@ class DimensionOrder:
     measure: str  # "mean KL(q(z_j|x) || N(0, 1)) in nats" or "variance of the code"
 
 
+PICTURES = "pictures of a latent space (traverse, manifold, scatter, interpolate, analogies)"
+
+
+def without_latent_space(model) -> str:
+    """Why ``model`` has no latent space to draw, in the user's terms (what its code is, or that
+    it has none) and what to use instead; told by what the model can do, not by its name."""
+    name, cfg = _name(model), getattr(model, "config", None)
+    if callable(getattr(model, "decode_codes", None)):
+        k = getattr(cfg, "codebook_size", "K")
+        return (f"a '{name}' model's code is a grid of codebook entries (one of {k} per position), not a vector "
+                f"of continuous dimensions, so {PICTURES} do not apply; use vaelab reconstruct, and vaelab "
+                "train-prior then vaelab sample to generate")
+    if callable(getattr(model, "prior_codes", None)):
+        if hasattr(cfg, "categories") and hasattr(cfg, "classes"):
+            code = f"{cfg.categories} one-hot variables of {cfg.classes} classes"
+        else:
+            code = f"{getattr(cfg, 'bits', 'its')} bits"
+        return (f"a '{name}' model's code is discrete ({code}), with no continuous dimensions to vary, map "
+                f"or move along, so {PICTURES} do not apply; use vaelab reconstruct and vaelab sample, or "
+                "train a vae for these pictures")
+    if callable(getattr(model, "sample", None)) and not callable(getattr(model, "encode", None)):
+        return (f"a '{name}' model has no latent code: it generates the pixels one by one, each given those "
+                f"before, so {PICTURES} do not apply; use vaelab sample, and vaelab eval for its exact likelihood")
+    missing = [part for need, part in (("encode", "encoder (images to codes)"), ("decode", "decoder (codes to images)"))
+               if not callable(getattr(model, need, None))]
+    return f"a '{name}' model has no {' and no '.join(missing)}, which {PICTURES} need; use an autoencoder or a VAE"
+
+
 class LatentView:
     """Encode, decode and rank the latent dimensions of a trained ``model``.
 
@@ -34,10 +62,8 @@ class LatentView:
     """
 
     def __init__(self, model):
-        for need in ("encode", "decode"):
-            if not callable(getattr(model, need, None)):
-                raise VaelabError(f"a '{_name(model)}' model has no {need}(); pictures of the latent space need "
-                                  "a model that both encodes and decodes (an autoencoder or a VAE)")
+        if not all(callable(getattr(model, need, None)) for need in ("encode", "decode")):
+            raise VaelabError(without_latent_space(model))
         self.model = model.eval()
         self.conditional = bool(getattr(model, "conditional", False))
         self.latent_dim = int(model.config.latent_dim)

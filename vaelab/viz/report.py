@@ -43,13 +43,15 @@ class ReportContext:
     extra: dict = field(default_factory=dict)  # room for sections that share work
 
     def images(self, n: int, need: str = "this picture needs test images"):
-        """The first ``n`` test images as a Batch, binarized once as the evaluation is."""
+        """``n`` test images spread over the split (seeded: a class-sorted file still shows every
+        class) as a Batch, binarized once as the evaluation is."""
         from ..data import binarize_static
         from ..evaluation import TEST_BINARIZATION_SEED
+        from .grids import spread_rows
 
         if self.test is None:
             raise NotApplicable(f"{need}: {self.test_note}")
-        batch = self.test.subset(slice(0, n)).batch()
+        batch = self.test.subset(spread_rows(len(self.test), n, self.seed)).batch()
         return batch.with_x(binarize_static(batch.x, TEST_BINARIZATION_SEED)) if self.binarize != "none" else batch
 
     @functools.cached_property

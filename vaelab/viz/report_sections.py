@@ -43,11 +43,11 @@ def samples(ctx: ReportContext) -> list[tuple[str, bytes]]:
 
 
 def reconstructions(ctx: ReportContext) -> list[tuple[str, bytes]]:
-    """The first test images, each row followed by its reconstructions."""
+    """Test images spread over the split, each row followed by its reconstructions."""
     if not hasattr(ctx.model, "reconstruct"):
         raise NotApplicable("this model does not reconstruct images")
     batch = ctx.images(RECONSTRUCTIONS, "reconstructions need test images")
-    return [(f"the first {len(batch)} test images (odd rows) above their reconstructions (even rows)",
+    return [(f"{len(batch)} test images spread over the split (odd rows) above their reconstructions (even rows)",
              png_bytes(reconstruction_grid(ctx.model, batch)))]
 
 
@@ -73,7 +73,7 @@ def latent_map(ctx: ReportContext) -> list[tuple[str, bytes]]:
     batch = ctx.images(MAP_IMAGES, "the latent map encodes test images")
     m = make_map(ctx.view, batch)
     how = "the codes" if m.projection is None else f"the codes projected by {m.projection}"
-    return [(f"{how} of the first {len(batch)} test images" + (f"; {m.note}" if m.note else ""),
+    return [(f"{how} of {len(batch)} test images spread over the split" + (f"; {m.note}" if m.note else ""),
              _saved(lambda path: save_latent_map(m, path)))]
 
 
@@ -94,8 +94,8 @@ def traversal(ctx: ReportContext) -> list[tuple[str, bytes]]:
 
 
 def interpolation(ctx: ReportContext) -> list[tuple[str, bytes]]:
-    """Pixel blending, then linear and spherical paths in z, between the first two test
-    images of different classes (from :mod:`.interpolation`)."""
+    """Pixel blending, then linear and spherical paths in z, between the first two of the
+    test images shown (spread over the split) of different classes (from :mod:`.interpolation`)."""
     from .captions import captioned_rows
     from .interpolation import interpolate
 
