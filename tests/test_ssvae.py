@@ -100,6 +100,65 @@ def test_neg_U_is_the_q_weighted_sum_minus_the_entropy(images):
     assert torch.allclose(neg_U, expected, atol=1e-4)
 
 
+def _kl_every_class(model, x):
+    """KL(q(z|x, y) ‖ p(z)) of every image and label, (B, K), from q's own parameters."""
+    columns = []
+    for y in range(model.config.num_classes):
+        mu, logvar = model.posterior_params(Batch(x, torch.full((len(x),), y)))
+        columns.append(0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(1))
+    return torch.stack(columns, 1)
+
+
+@pytest.mark.parametrize("settings, epoch, weight", [
+    ({"beta": 5.0}, 0.0, 5.0),                            # β weighs the KL of −L(x, y)
+    ({"beta": 1.0, "kl_warmup_epochs": 2.0}, 0.0, 0.0),   # the warm-up starts at 0 ...
+    ({"beta": 3.0, "kl_warmup_epochs": 2.0}, 1.0, 1.5),   # ... and rises linearly to β
+])
+def test_beta_and_the_kl_warmup_weigh_the_kl_of_neg_L(settings, epoch, weight):
+    torch.manual_seed(0)
+    x = torch.rand(5, 1, 6, 6)
+    torch.manual_seed(1)
+    plain = vaelab.build("m2", input_shape=[1, 6, 6], **SMALL_M2)
+    torch.manual_seed(1)
+    weighted = vaelab.build("m2", input_shape=[1, 6, 6], **SMALL_M2, **settings)
+    weighted.schedule(epoch)
+    torch.manual_seed(2)
+    base = plain.neg_L_every_class(x)
+    torch.manual_seed(2)
+    changed = weighted.neg_L_every_class(x)
+    with torch.no_grad():
+        kl = _kl_every_class(plain, x)
+    assert float(kl.min()) > 0.01
+    assert torch.allclose(changed - base, (weight - 1.0) * kl, atol=1e-4)
+    torch.manual_seed(3)
+    loss_plain = plain.loss(Batch(x, torch.arange(5), torch.tensor([1, 1, 0, 0, 0], dtype=torch.bool))).total
+    torch.manual_seed(3)
+    loss_weighted = weighted.loss(Batch(x, torch.arange(5), torch.tensor([1, 1, 0, 0, 0], dtype=torch.bool))).total
+    assert abs(float(loss_weighted - loss_plain)) > 1e-3  # and so the training objective
+
+
+@pytest.mark.parametrize("family", ["m1", "m2", "m1m2"])
+def test_the_semi_supervised_models_train_on_grey_levels_by_default(family):
+    """docs/semi-supervised.md: grey-level pixels under a Bernoulli likelihood, as measured
+    by ``vaelab compare ssl``; an explicit --binarize still wins."""
+    from vaelab.data.samplers import resolve_binarize
+    from vaelab.training.run import train_config
+
+    model = vaelab.build(family, input_shape=[1, 6, 6])
+    assert resolve_binarize(train_config(family).binarize, model) == "none"
+    assert resolve_binarize(train_config(family, {"binarize": "dynamic"}).binarize, model) == "dynamic"
+
+
+def test_glorot_initialises_the_classifier_too():
+    torch.manual_seed(0)
+    model = vaelab.build("m2", input_shape=[1, 6, 6], **SMALL_M2, init="glorot")
+    first = model.classifier[0]
+    assert float(first.bias.abs().max()) == 0.0
+    bound = math.sqrt(6 / (first.in_features + first.out_features))  # Glorot-uniform's, not torch's 1/sqrt(fan_in)
+    assert float(first.weight.abs().max()) > 1 / math.sqrt(first.in_features)
+    assert float(first.weight.abs().max()) <= bound
+
+
 def test_training_keeps_only_the_drawn_labels_and_validates_on_the_last_rows(m2_run, images):
     out, result = m2_run
     record = json.loads((out / "run.json").read_text())
