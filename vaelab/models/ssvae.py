@@ -55,6 +55,10 @@ class M2Config(CVAEConfig):
         "help": "hidden layer sizes of q(z|x,y) and p(x|y,z), e.g. 500 or 600,600"})
     activation: str = field(default="softplus", metadata={
         "help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
+    # M2's exact sum over labels is written for the MLP (neg_L_every_class): no conv backbone
+    # to choose, so neither is offered.
+    backbone: str = field(default="mlp", metadata={"option": False})
+    channels: tuple[int, ...] = field(default=(32, 64), metadata={"option": False})
     classifier_hidden: tuple[int, ...] = field(default=(500,), metadata={
         "help": "hidden layer sizes of the classifier q(y|x)"})
     alpha: float = field(default=0.1, metadata={
