@@ -167,7 +167,8 @@ def test_training_keeps_only_the_drawn_labels_and_validates_on_the_last_rows(m2_
     assert float(result.model.labelled_share) == pytest.approx(0.1)
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"neg_L", "neg_U", "neg_log_qy"} <= set(metrics[-1]["train"])
-    assert 0 <= metrics[-1]["val"]["error"] < 0.9  # the classifier has learned something in 2 epochs
+    # chance is 0.9 (± 0.02 on 200 rows); two epochs of the tiny model reach 0.735
+    assert metrics[-1]["val"]["error"] < 0.8
     assert {"samples.png", "reconstructions.png", "analogies.png"} <= {p.name for p in out.iterdir()}
 
 
@@ -262,7 +263,13 @@ def test_compare_ssl_writes_the_table_with_the_papers_figures(data_dir, tmp_path
     result.write(tmp_path / "ssl")
     row = result.rows[0]
     assert row["labels"] == 100 and row["seeds"] == 2 and row["paper_%"] == 11.97 and row["pyro_%"] == 6.81
-    assert 0 <= row["error_%"] <= 100 and row["std"] is not None
+    seeds = [r["error_%"] for r in result.settings["per_seed"]]
+    assert len(seeds) == 2 and row["error_%"] == pytest.approx(sum(seeds) / 2)  # mean ± std over the seeds
+    assert row["std"] == pytest.approx(abs(seeds[0] - seeds[1]) / math.sqrt(2))
+    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir, download=False).subset(slice(0, 200))
+    model = vaelab.load(tmp_path / "ssl" / "runs" / "m2-n100-seed1")
+    wrong = (model.classify(test.x).argmax(-1) != test.y).float().mean()
+    assert seeds[1] == pytest.approx(100 * float(wrong))  # each seed's figure: the error on the 200 test images
     assert {"m2_n100_styles.png", "m2_n100_analogies.png"} <= {p.name for p in (tmp_path / "ssl").iterdir()}
     again = ssl(tmp_path / "ssl", data_dir=data_dir, labels=(100,), seeds=2, models=("m2",), epochs=1,
                 train_size=1200, test_size=200, threads=1, lr=3e-3, progress=False)
@@ -282,7 +289,18 @@ def test_compare_ssl_trains_one_m1_vae_for_every_labelled_subset(data_dir, tmp_p
     assert vaelab.load(tmp_path / "ssl" / "runs" / "m1m2-n200-seed0").config.hidden == (500,)
     rows = {(r["labels"], r["model"]): r for r in result.rows}
     assert rows[(100, "m1m2")]["paper_%"] == 3.33 and rows[(100, "m1m2")]["goal_%"] == 3.33
-    assert rows[(200, "m1")]["seeds"] == 2 and 0 <= rows[(200, "m1")]["error_%"] <= 100
+    per_seed = [r["error_%"] for r in result.settings["per_seed"] if (r["labels"], r["model"]) == (200, "m1")]
+    assert rows[(200, "m1")]["seeds"] == 2 and rows[(200, "m1")]["error_%"] == pytest.approx(sum(per_seed) / 2)
+    # seed 1's figure, recomputed: the shared VAE's SVM fitted to that seed's 200 labelled rows
+    # of the first 1,000 training images (the last 200 of 1,200 validate), on 200 test images
+    from vaelab.data.derive import labelled_subset
+    from vaelab.models.ssvae import M1
+
+    train = vaelab.load_dataset("mnist", "train", data_dir=data_dir, download=False).subset(slice(0, 1000))
+    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir, download=False).subset(slice(0, 200))
+    m1 = M1.from_vae(vaelab.load(tmp_path / "ssl" / "runs" / "m1-vae"), labelled_subset(train, 20, 1).batch())
+    wrong = (m1.classify(test.x).argmax(-1) != test.y).float().mean()
+    assert per_seed[1] == pytest.approx(100 * float(wrong))
 
 
 def test_m1_from_a_trained_vae_keeps_its_weights_and_takes_the_labelled_rows(images):
