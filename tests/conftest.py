@@ -2,6 +2,7 @@
 and tiny models that keep the whole suite fast on a 2-core CPU."""
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,10 @@ import torch
 import vaelab
 
 # tests/conftest.py -> tests -> main -> work; the data lives in /work/shared/data.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# VAELAB_TEST_SHARED_DATA points the suite elsewhere (an empty directory: a clone without the
+# data, as tests/test_skips.py checks).
+SHARED_DATA = Path(os.environ.get("VAELAB_TEST_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # Settings that keep every training call in the suite small and single-threaded: the
 # machine has 2 cores and other processes may share them, where 2 OpenMP threads are
