@@ -26,6 +26,17 @@ def images(mnist_small):
 
 
 @pytest.fixture(scope="module")
+def synthetic():
+    """1,200 synthetic 28×28 binary images, 120 per class (a bright bar whose row is the class):
+    for the tests of mechanisms and refusals, which need no real digits."""
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(1200) % 10
+    p = torch.full((1200, 1, 28, 28), 0.05)
+    p[torch.arange(1200), 0, 4 + 2 * y, 4:24] = 0.9
+    return vaelab.Dataset("synthetic", torch.bernoulli(p, generator=g), y, tuple(map(str, range(10))))
+
+
+@pytest.fixture(scope="module")
 def m2_run(images, tmp_path_factory):
     out = tmp_path_factory.mktemp("m2") / "run"
     result = vaelab.train("m2", images, out, model_config=SMALL_M2,
@@ -47,10 +58,10 @@ def _reference_neg_L(model, x, eps):
     return torch.stack(columns, 1)
 
 
-def test_the_exact_sum_equals_a_loop_over_the_labels(images):
+def test_the_exact_sum_equals_a_loop_over_the_labels(synthetic):
     torch.manual_seed(0)
     model = vaelab.build("m2", input_shape=[1, 28, 28], **SMALL_M2)
-    x = images.x[:6]
+    x = synthetic.x[:6]
     torch.manual_seed(5)
     fast = model.neg_L_every_class(x)
     torch.manual_seed(5)
@@ -69,28 +80,28 @@ def test_the_batched_bernoulli_gradient_is_the_autograd_one():
     assert torch.allclose(ours, torch.autograd.grad(ref, logits, g)[0], atol=1e-5)
 
 
-def test_the_objective_weights_the_parts_by_the_labelled_share(images):
+def test_the_objective_weights_the_parts_by_the_labelled_share(synthetic):
     torch.manual_seed(0)
     model = vaelab.build("m2", input_shape=[1, 28, 28], **SMALL_M2, alpha=0.5)
-    labelled = torch.zeros(len(images), dtype=torch.bool)
+    labelled = torch.zeros(len(synthetic), dtype=torch.bool)
     labelled[:100] = True
-    model.prepare(Batch(images.x, images.y, labelled))
-    assert float(model.labelled_share) == pytest.approx(100 / len(images))
-    batch = Batch(images.x[95:105], images.y[95:105], labelled[95:105])
+    model.prepare(Batch(synthetic.x, synthetic.y, labelled))
+    assert float(model.labelled_share) == pytest.approx(100 / len(synthetic))
+    batch = Batch(synthetic.x[95:105], synthetic.y[95:105], labelled[95:105])
     loss = model.loss(batch)
-    f = 100 / len(images)
+    f = 100 / len(synthetic)
     assert loss.weights == pytest.approx({"neg_L": f, "neg_log_qy": 0.5, "neg_U": 1 - f})
     total = sum(loss.weights[k] * loss.terms[k] for k in loss.terms)
     assert torch.allclose(loss.total, total)
     # −U(x) ≥ min_y −L(x, y) − log K: the entropy can lower the bound by at most log K
-    assert set(model.loss(Batch(images.x[:5], images.y[:5])).terms) == {"neg_L", "neg_log_qy"}
-    assert set(model.loss(images.x[:5]).terms) == {"neg_U"}
+    assert set(model.loss(Batch(synthetic.x[:5], synthetic.y[:5])).terms) == {"neg_L", "neg_log_qy"}
+    assert set(model.loss(synthetic.x[:5]).terms) == {"neg_U"}
 
 
-def test_neg_U_is_the_q_weighted_sum_minus_the_entropy(images):
+def test_neg_U_is_the_q_weighted_sum_minus_the_entropy(synthetic):
     torch.manual_seed(0)
     model = vaelab.build("m2", input_shape=[1, 28, 28], **SMALL_M2)
-    x = images.x[:8]
+    x = synthetic.x[:8]
     torch.manual_seed(1)
     neg_U = model.loss(x).terms["neg_U"]
     torch.manual_seed(1)
@@ -192,15 +203,15 @@ def test_a_changed_label_seed_is_refused_on_resume(m2_run, images):
     (105, "not a multiple of the 10 classes"),
     (5000, "fewer than per_class=500"),
 ])
-def test_bad_label_counts_are_refused(images, tmp_path, labels, message):
+def test_bad_label_counts_are_refused(synthetic, tmp_path, labels, message):
     with pytest.raises(VaelabError, match=message):
-        vaelab.train("m2", images, tmp_path / "run", model_config=SMALL_M2,
+        vaelab.train("m2", synthetic, tmp_path / "run", model_config=SMALL_M2,
                      config={**FAST, "epochs": 1, "labels": labels}, progress=False)
     assert not (tmp_path / "run").exists()
 
 
-def test_labels_on_data_without_labels_are_refused(images, tmp_path):
-    unlabelled = vaelab.Dataset("no labels", images.x)
+def test_labels_on_data_without_labels_are_refused(synthetic, tmp_path):
+    unlabelled = vaelab.Dataset("no labels", synthetic.x)
     with pytest.raises(VaelabError, match="no class labels"):
         vaelab.train("m2", unlabelled, tmp_path / "run", model_config=SMALL_M2,
                      config={**FAST, "epochs": 1, "labels": 100}, progress=False)
@@ -230,9 +241,9 @@ def test_m1_classifies_from_the_codes_and_survives_a_round_trip(images, mnist_sm
     assert "error" in metrics["val"]
 
 
-def test_m1_without_labelled_images_is_refused(images, tmp_path):
+def test_m1_without_labelled_images_is_refused(synthetic, tmp_path):
     with pytest.raises(VaelabError, match="--labels N"):
-        vaelab.train("m1", vaelab.Dataset("no labels", images.x), tmp_path / "run", model_config=SMALL_M1,
+        vaelab.train("m1", vaelab.Dataset("no labels", synthetic.x), tmp_path / "run", model_config=SMALL_M1,
                      config={**FAST, "epochs": 1}, progress=False)
 
 
@@ -303,12 +314,12 @@ def test_compare_ssl_trains_one_m1_vae_for_every_labelled_subset(data_dir, tmp_p
     assert per_seed[1] == pytest.approx(100 * float(wrong))
 
 
-def test_m1_from_a_trained_vae_keeps_its_weights_and_takes_the_labelled_rows(images):
+def test_m1_from_a_trained_vae_keeps_its_weights_and_takes_the_labelled_rows(synthetic):
     from vaelab.data.derive import labelled_subset
     from vaelab.models.ssvae import M1
 
     vae = vaelab.build("vae", input_shape=[1, 28, 28], **SMALL_M1)
-    subset = labelled_subset(images, 3, seed=1)
+    subset = labelled_subset(synthetic, 3, seed=1)
     m1 = M1.from_vae(vae, subset.batch(), classifier="knn", knn_k=1)
     assert torch.equal(m1.encoder[1][0].weight, vae.encoder[1][0].weight)
     assert torch.equal(m1.labelled_y.sort().values, subset.y[subset.labelled].sort().values)
@@ -339,42 +350,42 @@ def _tiny_m1m2(images, out, resume=False):
                         resume=resume, progress=False)
 
 
-def test_m1m2_refuses_a_second_stage_whose_first_is_missing_or_changed(images, tmp_path):
+def test_m1m2_refuses_a_second_stage_whose_first_is_missing_or_changed(synthetic, tmp_path):
     import shutil
 
     out = tmp_path / "run"
-    _tiny_m1m2(images, out)
+    _tiny_m1m2(synthetic, out)
     first = out / "1-m1"
     saved = tmp_path / "saved-m1"
     shutil.copytree(first, saved)
     shutil.rmtree(first)
     with pytest.raises(VaelabError, match="whose run .* is missing"):
-        _tiny_m1m2(images, out, resume=True)
+        _tiny_m1m2(synthetic, out, resume=True)
     assert not first.exists()
     # another first stage: its codes carry another name, so a run trained on them refuses to resume
     shutil.copytree(saved, first)
     model = vaelab.load(first)
-    before = vaelab.data.encoded(model, images, tmp_path / "a.safetensors").name
+    before = vaelab.data.encoded(model, synthetic, tmp_path / "a.safetensors").name
     with torch.no_grad():
         model.encoder[1][0].weight.add_(0.01)
-    assert vaelab.data.encoded(model, images, tmp_path / "b.safetensors").name != before
+    assert vaelab.data.encoded(model, synthetic, tmp_path / "b.safetensors").name != before
 
 
-def test_m1_refits_its_classifier_when_the_encoder_changes(images, tmp_path):
-    result = vaelab.train("m1", images, tmp_path / "m1", model_config=SMALL_M1,
+def test_m1_refits_its_classifier_when_the_encoder_changes(synthetic, tmp_path):
+    result = vaelab.train("m1", synthetic, tmp_path / "m1", model_config=SMALL_M1,
                           config={**FAST, "epochs": 1, "labels": 100}, progress=False)
     model = result.model.eval()
-    model.classify(images.x[:10])
+    model.classify(synthetic.x[:10])
     _, first = model._classifier()
     optimiser = torch.optim.Adam(model.parameters(), lr=0.05, fused=True)  # the trainer's optimiser
-    model.loss(images.x[:100]).total.backward()
+    model.loss(synthetic.x[:100]).total.backward()
     optimiser.step()
     _, second = model._classifier()
     assert second is not first
     assert model._classifier()[1] is second  # unchanged weights: the fitted classifier is reused
 
 
-def test_m2_draws_codes_from_their_posterior_in_training_and_reads_the_means_in_evaluation(images):
+def test_m2_draws_codes_from_their_posterior_in_training_and_reads_the_means_in_evaluation():
     from vaelab.models.ssvae import CODE_STD
 
     model = vaelab.build("m2", **{"input_shape": [1, 1, 6], "hidden": [16], "classifier_hidden": [16],
@@ -390,14 +401,14 @@ def test_m2_draws_codes_from_their_posterior_in_training_and_reads_the_means_in_
     assert torch.equal(model.drawn_inputs(vaelab.Batch(means)), means)  # no std: the inputs as they are
 
 
-def test_code_rows_keep_the_active_dimensions_with_their_posterior_std(images, tmp_path):
+def test_code_rows_keep_the_active_dimensions_with_their_posterior_std(synthetic, tmp_path):
     from vaelab.models.ssvae import CODE_STD, code_rows
 
     vae = vaelab.build("vae", **{"input_shape": [1, 28, 28], "hidden": [16], "latent_dim": 5})
-    ds = vaelab.Dataset("some", images.x[:40], images.y[:40])
+    ds = vaelab.Dataset("some", synthetic.x[:40], synthetic.y[:40])
     keep = torch.tensor([True, False, True, True, False])
     rows = code_rows(vae, ds, tmp_path / "codes.safetensors", keep=keep)
-    mean, logvar = vae.posterior_params(images.x[:40])
+    mean, logvar = vae.posterior_params(synthetic.x[:40])
     assert rows.x.shape == (40, 1, 1, 3) and torch.allclose(rows.x.flatten(1), mean[:, keep].detach())
     assert torch.allclose(rows.extras[CODE_STD].flatten(1), torch.exp(0.5 * logvar[:, keep]).detach())
     assert torch.equal(rows.y, ds.y)
