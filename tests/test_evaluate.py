@@ -236,23 +236,30 @@ def test_evaluate_k1_nll_is_the_elbo(trained_vae, mnist_small):
     assert -result["nll"] == pytest.approx(result["elbo"], abs=1.5)
 
 
-def test_evaluate_is_deterministic_for_a_seed_and_leaves_global_rng_alone(trained_vae, mnist_small):
-    x = mnist_small.test.x[:100]
+@pytest.fixture
+def small_vae():
+    """An untrained VAE: what these tests check does not depend on training."""
+    torch.manual_seed(0)
+    return vaelab.build("vae", hidden=[16], latent_dim=3).eval()
+
+
+def test_evaluate_is_deterministic_for_a_seed_and_leaves_global_rng_alone(small_vae, test_x):
+    model, x = small_vae, 0.15 + 0.7 * test_x[:100]  # grey levels, so binarizing changes them
     torch.manual_seed(42)
     state = torch.get_rng_state()
-    a = vaelab.evaluate(trained_vae, x, nll_samples=5, binarize="dynamic", seed=3)
+    a = vaelab.evaluate(model, x, nll_samples=5, binarize="dynamic", seed=3)
     assert torch.equal(torch.get_rng_state(), state)
     torch.manual_seed(7)
-    b = vaelab.evaluate(trained_vae, x, nll_samples=5, binarize="dynamic", seed=3)
-    c = vaelab.evaluate(trained_vae, x, nll_samples=5, binarize="dynamic", seed=4)
+    b = vaelab.evaluate(model, x, nll_samples=5, binarize="dynamic", seed=3)
+    c = vaelab.evaluate(model, x, nll_samples=5, binarize="dynamic", seed=4)
     a.pop("nll_seconds"), b.pop("nll_seconds"), c.pop("nll_seconds")
     assert a == b
     assert a["elbo"] != c["elbo"] and a["nll"] != c["nll"]
-    grey = vaelab.evaluate(trained_vae, x, nll_samples=5, binarize="none", seed=3)
+    grey = vaelab.evaluate(model, x, nll_samples=5, binarize="none", seed=3)
     assert grey["elbo"] != a["elbo"]
 
 
-def test_active_units_counts_only_dimensions_the_encoder_uses(mnist_small):
+def test_active_units_counts_only_dimensions_the_encoder_uses(test_x):
     torch.manual_seed(0)
     model = vaelab.build("vae", hidden=[32], latent_dim=6)
     head = model.encoder[-1][-1]  # Linear(32, 2 * latent): means first, then log-variances
@@ -262,30 +269,30 @@ def test_active_units_counts_only_dimensions_the_encoder_uses(mnist_small):
             head.bias[j] = 0.5
         for j in (1, 3, 5):  # these vary strongly with the input
             head.weight[j] *= 20.0
-    result = vaelab.evaluate(model, mnist_small.test.x[:300])
+    result = vaelab.evaluate(model, test_x)
     assert result["active_units"] == 3
     activity = result["unit_activity"]
     assert [activity[j] for j in (0, 2, 4)] == [0.0, 0.0, 0.0]
     assert all(activity[j] > 0.01 for j in (1, 3, 5))
 
 
-def test_evaluate_runs_without_gradients(trained_vae, mnist_small):
-    seen = []
-    original = trained_vae.loss
+def test_evaluate_runs_without_gradients(small_vae, test_x):
+    model, seen = small_vae, []
+    original = model.loss
 
     def loss(batch):
         seen.append(torch.is_grad_enabled())
         return original(batch)
 
-    trained_vae.loss = loss
-    for p in trained_vae.parameters():
+    model.loss = loss
+    for p in model.parameters():
         p.grad = None
     try:
-        vaelab.evaluate(trained_vae, mnist_small.test.x[:50], batch_size=20)
+        vaelab.evaluate(model, test_x[:50], batch_size=20)
     finally:
-        del trained_vae.loss
+        del model.loss
     assert seen == [False, False, False]
-    assert all(p.grad is None for p in trained_vae.parameters())
+    assert all(p.grad is None for p in model.parameters())
 
 
 def test_estimate_does_not_depend_on_threads_or_chunking(lg):
@@ -367,10 +374,11 @@ class _Completer(vaelab.Model):
         return self._exact(batch).unsqueeze(1).expand(-1, k)
 
 
-def test_completion_is_scored_on_target_pixels_only(mnist_small):
+def test_completion_is_scored_on_target_pixels_only(test_x):
     from vaelab.data.derive import quadrant_mask
 
-    data = quadrant_mask(mnist_small.test.subset(slice(0, 20)), visible=2)  # the right half is hidden
+    images = vaelab.Dataset("synthetic", test_x[:20], torch.arange(20) % 10)
+    data = quadrant_mask(images, visible=2)  # the right half is hidden
     model = _Completer()
     result = vaelab.evaluate(model, data, nll_samples=3)
     exact = model._exact(data.batch()).detach().double()
@@ -416,23 +424,23 @@ def test_classification_error_counts_labelled_rows_only():
     assert "classification_error" not in vaelab.evaluate(_Classifier(), x)  # no labels, no error
 
 
-def test_evaluate_passes_the_labels_to_the_model(trained_vae, mnist_small):
+def test_evaluate_passes_the_labels_to_the_model(small_vae, test_x):
     """A Dataset's or Batch's labels reach loss, reconstruct and the estimator; a VAE ignores
     them, so its figures are those of the bare images."""
-    seen = []
-    original = trained_vae.importance_log_weights
+    model, seen = small_vae, []
+    original = model.importance_log_weights
 
     def spy(batch, k, generator=None):
         seen.append(batch.y)
         return original(batch, k, generator=generator)
 
-    trained_vae.importance_log_weights = spy
+    model.importance_log_weights = spy
     try:
-        data = mnist_small.test.subset(slice(0, 30))
-        with_labels = vaelab.evaluate(trained_vae, data, nll_samples=5, binarize="dynamic")
+        data = vaelab.Dataset("synthetic", test_x[:30], torch.arange(30) % 10)
+        with_labels = vaelab.evaluate(model, data, nll_samples=5, binarize="dynamic")
     finally:
-        del trained_vae.importance_log_weights
+        del model.importance_log_weights
     assert seen and all(torch.equal(y, data.y[: len(y)]) for y in seen[:1])
-    bare = vaelab.evaluate(trained_vae, data.x, nll_samples=5, binarize="dynamic")
+    bare = vaelab.evaluate(model, data.x, nll_samples=5, binarize="dynamic")
     with_labels.pop("nll_seconds"), bare.pop("nll_seconds")
     assert with_labels == bare
