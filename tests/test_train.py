@@ -1,4 +1,4 @@
-"""Training on real MNIST: the run directory, exact resume, refusal to clobber runs,
+"""Training (on synthetic images; on real MNIST where a figure is MNIST's): the run directory, exact resume, refusal to clobber runs,
 non-finite losses with a named term, determinism, early stopping, damaged checkpoints,
 and the IWAE learning-rate schedule."""
 from __future__ import annotations
@@ -59,9 +59,9 @@ def _tiny_model():
 # --- a real run --------------------------------------------------------------------
 
 
-def test_training_lowers_validation_loss_and_writes_the_run_directory(synthetic_small, tmp_path):
+def test_training_lowers_validation_loss_and_writes_the_run_directory(mnist_small, tmp_path):
     out = tmp_path / "run"
-    result = _run(synthetic_small, out, n_train=2000, epochs=3)
+    result = _run(mnist_small, out, n_train=2000, epochs=3)
     lines = _metrics(out)
     assert [line["epoch"] for line in lines] == [1, 2, 3]
     assert [line["step"] for line in lines] == [20, 40, 60]  # 2000 images / batch 100
