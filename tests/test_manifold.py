@@ -44,7 +44,7 @@ def test_the_default_plane_is_the_two_top_ranked_dimensions_on_the_data(syntheti
     m = decoded_manifold(synthetic_vae, n=3, data=synthetic_small.test)
     assert m.dims == (order[0], order[1]) and "highest mean KL" in m.caption[0]
     assert decoded_manifold(synthetic_vae, n=3).dims == (0, 1)  # no data: dimensions 0 and 1, said so
-    assert m.images.std() > 0.05  # a trained decoder draws digits, not a flat grey
+    assert m.images.std() > 0.05  # a trained decoder draws strokes, not a flat grey
 
 
 def test_an_autoencoder_grid_spans_quantiles_of_its_codes():
