@@ -280,7 +280,7 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(model.reconstruct(x), loaded.reconstruct(x))
 
 
-def test_resume_is_bit_identical(mnist_small, tmp_path):
+def test_resume_is_bit_identical(synthetic_small, tmp_path):
     """Stopped by Ctrl-C in the middle of epoch 2 (EMA, k-means start, revival, half an epoch's
     usage counts all in the checkpoint), then resumed: the same weights and figures."""
     import os
@@ -288,7 +288,7 @@ def test_resume_is_bit_identical(mnist_small, tmp_path):
 
     from vaelab.training.signals import TrainingInterrupted
 
-    data = mnist_small.train.subset(slice(0, 300))  # 3 steps an epoch
+    data = synthetic_small.train.subset(slice(0, 300))  # 3 steps an epoch
     settings = {"ema": True, "kmeans_init": True, "revive_after": 2}
     whole = _train(data, tmp_path / "whole", 2, **settings).model
     torch.manual_seed(0)  # what vaelab.train does before building (the run's seed)
