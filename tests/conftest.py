@@ -2,6 +2,7 @@
 and tiny models that keep the whole suite fast on a 2-core CPU."""
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,10 @@ import torch
 import vaelab
 
 # tests/conftest.py -> tests -> main -> work; the data lives in /work/shared/data.
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# VAELAB_TEST_SHARED_DATA points the suite elsewhere (an empty directory: a clone without the
+# data, as tests/test_skips.py checks).
+SHARED_DATA = Path(os.environ.get("VAELAB_TEST_SHARED_DATA")
+                   or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 # Settings that keep every training call in the suite small and single-threaded: the
 # machine has 2 cores and other processes may share them, where 2 OpenMP threads are
@@ -69,6 +73,40 @@ def trained_vae(mnist_small, tmp_path_factory):
     result = vaelab.train("vae", mnist_small.train, out, model_config={"hidden": [64], "latent_dim": 8},
                           config={**FAST, "epochs": 4, "lr": 3e-3, "val_size": 0},
                           val_data=mnist_small.val, progress=False)
+    return result.model.eval()
+
+
+def synthetic_digits(n: int, seed: int) -> vaelab.Dataset:
+    """``n`` synthetic 28×28 grey images in 10 classes (labels cycle 0..9): each class a bar at
+    its own row or column, shifted by up to 2 pixels, with noise, in 8-bit levels. For tests of mechanisms
+    (servers, pictures, bookkeeping) that need image-like data but no real digits."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 10
+    x = 0.08 * torch.rand(n, 1, 28, 28, generator=g)
+    shift = torch.randint(-2, 3, (n,), generator=g)
+    place = 6 + 3 * (y % 5) + shift
+    for i in range(n):
+        if y[i] < 5:
+            x[i, 0, place[i]:place[i] + 2, 5:23] += 0.9
+        else:
+            x[i, 0, 5:23, place[i]:place[i] + 2] += 0.9
+    x = (x.clamp(0, 1) * 255).round() / 255  # 8-bit grey levels, as real images are
+    return vaelab.Dataset("synthetic digits", x, y, tuple(map(str, range(10))))
+
+
+@pytest.fixture(scope="session")
+def synthetic_small() -> Small:
+    """:class:`Small`'s shape (2000 / 500 / 500 images) in :func:`synthetic_digits`."""
+    return Small(synthetic_digits(2000, 0), synthetic_digits(500, 1), synthetic_digits(500, 2))
+
+
+@pytest.fixture(scope="session")
+def synthetic_vae(synthetic_small, tmp_path_factory):
+    """A small VAE trained a few epochs on the synthetic images (shared, read-only)."""
+    out = tmp_path_factory.mktemp("synthetic-trained") / "run"
+    result = vaelab.train("vae", synthetic_small.train, out, model_config={"hidden": [64], "latent_dim": 8},
+                          config={**FAST, "epochs": 4, "lr": 3e-3, "val_size": 0},
+                          val_data=synthetic_small.val, progress=False)
     return result.model.eval()
 
 

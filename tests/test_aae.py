@@ -49,9 +49,9 @@ def _same_run(a, b):
 
 
 @pytest.fixture(scope="module")
-def straight(mnist_small, tmp_path_factory):
+def straight(synthetic_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("aae") / "straight"
-    _train(mnist_small, out, {"prior": "mixture"}, epochs=3)
+    _train(synthetic_small, out, {"prior": "mixture"}, epochs=3)
     return out
 
 
@@ -76,7 +76,7 @@ def test_three_phases_train_and_best_is_the_reconstruction_term(straight):
     assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape == (5, 1, 28, 28)
 
 
-def test_each_phase_updates_only_its_own_parameters(mnist_small):
+def test_each_phase_updates_only_its_own_parameters(synthetic_small):
     torch.manual_seed(0)
     model = vaelab.build("aae", input_shape=[1, 28, 28], **SMALL)
     phases = model.phases()
@@ -86,20 +86,20 @@ def test_each_phase_updates_only_its_own_parameters(mnist_small):
     assert not disc & {id(p) for p in phases["generator"].parameters()}
     assert {id(p) for p in phases["generator"].parameters()} == {id(p) for p in model.encoder.parameters()}
     assert phases["discriminator"].betas == (0.5, 0.999)
-    x = mnist_small.train.x[:50]
+    x = synthetic_small.train.x[:50]
     loss = phases["discriminator"].loss(Batch(x))
     loss.total.backward()
     assert all(p.grad is None for p in model.encoder.parameters())  # codes are constants for D
 
 
-def test_resume_is_bit_identical(mnist_small, straight, tmp_path):
+def test_resume_is_bit_identical(synthetic_small, straight, tmp_path):
     out = tmp_path / "split"
-    _train(mnist_small, out, {"prior": "mixture"}, epochs=1)
-    _train(mnist_small, out, epochs=3, resume=True)
+    _train(synthetic_small, out, {"prior": "mixture"}, epochs=1)
+    _train(synthetic_small, out, epochs=3, resume=True)
     _same_run(straight, out)
 
 
-def test_ctrl_c_mid_epoch_then_resume_is_bit_identical(mnist_small, straight, tmp_path):
+def test_ctrl_c_mid_epoch_then_resume_is_bit_identical(synthetic_small, straight, tmp_path):
     out = tmp_path / "run"
     torch.manual_seed(0)
     model = vaelab.build("aae", input_shape=[1, 28, 28], **SMALL, prior="mixture")
@@ -113,8 +113,8 @@ def test_ctrl_c_mid_epoch_then_resume_is_bit_identical(mnist_small, straight, tm
 
     model.gen_loss = gen_loss
     with pytest.raises(trainer_module.TrainingInterrupted, match="stopped by SIGINT at epoch 2, step 8"):
-        _train(mnist_small, out, model=model, epochs=3)
-    _train(mnist_small, out, epochs=3, resume=True)
+        _train(synthetic_small, out, model=model, epochs=3)
+    _train(synthetic_small, out, epochs=3, resume=True)
     _same_run(straight, out)
 
 
@@ -138,7 +138,7 @@ def test_training_health_names_a_winning_discriminator_and_collapsed_codes(mnist
     assert "codes collapsed" in problem
 
 
-def test_a_diverged_epoch_is_flagged_and_not_kept_as_best(mnist_small, tmp_path, monkeypatch):
+def test_a_diverged_epoch_is_flagged_and_not_kept_as_best(synthetic_small, tmp_path, monkeypatch):
     def health(self, terms, data):  # the game "diverges" from epoch 2 on
         return ["the discriminator loss averaged 0.001 over the epoch"] if self.diverge else []
 
@@ -156,7 +156,7 @@ def test_a_diverged_epoch_is_flagged_and_not_kept_as_best(mnist_small, tmp_path,
 
     model.recon_loss = recon_loss
     with pytest.warns(vaelab.errors.VaelabWarning, match="epoch 2: the discriminator loss.*not kept as the best"):
-        result = _train(mnist_small, tmp_path / "run", model=model, epochs=3, lr=1e-2)
+        result = _train(synthetic_small, tmp_path / "run", model=model, epochs=3, lr=1e-2)
     lines = _metrics(tmp_path / "run")
     assert [line.get("diverged", False) for line in lines] == [False, True, True]
     assert "discriminator loss" in lines[1]["warning"]
@@ -240,7 +240,7 @@ def test_cli_refuses_a_mixture_prior_with_another_latent_size(tmp_path, capsys):
 # --- the VAE under the same mixture prior (for compare aae-vs-vae) -----------------------------
 
 
-def test_vae_prior_monte_carlo_kl_matches_the_kl_integrated_on_a_grid(mnist_small):
+def test_vae_prior_monte_carlo_kl_matches_the_kl_integrated_on_a_grid(synthetic_small):
     torch.manual_seed(0)
     model = vaelab.build("vae-prior", input_shape=[1, 28, 28], hidden=[32], latent_dim=2, prior="mixture")
     mu, logvar = torch.tensor([[3.0, 1.0]]), torch.tensor([[-1.0, 0.5]])
@@ -252,7 +252,7 @@ def test_vae_prior_monte_carlo_kl_matches_the_kl_integrated_on_a_grid(mnist_smal
     q = torch.distributions.Normal(mu.double(), (0.5 * logvar.double()).exp()).log_prob(grid).sum(1)
     exact = (q.exp() * (q - prior_log_prob("mixture", grid))).sum() * (axis[1] - axis[0]) ** 2
     assert float(mc) == pytest.approx(float(exact), abs=0.02)
-    x = mnist_small.val.x[:20].round()
+    x = synthetic_small.val.x[:20].round()
     with torch.no_grad():
         iw, bound = model.importance_log_weights(x, 50, generator=torch.Generator().manual_seed(0)), model.loss(x)
     log_px = torch.logsumexp(iw, 1) - math.log(50)

@@ -324,13 +324,13 @@ def test_layerwise_pretraining_lowers_the_error_before_fine_tuning(mnist_small):
 
 
 @pytest.mark.parametrize("name", ["dae", "stacked-ae"])
-def test_resume_is_exactly_an_uninterrupted_run(mnist_small, tmp_path, name):
+def test_resume_is_exactly_an_uninterrupted_run(synthetic_small, tmp_path, name):
     """The corruption noise and the pretraining are part of the seeded, checkpointed run."""
-    data = mnist_small.train.subset(slice(0, 500))
+    data = synthetic_small.train.subset(slice(0, 500))
 
     def run(out, epochs, resume=False):
         return vaelab.train(name, data, out, model_config=None if resume else SMALL[name],
-                            config={**FAST, "epochs": epochs, "lr": 3e-3, "val_size": 0}, val_data=mnist_small.val,
+                            config={**FAST, "epochs": epochs, "lr": 3e-3, "val_size": 0}, val_data=synthetic_small.val,
                             resume=resume, progress=False)
 
     run(tmp_path / "straight", 2)

@@ -81,7 +81,8 @@ def test_eval_json(mnist_run, data_dir, capsys):
     assert result["binarize"] == "dynamic, drawn once (seed 123)"  # auto follows the run, drawn once
     assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]))
     assert 50 < result["nll"] < 250 and result["nll"] < -result["elbo"] + 1.0
-    assert 0 <= result["active_units"] <= 4
+    # a 4-D VAE uses every unit after one epoch on MNIST (activities 1.6 to 2.5 measured)
+    assert result["active_units"] == 4 and min(result["unit_activity"]) > 0.5
     # the table form prints the same numbers
     code, out, _ = cli(capsys, "eval", mnist_run, "--data", "mnist", "--data-dir", data_dir, "--limit", "200",
                        "--threads", "1")

@@ -194,9 +194,15 @@ def test_attribute_checks_report_correlations(cmma_run, mnist_small):
     result = attribute_checks(model, mnist_small.train, mnist_small.test.subset(slice(0, 100)), sources=10,
                               per_request=2, classifier=_Chance(), percentiles=(10, 90))
     assert result["requests"] == 10 * 2 * 2 and result["samples"] == 80
-    assert -1 <= result["thickness_r"] <= 1 and -1 <= result["slant_r"] <= 1
-    assert -1 <= result["edit_thickness_r"] <= 1 and "edit_thickness_slant_change_per_std" in result
-    assert 0 <= result["class_accuracy"] < 0.5  # the stand-in judge always says 0
+    # Attributes that do not reach the images give r ≈ 0 (± about 0.15 for these 40 to 80
+    # pairs); five epochs already make edits follow the request closely (0.87 and 0.73 measured)
+    # and the samples' slant follow it (0.45; their thickness does not yet: ≈ −0.06).
+    assert result["edit_thickness_r"] > 0.6 and result["edit_slant_r"] > 0.5
+    assert result["slant_r"] > 0.25
+    assert "edit_thickness_slant_change_per_std" in result
+    # the stand-in judge always says 0: right on every sample asked for as a 0, wrong on the rest
+    assert result["class_accuracy_per_class"] == [1.0] + [0.0] * 9
+    assert result["class_accuracy"] == pytest.approx(0.1)  # the classes are asked for equally often
     assert set(result["met"]) == set(result["goals"])
 
 

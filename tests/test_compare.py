@@ -18,6 +18,9 @@ def test_pca_comparison_table_figure_and_reuse(tmp_path, data_dir):
     first = pca_vs_autoencoders(out, data_dir=data_dir, latent_dims=(2, 6), models=("pca", "linear-ae", "ae"), **SMALL)
     assert [r["latent"] for r in first.rows] == [2, 6]
     assert first.rows[1]["pca"] < first.rows[0]["pca"]  # more components, less error
+    # PCA's subspace is the least-squares optimum of every linear code of that size: one epoch
+    # of the linear AE does not beat it (0.064 against 0.054 and 0.062 against 0.043 measured)
+    assert all(r["linear-ae"] > r["pca"] for r in first.rows)
     assert all(0 <= r["max_angle_deg"] <= 90 for r in first.rows)
     assert (out / "mse_vs_latent.png").stat().st_size > 0
     again = pca_vs_autoencoders(out, data_dir=data_dir, latent_dims=(2, 6), models=("pca", "linear-ae", "ae"), **SMALL)
@@ -35,7 +38,7 @@ def test_codes_2d_maps_with_knn_scores(tmp_path, data_dir):
     result = codes_2d(tmp_path, data_dir=data_dir, models=("ae",), latent_dim=3, **SMALL)
     assert [r["code_dim"] for r in result.rows] == [2, 3]
     assert result.rows[0]["knn_accuracy"] > 0.2  # PCA's 2-D map already separates some digits
-    assert all(0 <= r["knn_accuracy"] <= 1 for r in result.rows)
+    assert result.rows[1]["knn_accuracy"] > 0.25  # the AE's 3-D codes too (0.42 measured; chance: 0.1)
     assert (tmp_path / "codes_2d.png").stat().st_size > 0
     with pytest.raises(VaelabError, match="choose one of pca, tsne"):
         codes_2d(tmp_path, data_dir=data_dir, projection="umap", **SMALL)
@@ -57,10 +60,13 @@ def test_generation_scores_every_sample_set(tmp_path, data_dir):
     result = generation(tmp_path, data_dir=data_dir, latent_dim=4, samples=100,
                         **{k: v for k, v in SMALL.items() if k != "test_size"})
     assert len(result.rows) == 4
-    for row in result.rows:
-        assert 0.1 <= row["mean_max_prob"] <= 1
-        assert 0 <= row["mean_entropy"] <= math.log(10) + 1e-9
-        assert 1 - 1e-9 <= row["score"] <= 10 + 1e-9
+    for row in result.rows:  # the score is what the notes say it is
+        assert row["score"] == pytest.approx(math.exp(row["marginal_entropy"] - row["mean_entropy"]))
+    real = result.rows[-1]
+    assert real["samples"] == "real test images"
+    assert result.settings["classifier_accuracy"] > 0.5  # chance: 0.1
+    assert real["mean_max_prob"] > 0.3 and real["score"] > 1.5  # real digits read as digits (chance: 0.1 and 1)
+    assert all(real["score"] > row["score"] for row in result.rows[:-1])  # clearer than one epoch's samples
     assert (tmp_path / "samples_ae_vs_vae.png").stat().st_size > 0
     assert (tmp_path / "classifier" / "baseline.json").exists()
 

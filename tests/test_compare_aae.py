@@ -22,8 +22,13 @@ def test_aae_vs_vae_table_figure_and_reuse(tmp_path, data_dir, capsys):
     assert [(r["prior"], r["model"]) for r in rows] == [("mixture", "aae"), ("mixture", "vae-prior")]
     for r in rows:
         assert r["bandwidth"] == rows[0]["bandwidth"] > 0  # one kernel per prior
-        assert -0.01 < r["mmd2"] < 2 and r["parzen_sigma"] in (0.1, 0.2, 0.3)
-        assert r["parzen_nats"] < 1000 and r["val_recon"] > 0
+        # One epoch's codes are near the prior but not on it (0.10 measured; 0 is a match, and
+        # codes far from every prior draw approach 2 under this kernel).
+        assert 0.02 < r["mmd2"] < 0.5 and r["parzen_sigma"] in (0.1, 0.2, 0.3)
+        # Grey digits under 200 blurry samples at σ ≤ 0.3: about −65 nats measured; the density
+        # at a sample itself would be 218 nats (σ = 0.3), a wrong σ or a sum over pixels
+        # instead of the log-mean-exp over samples lands far outside.
+        assert -200 < r["parzen_nats"] < 0 and 150 < r["val_recon"] < 300
     assert (out / "aae_vs_vae_codes.png").stat().st_size > 0
     assert "median distance between the prior draws" in (out / "table.md").read_text()
     stamp = (out / "runs" / "aae-mixture" / "model.safetensors").stat().st_mtime_ns

@@ -190,8 +190,8 @@ def test_cli_train_has_num_classes_and_refuses_labels_beyond_it(data_dir, tmp_pa
     assert not (tmp_path / "run" / "checkpoints" / "last.safetensors").exists()
 
 
-def test_cli_refuses_a_label_for_a_model_without_labels(trained_vae, tmp_path, capsys):
-    vaelab.save(trained_vae, tmp_path / "vae")
+def test_cli_refuses_a_label_for_a_model_without_labels(synthetic_vae, tmp_path, capsys):
+    vaelab.save(synthetic_vae, tmp_path / "vae")
     code = cli_main(["sample", str(tmp_path / "vae"), "--label", "3", "-o", str(tmp_path / "s.png")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "samples without labels; drop --label" in err
@@ -207,9 +207,9 @@ def _same_run(a, b):
         assert all(torch.equal(ta[k], tb[k]) for k in ta), name
 
 
-def test_resume_after_ctrl_c_is_bit_identical(mnist_small, tmp_path):
+def test_resume_after_ctrl_c_is_bit_identical(synthetic_small, tmp_path):
     straight = tmp_path / "straight"
-    _train(mnist_small, straight, n_train=600, epochs=3)
+    _train(synthetic_small, straight, n_train=600, epochs=3)
     torch.manual_seed(0)  # the trainer builds a named model after seeding with the run's seed
     out = tmp_path / "run"
     model = vaelab.build("cvae", input_shape=[1, 28, 28], **SMALL)
@@ -224,8 +224,8 @@ def test_resume_after_ctrl_c_is_bit_identical(mnist_small, tmp_path):
 
     model.loss = loss
     with pytest.raises(trainer_module.TrainingInterrupted, match="stopped by SIGINT at epoch 2, step 8"):
-        _train(mnist_small, out, model=model, n_train=600, epochs=3)
-    _train(mnist_small, out, resume=True, n_train=600, epochs=3)
+        _train(synthetic_small, out, model=model, n_train=600, epochs=3)
+    _train(synthetic_small, out, resume=True, n_train=600, epochs=3)
     _same_run(straight, out)
 
 

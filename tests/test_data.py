@@ -16,7 +16,7 @@ from vaelab.data.download import fetch, sha256_file
 from vaelab.data.idx import write_idx
 from vaelab.errors import VaelabError, VaelabWarning
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA
 
 
 def needs(path: Path):

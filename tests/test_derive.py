@@ -23,7 +23,7 @@ def _ids(counts: list[int]) -> Dataset:
 
 
 def test_labelled_subset_is_balanced_per_class(mnist_small):
-    ds = mnist_small.train
+    ds = mnist_small.train  # real MNIST's classes are unequal, so balance must be drawn
     semi = labelled_subset(ds, 10, seed=0)
     assert len(semi) == len(ds) and torch.equal(semi.x, ds.x)  # every row, in its order
     assert semi.n_labelled == 100
@@ -129,8 +129,8 @@ def test_quadrant_geometry(visible, hidden_fraction, shape):
     assert target[0, 0, half_h - 1, half_w].item() == (visible != 3)
 
 
-def test_quadrant_mask_fill_subset_and_one_mask_in_memory(mnist_small):
-    ds = mnist_small.test.subset(slice(0, 50))
+def test_quadrant_mask_fill_subset_and_one_mask_in_memory(synthetic_small):
+    ds = synthetic_small.test.subset(slice(0, 50))
     out = quadrant_mask(ds, 2, fill=0.5)
     assert out.extras["target_mask"].stride()[0] == 0  # one H×W pattern, not N copies
     assert (out.x[:, :, :, 14:] == 0.5).all() and torch.equal(out.x[:, :, :, :14], ds.x[:, :, :, :14])
@@ -173,8 +173,8 @@ def tiny_vae():
     return _counting(vaelab.build("vae", input_shape=[1, 28, 28], hidden=[16], latent_dim=3))
 
 
-def test_encoded_posterior_means_with_labels_carried(tiny_vae, mnist_small, tmp_path):
-    ds = labelled_subset(mnist_small.train.subset(slice(0, 300)), 5, seed=0)
+def test_encoded_posterior_means_with_labels_carried(tiny_vae, synthetic_small, tmp_path):
+    ds = labelled_subset(synthetic_small.train.subset(slice(0, 300)), 5, seed=0)
     out = encoded(tiny_vae, ds, tmp_path / "codes.safetensors", batch_size=64)
     assert tiny_vae.calls == 5  # ceil(300 / 64) batches
     with torch.no_grad():
@@ -187,8 +187,8 @@ def test_encoded_posterior_means_with_labels_carried(tiny_vae, mnist_small, tmp_
     assert tiny_vae.training  # the caller's mode is restored
 
 
-def test_encoded_cache_hit_and_miss(tiny_vae, mnist_small, tmp_path):
-    ds, path = mnist_small.train.subset(slice(0, 200)), tmp_path / "run" / "features.safetensors"
+def test_encoded_cache_hit_and_miss(tiny_vae, synthetic_small, tmp_path):
+    ds, path = synthetic_small.train.subset(slice(0, 200)), tmp_path / "run" / "features.safetensors"
     first = encoded(tiny_vae, ds, path, batch_size=100)
     assert tiny_vae.calls == 2 and path.is_file()
     _, meta = read_safetensors(path)
@@ -202,21 +202,21 @@ def test_encoded_cache_hit_and_miss(tiny_vae, mnist_small, tmp_path):
     changed = encoded(tiny_vae, ds, path, batch_size=100)
     assert tiny_vae.calls == 4 and not torch.equal(changed.x, first.x)
     assert read_safetensors(path)[1]["fingerprint"] == fingerprint(tiny_vae, ds.x) != meta["fingerprint"]
-    other = encoded(tiny_vae, mnist_small.train.subset(slice(200, 400)), path, batch_size=100)  # changed data
+    other = encoded(tiny_vae, synthetic_small.train.subset(slice(200, 400)), path, batch_size=100)  # changed data
     assert tiny_vae.calls == 6 and not torch.equal(other.x, changed.x)
 
 
-def test_encoded_autoencoder_codes(mnist_small, tmp_path):
+def test_encoded_autoencoder_codes(synthetic_small, tmp_path):
     torch.manual_seed(0)
     ae = vaelab.build("ae", input_shape=[1, 28, 28], hidden=[16], latent_dim=2)
-    ds = mnist_small.test.subset(slice(0, 40))
+    ds = synthetic_small.test.subset(slice(0, 40))
     out = encoded(ae, ds, tmp_path / "ae.safetensors")
     with torch.no_grad():
         torch.testing.assert_close(out.x, ae.encode(ds.x).mean)
 
 
-def test_encoded_refuses_what_it_must_not_overwrite(tiny_vae, mnist_small, tmp_path):
-    ds = mnist_small.train.subset(slice(0, 20))
+def test_encoded_refuses_what_it_must_not_overwrite(tiny_vae, synthetic_small, tmp_path):
+    ds = synthetic_small.train.subset(slice(0, 20))
     foreign = tmp_path / "weights.safetensors"
     atomic_write_bytes(foreign, serialize({"w": torch.zeros(2)}, {"model": "vae"}))
     before = foreign.read_bytes()

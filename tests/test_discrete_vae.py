@@ -248,7 +248,9 @@ def test_eval_reports_code_figures_by_capability(name, config, keys, mnist_small
         assert key in result, key
     assert 0 < result["nll"] < 300 and result["nll"] <= -result["elbo"] + 5
     if name == "catvae":
-        assert result["clusters"] == 12 and 0 <= result["cluster_error"] < 0.9
+        # random assignments to 12 clusters score 0.79 on 300 digits (0.75 the least of 2,000
+        # draws); two epochs reach about 0.6
+        assert result["clusters"] == 12 and result["cluster_error"] < 0.7
         assert "precision_at_100" not in result
     else:
         assert result["code_bits"] == 12 and 0.15 < result["precision_at_100"] <= 1

@@ -136,14 +136,14 @@ def test_cli_eval_reports_nll_and_the_objective_by_its_own_name(mnist_small, dat
 # --- training: resume, save/load -------------------------------------------------------------
 
 
-def test_resume_is_exactly_an_uninterrupted_run(mnist_small, tmp_path):
+def test_resume_is_exactly_an_uninterrupted_run(synthetic_small, tmp_path):
     """The corruption draws come from the trainer's seeded, checkpointed RNG."""
-    data = mnist_small.train.subset(slice(0, 400))
+    data = synthetic_small.train.subset(slice(0, 400))
     settings = {**TINY, "noise_level": 0.2, "corruptions_m": 2, "samples_k": 2}
 
     def run(out, epochs, resume=False):
         return vaelab.train("dvae", data, out, model_config=None if resume else settings,
-                            config={**FAST, "epochs": epochs, "lr": 3e-3, "val_size": 0}, val_data=mnist_small.val,
+                            config={**FAST, "epochs": epochs, "lr": 3e-3, "val_size": 0}, val_data=synthetic_small.val,
                             resume=resume, progress=False)
 
     run(tmp_path / "straight", 2)

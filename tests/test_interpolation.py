@@ -38,13 +38,13 @@ def test_slerp_falls_back_to_a_line_where_the_angle_is_undefined():
     assert torch.allclose(slerp(torch.zeros(2), a, t), lerp(torch.zeros(2), a, t))
 
 
-def test_the_three_paths_decode_what_they_claim_and_measure_their_steps(trained_vae, mnist_small):
-    a, b = mnist_small.test.x[0], mnist_small.test.x[1]
-    r = interpolate(trained_vae, a, b, steps=5)
+def test_the_three_paths_decode_what_they_claim_and_measure_their_steps(synthetic_vae, synthetic_small):
+    a, b = synthetic_small.test.x[0], synthetic_small.test.x[1]
+    r = interpolate(synthetic_vae, a, b, steps=5)
     t = torch.linspace(0, 1, 5)
     assert torch.equal(r.images["pixels"][0], a) and torch.allclose(r.images["pixels"][-1], b)
-    z = trained_vae.posterior_params(torch.stack([a, b]))[0].detach()
-    view = LatentView(trained_vae)
+    z = synthetic_vae.posterior_params(torch.stack([a, b]))[0].detach()
+    view = LatentView(synthetic_vae)
     assert torch.allclose(r.codes["linear"], lerp(z[0], z[1], t), atol=1e-5)
     assert torch.allclose(r.images["linear"], view.decode(lerp(z[0], z[1], t)), atol=1e-5)
     assert torch.allclose(r.images["slerp"], view.decode(slerp(z[0], z[1], t)), atol=1e-5)
@@ -54,9 +54,9 @@ def test_the_three_paths_decode_what_they_claim_and_measure_their_steps(trained_
     assert r.rows().shape == (3, 5, 1, 28, 28)
 
 
-def test_classifier_confidence_is_read_on_the_interior_and_the_endpoints_apart(mnist_small):
-    clf = train_classifier(mnist_small.train.x, mnist_small.train.y, epochs=1)
-    images = mnist_small.test.x[:6]
+def test_classifier_confidence_is_read_on_the_interior_and_the_endpoints_apart(synthetic_small):
+    clf = train_classifier(synthetic_small.train.x, synthetic_small.train.y, epochs=1)
+    images = synthetic_small.test.x[:6]
     p = clf.predict_proba(images).max(1).values
     m = path_measures(images, clf)
     assert m["confidence_mean"] == pytest.approx(float(p[1:5].mean()), rel=1e-5)
@@ -64,13 +64,13 @@ def test_classifier_confidence_is_read_on_the_interior_and_the_endpoints_apart(m
     assert m["endpoint_confidence"] == pytest.approx(float(p[[0, 5]].mean()), rel=1e-5)
 
 
-def test_identical_images_a_missing_label_and_too_few_steps_are_refused(trained_vae, mnist_small):
-    x = mnist_small.test.x
+def test_identical_images_a_missing_label_and_too_few_steps_are_refused(synthetic_vae, synthetic_small):
+    x = synthetic_small.test.x
     with pytest.raises(VaelabError, match="identical, so there is nothing to interpolate"):
-        interpolate(trained_vae, x[3], x[3].clone())
+        interpolate(synthetic_vae, x[3], x[3].clone())
     for steps in (2, 201):
         with pytest.raises(VaelabError, match="from 3 .* to 200"):
-            interpolate(trained_vae, x[0], x[1], steps=steps)
+            interpolate(synthetic_vae, x[0], x[1], steps=steps)
     torch.manual_seed(0)
     cvae = vaelab.build("cvae", input_shape=(1, 28, 28), hidden=[16], latent_dim=3, num_classes=10)
     with pytest.raises(VaelabError, match="give --label"):
@@ -79,8 +79,8 @@ def test_identical_images_a_missing_label_and_too_few_steps_are_refused(trained_
     assert torch.allclose(r.images["linear"], LatentView(cvae).decode(r.codes["linear"], 4))
 
 
-def test_image_files_are_read_as_folder_data_is(tmp_path, mnist_small):
-    pixels = (mnist_small.test.x[0, 0].numpy() * 255).round().astype(np.uint8)
+def test_image_files_are_read_as_folder_data_is(tmp_path, synthetic_small):
+    pixels = (synthetic_small.test.x[0, 0].numpy() * 255).round().astype(np.uint8)
     Image.fromarray(pixels, "L").save(tmp_path / "grey.png")
     Image.fromarray(np.stack([pixels] * 3, -1), "RGB").save(tmp_path / "rgb.png")
     x = read_image_files([tmp_path / "grey.png", tmp_path / "rgb.png"], (1, 28, 28))
@@ -94,11 +94,11 @@ def test_image_files_are_read_as_folder_data_is(tmp_path, mnist_small):
 
 
 @pytest.fixture(scope="module")
-def saved(trained_vae, mnist_small, tmp_path_factory):
+def saved(synthetic_vae, synthetic_small, tmp_path_factory):
     """The shared VAE as a model directory, and a small classifier directory."""
     root = tmp_path_factory.mktemp("interpolate")
-    vaelab.save(trained_vae, root / "vae")
-    train_classifier(mnist_small.train.x, mnist_small.train.y, epochs=1).save(root / "clf")
+    vaelab.save(synthetic_vae, root / "vae")
+    train_classifier(synthetic_small.train.x, synthetic_small.train.y, epochs=1).save(root / "clf")
     return root
 
 

@@ -39,12 +39,12 @@ def test_each_tile_decodes_the_inverse_cdf_code_of_its_place():
     assert "0 (the prior mean)" in m.caption[1] and "--dims" in m.caption[0]
 
 
-def test_the_default_plane_is_the_two_top_ranked_dimensions_on_the_data(trained_vae, mnist_small):
-    order = LatentView(trained_vae).dimension_order(mnist_small.test).order
-    m = decoded_manifold(trained_vae, n=3, data=mnist_small.test)
+def test_the_default_plane_is_the_two_top_ranked_dimensions_on_the_data(synthetic_vae, synthetic_small):
+    order = LatentView(synthetic_vae).dimension_order(synthetic_small.test).order
+    m = decoded_manifold(synthetic_vae, n=3, data=synthetic_small.test)
     assert m.dims == (order[0], order[1]) and "highest mean KL" in m.caption[0]
-    assert decoded_manifold(trained_vae, n=3).dims == (0, 1)  # no data: dimensions 0 and 1, said so
-    assert m.images.std() > 0.05  # a trained decoder draws digits, not a flat grey
+    assert decoded_manifold(synthetic_vae, n=3).dims == (0, 1)  # no data: dimensions 0 and 1, said so
+    assert m.images.std() > 0.05  # a trained decoder draws strokes, not a flat grey
 
 
 def test_an_autoencoder_grid_spans_quantiles_of_its_codes():

@@ -105,10 +105,10 @@ def test_cached_sampling_equals_naive_sampling(settings):
     assert torch.equal(done, sample_naive(net, n, shape, u, y=y, given=given, given_rows=3))
 
 
-def test_training_steps_lower_the_loss(mnist_small):
+def test_training_steps_lower_the_loss(synthetic_small):
     torch.manual_seed(0)
     m = build("pixelcnn", **TINY)
-    x = binarize_static(mnist_small.train.batch().x[:64], 0)
+    x = binarize_static(synthetic_small.train.batch().x[:64], 0)
     first = m.loss(x).total.item()
     opt = torch.optim.Adam(m.parameters(), 3e-3)
     for _ in range(15):

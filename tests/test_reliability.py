@@ -69,10 +69,10 @@ def _temporaries(run: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def straight(mnist_small, tmp_path_factory):
+def straight(synthetic_small, tmp_path_factory):
     """The uninterrupted 3-epoch run every interrupted one must equal bit for bit."""
     out = tmp_path_factory.mktemp("straight") / "run"
-    _train(mnist_small, out)
+    _train(synthetic_small, out)
     return out
 
 
@@ -111,20 +111,20 @@ def _sigint(times=1):
 
 
 @pytest.fixture(scope="module")
-def mnist_npy(mnist_small, tmp_path_factory):
-    path = tmp_path_factory.mktemp("npy") / "mnist1000.npy"
-    np.save(path, (mnist_small.train.x[:1000, 0].numpy() * 255).round().astype(np.uint8))
+def images_npy(synthetic_small, tmp_path_factory):
+    path = tmp_path_factory.mktemp("npy") / "images1000.npy"
+    np.save(path, (synthetic_small.train.x[:1000, 0].numpy() * 255).round().astype(np.uint8))
     return f"npy:{path}"
 
 
-def test_sigkill_soak_fast(mnist_npy, tmp_path):
+def test_sigkill_soak_fast(images_npy, tmp_path):
     """benchmarks/soak.py in miniature: 3 SIGKILLs (one during a checkpoint write), resume, compare."""
     spec = importlib.util.spec_from_file_location("soak", REPO / "benchmarks" / "soak.py")
     soak = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(soak)
     args = SimpleNamespace(kind="vae", kills=3, kills_per_run=3, epochs=3, batch_size=50, val_size=200, seed=0,
                            seed_soak=3, write_delay=0.2, corrupt=0.0, keep=False)
-    result = soak.soak(mnist_npy, tmp_path, args, log=lambda *a: None)
+    result = soak.soak(images_npy, tmp_path, args, log=lambda *a: None)
     assert result["kills"] == 3 and result["runs_lost"] == 0, result["lost"]
     assert result["kills_survived"] == 3
     assert result["kills_during_checkpoint_write"] >= 1
@@ -133,33 +133,33 @@ def test_sigkill_soak_fast(mnist_npy, tmp_path):
 # --- Ctrl-C ---------------------------------------------------------------------------------
 
 
-def test_ctrl_c_mid_epoch_saves_and_resume_is_bit_identical(mnist_small, straight, tmp_path):
+def test_ctrl_c_mid_epoch_saves_and_resume_is_bit_identical(synthetic_small, straight, tmp_path):
     out = tmp_path / "run"
     model = _tiny_model()
     _StepHook(model, {9: _sigint()})  # epoch 2 (6 steps per epoch), step 3 of 6
     with pytest.raises(trainer_module.TrainingInterrupted, match=r"stopped by SIGINT at epoch 2, step 9; .*"
                                                                  r"last.safetensors holds everything.*--resume"):
-        _train(mnist_small, out, model=model)
+        _train(synthetic_small, out, model=model)
     _, state = read_checkpoint(out / "checkpoints" / "last.safetensors")
     assert state["counters"]["epoch"] == 1 and state["counters"]["epoch_step"] == 3
     assert state["counters"]["step"] == 9
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler put back
-    _train(mnist_small, out, resume=True)
+    _train(synthetic_small, out, resume=True)
     _assert_same_run(straight, out)
 
 
-def test_sigterm_stops_like_a_first_ctrl_c(mnist_small, straight, tmp_path):
+def test_sigterm_stops_like_a_first_ctrl_c(synthetic_small, straight, tmp_path):
     out = tmp_path / "run"
     model = _tiny_model()
     _StepHook(model, {4: lambda r: os.kill(os.getpid(), signal.SIGTERM)})
     with pytest.raises(trainer_module.TrainingInterrupted, match=r"stopped by SIGTERM at epoch 1, step 4"):
-        _train(mnist_small, out, model=model)
+        _train(synthetic_small, out, model=model)
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
-    _train(mnist_small, out, resume=True)
+    _train(synthetic_small, out, resume=True)
     _assert_same_run(straight, out)
 
 
-def test_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(mnist_small, straight, tmp_path):
+def test_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(synthetic_small, straight, tmp_path):
     out = tmp_path / "run"
     model = _tiny_model()
     seen = {}
@@ -167,14 +167,14 @@ def test_second_ctrl_c_stops_at_once_and_keeps_the_checkpoint(mnist_small, strai
                       9: _sigint(times=2)})
     with pytest.raises(trainer_module.TrainingInterrupted, match=r"interrupted; .* keeps the checkpoint of epoch 1 "
                                                                  r"\(intact\): continue with --resume"):
-        _train(mnist_small, out, model=model)
+        _train(synthetic_small, out, model=model)
     assert (out / "checkpoints" / "last.safetensors").read_bytes() == seen["last"]
     assert not _temporaries(out)
-    _train(mnist_small, out, resume=True)
+    _train(synthetic_small, out, resume=True)
     _assert_same_run(straight, out)
 
 
-def test_second_ctrl_c_during_a_checkpoint_write_corrupts_nothing(mnist_small, straight, tmp_path, monkeypatch):
+def test_second_ctrl_c_during_a_checkpoint_write_corrupts_nothing(synthetic_small, straight, tmp_path, monkeypatch):
     out = tmp_path / "run"
     real_write, real_atomic = vfiles._write_fd, vfiles.atomic_write_bytes
     state = {"last_writes": 0, "armed": False}
@@ -197,12 +197,12 @@ def test_second_ctrl_c_during_a_checkpoint_write_corrupts_nothing(mnist_small, s
     monkeypatch.setattr("vaelab.training.checkpoint.atomic_write_bytes", atomic)
     monkeypatch.setattr(vfiles, "_write_fd", write_fd)
     with pytest.raises(trainer_module.TrainingInterrupted, match=r"keeps the checkpoint of epoch 1 \(intact\)"):
-        _train(mnist_small, out)
+        _train(synthetic_small, out)
     monkeypatch.undo()
     assert not _temporaries(out)
     _, kept = read_checkpoint(out / "checkpoints" / "last.safetensors")  # checksum verified
     assert kept["counters"]["epoch"] == 1
-    _train(mnist_small, out, resume=True)
+    _train(synthetic_small, out, resume=True)
     _assert_same_run(straight, out)
 
 
@@ -234,7 +234,7 @@ def _read_notice(stream) -> str:
 
 
 @pytest.mark.parametrize("presses", [1, 2])
-def test_ctrl_c_in_a_subprocess(mnist_npy, tmp_path, capsys, presses):
+def test_ctrl_c_in_a_subprocess(images_npy, tmp_path, capsys, presses):
     """Real signals to a real `vaelab train`: exit status 130, no traceback, a checkpoint that
     passes its checksum, and a resume equal to an uninterrupted run. The second press is sent
     while the first one's checkpoint is being written (slowed by the documented test hook)."""
@@ -242,7 +242,7 @@ def test_ctrl_c_in_a_subprocess(mnist_npy, tmp_path, capsys, presses):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     if presses == 2:
         env["VAELAB_TEST_WRITE_DELAY"] = "0.5"
-    proc = subprocess.Popen(_cli_train(mnist_npy, out, "--epochs", "100"), env=env,
+    proc = subprocess.Popen(_cli_train(images_npy, out, "--epochs", "100"), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGINT)
@@ -264,18 +264,18 @@ def test_ctrl_c_in_a_subprocess(mnist_npy, tmp_path, capsys, presses):
     assert not _temporaries(out)
     _, state = read_checkpoint(out / "checkpoints" / "last.safetensors")
     stopped = state["counters"]["epoch"] + 1
-    code = cli_main([str(a) for a in _cli_train(mnist_npy, out, "--resume", "--epochs", stopped)[3:]])
+    code = cli_main([str(a) for a in _cli_train(images_npy, out, "--resume", "--epochs", stopped)[3:]])
     assert code == 0, capsys.readouterr().err
     ref = tmp_path / "ref"
-    assert cli_main([str(a) for a in _cli_train(mnist_npy, ref, "--epochs", stopped)[3:]]) == 0
+    assert cli_main([str(a) for a in _cli_train(images_npy, ref, "--epochs", stopped)[3:]]) == 0
     _assert_same_run(ref, out)
 
 
-def test_ctrl_c_while_the_stopped_command_exits_is_quiet(mnist_npy, tmp_path):
+def test_ctrl_c_while_the_stopped_command_exits_is_quiet(images_npy, tmp_path):
     """Presses after the run was stopped and saved (the interpreter is shutting down) are
     ignored: no traceback from Python's shutdown under the command's one error line."""
     out = tmp_path / "run"
-    proc = subprocess.Popen(_cli_train(mnist_npy, out, "--epochs", "100"), env={**os.environ, "PYTHONPATH": str(REPO)},
+    proc = subprocess.Popen(_cli_train(images_npy, out, "--epochs", "100"), env={**os.environ, "PYTHONPATH": str(REPO)},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_checkpoint(proc, out)
     proc.send_signal(signal.SIGINT)
@@ -310,14 +310,14 @@ def _damage(path: Path, how: str):
 
 
 @pytest.mark.parametrize("how", ["flipped", "truncated", "missing"])
-def test_damaged_last_checkpoint_falls_back_to_the_previous(mnist_small, straight, tmp_path, capsys, how):
+def test_damaged_last_checkpoint_falls_back_to_the_previous(synthetic_small, straight, tmp_path, capsys, how):
     out = tmp_path / "run"
-    _train(mnist_small, out, epochs=2)
+    _train(synthetic_small, out, epochs=2)
     last = out / "checkpoints" / "last.safetensors"
     assert read_checkpoint(previous_path(last))[1]["counters"]["epoch"] == 1  # rotated, not copied
     _damage(last, how)
     capsys.readouterr()
-    _train(mnist_small, out, resume=True)
+    _train(synthetic_small, out, resume=True)
     warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert len(warnings) == 1 and "last.prev.safetensors (epoch 1)" in warnings[0], warnings
     if how != "missing":
@@ -325,23 +325,23 @@ def test_damaged_last_checkpoint_falls_back_to_the_previous(mnist_small, straigh
     _assert_same_run(straight, out)
 
 
-def test_both_checkpoints_damaged_is_a_clear_error(mnist_small, tmp_path):
+def test_both_checkpoints_damaged_is_a_clear_error(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    _train(mnist_small, out, epochs=2)
+    _train(synthetic_small, out, epochs=2)
     last = out / "checkpoints" / "last.safetensors"
     _damage(last, "truncated")
     _damage(previous_path(last), "flipped")
     with pytest.raises(VaelabError, match=r"--resume: .*last.safetensors is not a valid safetensors file.*"
                                           r"the previous checkpoint is unusable too .*checksum mismatch"):
-        _train(mnist_small, out, resume=True)
+        _train(synthetic_small, out, resume=True)
 
 
-def test_checksum_covers_the_state_record(mnist_small, tmp_path):
+def test_checksum_covers_the_state_record(synthetic_small, tmp_path):
     """Loop counters live in the metadata; editing them without the tensors is detected."""
     from safetensors.torch import save as st_save
 
     out = tmp_path / "run"
-    _train(mnist_small, out, epochs=1)
+    _train(synthetic_small, out, epochs=1)
     last = out / "checkpoints" / "last.safetensors"
     tensors, meta = vfiles.read_safetensors(last)
     meta["state"] = meta["state"].replace('"epoch": 1', '"epoch": 7')
@@ -350,11 +350,11 @@ def test_checksum_covers_the_state_record(mnist_small, tmp_path):
         read_checkpoint(last)
 
 
-def test_stale_temporaries_are_removed_and_a_second_trainer_is_refused(mnist_small, tmp_path):
+def test_stale_temporaries_are_removed_and_a_second_trainer_is_refused(synthetic_small, tmp_path):
     import fcntl
 
     out = tmp_path / "run"
-    _train(mnist_small, out, epochs=1)
+    _train(synthetic_small, out, epochs=1)
     stale = out / "checkpoints" / ".last.safetensors.abc123.tmp"
     stale.write_bytes(b"half a checkpoint")
     other = out / ".someone-elses.tmp"  # not a name vaelab writes: left alone
@@ -362,15 +362,15 @@ def test_stale_temporaries_are_removed_and_a_second_trainer_is_refused(mnist_sma
     with open(out / ".lock", "a") as held:  # as a running trainer holds it
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(VaelabError, match=r"another vaelab process is training in"):
-            _train(mnist_small, out, epochs=2, resume=True)
-    _train(mnist_small, out, epochs=2, resume=True)
+            _train(synthetic_small, out, epochs=2, resume=True)
+    _train(synthetic_small, out, epochs=2, resume=True)
     assert not stale.exists() and other.exists()
 
 
 # --- full and read-only disks ---------------------------------------------------------------
 
 
-def test_disk_full_at_a_checkpoint_stops_cleanly(mnist_small, straight, tmp_path, monkeypatch):
+def test_disk_full_at_a_checkpoint_stops_cleanly(synthetic_small, straight, tmp_path, monkeypatch):
     out = tmp_path / "run"
     real = vfiles._write_fd
     calls = {"n": 0}
@@ -384,7 +384,7 @@ def test_disk_full_at_a_checkpoint_stops_cleanly(mnist_small, straight, tmp_path
 
     monkeypatch.setattr(vfiles, "_write_fd", full)
     with pytest.raises(VaelabError) as err:
-        _train(mnist_small, out)
+        _train(synthetic_small, out)
     message = str(err.value)
     assert "No space left on device" in message and "free disk space" in message
     assert "last good checkpoint" in message and "is intact" in message and "--resume" in message
@@ -392,20 +392,20 @@ def test_disk_full_at_a_checkpoint_stops_cleanly(mnist_small, straight, tmp_path
     monkeypatch.undo()
     assert not _temporaries(out)
     assert read_checkpoint(out / "checkpoints" / "last.safetensors")[1]["counters"]["epoch"] == 1
-    _train(mnist_small, out, resume=True)
+    _train(synthetic_small, out, resume=True)
     _assert_same_run(straight, out)
 
 
-def test_too_little_free_space_is_refused_before_training(mnist_small, tmp_path, monkeypatch):
+def test_too_little_free_space_is_refused_before_training(synthetic_small, tmp_path, monkeypatch):
     import shutil
 
     monkeypatch.setattr(shutil, "disk_usage", lambda p: SimpleNamespace(total=10**9, used=10**9, free=4096))
     with pytest.raises(VaelabError, match=r"only 0.0 MiB free on the disk holding .*need about .* MiB; free space"):
-        _train(mnist_small, tmp_path / "run")
+        _train(synthetic_small, tmp_path / "run")
     assert not (tmp_path / "run" / "run.json").exists()
 
 
-def test_read_only_file_system_is_refused_before_training(mnist_small, tmp_path, monkeypatch):
+def test_read_only_file_system_is_refused_before_training(synthetic_small, tmp_path, monkeypatch):
     real_open = open
 
     def read_only(path, *args, **kwargs):
@@ -415,18 +415,18 @@ def test_read_only_file_system_is_refused_before_training(mnist_small, tmp_path,
 
     monkeypatch.setattr(rundir_module, "open", read_only, raising=False)
     with pytest.raises(VaelabError, match=r"cannot write to run directory .*run: it is read-only; choose a writable"):
-        _train(mnist_small, tmp_path / "run")
+        _train(synthetic_small, tmp_path / "run")
     assert not (tmp_path / "run" / "run.json").exists()
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes through chmod")
-def test_read_only_run_directory(mnist_small, tmp_path):
+def test_read_only_run_directory(synthetic_small, tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     out.chmod(0o555)
     try:
         with pytest.raises(VaelabError, match=r"cannot write to run directory .*read-only"):
-            _train(mnist_small, out)
+            _train(synthetic_small, out)
     finally:
         out.chmod(0o755)
 
@@ -434,11 +434,11 @@ def test_read_only_run_directory(mnist_small, tmp_path):
 # --- non-finite steps -----------------------------------------------------------------------
 
 
-def test_nonfinite_skip_counts_and_lowers_the_learning_rate(mnist_small, tmp_path):
+def test_nonfinite_skip_counts_and_lowers_the_learning_rate(synthetic_small, tmp_path):
     out = tmp_path / "run"
     model = _tiny_model()
     _StepHook(model, {3: _nan, 8: _nan})
-    result = _train(mnist_small, out, model=model, nonfinite="skip", nonfinite_lr_factor=0.5)
+    result = _train(synthetic_small, out, model=model, nonfinite="skip", nonfinite_lr_factor=0.5)
     assert result.skipped_steps == 2
     lines = _metrics(out)
     assert [line["skipped"] for line in lines] == [1, 1, 0]
@@ -448,44 +448,44 @@ def test_nonfinite_skip_counts_and_lowers_the_learning_rate(mnist_small, tmp_pat
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
-def test_nonfinite_gradient_is_skipped_too(mnist_small, tmp_path):
+def test_nonfinite_gradient_is_skipped_too(synthetic_small, tmp_path):
     def nan_gradient(result):  # finite value, NaN gradient: d sqrt(0 * s) = inf * 0
         p = next(model.parameters())
         return Loss(result.total + torch.sqrt(p.sum() * 0), result.terms, result.weights)
 
     model = _tiny_model()
     _StepHook(model, {2: nan_gradient})
-    result = _train(mnist_small, tmp_path / "run", model=model, epochs=1, nonfinite="skip")
+    result = _train(synthetic_small, tmp_path / "run", model=model, epochs=1, nonfinite="skip")
     assert result.skipped_steps == 1
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
-def test_nonfinite_skips_are_bounded(mnist_small, tmp_path):
+def test_nonfinite_skips_are_bounded(synthetic_small, tmp_path):
     model = _tiny_model()
     _StepHook(model, {s: _nan for s in range(2, 20)})
     with pytest.raises(VaelabError, match=r"non-finite at epoch 1, step 5: term 'kl' .*after 3 skipped steps "
                                           r"\(--nonfinite-max-skips\)"):
-        _train(mnist_small, tmp_path / "run", model=model, nonfinite="skip", nonfinite_max_skips=3)
+        _train(synthetic_small, tmp_path / "run", model=model, nonfinite="skip", nonfinite_max_skips=3)
 
 
-def test_nonfinite_options_on_the_command_line(mnist_npy, tmp_path, capsys):
+def test_nonfinite_options_on_the_command_line(images_npy, tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli_main(["train", "vae", "--data", mnist_npy, "--out", str(out), "--epochs", "1", "--hidden", "16",
+    code = cli_main(["train", "vae", "--data", images_npy, "--out", str(out), "--epochs", "1", "--hidden", "16",
                      "--latent-dim", "2", "--threads", "1", "--no-progress", "--val-size", "100",
                      "--nonfinite", "skip", "--nonfinite-lr-factor", "0.25", "--nonfinite-max-skips", "4"])
     assert code == 0, capsys.readouterr().err
     train = json.loads((out / "run.json").read_text())["train"]
     assert (train["nonfinite"], train["nonfinite_lr_factor"], train["nonfinite_max_skips"]) == ("skip", 0.25, 4)
-    code = cli_main(["train", "vae", "--data", mnist_npy, "--out", str(tmp_path / "r2"), "--nonfinite", "ignore"])
+    code = cli_main(["train", "vae", "--data", images_npy, "--out", str(tmp_path / "r2"), "--nonfinite", "ignore"])
     assert code == 2 and "unknown non-finite policy 'ignore'; choose one of: stop, skip" in capsys.readouterr().err
 
 
 # --- determinism ----------------------------------------------------------------------------
 
 
-def test_two_fresh_runs_are_bit_identical(mnist_small, straight, tmp_path):
+def test_two_fresh_runs_are_bit_identical(synthetic_small, straight, tmp_path):
     torch.manual_seed(99)  # the caller's RNG state must not leak in
-    _train(mnist_small, tmp_path / "again")
+    _train(synthetic_small, tmp_path / "again")
     _assert_same_run(straight, tmp_path / "again")
 
 
@@ -546,13 +546,13 @@ def test_pickle_payloads_are_refused_and_never_run(tmp_path, capsys, payload, na
     assert not marker.exists(), "loading executed the pickle's payload"
 
 
-def test_resume_from_a_pickled_checkpoint_is_refused(mnist_small, tmp_path):
+def test_resume_from_a_pickled_checkpoint_is_refused(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    _train(mnist_small, out, epochs=1)
+    _train(synthetic_small, out, epochs=1)
     marker = tmp_path / "pwned"
     (out / "checkpoints" / "last.safetensors").write_bytes(pickle.dumps(_OpenPayload(marker)))
     with pytest.raises(VaelabError, match=r"--resume: .*pickle/zip file, not safetensors"):
-        _train(mnist_small, out, epochs=2, resume=True)
+        _train(synthetic_small, out, epochs=2, resume=True)
     assert not marker.exists()
 
 
@@ -587,9 +587,9 @@ def test_config_declaring_a_huge_model_is_refused_before_allocating(tmp_path):
     assert time.perf_counter() - start < 2
 
 
-def test_training_a_model_larger_than_memory_is_refused(mnist_small, tmp_path):
+def test_training_a_model_larger_than_memory_is_refused(synthetic_small, tmp_path):
     with pytest.raises(VaelabError, match=r"needs about .* GiB .* more than this machine's"):
-        vaelab.train("vae", mnist_small.train, tmp_path / "run", model_config={"hidden": [10**6, 10**6]},
+        vaelab.train("vae", synthetic_small.train, tmp_path / "run", model_config={"hidden": [10**6, 10**6]},
                      config={"epochs": 1}, progress=False)
 
 
@@ -600,12 +600,12 @@ def test_training_a_model_larger_than_memory_is_refused(mnist_small, tmp_path):
     ('{"model": "vae", "config": {}, "train": {"lr": NaN}}', r"not valid JSON"),
     ('{"model": "vae", "config": {}, "train": {"seed": 1' + "0" * 30 + '}}', r"beyond 64 bits"),
 ])
-def test_hostile_run_json_is_refused_on_resume(mnist_small, tmp_path, text, message):
+def test_hostile_run_json_is_refused_on_resume(synthetic_small, tmp_path, text, message):
     out = tmp_path / "run"
-    _train(mnist_small, out, epochs=1)
+    _train(synthetic_small, out, epochs=1)
     (out / "run.json").write_text(text)
     with pytest.raises(VaelabError, match=message):
-        _train(mnist_small, out, epochs=2, resume=True)
+        _train(synthetic_small, out, epochs=2, resume=True)
 
 
 # --- data paths and arrays ------------------------------------------------------------------

@@ -34,16 +34,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def cvae(mnist_small):
+def cvae(synthetic_small):
     torch.manual_seed(0)
     model = vaelab.build("cvae", input_shape=[1, 28, 28], hidden=[32], latent_dim=3)
     return model.eval()
 
 
 @pytest.fixture(scope="module")
-def server(trained_vae, cvae, mnist_small):
-    views = [build_view("vae", trained_vae, mnist_small.test, mnist_small.train, map_size=300, pool_size=1000),
-             build_view("cvae", cvae, mnist_small.test, mnist_small.train, map_size=100, pool_size=100)]
+def server(synthetic_vae, cvae, synthetic_small):
+    views = [build_view("vae", synthetic_vae, synthetic_small.test, synthetic_small.train, map_size=300, pool_size=1000),
+             build_view("cvae", cvae, synthetic_small.test, synthetic_small.train, map_size=100, pool_size=100)]
     srv = start_in_thread(Explorer(views))
     yield srv
     srv.shutdown()
@@ -76,40 +76,40 @@ def png(array: np.ndarray, mode: str = "L") -> bytes:
     return buf.getvalue()
 
 
-def test_decode_is_the_models_decoder_mean(server, trained_vae):
+def test_decode_is_the_models_decoder_mean(server, synthetic_vae):
     z = [0.5, -1.0, 0.0, 2.0, 0.1, 0.0, -0.3, 1.2]
     status, body = request(server, "POST", "/api/runs/0/decode", {"z": z})
     assert status == 200
-    assert np.array_equal(pixels(body["image"]), as_bytes(LatentView(trained_vae).decode(torch.tensor([z]))))
+    assert np.array_equal(pixels(body["image"]), as_bytes(LatentView(synthetic_vae).decode(torch.tensor([z]))))
     _, other = request(server, "POST", "/api/runs/0/decode", {"z": [0.0] * 8})
     assert not np.array_equal(pixels(other["image"]), pixels(body["image"]))
 
 
-def test_a_map_point_is_its_test_image_its_code_and_its_reconstruction(server, trained_vae, mnist_small):
+def test_a_map_point_is_its_test_image_its_code_and_its_reconstruction(server, synthetic_vae, synthetic_small):
     status, body = request(server, "GET", "/api/runs/0/points/7")
-    view = LatentView(trained_vae)
-    code = view.encode(mnist_small.test.x[7:8])
-    assert status == 200 and body["label"] == int(mnist_small.test.y[7])
-    assert np.array_equal(pixels(body["image"]), as_bytes(mnist_small.test.x[7]))
+    view = LatentView(synthetic_vae)
+    code = view.encode(synthetic_small.test.x[7:8])
+    assert status == 200 and body["label"] == int(synthetic_small.test.y[7])
+    assert np.array_equal(pixels(body["image"]), as_bytes(synthetic_small.test.x[7]))
     assert np.allclose(body["code"], code[0].tolist(), atol=1e-4)
     assert np.array_equal(pixels(body["recon"]), as_bytes(view.decode(code)))
     _, runs = request(server, "GET", "/api/runs")
-    order = view.dimension_order(mnist_small.test.subset(slice(0, 300)))
+    order = view.dimension_order(synthetic_small.test.subset(slice(0, 300)))
     assert [d["index"] for d in runs[0]["dims"]] == order.order and runs[0]["measure"].startswith("mean KL")
     _, m = request(server, "GET", "/api/runs/0/map")
-    assert len(m["points"]) == 300 and m["labels"][:5] == mnist_small.test.y[:5].tolist()
+    assert len(m["points"]) == 300 and m["labels"][:5] == synthetic_small.test.y[:5].tolist()
     assert m["projection"] == "PCA of the codes"
 
 
-def test_an_upload_is_converted_like_training_data_and_finds_itself(server, trained_vae, mnist_small):
+def test_an_upload_is_converted_like_training_data_and_finds_itself(server, synthetic_vae, synthetic_small):
     """A training image, enlarged 3× in RGB and inverted (dark on light), comes back as the
     same 28×28 grey image: its code is the image's own and its nearest neighbour is itself."""
-    x = mnist_small.train.x[42]
+    x = synthetic_small.train.x[42]
     big = np.kron(as_bytes(x), np.ones((3, 3), dtype=np.uint8))
     status, body = request(server, "POST", "/api/runs/0/upload?invert=1", png(255 - big, "RGB"), "image/png")
     assert status == 200
     assert np.array_equal(pixels(body["image"]), as_bytes(x))
-    assert np.allclose(body["code"], LatentView(trained_vae).encode(x[None])[0].tolist(), atol=1e-4)
+    assert np.allclose(body["code"], LatentView(synthetic_vae).encode(x[None])[0].tolist(), atol=1e-4)
     assert body["neighbours"][0]["index"] == 42 and body["neighbours"][0]["distance"] < 1e-3
     assert len(body["neighbours"]) == 8
     assert all(a["distance"] <= b["distance"] for a, b in zip(body["neighbours"], body["neighbours"][1:]))
@@ -286,10 +286,10 @@ def test_the_loopback_is_the_default_address(server):
     assert srv.server_address[0] == "127.0.0.1"
 
 
-def test_the_map_keeps_no_view_of_the_whole_split(server, mnist_small):
+def test_the_map_keeps_no_view_of_the_whole_split(server, synthetic_small):
     run = server.explorer.runs[0]
     assert run.pool.x.untyped_storage().nbytes() == run.pool.x.numel() * 4
-    assert run.pool.x.untyped_storage().data_ptr() != mnist_small.train.x.untyped_storage().data_ptr()
+    assert run.pool.x.untyped_storage().data_ptr() != synthetic_small.train.x.untyped_storage().data_ptr()
 
 
 def test_any_other_host_than_the_loopback_is_warned_about(server):
@@ -300,8 +300,8 @@ def test_any_other_host_than_the_loopback_is_warned_about(server):
     assert any(issubclass(w.category, VaelabWarning) and "other machines" in str(w.message) for w in caught)
 
 
-def test_the_command_serves_a_run_and_stops_cleanly_on_ctrl_c(mnist_small, tmp_path):
-    part = mnist_small.train.subset(slice(0, 200))
+def test_the_command_serves_a_run_and_stops_cleanly_on_ctrl_c(synthetic_small, tmp_path):
+    part = synthetic_small.train.subset(slice(0, 200))
     for name in ("train", "test"):
         np.savez(tmp_path / f"{name}.npz", x=(part.x[:, 0].numpy() * 255).round().astype(np.uint8), y=part.y.numpy())
     spec = f"npy:{tmp_path / 'train.npz'},test={tmp_path / 'test.npz'}"

@@ -29,8 +29,8 @@ def _stages(first_latent=6):
 
 
 @pytest.fixture(scope="module")
-def images(mnist_small):
-    return mnist_small.train.subset(slice(0, 600))
+def images(synthetic_small):
+    return synthetic_small.train.subset(slice(0, 600))
 
 
 @pytest.fixture(scope="module")

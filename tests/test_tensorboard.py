@@ -23,18 +23,18 @@ def _scalars(run) -> dict[str, list[tuple[int, float]]]:
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
-def _train(mnist_small, out, epochs, **kwargs):
-    return vaelab.train("vae", mnist_small.train.subset(slice(0, 300)), out, model_config=TINY,
+def _train(synthetic_small, out, epochs, **kwargs):
+    return vaelab.train("vae", synthetic_small.train.subset(slice(0, 300)), out, model_config=TINY,
                         config={**FAST, "epochs": epochs, "tensorboard": True},
-                        val_data=mnist_small.val.subset(slice(0, 100)), progress=False, **kwargs)
+                        val_data=synthetic_small.val.subset(slice(0, 100)), progress=False, **kwargs)
 
 
-def test_event_files_hold_the_metrics_and_a_resume_appends(mnist_small, tmp_path):
+def test_event_files_hold_the_metrics_and_a_resume_appends(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    _train(mnist_small, out, 2)
+    _train(synthetic_small, out, 2)
     first = sorted((out / "tensorboard").iterdir())
-    vaelab.train("vae", mnist_small.train.subset(slice(0, 300)), out, config={**FAST, "epochs": 3,
-                 "tensorboard": True}, val_data=mnist_small.val.subset(slice(0, 100)), resume=True, progress=False)
+    vaelab.train("vae", synthetic_small.train.subset(slice(0, 300)), out, config={**FAST, "epochs": 3,
+                 "tensorboard": True}, val_data=synthetic_small.val.subset(slice(0, 100)), resume=True, progress=False)
     files = sorted((out / "tensorboard").iterdir())
     assert len(files) == 2 and files[0] == first[0]  # the first file kept, a second one beside it
     lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -46,10 +46,10 @@ def test_event_files_hold_the_metrics_and_a_resume_appends(mnist_small, tmp_path
     assert [v for _, v in scalars["lr"]] == pytest.approx([line["lr"] for line in lines])
 
 
-def test_a_missing_tensorboard_package_is_one_line_before_training(mnist_small, tmp_path, monkeypatch):
+def test_a_missing_tensorboard_package_is_one_line_before_training(synthetic_small, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # import fails as if not installed
     with pytest.raises(VaelabError, match="pip install tensorboard"):
-        _train(mnist_small, tmp_path / "run", 1)
+        _train(synthetic_small, tmp_path / "run", 1)
     assert not (tmp_path / "run").exists()  # refused before the run directory was made
 
 

@@ -1,4 +1,4 @@
-"""Training on real MNIST: the run directory, exact resume, refusal to clobber runs,
+"""Training (on synthetic images; on real MNIST where a figure is MNIST's): the run directory, exact resume, refusal to clobber runs,
 non-finite losses with a named term, determinism, early stopping, damaged checkpoints,
 and the IWAE learning-rate schedule."""
 from __future__ import annotations
@@ -105,15 +105,15 @@ def test_training_lowers_validation_loss_and_writes_the_run_directory(mnist_smal
     _assert_same_tensors(loaded.state_dict(), result.model.state_dict())
 
 
-def test_gaussian_likelihood_resolves_to_no_binarization(mnist_small, tmp_path):
-    _run(mnist_small, tmp_path / "run", n_train=300, epochs=1,
+def test_gaussian_likelihood_resolves_to_no_binarization(synthetic_small, tmp_path):
+    _run(synthetic_small, tmp_path / "run", n_train=300, epochs=1,
          model_config={**TINY, "likelihood": "gaussian-learned"})
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["resolved"]["binarize"] == "none"
 
 
-def test_train_with_a_validation_fraction(mnist_small, tmp_path):
-    result = vaelab.train("vae", mnist_small.train.subset(slice(0, 500)), tmp_path / "run",
+def test_train_with_a_validation_fraction(synthetic_small, tmp_path):
+    result = vaelab.train("vae", synthetic_small.train.subset(slice(0, 500)), tmp_path / "run",
                           model_config=TINY, config={**FAST, "epochs": 1, "val_size": 0.2}, progress=False)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     assert record["data"]["n_train"] == 400 and record["data"]["n_val"] == 100
@@ -123,14 +123,14 @@ def test_train_with_a_validation_fraction(mnist_small, tmp_path):
 # --- resume ---------------------------------------------------------------------------
 
 
-def test_resume_is_exactly_an_uninterrupted_run(mnist_small, tmp_path):
+def test_resume_is_exactly_an_uninterrupted_run(synthetic_small, tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    _run(mnist_small, straight, epochs=4)
-    _run(mnist_small, split, epochs=2)
+    _run(synthetic_small, straight, epochs=4)
+    _run(synthetic_small, split, epochs=2)
     # an epoch-3 line written just before a crash (no checkpoint for it) must be dropped
     with open(split / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"epoch": 3, "step": 30, "train": {"recon": 1.0}}) + "\n")
-    result = _run(mnist_small, split, epochs=4, resume=True)
+    result = _run(synthetic_small, split, epochs=4, resume=True)
     assert result.epochs_run == 4
 
     for name in ("checkpoints/last.safetensors", "checkpoints/best.safetensors"):
@@ -144,72 +144,72 @@ def test_resume_is_exactly_an_uninterrupted_run(mnist_small, tmp_path):
     assert json.loads((split / "run.json").read_text()) == json.loads((straight / "run.json").read_text())
 
 
-def test_second_train_into_a_run_directory_is_refused_and_changes_nothing(mnist_small, tmp_path):
+def test_second_train_into_a_run_directory_is_refused_and_changes_nothing(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    _run(mnist_small, out, n_train=300, epochs=1)
+    _run(synthetic_small, out, n_train=300, epochs=1)
     before = _snapshot(out)
     with pytest.raises(VaelabError, match=r"already holds a run; pass --resume"):
-        _run(mnist_small, out, n_train=300, epochs=1)
+        _run(synthetic_small, out, n_train=300, epochs=1)
     assert _snapshot(out) == before
 
 
-def test_resume_where_no_run_was_written_starts_it(mnist_small, tmp_path, capsys):
+def test_resume_where_no_run_was_written_starts_it(synthetic_small, tmp_path, capsys):
     """Killed before the first checkpoint: re-running the same command with resume starts the
     run from the beginning (scripts and elastic restarts re-run one command), as if uninterrupted."""
     straight = tmp_path / "straight"
-    _run(mnist_small, straight, n_train=300, epochs=2)
+    _run(synthetic_small, straight, n_train=300, epochs=2)
     lock_only, started = tmp_path / "lock-only", tmp_path / "started"
     lock_only.mkdir()
     (lock_only / ".lock").touch()  # killed before run.json
-    _run(mnist_small, started, n_train=300, epochs=2)
+    _run(synthetic_small, started, n_train=300, epochs=2)
     for name in ("checkpoints", "model.safetensors", "config.json", "metrics.jsonl"):  # killed after run.json
         path = started / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     capsys.readouterr()
     for out, said in ((lock_only, "no run in"), (started, "stopped before its first checkpoint; starting it again"),
                       (tmp_path / "missing", "no run in")):
-        result = _run(mnist_small, out, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
+        result = _run(synthetic_small, out, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
         assert said in capsys.readouterr().err
         assert result.epochs_run == 2 and not result.already_finished
         assert (out / "model.safetensors").read_bytes() == (straight / "model.safetensors").read_bytes()
         assert _without_seconds(_metrics(out)) == _without_seconds(_metrics(straight))
 
 
-def test_resume_refuses_a_different_or_damaged_run_without_a_checkpoint(mnist_small, tmp_path):
+def test_resume_refuses_a_different_or_damaged_run_without_a_checkpoint(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    _run(mnist_small, out, n_train=300, epochs=1)
+    _run(synthetic_small, out, n_train=300, epochs=1)
     shutil.rmtree(out / "checkpoints")
     before = _snapshot(out)
     with pytest.raises(VaelabError, match=r"--resume: the run in .* is a different model"):
-        _run(mnist_small, out, n_train=300, epochs=2, resume=True, model_config={**TINY, "latent_dim": 8})
+        _run(synthetic_small, out, n_train=300, epochs=2, resume=True, model_config={**TINY, "latent_dim": 8})
     (out / "run.json").write_text("{")
     with pytest.raises(VaelabError, match=r"--resume: run record .*run.json"):
-        _run(mnist_small, out, n_train=300, epochs=2, resume=True)
+        _run(synthetic_small, out, n_train=300, epochs=2, resume=True)
     damaged = tmp_path / "damaged"
-    _run(mnist_small, damaged, n_train=300, epochs=1)
+    _run(synthetic_small, damaged, n_train=300, epochs=1)
     (damaged / "run.json").unlink()
     with pytest.raises(VaelabError, match=r"--resume: .* holds checkpoints/last.safetensors but no run.json"):
-        _run(mnist_small, damaged, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
+        _run(synthetic_small, damaged, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
     shutil.rmtree(damaged / "checkpoints")  # a saved model is not an empty directory either
     saved = _snapshot(damaged)
     with pytest.raises(VaelabError, match=r"--resume: .* holds model.safetensors but no run.json"):
-        _run(mnist_small, damaged, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
+        _run(synthetic_small, damaged, n_train=300, epochs=2, resume=True, model_config=dict(TINY))
     assert _snapshot(damaged) == saved
     assert _snapshot(out) == {**before, "run.json": b"{"}
 
 
-def test_resume_of_a_finished_run_trains_nothing_and_writes_nothing(mnist_small, tmp_path):
+def test_resume_of_a_finished_run_trains_nothing_and_writes_nothing(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    first = _run(mnist_small, out, n_train=300, epochs=2)
+    first = _run(synthetic_small, out, n_train=300, epochs=2)
     before = _snapshot(out)
     for epochs in (2, 1):  # the same command again, or fewer epochs than were run
-        again = _run(mnist_small, out, n_train=300, epochs=epochs, resume=True)
+        again = _run(synthetic_small, out, n_train=300, epochs=epochs, resume=True)
         assert again.already_finished and again.epochs_run == 2 and not again.stopped_early
         assert again.best_epoch == first.best_epoch and again.best_val == first.best_val
         assert _snapshot(out) == before
     _assert_same_tensors(again.model.state_dict(), first.model.state_dict())  # the best weights
     (out / "samples.png").unlink()  # killed after the last checkpoint, before the pictures
-    assert _run(mnist_small, out, n_train=300, epochs=2, resume=True).already_finished
+    assert _run(synthetic_small, out, n_train=300, epochs=2, resume=True).already_finished
     assert _snapshot(out) == before
     # a run that early stopping ended is finished too, whatever --epochs says
     from vaelab.training.trainer import _finished
@@ -218,34 +218,34 @@ def test_resume_of_a_finished_run_trains_nothing_and_writes_nothing(mnist_small,
     assert not _finished({"epoch": 3, "bad_epochs": 1}, TrainConfig(epochs=10, patience=2))
 
 
-def test_resume_with_a_different_model_is_refused(mnist_small, tmp_path):
+def test_resume_with_a_different_model_is_refused(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    _run(mnist_small, out, n_train=300, epochs=1)
+    _run(synthetic_small, out, n_train=300, epochs=1)
     before = _snapshot(out)
     with pytest.raises(VaelabError, match=r"--resume: the run in .* is a different model"):
-        _run(mnist_small, out, n_train=300, epochs=2, resume=True, model_config={**TINY, "latent_dim": 8})
+        _run(synthetic_small, out, n_train=300, epochs=2, resume=True, model_config={**TINY, "latent_dim": 8})
     assert _snapshot(out) == before
 
 
-def test_corrupted_checkpoint_is_detected_on_resume(mnist_small, tmp_path):
+def test_corrupted_checkpoint_is_detected_on_resume(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    _run(mnist_small, out, n_train=300, epochs=1)
+    _run(synthetic_small, out, n_train=300, epochs=1)
     path = out / "checkpoints" / "last.safetensors"
     data = bytearray(path.read_bytes())
     for i in range(len(data) - 40, len(data) - 20):  # inside the tensor data, past the header
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
     with pytest.raises(VaelabError, match=r"--resume: .*corrupt.*checksum"):
-        _run(mnist_small, out, n_train=300, epochs=2, resume=True)
+        _run(synthetic_small, out, n_train=300, epochs=2, resume=True)
     path.write_bytes(bytes(data[:100]))  # truncated
     with pytest.raises(VaelabError, match=r"--resume: .*not a valid safetensors file"):
-        _run(mnist_small, out, n_train=300, epochs=2, resume=True)
+        _run(synthetic_small, out, n_train=300, epochs=2, resume=True)
 
 
 # --- non-finite losses ----------------------------------------------------------------
 
 
-def test_nan_loss_names_the_term_and_step_and_keeps_the_last_good_checkpoint(mnist_small, tmp_path):
+def test_nan_loss_names_the_term_and_step_and_keeps_the_last_good_checkpoint(synthetic_small, tmp_path):
     out = tmp_path / "run"
     model = _tiny_model()
     original = model.loss
@@ -265,8 +265,8 @@ def test_nan_loss_names_the_term_and_step_and_keeps_the_last_good_checkpoint(mni
 
     model.loss = loss
     with pytest.raises(VaelabError) as err:
-        vaelab.train(model, mnist_small.train.subset(slice(0, 1000)), out,
-                     config={**FAST, "epochs": 3, "val_size": 0}, val_data=mnist_small.val, progress=False)
+        vaelab.train(model, synthetic_small.train.subset(slice(0, 1000)), out,
+                     config={**FAST, "epochs": 3, "val_size": 0}, val_data=synthetic_small.val, progress=False)
     message = str(err.value)
     assert "non-finite at epoch 2, step 13" in message
     assert "term 'kl'" in message and "kl = nan" in message
@@ -279,21 +279,21 @@ def test_nan_loss_names_the_term_and_step_and_keeps_the_last_good_checkpoint(mni
     vaelab.load(out)  # the best weights so far are still loadable
 
 
-def test_diverging_lr_gives_a_clear_error(mnist_small, tmp_path):
+def test_diverging_lr_gives_a_clear_error(synthetic_small, tmp_path):
     with pytest.raises(VaelabError, match=r"non-finite at epoch 1, step \d+: term '(recon|kl|total)'.*"
                                           r"no checkpoint was written yet.*lower --lr"):
-        _run(mnist_small, tmp_path / "run", n_train=500, epochs=1, lr=1e30)
+        _run(synthetic_small, tmp_path / "run", n_train=500, epochs=1, lr=1e30)
 
 
 # --- determinism and early stopping ---------------------------------------------------
 
 
-def test_same_seed_same_weights_different_seed_different_weights(mnist_small, tmp_path):
+def test_same_seed_same_weights_different_seed_different_weights(synthetic_small, tmp_path):
     torch.manual_seed(1234)  # the caller's global RNG state must not matter
-    a = _run(mnist_small, tmp_path / "a", n_train=500, epochs=1, seed=7)
+    a = _run(synthetic_small, tmp_path / "a", n_train=500, epochs=1, seed=7)
     torch.manual_seed(999)
-    b = _run(mnist_small, tmp_path / "b", n_train=500, epochs=1, seed=7)
-    c = _run(mnist_small, tmp_path / "c", n_train=500, epochs=1, seed=8)
+    b = _run(synthetic_small, tmp_path / "b", n_train=500, epochs=1, seed=7)
+    c = _run(synthetic_small, tmp_path / "c", n_train=500, epochs=1, seed=8)
     _assert_same_tensors(load_file(tmp_path / "a" / "model.safetensors"),
                          load_file(tmp_path / "b" / "model.safetensors"))
     _assert_same_tensors(a.model.state_dict(), b.model.state_dict())
@@ -301,7 +301,7 @@ def test_same_seed_same_weights_different_seed_different_weights(mnist_small, tm
     assert not torch.equal(a.model.state_dict()["encoder.1.0.weight"], c.model.state_dict()["encoder.1.0.weight"])
 
 
-def test_patience_stops_training_and_keeps_the_best_epoch(mnist_small, tmp_path):
+def test_patience_stops_training_and_keeps_the_best_epoch(synthetic_small, tmp_path):
     out = tmp_path / "run"
     model = _tiny_model()
     original = model.loss
@@ -313,9 +313,9 @@ def test_patience_stops_training_and_keeps_the_best_epoch(mnist_small, tmp_path)
         return Loss(value, {"recon": value, "kl": torch.tensor(0.0)}, {"recon": 1.0, "kl": 1.0})
 
     model.loss = loss
-    result = vaelab.train(model, mnist_small.train.subset(slice(0, 500)), out,
+    result = vaelab.train(model, synthetic_small.train.subset(slice(0, 500)), out,
                           config={**FAST, "epochs": 20, "patience": 2, "val_size": 0},
-                          val_data=mnist_small.val, progress=False)
+                          val_data=synthetic_small.val, progress=False)
     assert result.stopped_early
     assert result.epochs_run == 3 and result.best_epoch == 1
     assert [line["epoch"] for line in _metrics(out)] == [1, 2, 3]
@@ -331,10 +331,10 @@ def test_patience_stops_training_and_keeps_the_best_epoch(mnist_small, tmp_path)
 # --- inputs and settings --------------------------------------------------------------
 
 
-def test_model_and_data_shapes_must_agree(mnist_small, tmp_path):
+def test_model_and_data_shapes_must_agree(synthetic_small, tmp_path):
     model = vaelab.build("vae", input_shape=[1, 8, 8], **TINY)
     with pytest.raises(VaelabError, match=r"expects images of shape \[1, 8, 8\], the data has \[1, 28, 28\]"):
-        vaelab.train(model, mnist_small.train, tmp_path / "run", config={"epochs": 1}, progress=False)
+        vaelab.train(model, synthetic_small.train, tmp_path / "run", config={"epochs": 1}, progress=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -391,13 +391,13 @@ def test_constant_and_cosine_schedules():
     assert math.isclose(min(rates), learning_rate("cosine", 1.0, 9, 10))
 
 
-def test_lr_schedule_is_applied_per_epoch(mnist_small, tmp_path):
-    _run(mnist_small, tmp_path / "run", n_train=200, epochs=3, lr=1e-3, lr_schedule="cosine")
+def test_lr_schedule_is_applied_per_epoch(synthetic_small, tmp_path):
+    _run(synthetic_small, tmp_path / "run", n_train=200, epochs=3, lr=1e-3, lr_schedule="cosine")
     lrs = [line["lr"] for line in _metrics(tmp_path / "run")]
     assert lrs == pytest.approx([learning_rate("cosine", 1e-3, e, 3) for e in range(3)])
 
 
-def test_nan_validation_loss_stops_the_run(mnist_small, tmp_path):
+def test_nan_validation_loss_stops_the_run(synthetic_small, tmp_path):
     out = tmp_path / "run"
     model = _tiny_model()
     original = model.loss
@@ -411,23 +411,23 @@ def test_nan_validation_loss_stops_the_run(mnist_small, tmp_path):
 
     model.loss = loss
     with pytest.raises(VaelabError, match=r"validation loss became non-finite after epoch 1 .*recon = nan"):
-        vaelab.train(model, mnist_small.train.subset(slice(0, 300)), out,
-                     config={**FAST, "epochs": 2, "val_size": 0}, val_data=mnist_small.val, progress=False)
+        vaelab.train(model, synthetic_small.train.subset(slice(0, 300)), out,
+                     config={**FAST, "epochs": 2, "val_size": 0}, val_data=synthetic_small.val, progress=False)
     assert not (out / "metrics.jsonl").exists() or "nan" not in (out / "metrics.jsonl").read_text().lower()
 
 
-def test_resume_with_different_data_is_refused(mnist_small, tmp_path):
+def test_resume_with_different_data_is_refused(synthetic_small, tmp_path):
     out = tmp_path / "run"
-    _run(mnist_small, out, n_train=300, epochs=1)
+    _run(synthetic_small, out, n_train=300, epochs=1)
     before = _snapshot(out)
     with pytest.raises(VaelabError, match=r"--resume: the run in .* was trained on"):
-        _run(mnist_small, out, n_train=400, epochs=2, resume=True)
+        _run(synthetic_small, out, n_train=400, epochs=2, resume=True)
     assert _snapshot(out) == before
 
 
-def test_training_restores_the_callers_thread_count(mnist_small, tmp_path):
+def test_training_restores_the_callers_thread_count(synthetic_small, tmp_path):
     torch.set_num_threads(1)
-    _run(mnist_small, tmp_path / "run", n_train=200, epochs=1, threads=2)
+    _run(synthetic_small, tmp_path / "run", n_train=200, epochs=1, threads=2)
     assert torch.get_num_threads() == 1
 
 

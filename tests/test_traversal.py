@@ -25,9 +25,9 @@ def _tiny(name, **cfg):
 
 
 @pytest.mark.parametrize("name,cfg", PICTURED)
-def test_every_pictured_model_traverses_around_an_image(name, cfg, mnist_small):
+def test_every_pictured_model_traverses_around_an_image(name, cfg, synthetic_small):
     model = _tiny(name, **cfg)
-    data = mnist_small.test.subset(slice(0, 50))
+    data = synthetic_small.test.subset(slice(0, 50))
     t = traversal(model, data, index=4, steps=5)
     assert t.images.shape == (3, 5, 1, 28, 28) and sorted(t.dims) == [0, 1, 2]
     view = LatentView(model)
@@ -39,12 +39,12 @@ def test_every_pictured_model_traverses_around_an_image(name, cfg, mnist_small):
     assert torch.allclose(t.images[0], view.decode(codes, label), atol=1e-6)
 
 
-def test_only_the_rows_dimension_changes_over_its_posterior_spread(trained_vae, mnist_small):
-    data = mnist_small.test
-    t = traversal(trained_vae, data, index=7, steps=7, span=2.0)
-    mu, logvar = trained_vae.posterior_params(data.x[7:8])
+def test_only_the_rows_dimension_changes_over_its_posterior_spread(synthetic_vae, synthetic_small):
+    data = synthetic_small.test
+    t = traversal(synthetic_vae, data, index=7, steps=7, span=2.0)
+    mu, logvar = synthetic_vae.posterior_params(data.x[7:8])
     sigma = (0.5 * logvar).exp()[0]
-    view = LatentView(trained_vae)
+    view = LatentView(synthetic_vae)
     for r, d in enumerate(t.dims):
         expected = mu[0, d] + torch.linspace(-2, 2, 7) * sigma[d]
         assert torch.allclose(t.values[r], expected, atol=1e-5)
@@ -54,19 +54,19 @@ def test_only_the_rows_dimension_changes_over_its_posterior_spread(trained_vae, 
     assert not torch.allclose(t.images[0, 0], t.images[0, -1])  # the row does change
 
 
-def test_rows_are_ranked_by_kl_and_a_prior_traversal_spans_the_prior(trained_vae, mnist_small):
-    data = mnist_small.test
-    kl = trained_vae.kl_per_dim(data.x).mean(0)
-    t = traversal(trained_vae, data, top=3, steps=5)
+def test_rows_are_ranked_by_kl_and_a_prior_traversal_spans_the_prior(synthetic_vae, synthetic_small):
+    data = synthetic_small.test
+    kl = synthetic_vae.kl_per_dim(data.x).mean(0)
+    t = traversal(synthetic_vae, data, top=3, steps=5)
     assert t.dims == torch.argsort(kl, descending=True)[:3].tolist()
     assert t.scores == pytest.approx(kl[t.dims].tolist(), rel=1e-4) and "KL" in t.measure
     assert torch.equal(t.centre, torch.zeros(8)) and torch.allclose(t.values[0], torch.linspace(-3, 3, 5))
-    assert traversal(trained_vae, data, dims=[5, 1], steps=3).dims == [5, 1]
+    assert traversal(synthetic_vae, data, dims=[5, 1], steps=3).dims == [5, 1]
 
 
-def test_an_autoencoder_is_traversed_around_its_mean_code_in_code_standard_deviations(mnist_small):
+def test_an_autoencoder_is_traversed_around_its_mean_code_in_code_standard_deviations(synthetic_small):
     ae = _tiny("ae")
-    x = mnist_small.test.x[:100]
+    x = synthetic_small.test.x[:100]
     codes = ae.code(x)
     t = traversal(ae, x, steps=3, span=1.0)
     assert torch.allclose(t.centre, codes.mean(0), atol=1e-5)
@@ -75,10 +75,10 @@ def test_an_autoencoder_is_traversed_around_its_mean_code_in_code_standard_devia
     assert t.dims == torch.argsort(codes.var(0), descending=True).tolist()
 
 
-def test_png_is_captioned_rows_of_the_decoded_tiles_and_the_gif_has_one_frame_per_step(trained_vae, mnist_small,
+def test_png_is_captioned_rows_of_the_decoded_tiles_and_the_gif_has_one_frame_per_step(synthetic_vae, synthetic_small,
                                                                                          tmp_path):
     png, gif = tmp_path / "t.png", tmp_path / "t.gif"
-    t = save_traversal(trained_vae, png, mnist_small.test, gif=gif, top=4, steps=6)
+    t = save_traversal(synthetic_vae, png, synthetic_small.test, gif=gif, top=4, steps=6)
     tiles = grid(t.images.reshape(24, 1, 28, 28), nrow=6)
     with Image.open(png) as img:
         assert img.height == tiles.height and img.width > tiles.width
@@ -93,24 +93,24 @@ def test_png_is_captioned_rows_of_the_decoded_tiles_and_the_gif_has_one_frame_pe
     assert last.shape[0] == tiles.height  # one tile per row, all rows in every frame
 
 
-def test_bad_choices_are_one_line_errors(trained_vae, mnist_small):
-    data = mnist_small.test
+def test_bad_choices_are_one_line_errors(synthetic_vae, synthetic_small):
+    data = synthetic_small.test
     with pytest.raises(VaelabError, match="latent dimensions run from 0 to 7"):
-        traversal(trained_vae, data, dims=[2, 8])
+        traversal(synthetic_vae, data, dims=[2, 8])
     with pytest.raises(VaelabError, match="indices run from 0 to 499"):
-        traversal(trained_vae, data, index=500)
+        traversal(synthetic_vae, data, index=500)
     with pytest.raises(VaelabError, match="without --top"):
-        traversal(trained_vae, data, dims=[1], top=2)
+        traversal(synthetic_vae, data, dims=[1], top=2)
     with pytest.raises(VaelabError, match="--steps must be from 2"):
-        traversal(trained_vae, data, steps=1)
+        traversal(synthetic_vae, data, steps=1)
     with pytest.raises(VaelabError, match="give --label"):
         traversal(_tiny("cvae", num_classes=10), data)
 
 
 @pytest.fixture(scope="module")
-def saved_vae(trained_vae, tmp_path_factory):
+def saved_vae(synthetic_vae, tmp_path_factory):
     path = tmp_path_factory.mktemp("traverse") / "vae"
-    vaelab.save(trained_vae, path)
+    vaelab.save(synthetic_vae, path)
     return path
 
 

@@ -69,7 +69,9 @@ def test_eval_reports_the_bound_and_names_it_a_bound(run, images, capsys, mnist_
     assert cli_main(["eval", str(run), "--data", images, "--split", "train", "--limit", "40", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert "nll" not in result and result["nll_bound"] > 0
-    assert 0 < result["codebook_usage"] <= 1 and 1 <= result["code_perplexity"] <= 16
+    used = result["codebook_usage"] * 16  # the share of the 16 codes in use: a whole number of codes
+    assert used == pytest.approx(round(used)) and round(used) >= 1
+    assert 1 - 1e-6 <= result["code_perplexity"] <= used + 1e-6  # no more than the codes in use
     assert result["bits_per_dim_bound"] == pytest.approx(result["nll_bound"] / (784 * np.log(2)))
     model = vaelab.load(run)
     x = binarize_static(torch.from_numpy(np.load(images[4:])["x"][:40]).float().div(255), 123)

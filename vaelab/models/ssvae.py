@@ -35,6 +35,7 @@ import torch.nn.functional as F
 
 from ..config import Config, choice, require
 from ..errors import VaelabError
+from ..nn.init import glorot_
 from ..nn.likelihoods import Bernoulli
 from ..nn.mlp import mlp
 from . import fields
@@ -54,6 +55,10 @@ class M2Config(CVAEConfig):
         "help": "hidden layer sizes of q(z|x,y) and p(x|y,z), e.g. 500 or 600,600"})
     activation: str = field(default="softplus", metadata={
         "help": "relu, tanh, elu, leaky-relu, softplus, gelu, silu or sigmoid"})
+    # M2's exact sum over labels is written for the MLP (neg_L_every_class): no conv backbone
+    # to choose, so neither is offered.
+    backbone: str = field(default="mlp", metadata={"option": False})
+    channels: tuple[int, ...] = field(default=(32, 64), metadata={"option": False})
     classifier_hidden: tuple[int, ...] = field(default=(500,), metadata={
         "help": "hidden layer sizes of the classifier q(y|x)"})
     alpha: float = field(default=0.1, metadata={
@@ -90,12 +95,16 @@ class M2(CVAE):
     labelled and unlabelled images together (exact sum over the labels)."""
 
     Config = M2Config
-    train_defaults = {"monitor": "error", "val_size": 10000, "val_rows": "last"}
+    # Grey levels under the Bernoulli likelihood (Pyro's setting), as m1 and m1m2 and
+    # ``vaelab compare ssl``: the setting of the measured tables in docs/semi-supervised.md.
+    train_defaults = {"monitor": "error", "val_size": 10000, "val_rows": "last", "binarize": "none"}
 
     def __init__(self, config: M2Config):
         super().__init__(config)
         c, h, w = config.input_shape
         self.classifier = mlp(c * h * w, config.classifier_hidden, config.num_classes, config.activation)
+        if config.init == "glorot":  # the VAE's networks were initialised before the classifier existed
+            glorot_(self.classifier)
         self.register_buffer("labelled_share", torch.tensor(1.0))  # f = N_labelled / N, from prepare()
 
     # -- q(y|x) ---------------------------------------------------------------------
@@ -120,7 +129,9 @@ class M2(CVAE):
 
     # -- −L(x, y) for every y at once ------------------------------------------------
     def neg_L_every_class(self, x: torch.Tensor) -> torch.Tensor:
-        """−L(x, y) for every label y of every image: (B, K), one reparameterised z per pair."""
+        """−L(x, y) for every label y of every image: (B, K), one reparameterised z per pair.
+        The KL carries the weight β (``--beta``, raised from 0 by ``--kl-warmup``), as the
+        VAE's; β = 1, the default, is −L itself."""
         b, k, d = len(x), self.config.num_classes, x[0].numel()
         flat = x.reshape(b, d)
         first, rest = self.encoder[1][0], self.encoder[1][1:]
@@ -138,7 +149,7 @@ class M2(CVAE):
             nll = _BernoulliEveryClass.apply(out, flat)
         else:
             nll = -self.likelihood.log_prob(out.view(b, k, *self.out_shape), x.unsqueeze(1))
-        return nll + kl + math.log(k)                                  # − log p(y) = log K
+        return nll + self.kl_weight * kl + math.log(k)                 # − log p(y) = log K
 
     # -- the objective J^α -----------------------------------------------------------
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
