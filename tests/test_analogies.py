@@ -17,7 +17,7 @@ from vaelab.viz.analogy import analogies, analogy_grid, save_analogies
 from vaelab.viz.latent import LatentView
 
 FAST = {"threads": 1, "batch_size": 100}
-SMALL = {"hidden": [64], "latent_dim": 2}
+SMALL = {"hidden": [64], "latent_dim": 2, "beta": 1.0}  # the ELBO: style stays in z
 
 
 @pytest.fixture(scope="module")

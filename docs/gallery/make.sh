@@ -17,7 +17,7 @@ train vae2d vae --latent-dim 2
 train vae20 vae
 train ae20 ae --latent-dim 20 --loss bernoulli
 train ae2d ae --latent-dim 2 --loss bernoulli
-train cvae2d cvae --latent-dim 2
+train cvae2d cvae --latent-dim 2 --beta 1   # beta 1: as the pictures were drawn (the default is 4)
 
 vaelab sample "$RUNS/vae20" -n 64 -o "$OUT/samples.png"
 vaelab reconstruct "$RUNS/vae20" --data mnist -n 16 --seed 0 -o "$OUT/reconstructions.png"

@@ -51,6 +51,7 @@ class M2Config(CVAEConfig):
     hidden layer of 500 softplus units, z = 50) plus the classifier q(y|x) and α."""
 
     latent_dim: int = field(default=50, metadata={"help": "size of the latent code z"})
+    beta: float = 1.0  # the bound itself, not the cvae's β = 4
     hidden: tuple[int, ...] = field(default=(500,), metadata={
         "help": "hidden layer sizes of q(z|x,y) and p(x|y,z), e.g. 500 or 600,600"})
     activation: str = field(default="softplus", metadata={
