@@ -125,9 +125,9 @@ def test_resume_continues_an_autoencoder_run(npy, tmp_path, capsys):
     ("ae", ["--loss", "l1"], ["unknown loss 'l1'", "mse, bernoulli"]),
     ("dae", ["--corruption", "blur"], ["unknown corruption 'blur'", "salt-pepper"]),
     ("dae", ["--corruption", "none"], ["dae needs a corruption"]),
-    ("dae", ["--noise-level", "2"], ["noise_level is a probability", "[0, 1]"]),
-    ("stacked-ae", ["--pretrain-epochs", "-1"], ["pretrain_epochs must be >= 0"]),
-    ("linear-ae", ["--latent-dim", "0"], ["latent_dim must be positive"]),
+    ("dae", ["--noise-level", "2"], ["--noise-level is a probability", "[0, 1]"]),
+    ("stacked-ae", ["--pretrain-epochs", "-1"], ["--pretrain-epochs must be >= 0"]),
+    ("linear-ae", ["--latent-dim", "0"], ["--latent-dim must be positive"]),
 ])
 def test_bad_model_options_give_one_error_line(model, extra, fragments, npy, tmp_path, capsys):
     out = tmp_path / "run"
