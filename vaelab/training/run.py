@@ -165,7 +165,7 @@ def run_split(run_dir: str | os.PathLike, data: str, split: str = "test",
     run.json's ``val_size``, ``val_rows`` and ``seed``): the split that chooses settings.
     """
     if split == "val":
-        return _validation_split(Path(run_dir), data, data_dir)
+        return validation_parts(run_dir, data, data_dir)[1]
     carve = _recorded_carve(Path(run_dir), data)
     if carve is None:
         return load_dataset(data, split, data_dir=data_dir)
@@ -195,9 +195,12 @@ def _recorded_carve(run_dir: Path, data: str) -> dict | None:
     return record
 
 
-def _validation_split(run_dir: Path, data: str, data_dir) -> Dataset:
-    """The run's held-out validation images, carved from its "train" split as the trainer
-    carved them; refused where run.json cannot say which images those were."""
+def validation_parts(run_dir: str | os.PathLike, data: str,
+                     data_dir: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
+    """(the "train" images the run did not hold out, its validation images), carved from
+    its "train" split as the trainer carved them (before any ``--labels`` subset); refused
+    where run.json cannot say which images those were."""
+    run_dir = Path(run_dir)
     path = run_dir / "run.json"
     if not path.is_file():
         raise VaelabError(f"--split val needs the run's record of its validation split, but {run_dir} has no "
@@ -219,8 +222,8 @@ def _validation_split(run_dir: Path, data: str, data_dir) -> Dataset:
                           "retrain with --val-size above 0 to choose settings on validation data")
     train = run_split(run_dir, data, "train", data_dir=data_dir)  # without a test part the run carved off
     size = config.val_size if config.val_size < 1 else int(config.val_size)
-    _, val = split_validation(train, size, seed=config.seed, last=config.val_rows == "last")
+    kept, val = split_validation(train, size, seed=config.seed, last=config.val_rows == "last")
     if len(val) != seen["n_val"]:
         raise VaelabError(f"the run in {run_dir} validated on {seen['n_val']} images, but {data} now gives "
                           f"{len(val)}; its validation split cannot be rebuilt (was it given its own val_data?)")
-    return val
+    return kept, val
