@@ -159,3 +159,18 @@ def test_the_sweeps_split_defaults_to_validation():
     for script in SWEEPS:
         text = (REPO / "benchmarks" / script).read_text()
         assert "refuse_test_split(args.split)" in text and '"test")' not in text
+
+
+def test_aae_cluster_defaults_are_the_variant_chosen_on_validation_images():
+    spec = importlib.util.spec_from_file_location("variants", REPO / "benchmarks" / "aae_cluster_variants.py")
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        variants = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(variants)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    chosen = vaelab.build("aae-cluster", input_shape=[1, 28, 28]).config
+    for name, value in variants.VARIANTS["style5-bn-gen1"].items():
+        assert getattr(chosen, name) == value, name
+    semi = vaelab.build("aae-semi", input_shape=[1, 28, 28]).config  # the semi-supervised AAE keeps the paper's
+    assert (semi.latent_dim, semi.gen_lr_scale, semi.logit_batchnorm) == (10, 0.5, False)
