@@ -175,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
 
     return checks_main(argv, "python -m vaelab.evaluation.attribute_checks",
                        "Attribute fidelity of generated and edited digits, for a cmma run.",
-                       "run or model directory of a model trained with attributes", options, compute)
+                       "run or model directory of a model trained with attributes", options, compute,
+                       require=_require_attributes)
+
+
+def _require_attributes(model) -> None:
+    from ..attributes import require_attributes
+
+    require_attributes(model)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,13 @@ from ..errors import VaelabError
 
 
 def checks_main(argv: list[str] | None, prog: str, description: str, run_help: str,
-                add_options: Callable[[argparse.ArgumentParser], None], compute: Callable) -> int:
+                add_options: Callable[[argparse.ArgumentParser], None], compute: Callable,
+                require: Callable | None = None) -> int:
     """Parse ``RUN --data SPEC [--data-dir DIR] [--split val|test]`` plus the check's own options,
     then print ``compute(model, train, checked, args)`` as JSON with ``split``; a bad input is one
     ``error:`` line, exit 2. ``train`` (the judge's images) is the whole training split, the
-    validation images included: the digit classifier judges, it does not choose."""
+    validation images included: the digit classifier judges, it does not choose. ``require``
+    refuses a model of the wrong kind before any split is rebuilt."""
     from ..io import load
     from ..training import run_split
     from ..training.run import validation_parts
@@ -36,6 +38,8 @@ def checks_main(argv: list[str] | None, prog: str, description: str, run_help: s
     try:
         torch.set_num_threads(1)
         model = load(args.run)
+        if require is not None:
+            require(model)
         train = run_split(args.run, args.data, "train", data_dir=args.data_dir)  # without a carved test part
         checked = run_split(args.run, args.data, args.split, data_dir=args.data_dir)
         # what a check fits on its own (class_in_z's probe) must not include the checked images

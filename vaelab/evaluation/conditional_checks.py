@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                        "Sample accuracy, analogy accuracy and style kept, for a cvae run.",
                        "run or model directory of a label-conditional model", options,
                        lambda model, train, test, a: conditional_checks(model, train, test, a.sources, a.per_class,
-                                                                        a.seed, fit_images=a.fit_images))
+                                                                        a.seed, fit_images=a.fit_images),
+                       require=analogy_view)
 
 
 if __name__ == "__main__":
