@@ -41,9 +41,11 @@ def checks_main(argv: list[str] | None, prog: str, description: str, run_help: s
         if require is not None:
             require(model)
         train = run_split(args.run, args.data, "train", data_dir=args.data_dir)  # without a carved test part
-        checked = run_split(args.run, args.data, args.split, data_dir=args.data_dir)
         # what a check fits on its own (class_in_z's probe) must not include the checked images
-        args.fit_images = validation_parts(args.run, args.data, args.data_dir)[0] if args.split == "val" else train
+        if args.split == "val":
+            args.fit_images, checked = validation_parts(args.run, args.data, args.data_dir)
+        else:
+            args.fit_images, checked = train, run_split(args.run, args.data, "test", data_dir=args.data_dir)
         result = compute(model, train, checked, args)
     except VaelabError as exc:
         print(f"error: {exc}", file=sys.stderr)
