@@ -87,7 +87,7 @@ def conditional(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, r
         "conditional", f"The class-conditional VAE on {data} ({len(test)} {SPLIT_NAMES[split]}) against issue 10's goals",
         COLUMNS, rows,
         settings={**options, "n_train": len(train), "n_test": len(test), "binarize_for_nll": NLL_BINARIZATION,
-                  "classifier_test_accuracy": s.details.get("classifier_test_accuracy"), "details": s.details},
+                  "classifier_accuracy": s.details.get("classifier_accuracy"), "details": s.details},
         figures=s.figures,
         notes=["Accuracies are the digit classifier's reading of decoder means (samples: z ~ N(0, I), "
                f"{per_class} per class; analogies: {sources} {SPLIT_NAMES[split]}, each decoded as every other "

@@ -138,7 +138,8 @@ def conditional_checks(model, train, test, sources: int = 200, per_class: int = 
     result = {**sample_accuracy(model, classifier, per_class, seed),
               **analogy_checks(model, classifier, test.x[picked], test.y[picked]),
               **class_in_z(model, train if fit_images is None else fit_images, test, seed=seed),
-              "classifier_test_accuracy": classifier.accuracy(test.x, test.y)}
+              # the judge's accuracy on the checked images: on validation images, its own training images
+              "classifier_accuracy": classifier.accuracy(test.x, test.y)}
     result["goals"] = dict(GOALS)
     result["met"] = {name: result[name] >= goal for name, goal in GOALS.items()}
     return result
