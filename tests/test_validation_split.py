@@ -1,6 +1,7 @@
-"""A run's validation split by name: ``run_split(run, data, "val")`` rebuilds exactly the
-images the trainer held out (the split that chooses settings), disjoint from the images it
-trained on, and refuses where run.json cannot say which images those were."""
+"""Choosing on validation images: ``run_split(run, data, "val")`` rebuilds exactly the images
+the trainer held out, disjoint from the images it trained on, and refuses where run.json cannot
+say which those were; the checks read that split unless told ``--split test``; a sweep that
+chooses between settings refuses the test split; aae-cluster's defaults are the sweep's winner."""
 from __future__ import annotations
 
 import argparse
