@@ -72,3 +72,19 @@ def trainer_epoch_seconds(name: str, settings: dict, batch, batch_size: int, dev
         cpu = time.process_time() - cpu
         with open(f"{tmp}/run/metrics.jsonl") as f:
             return json.loads(f.readline())["seconds"], cpu
+
+
+def add_selection_split(parser: argparse.ArgumentParser) -> None:
+    """``--split`` of a sweep that chooses between settings: validation images only."""
+    parser.add_argument("--split", default="val",
+                        help="images that score the settings: val (held out of the training images; the only "
+                             "choice: a sweep never reads the test split, which is read once for the final table)")
+
+
+def refuse_test_split(split: str) -> None:
+    """Stop with one ``error:`` line unless ``split`` is ``val``: settings chosen on test
+    images would make the final test figure optimistic."""
+    if split != "val":
+        raise SystemExit(f"error: --split {split}: this sweep chooses between settings, so it scores them on "
+                         "validation images only; measure the chosen setting's test figure once, with its "
+                         "evaluation command (drop --split, or pass --split val)")

@@ -124,5 +124,6 @@ def test_checks_command_refuses_in_one_line(trained_vae, cvae_run, data_dir, tmp
     assert checks.main([str(tmp_path / "vae"), "--data", "mnist", "--data-dir", str(data_dir)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: analogies need a label-conditional model") and err.count("\n") == 1
-    assert checks.main([str(cvae_run), "--data", "mnist", "--data-dir", str(data_dir), "--sources", "1"]) == 2
+    assert checks.main([str(cvae_run), "--data", "mnist", "--data-dir", str(data_dir), "--sources", "1",
+                        "--split", "test"]) == 2
     assert "sources must be a whole number of test digits, at least 2" in capsys.readouterr().err

@@ -22,7 +22,7 @@ from vaelab.viz.analogy import save_analogies
 
 TINY = {"hidden": [32], "latent_dim": 4}
 QUICK = {"train_size": 1000, "test_size": 60, "nll_samples": 16, "sources": 8, "per_class": 4, "epochs": 1,
-         "threads": 1, "progress": False}
+         "threads": 1, "progress": False, "split": "test"}
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,11 @@ def test_bad_input_is_refused_in_one_line(cache, cvae_run, trained_vae, mnist_sm
               capsys.readouterr().err, "label-conditional")
     _one_line(main(["compare", "conditional", "--data-dir", str(data_dir), "--run", str(cvae_run),
                     "--vae-run", str(vae_dir), "--train-size", "500", "--test-size", "20", "--sources", "4",
-                    "--per-class", "2", *common]), capsys.readouterr().err, "differ")
+                    "--per-class", "2", "--split", "test", *common]), capsys.readouterr().err, "differ")
+    _one_line(main(["compare", "conditional", "--data-dir", str(data_dir), "--run", str(cvae_run), *common]),
+              capsys.readouterr().err, "held out no validation images")  # --split val: the run's own
+    _one_line(main(["compare", "conditional", "--data-dir", str(data_dir), "--split", "train", *common]),
+              capsys.readouterr().err, "--split train: choose val")
     _one_line(main(["compare", "conditional", "--data-dir", str(data_dir), "--nll-samples", "0", *common]),
               capsys.readouterr().err, "--nll-samples must be at least 1")
     _one_line(main(["compare", "conditional", "--data-dir", str(data_dir), "--sources", "1", *common]),
@@ -129,3 +133,21 @@ def test_class_in_z_reads_the_class_only_where_z_holds_it(cvae_run, mnist_small,
     assert class_in_z(model, train, test)["class_in_z"] < 0.3  # chance is about 0.1
     monkeypatch.setattr(LatentView, "encode", lambda self, b: noise(b) * 0.1 + torch.nn.functional.one_hot(b.y, 10))
     assert class_in_z(model, train, test)["class_in_z"] > 0.9  # z spells the class out
+
+
+def test_the_default_split_is_validation_images_held_out_of_training(cache, data_dir, tmp_path, monkeypatch):
+    """Without --split the checks read the last --val-size training images, which the trained
+    cvae never sees; the judge alone trains on every training image."""
+    seen = {}
+    module = importlib.import_module("vaelab.compare.conditional")
+    monkeypatch.setattr(module, "digit_classifier", lambda judge: seen.setdefault("judge", judge))
+    monkeypatch.setattr(module, "ROW_MAKERS", [lambda s: seen.update(train=s.train, checked=s.test) or []])
+    options = {**QUICK, "test_size": 50, "epochs": 1}
+    del options["split"]
+    result = conditional(tmp_path, data_dir=data_dir, val_size=2000, **options)
+    mnist = vaelab.load_dataset("mnist", "train", data_dir=data_dir)
+    assert torch.equal(seen["checked"].x, mnist.x[58000:58050])  # the held-out rows, in order
+    assert torch.equal(seen["train"].x, mnist.x[:1000]) and len(seen["judge"]) == 60000
+    assert result.settings["split"] == "val" and "50 validation images" in result.title
+    run = json.loads((tmp_path / "runs" / "cvae" / "run.json").read_text())
+    assert run["data"]["n_train"] == 1000

@@ -194,6 +194,13 @@ def test_compare_completion_tiny(tmp_path, data_dir):
     assert nn_row["cll_k2"] == pytest.approx(nn_row["cll_k20"])  # exact for any k
     assert cvae_row["cll_k20"] <= cvae_row["target_nelbo"] + 0.5
     assert (nn_row["pyro_anchor"], cvae_row["pyro_anchor"]) == (25.4, 24.2)
+    nn_run = tmp_path / "runs" / "q3" / "nn"  # the figure to choose by: the validation split's, not the test's
+    val = [json.loads(line)["val"]["loss"] for line in (nn_run / "metrics.jsonl").read_text().splitlines()]
+    assert nn_row["val_loss"] == min(val) and nn_row["val_loss"] != pytest.approx(nn_row["cll_k2"], abs=1e-6)
+    held_out = vaelab.load_dataset("mnist", "train", data_dir=data_dir).x[500:700]  # the last 200 of 700
+    with torch.no_grad():  # the NN's exact −log p(y|x) of the validation images
+        exact = float(vaelab.load(nn_run).eval().loss(Batch(held_out)).total)
+    assert nn_row["val_loss"] == pytest.approx(exact, rel=1e-4)
     table = json.loads((tmp_path / "results.json").read_text())
     assert [r["model"] for r in table["rows"]] == ["nn", "cvae"]
     assert len(result.figures) == 2

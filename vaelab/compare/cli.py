@@ -115,7 +115,11 @@ SPECIFIC = {
         ("--nll-samples", "nll_samples", int, 5000, "importance samples for -log p(x|y) and -log p(x)"),
         ("--sources", "sources", int, 200, "test digits used as analogy sources"),
         ("--per-class", "per_class", int, 100, "samples per class scored by the classifier"),
-        ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
+        ("--split", "split", str, "val", "images measured: val (the run's validation split, else the last "
+                                         "--val-size training images, held out of training; for choosing "
+                                         "settings) or test (the final figures)"),
+        ("--val-size", "val_size", int, 10000, "with --split val and no --run: training images held out"),
+        ("--test-size", "test_size", int, 0, "first N images of --split measured (0 = all)"),
     ]),
     "completion": ("Sohn et al.: complete digits from 1, 2 or 3 quadrants; NN, CVAE, GSNN, hybrid by CLL", [
         ("--quadrants", "quadrants", _ints, (1, 2, 3), "settings: quadrants given"),

@@ -56,8 +56,8 @@ def completion(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, qu
                 "hidden": list(hidden),
                 "ks": list(ks), "binarize": binarize, "n_train": len(fit_part), "n_val": len(val),
                 "n_test": len(test), "seed": seed}
-    columns = ["quadrants", "model", "target_nelbo", *[f"cll_k{k}" for k in ks], "pyro_anchor", "epochs",
-               "s_per_epoch"]
+    columns = ["quadrants", "model", "val_loss", "target_nelbo", *[f"cll_k{k}" for k in ks], "pyro_anchor",
+               "epochs", "s_per_epoch"]
     result = Comparison("completion", _title(data, len(test), binarize), columns, [], settings, [], _notes(binarize))
     for q in quadrants:
         base = (out / "runs" / f"q{q}" / "nn").resolve()
@@ -136,12 +136,16 @@ def _stamp(run: Path) -> float:
 
 
 def _epochs(run: Path) -> dict:
-    """Epochs trained and the median seconds per epoch, from the run's metrics (the median:
-    an epoch during which the process was paused or interrupted does not move it)."""
+    """Epochs trained, the median seconds per epoch (the median: an epoch during which the
+    process was paused or interrupted does not move it) and ``val_loss``, the least validation
+    loss (the kept epoch's; for the NN the exact −log p(y|x) of the validation images): the
+    figure to choose settings such as ``--lr-schedule`` by, never the test columns."""
     path = run / "metrics.jsonl"
     records = [json.loads(ln) for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
     seconds = [r["seconds"] for r in records if isinstance(r.get("seconds"), (int, float))]
-    return {"epochs": len(records), "s_per_epoch": round(statistics.median(seconds), 1) if seconds else None}
+    val = [r["val"]["loss"] for r in records if isinstance(r.get("val"), dict) and "loss" in r["val"]]
+    return {"epochs": len(records), "s_per_epoch": round(statistics.median(seconds), 1) if seconds else None,
+            "val_loss": min(val) if val else None}
 
 
 def _title(data: str, n_test: int, binarize: bool) -> str:
@@ -150,7 +154,9 @@ def _title(data: str, n_test: int, binarize: bool) -> str:
 
 
 def _notes(binarize: bool) -> list[str]:
-    return ["target_nelbo: the negative ELBO over the hidden pixels, a bound ≥ −log p(y|x) (10 particles of "
+    return ["val_loss: the kept epoch's loss on the validation split (NN: its exact −log p(y|x)); choose settings "
+            "(e.g. --lr-schedule) by it, not by the test columns",
+            "target_nelbo: the negative ELBO over the hidden pixels, a bound ≥ −log p(y|x) (10 particles of "
             "q(z|x,y); a GSNN's proposal is its prior network); the anchor's CVAE figure is this quantity",
             "cll_kK: importance-sampled −log p(y|x) with K samples (NN: exact, the same for every K)",
             "pyro_anchor: Pyro's examples/cvae tutorial (test set used for early stopping; here a validation "

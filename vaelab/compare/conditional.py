@@ -21,6 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..data import split_validation
 from ..data.batch import Batch
 from ..errors import VaelabError
 from ..evaluation import evaluate
@@ -36,6 +37,8 @@ COLUMNS = ["model", "measure", "value", "goal", "met"]
 ANALOGY_SOURCES = 10
 GRID_SIDE = 10
 NLL_BINARIZATION = "static"  # one seeded binarization of the test images, the same for both models
+VAL_SIZE = 10000  # with --split val and no --run: the last 10,000 training images, held out of training
+SPLIT_NAMES = {"val": "validation images", "test": "test images"}
 
 
 @dataclass
@@ -44,7 +47,7 @@ class Setting:
 
     out: Path
     train: object
-    test: object
+    test: object  # the images checked: the split named by ``options["split"]``
     classifier: object
     options: dict
     progress: bool
@@ -57,9 +60,12 @@ def conditional(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, r
                 latent_dim: int = NETWORK["latent_dim"], hidden=tuple(NETWORK["hidden"]),
                 beta: float = NETWORK["beta"], epochs: int = 20, nll_samples: int = 5000, sources: int = 200,
                 per_class: int = 100, train_size: int = 0, test_size: int = 0, seed: int = 0, threads: int = 0,
-                progress: bool = True) -> Comparison:
+                progress: bool = True, split: str = "val", val_size: int = VAL_SIZE) -> Comparison:
     """Train (or reuse) a cvae and a VAE of its size; tabulate the cvae's checks against issue 10's
-    goals and −log p(x|y) beside −log p(x); write the style grids and analogies."""
+    goals and −log p(x|y) beside −log p(x); write the style grids and analogies. Everything is
+    measured on ``split``: "val" (the default, for choosing settings: the ``--run``'s own
+    validation images, else the last ``val_size`` training images, which the trained models never
+    see) or "test" (read once, for the final figures)."""
     start = time.perf_counter()
     if nll_samples < 1:
         raise VaelabError(f"--nll-samples must be at least 1 (issue 10 uses 5000), got {nll_samples}")
@@ -69,27 +75,56 @@ def conditional(out: str | os.PathLike, *, data: str = "mnist", data_dir=None, r
     if len(runs) > 1:
         raise VaelabError("compare conditional takes one --run (a cvae); the VAE beside it is --vae-run")
     out = prepare_out(out)
-    train, test = labelled_split(data, data_dir, train_size, test_size)
+    train, test, judge = checked_split(split, data, data_dir, runs, train_size, test_size, val_size)
     options = {"data": data, "runs": list(runs), "vae_run": vae_run, "latent_dim": latent_dim,
                "hidden": list(hidden), "beta": beta, "epochs": epochs, "nll_samples": nll_samples,
-               "sources": sources, "per_class": per_class, "seed": seed, "threads": threads}
+               "sources": sources, "per_class": per_class, "seed": seed, "threads": threads, "split": split}
     s = Setting(out, train, test, None, options, progress)
     s.models["cvae"] = _cvae(s)
-    s.classifier = digit_classifier(train)
+    s.classifier = digit_classifier(judge)
     rows = [row for maker in ROW_MAKERS for row in maker(s)]
     return Comparison(
-        "conditional", f"The class-conditional VAE on {data} ({len(test)} test images) against issue 10's goals",
+        "conditional", f"The class-conditional VAE on {data} ({len(test)} {SPLIT_NAMES[split]}) against issue 10's goals",
         COLUMNS, rows,
         settings={**options, "n_train": len(train), "n_test": len(test), "binarize_for_nll": NLL_BINARIZATION,
-                  "classifier_test_accuracy": s.details.get("classifier_test_accuracy"), "details": s.details},
+                  "classifier_accuracy": s.details.get("classifier_accuracy"), "details": s.details},
         figures=s.figures,
         notes=["Accuracies are the digit classifier's reading of decoder means (samples: z ~ N(0, I), "
-               f"{per_class} per class; analogies: {sources} test digits, each decoded as every other class).",
+               f"{per_class} per class; analogies: {sources} {SPLIT_NAMES[split]}, each decoded as every other "
+               "class). The classifier is trained on all training images, the validation images included: it "
+               "judges, it does not choose.",
                "slant_r, thickness_r: Pearson r, source vs analogy; reconstruction_*: source vs its decode with "
                "its own class, the ceiling of what an analogy can keep.",
                f"cnll = −log p(x|y) of the cvae, nll = −log p(x) of the vae: nats, k = {nll_samples} importance "
-               f"samples, the test images binarized once ({NLL_BINARIZATION}, seed 123)."],
+               f"samples, the {SPLIT_NAMES[split]} binarized once ({NLL_BINARIZATION}, seed 123)."],
         seconds=time.perf_counter() - start)
+
+
+def checked_split(split: str, data: str, data_dir, runs, train_size: int, test_size: int, val_size: int):
+    """(the images models train on, the images checked, the judge's training images) for
+    ``split``: "test" checks the test images; "val" the ``--run``'s validation split (rebuilt from
+    its run.json), else the last ``val_size`` training images, held out of what is trained here."""
+    if split not in SPLIT_NAMES:
+        raise VaelabError(f"--split {split}: choose val (validation images, for choosing settings) or test "
+                          "(the final figures)")
+    if split == "test":
+        train, test = labelled_split(data, data_dir, train_size, test_size)
+        return train, test, train
+    judge, _ = labelled_split(data, data_dir, 0, 1)
+    if runs:
+        from ..io import load
+        from ..training.run import validation_parts
+
+        analogy_view(load(runs[0]))  # a model without labels is refused as such, before its split
+        train, val = validation_parts(runs[0], data, data_dir)
+    else:
+        if not 0 < val_size < len(judge):
+            raise VaelabError(f"--val-size {val_size}: hold out between 1 and {len(judge) - 1} of the "
+                              f"{len(judge)} training images")
+        train, val = split_validation(judge, val_size, seed=0, last=True)
+    if train_size:
+        train = train.subset(slice(0, train_size))
+    return train, val.subset(slice(0, test_size)) if test_size else val, judge
 
 
 def labelled_split(data: str, data_dir, train_size: int, test_size: int):
@@ -141,6 +176,7 @@ def check_rows(s: Setting) -> list[dict]:
     """The cvae's three checks at issue 10's goals, the reconstruction ceilings beside them."""
     o = s.options
     r = conditional_checks(s.models["cvae"], s.train, s.test, o["sources"], o["per_class"], o["seed"], s.classifier)
+    r["split"] = o["split"]
     s.details.update({k: v for k, v in r.items() if k not in ("goals", "met")})
     rows = [{"model": "cvae", "measure": name, "value": r[name], "goal": f">= {goal}",
              "met": "yes" if r["met"][name] else "no"} for name, goal in GOALS.items()]

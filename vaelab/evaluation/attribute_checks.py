@@ -14,7 +14,9 @@
 Issue 10's goals: r ≥ 0.9 for thickness and slant in (a) and (b), class accuracy ≥ 95 %,
 other attributes' mean absolute change ≤ test std / 4.
 
-``python -m vaelab.evaluation.attribute_checks RUN --data mnist`` prints them as JSON.
+``python -m vaelab.evaluation.attribute_checks RUN --data mnist`` prints them as JSON, on the
+run's validation images (``--split test``: its test images, once the settings are chosen); the
+percentiles and standard deviations above are then those of the split checked.
 """
 from __future__ import annotations
 
@@ -161,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     from .checks_cli import checks_main
 
     def options(p):
-        p.add_argument("--sources", type=int, default=200, help="test digits edited (default: 200)")
+        p.add_argument("--sources", type=int, default=200, help="digits of --split edited (default: 200)")
         p.add_argument("--per-request", type=int, default=4, help="samples per requested attribute vector (default: 4)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--edit-via", default="prior", choices=("prior", "posterior"),
@@ -173,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
 
     return checks_main(argv, "python -m vaelab.evaluation.attribute_checks",
                        "Attribute fidelity of generated and edited digits, for a cmma run.",
-                       "run or model directory of a model trained with attributes", options, compute)
+                       "run or model directory of a model trained with attributes", options, compute,
+                       require=_require_attributes)
+
+
+def _require_attributes(model) -> None:
+    from ..attributes import require_attributes
+
+    require_attributes(model)
 
 
 if __name__ == "__main__":

@@ -120,7 +120,10 @@ class ClusterAAEConfig(CategoricalAAEConfig):
 
     clusters: int = field(default=16, metadata={
         "help": "C, the clusters of q(y|x) (the paper: 16 or 30 for MNIST's 10 digits)"})
+    # the variant that won benchmarks/aae_cluster_variants.py on validation images (docs/aae.md)
     logit_batchnorm: bool = True
+    latent_dim: int = 5
+    gen_lr_scale: float = 1.0
 
     @property
     def categories(self) -> int:

@@ -125,6 +125,8 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     record = {"spec": canonical_spec(data) if isinstance(data, str) else ds.name, "split": "train",
               "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
               "shape": list(ds.shape), **test_record, **label_record}
+    if val_data is not None:
+        record["val_given"] = True  # not a carve-out: run_split cannot rebuild it
     return fit(model, train_ds, val_ds, config, out, resume=resume, data_record=record, progress=progress)
 
 
@@ -191,7 +193,11 @@ def run_split(run_dir: str | os.PathLike, data: str, split: str = "test",
     If the run carved its test split off this data (``test_fraction``), "test" is exactly
     that carve-out and "train" the rest; otherwise the data's own split, and a "test"
     split that user data lacks is refused (a result on it would be on training images).
+    "val" is exactly the validation images the trainer held out of "train" (rebuilt from
+    run.json's ``val_size``, ``val_rows`` and ``seed``): the split that chooses settings.
     """
+    if split == "val":
+        return validation_parts(run_dir, data, data_dir)[1]
     carve = _recorded_carve(Path(run_dir), data)
     if carve is None:
         return load_dataset(data, split, data_dir=data_dir)
@@ -248,3 +254,37 @@ def _recorded_carve(run_dir: Path, data: str) -> dict | None:
         raise VaelabError(f"{run_dir / 'run.json'}: the record of the carved test split is damaged "
                           f"({', '.join(keys)} expected); evaluate with --split train or retrain")
     return record
+
+
+def validation_parts(run_dir: str | os.PathLike, data: str,
+                     data_dir: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
+    """(the "train" images the run did not hold out, its validation images), carved from
+    its "train" split as the trainer carved them (before any ``--labels`` subset); refused
+    where run.json cannot say which images those were."""
+    run_dir = Path(run_dir)
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise VaelabError(f"--split val needs the run's record of its validation split, but {run_dir} has no "
+                          "run.json; give a run directory (not an exported model) or use --split test")
+    record = read_run_record(path, "--split val: run record")
+    settings, seen = record.get("train"), record.get("data", {})
+    if not isinstance(settings, dict) or not isinstance(seen, dict):
+        raise VaelabError(f"{path} records no training settings, so its validation split cannot be rebuilt; "
+                          "use a run trained by vaelab train")
+    if isinstance(seen.get("spec"), str) and canonical_spec(seen["spec"]) != canonical_spec(data):
+        raise VaelabError(f"the run in {run_dir} was trained on {seen['spec']}, not {data}: its validation split "
+                          f"is part of {seen['spec']}; give --data {seen['spec']}")
+    config = TrainConfig.from_dict(settings, where=f"{path} training settings")
+    if seen.get("val_given"):
+        raise VaelabError(f"the run in {run_dir} was validated on images given to it (val_data), not on a split "
+                          f"carved from {data}; evaluate on those images directly")
+    if not config.val_size or not seen.get("n_val"):
+        raise VaelabError(f"the run in {run_dir} held out no validation images (val_size 0); "
+                          "retrain with --val-size above 0 to choose settings on validation data")
+    train = run_split(run_dir, data, "train", data_dir=data_dir)  # without a test part the run carved off
+    size = config.val_size if config.val_size < 1 else int(config.val_size)
+    kept, val = split_validation(train, size, seed=config.seed, last=config.val_rows == "last")
+    if len(val) != seen["n_val"]:
+        raise VaelabError(f"the run in {run_dir} validated on {seen['n_val']} images, but {data} now gives "
+                          f"{len(val)}; its validation split cannot be rebuilt (was it given its own val_data?)")
+    return kept, val
