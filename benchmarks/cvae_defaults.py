@@ -25,9 +25,9 @@ import torch
 
 import vaelab
 from vaelab.evaluation.conditional_checks import analogy_checks, digit_classifier, sample_accuracy
-from vaelab.files import atomic_write_json, read_run_record
+from vaelab.files import atomic_write_json
 from vaelab.threads import set_threads
-from vaelab.data import split_validation
+from vaelab.training import run_split
 
 from common import add_common
 
@@ -47,20 +47,12 @@ def train_defaults(out: Path, data_dir, threads: int) -> dict:
     return json.loads(timing.read_text()) if timing.exists() else {}
 
 
-def validation_split(run: Path, data_dir):
-    """The images the run held out for validation, rebuilt from its record."""
-    train = read_run_record(run / "run.json")["train"]
-    size = train["val_size"] if train["val_size"] < 1 else int(train["val_size"])
-    full = vaelab.load_dataset("mnist", "train", data_dir=data_dir)
-    return split_validation(full, size, seed=train["seed"], last=train["val_rows"] == "last")[1]
-
-
 def judge(run: Path, data_dir, per_class: int, sources: int, seed: int) -> dict:
     model = vaelab.load(run)
     classifier = digit_classifier(vaelab.load_dataset("mnist", "train", data_dir=data_dir))
     result = sample_accuracy(model, classifier, per_class, seed)
     result["worst_class_sample_accuracy"] = min(result["sample_accuracy_per_class"])
-    val = validation_split(run, data_dir)
+    val = run_split(run, "mnist", "val", data_dir=data_dir)
     picked = torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))[:sources]
     result.update(analogy_checks(model, classifier, val.x[picked], val.y[picked]))
     result.pop("slant_r_per_class"), result.pop("thickness_r_per_class")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import VaelabError
+from .conditional import EPOCHS as CVAE_EPOCHS, NETWORK as CVAE_NETWORK
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -108,10 +109,12 @@ SPECIFIC = {
                                      "trained on --data"),
         ("--vae-run", "vae_run", str, None, "use this unconditional VAE run (the cvae's networks and latent size) "
                                             "instead of training one"),
-        ("--latent-dim", "latent_dim", int, 16, "latent size of the trained cvae and vae"),
-        ("--hidden", "hidden", _ints, (400,), "hidden layer sizes of the trained cvae and vae"),
-        ("--beta", "beta", float, 3.0, "KL weight of the trained cvae (the vae is trained with 1)"),
-        ("--epochs", "epochs", int, 20, "training epochs per model"),
+        ("--latent-dim", "latent_dim", int, CVAE_NETWORK["latent_dim"], "latent size of the trained cvae and vae "
+                                                                       "(the cvae's default)"),
+        ("--hidden", "hidden", _ints, tuple(CVAE_NETWORK["hidden"]), "hidden layer sizes of the trained cvae and vae"),
+        ("--beta", "beta", float, CVAE_NETWORK["beta"], "KL weight of the trained cvae (its default; the vae is "
+                                                        "trained with 1)"),
+        ("--epochs", "epochs", int, CVAE_EPOCHS, "training epochs per model (the cvae's default)"),
         ("--nll-samples", "nll_samples", int, 5000, "importance samples for -log p(x|y) and -log p(x)"),
         ("--sources", "sources", int, 200, "test digits used as analogy sources"),
         ("--per-class", "per_class", int, 100, "samples per class scored by the classifier"),
