@@ -77,3 +77,16 @@ def test_a_sample_grid_too_big_to_open_is_capped_with_a_warning(run, tmp_path, c
     with Image.open(target) as img:
         assert max(img.size) <= MAX_GRID_SIDE
         img.load()
+
+
+def test_a_reconstruction_grid_too_big_to_open_is_capped_with_a_warning(run, tmp_path, capsys):
+    from vaelab.viz.grids import MAX_GRID_SIDE, pairs_capacity
+
+    target = tmp_path / "r.png"
+    assert main(["reconstruct", str(run), "--data", "digits", "-n", "100000", "-o", str(target)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1 and "-n 100000" in err
+    with Image.open(target) as img:
+        assert max(img.size) <= MAX_GRID_SIDE
+        # the digits' 297 test images fit (each above its reconstruction): all of them are shown
+        assert pairs_capacity((1, 8, 8)) > 297 and img.size[1] > 8 * img.size[0]

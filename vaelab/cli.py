@@ -743,13 +743,14 @@ def cmd_reconstruct(args) -> None:
     from .data import binarize_static
     from .data.samplers import resolve_binarize
     from .evaluation import TEST_BINARIZATION_SEED
-    from .viz.grids import choose_images, save_reconstructions
+    from .viz.grids import capped, choose_images, save_reconstructions
 
     _use_threads(args)
     run = Path(args.run)
     model = load(run)
     ds = _eval_images(args, model, run)
-    batch = ds.subset(choose_images(len(ds), args.n, args.indices, args.seed)).batch()
+    n = capped(args.n, model.input_shape, pairs=True) if args.n and args.n > 0 else args.n
+    batch = ds.subset(choose_images(len(ds), n, args.indices, args.seed)).batch()
     if resolve_binarize("auto", model, run) != "none":
         batch = batch.with_x(binarize_static(batch.x, TEST_BINARIZATION_SEED))
     save_reconstructions(model, batch, args.output)

@@ -64,14 +64,23 @@ def grid_capacity(shape, pad: int = 2) -> int:
     return max(1, per_side) ** 2
 
 
-def capped(n: int, shape) -> int:
-    """``n`` images, or as many as a grid can show, with a warning (``sample -n 100000`` would
-    be a 19,000-pixel-square PNG that Pillow refuses to open)."""
+def pairs_capacity(shape, nrow: int = 8, pad: int = 2) -> int:
+    """The most images of (C, H, W) ``shape`` that :func:`reconstruction_grid` shows (rows of
+    ``nrow`` inputs, each above its row of reconstructions) within MAX_GRID_SIDE."""
+    side = max(shape[1:])
+    scale = max(1, math.ceil(56 / side))
+    rows = (MAX_GRID_SIDE // scale - pad) // (side + pad)
+    return max(1, rows // 2) * nrow
+
+
+def capped(n: int, shape, pairs: bool = False) -> int:
+    """``n`` images, or as many as a grid can show (``pairs``: a reconstruction grid), with a
+    warning (``sample -n 100000`` would be a 19,000-pixel-square PNG that Pillow refuses to open)."""
     import warnings
 
     from ..errors import VaelabWarning
 
-    cap = grid_capacity(shape)
+    cap = pairs_capacity(shape) if pairs else grid_capacity(shape)
     if n > cap:
         warnings.warn(f"-n {n}: a grid of that many images would exceed {MAX_GRID_SIDE} pixels a side, more than "
                       f"image viewers open; drawing {cap}", VaelabWarning, stacklevel=2)
