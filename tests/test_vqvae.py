@@ -193,7 +193,7 @@ def test_codebook_size_below_two_on_the_command_line(capsys, tmp_path):
 
     code = main(["train", "vqvae", "--data", "digits", "--codebook-size", "1", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
-    assert code != 0 and err.count("\n") == 1 and "codebook_size must be at least 2" in err
+    assert code != 0 and err.count("\n") == 1 and "--codebook-size must be at least 2" in err
 
 
 def test_a_code_dimension_that_does_not_match_the_encoder_is_refused():
