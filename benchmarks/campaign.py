@@ -172,11 +172,6 @@ def _recorded_train(stage: Path) -> dict:
     return {}
 
 
-def paper_epochs(row: Row, run: Path | None = None) -> int:
-    """The paper's length; 0 where the sources do not give it (the row then trains until its budget)."""
-    return row.paper_epochs
-
-
 # -- the row's own files --------------------------------------------------------------------
 def row_dir(runs: Path, row: Row) -> Path:
     return runs / row.id
@@ -240,9 +235,9 @@ def record_step(rd: Path, step: dict) -> dict:
 
 
 # -- the budget ----------------------------------------------------------------------------------
-def next_target(row: Row, st: RunState, paper: int) -> int | None:
+def next_target(row: Row, st: RunState) -> int | None:
     """The epoch the next chunk trains to, or None when the row's training is over."""
-    budget = row.budget_hours * HOUR
+    paper, budget = row.paper_epochs, row.budget_hours * HOUR
     if st.stopped_early or (paper and st.epochs >= paper) or st.train_seconds >= budget:
         return None
     if not st.epoch_seconds:
@@ -256,10 +251,10 @@ def next_target(row: Row, st: RunState, paper: int) -> int | None:
     return min(paper, st.epochs + n) if paper else st.epochs + n
 
 
-def why_stopped(row: Row, st: RunState, paper: int) -> str:
+def why_stopped(row: Row, st: RunState) -> str:
     if st.stopped_early:
         return "stopped early (validation)"
-    if paper and st.epochs >= paper:
+    if row.paper_epochs and st.epochs >= row.paper_epochs:
         return "paper's length"
     return "budget"
 
@@ -279,15 +274,16 @@ def train_row(row: Row, rd: Path) -> None:
     run = rd / "run"
     while True:
         st = run_state(run)
-        target = next_target(row, st, row.paper_epochs)
+        target = next_target(row, st)
         if target is None:
             return
         cmd = train_command(row, run) + ["--resume", "--epochs", str(target), "--no-progress"]
         print(f"[{row.id}] training to epoch {target} ({st.train_seconds / HOUR:.2f} of "
               f"{row.budget_hours:g} CPU-hours used)", flush=True)
         _checked(rd, {"step": "train", "target": target, **run_step(cmd, rd / "log.txt")})
-        if run_state(run).epochs < target and not run_state(run).stopped_early:
-            raise StepFailed(f"training stopped at epoch {run_state(run).epochs} of {target}; see {rd / 'log.txt'}")
+        after = run_state(run)
+        if after.epochs < target and not after.stopped_early:
+            raise StepFailed(f"training stopped at epoch {after.epochs} of {target}; see {rd / 'log.txt'}")
 
 
 def git(*args: str) -> subprocess.CompletedProcess:
@@ -324,7 +320,7 @@ def measure_row(row: Row, rd: Path) -> dict:
         "row": row.id, "family": row.family, "metric": row.metric, "value": value, "figure": row.figure(value),
         "unit": row.unit, "split": test.get("split", "test"), "n": test.get("n"), "goal": row.goal,
         "reached": row.figure(value) <= row.goal, "epochs": st.epochs, "best_epoch": st.best_epoch,
-        "paper_epochs": row.paper_epochs, "stopped": why_stopped(row, st, row.paper_epochs),
+        "paper_epochs": row.paper_epochs, "stopped": why_stopped(row, st),
         "train_seconds": round(st.train_seconds, 3), "wall_seconds": progress["wall_seconds"],
         "cpu_seconds": progress["cpu_seconds"], "budget_hours": row.budget_hours,
         "profile": _recorded_train(main_stage(run)).get("profile"),
@@ -444,14 +440,15 @@ def main(argv: list[str] | None = None, rows: list[Row] | None = None) -> int:
     if args.status:
         print("\n".join(status_lines(chosen, runs)))
         return 0
+    failed = 0
     with campaign_lock(runs):
-        for row in chosen:
+        for row in chosen:  # a failed row is reported and left for the next start; the others go on
             try:
                 run_row(row, runs)
             except StepFailed as exc:
                 print(f"error: [{row.id}] {exc}", file=sys.stderr)
-                return 1
-    return 0
+                failed += 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -106,15 +106,15 @@ def _state(epochs, seconds, stopped=False):
 
 def test_chunks_extend_until_the_budget_then_stop():
     row = tiny(epochs=3000, budget=1.0)  # one hour
-    assert campaign.next_target(row, _state(0, []), 3000) == 1  # first chunk: learn the pace
-    assert campaign.next_target(row, _state(1, [60.0]), 3000) == 60  # an hour of 60-s epochs, in one chunk
-    assert campaign.next_target(row, _state(50, [60.0] * 50), 3000) == 60
-    assert campaign.next_target(row, _state(60, [60.0] * 60), 3000) is None  # budget spent
-    assert campaign.next_target(row, _state(59, [60.0] * 59 + [35.0]), 3000) is None  # < half an epoch left
-    assert campaign.next_target(tiny(epochs=5, budget=1.0), _state(1, [1.0]), 5) == 5  # paper's length caps it
-    assert campaign.next_target(row, _state(9, [1.0] * 9, stopped=True), 3000) is None
+    assert campaign.next_target(row, _state(0, [])) == 1  # first chunk: learn the pace
+    assert campaign.next_target(row, _state(1, [60.0])) == 60  # an hour of 60-s epochs, in one chunk
+    assert campaign.next_target(row, _state(50, [60.0] * 50)) == 60
+    assert campaign.next_target(row, _state(60, [60.0] * 60)) is None  # budget spent
+    assert campaign.next_target(row, _state(59, [60.0] * 59 + [35.0])) is None  # < half an epoch left
+    assert campaign.next_target(tiny(epochs=5, budget=1.0), _state(1, [1.0])) == 5  # paper's length caps it
+    assert campaign.next_target(row, _state(9, [1.0] * 9, stopped=True)) is None
     long = tiny(epochs=0, budget=6.0)  # length unknown: the budget alone, an hour a chunk at most
-    assert campaign.next_target(long, _state(1, [600.0]), 0) == 7
+    assert campaign.next_target(long, _state(1, [600.0])) == 7
 
 
 def test_status_counts_time_from_the_run_and_estimates_what_is_left(tmp_path, capsys):
@@ -182,3 +182,57 @@ def test_the_table_reads_saved_results_only(tmp_path, monkeypatch):
     assert "not run yet" in other_line and "1.00" not in other_line
     assert "--resume --epochs 10" in page  # the budget ended it: the command that finishes it
     assert "**1.00 CPU-hours**" in page and "**4.00 CPU-hours**" in page  # used; left (the other row's budget)
+
+
+def test_every_row_is_a_valid_command_and_agrees_with_its_profile(tmp_path):
+    from vaelab.cli import TABLE_ORDER, _run_settings, build_parser
+    from vaelab.models import model_class
+    from vaelab.profiles import read_profile
+
+    parser = build_parser()
+    ids = [row.id for row in campaign.ROWS]
+    assert len(ids) == len(set(ids))
+    for row in campaign.ROWS:
+        run = Path("runs/campaign") / row.id / "run"
+        args = parser.parse_args(campaign.train_command(row, run)[1:] + ["--resume", "--epochs", "5", "--threads", "1"])
+        assert (args.model, args.profile) == (row.family, "paper")
+        _, config = _run_settings(args, model_class(row.family), tmp_path / row.id)  # the profile plus the row's
+        assert (config.profile, config.threads, config.epochs) == ("paper", 1, 5)
+        parser.parse_args(campaign.eval_command(row, run)[1:] + ["--threads", "1"])
+        assert row.metric in TABLE_ORDER
+        stated = read_profile(row.family, row.profile).get("epochs")
+        assert row.paper_epochs == (stated or 0), row.id  # the paper's length is the profile's, where it has one
+        assert row.unit in ("%", "nats") and row.budget_hours >= 0
+    assert sum(row.budget_hours for row in campaign.ROWS) == 27  # issue 27's table
+
+
+def test_a_failed_row_is_reported_and_the_next_one_still_runs(tmp_path, monkeypatch, capsys):
+    ran = []
+
+    def fake(row, runs):
+        ran.append(row.id)
+        if row.id == "a":
+            raise campaign.StepFailed("exited with status 2")
+
+    monkeypatch.setattr(campaign, "run_row", fake)
+    rows = [_renamed(tiny(), "a"), _renamed(tiny(), "b")]
+    assert campaign.main(["--runs", str(tmp_path)], rows) == 1
+    assert ran == ["a", "b"] and "error: [a] exited with status 2" in capsys.readouterr().err
+    assert campaign.main(["--runs", str(tmp_path), "--only", "c"], rows) == 2  # an unknown row, in one line
+
+
+def _renamed(row, new_id):
+    import dataclasses
+
+    return dataclasses.replace(row, id=new_id)
+
+
+def test_status_names_the_row_a_live_campaign_is_on(tmp_path):
+    runs, rows = tmp_path / "runs", [_renamed(tiny(), "a"), _renamed(tiny(), "b")]
+    with campaign.campaign_lock(runs):
+        campaign.write_json(runs / "current.json", {"row": "b"})
+        states = [line.split()[1] for line in campaign.status_lines(rows, runs)[:2]]
+        assert states == ["left", "running"]
+        assert campaign.status_lines(rows, runs)[-1].startswith("campaign: running")
+    # The lock died with its holder: current.json alone means nothing.
+    assert [line.split()[1] for line in campaign.status_lines(rows, runs)[:2]] == ["left", "left"]
