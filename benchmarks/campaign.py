@@ -281,6 +281,7 @@ def train_row(row: Row, rd: Path) -> None:
         print(f"[{row.id}] training to epoch {target} ({st.train_seconds / HOUR:.2f} of "
               f"{row.budget_hours:g} CPU-hours used)", flush=True)
         _checked(rd, {"step": "train", "target": target, **run_step(cmd, rd / "log.txt")})
+        _curves(rd)  # the learning curve so far, for the table while the row trains
         after = run_state(run)
         if after.epochs < target and not after.stopped_early:
             raise StepFailed(f"training stopped at epoch {after.epochs} of {target}; see {rd / 'log.txt'}")
@@ -302,6 +303,12 @@ def relevant_paths(row: Row) -> list[str]:
             f"vaelab/profiles/{row.family}/"]
 
 
+def _curves(rd: Path) -> dict:
+    """``vaelab curves RUN -o RUNS/ROW/curves.png``: validation figures against epoch."""
+    return _checked(rd, {"step": "curves", **run_step(["vaelab", "curves", str(rd / "run"), "-o",
+                                                       str(rd / "curves.png")], rd / "log.txt")})
+
+
 def measure_row(row: Row, rd: Path) -> dict:
     """The test figure at the best weights, once; then result.json with the commit."""
     run = rd / "run"
@@ -312,8 +319,9 @@ def measure_row(row: Row, rd: Path) -> dict:
                                              stdout=rd / "test.out")})
     test = json.loads((rd / "test.out").read_text())
     write_json(rd / "test.json", test)
-    progress = _checked(rd, {"step": "curves", **run_step(["vaelab", "curves", str(run), "-o", str(rd / "curves.png")],
-                                                          rd / "log.txt")})
+    if not (rd / "curves.png").exists():
+        _curves(rd)
+    progress = read_json(rd / "progress.json") or {}
     st, paths = run_state(run), relevant_paths(row)
     value = float(test[row.metric])
     result = {

@@ -61,14 +61,14 @@ def epochs(row: campaign.Row, result: dict | None) -> str:
 
 
 def curve_link(row: campaign.Row, runs: Path, docs: Path, result: dict | None) -> str:
-    """The row's learning curve, copied next to the page; '–' before the row is measured."""
+    """The row's learning curve (so far, while it trains), copied next to the page; '–' before any."""
     src = runs / row.id / "curves.png"
-    if result is None or not src.exists():
+    if not src.exists():
         return "–"
     dest = docs / IMAGES / f"{row.id}.png"
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
-    return f"[curve]({IMAGES}/{row.id}.png)"
+    return f"[curve]({IMAGES}/{row.id}.png)" + ("" if result else " (so far)")
 
 
 def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:

@@ -60,7 +60,7 @@ def test_a_row_runs_to_its_length_and_writes_its_result(tmp_path):
     assert result["cpu_seconds"] > 0 and result["train_seconds"] > 0
     assert (runs / "tiny" / "curves.png").stat().st_size > 0
     steps = json.loads((runs / "tiny" / "progress.json").read_text())["steps"]
-    assert [s["step"] for s in steps] == ["train", "eval", "curves"]
+    assert [s["step"] for s in steps] == ["train", "curves", "eval"]
     # A second start finds the result and runs nothing.
     assert campaign.main(["--runs", str(runs)], [tiny(epochs=2)]) == 0
     assert len(json.loads((runs / "tiny" / "progress.json").read_text())["steps"]) == 3
@@ -171,9 +171,15 @@ def test_the_table_reads_saved_results_only(tmp_path, monkeypatch):
     # A run directory with metrics but no saved result: in progress, never a figure.
     (runs / "other" / "run").mkdir(parents=True)
     (runs / "other" / "run" / "metrics.jsonl").write_text('{"epoch": 1, "seconds": 5, "val": {"error": 0.01}}\n')
+    # A row part-way through its budget: its progress file and curve so far.
+    rows.append(_renamed(tiny(epochs=10, budget=1.0), "third"))
+    (runs / "third").mkdir()
+    (runs / "third" / "progress.json").write_text(json.dumps({"epochs": 4, "train_seconds": 1800.0,
+                                                              "cpu_seconds": 1908.0, "steps": []}))
+    (runs / "third" / "curves.png").write_bytes(b"png")
     monkeypatch.setattr(table, "stale", lambda result, repo=None: "changed since: vaelab/models/vae.py")
     page = table.render(rows, runs, tmp_path / "docs")
-    tiny_line = next(x for x in page.splitlines() if x.startswith("| tiny VAE"))
+    tiny_line = [x for x in page.splitlines() if x.startswith("| tiny VAE")][0]
     assert "**5.00 nats**" in tiny_line and "**stale**" in tiny_line and "3 / 10" in tiny_line
     assert "2.00 h / 1.00 h" in tiny_line and "`ccccccc`" in tiny_line and "[curve](images/reproduction/tiny.png)" \
         in tiny_line
@@ -181,7 +187,9 @@ def test_the_table_reads_saved_results_only(tmp_path, monkeypatch):
     other_line = next(x for x in page.splitlines() if x.startswith("| other row"))
     assert "not run yet" in other_line and "1.00" not in other_line
     assert "--resume --epochs 10" in page  # the budget ended it: the command that finishes it
-    assert "**1.00 CPU-hours**" in page and "**4.00 CPU-hours**" in page  # used; left (the other row's budget)
+    third = [x for x in page.splitlines() if x.startswith("| tiny VAE")][1]
+    assert "in progress (4 epochs, 0.50 h trained)" in third and "tiny.png" not in third and "(so far)" in third
+    assert "**1.53 CPU-hours**" in page and "**4.50 CPU-hours**" in page  # used; left (other: 4, third: 0.5)
 
 
 def test_every_row_is_a_valid_command_and_agrees_with_its_profile(tmp_path):
