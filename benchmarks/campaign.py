@@ -33,6 +33,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO / "runs" / "campaign"
+SHARED_DATA = REPO.parent / "shared" / "data"
 HOUR = 3600.0
 sys.path.insert(0, str(REPO))  # this checkout's vaelab, in this process and (PYTHONPATH) in every step
 CHUNK_HOURS = 1.0  # at most this much training per subprocess, so estimates and progress stay fresh
@@ -438,7 +439,13 @@ def main(argv: list[str] | None = None, rows: list[Row] | None = None) -> int:
     p.add_argument("--runs", default=str(DEFAULT_RUNS), help="where the rows' runs and results live "
                    "(default: runs/campaign)")
     p.add_argument("--status", action="store_true", help="print each row's state and time, run nothing")
+    p.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA_DIR") or
+                   (str(SHARED_DATA) if SHARED_DATA.exists() else None),
+                   help="dataset directory, passed to every step as VAELAB_DATA_DIR "
+                        "(default: $VAELAB_DATA_DIR, else ../shared/data)")
     args = p.parse_args(argv)
+    if args.data_dir:
+        os.environ["VAELAB_DATA_DIR"] = args.data_dir
     runs = Path(args.runs).resolve()
     unknown = sorted(set(args.only or ()) - {r.id for r in rows})
     if unknown:
