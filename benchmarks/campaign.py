@@ -318,7 +318,9 @@ def measure_row(row: Row, rd: Path) -> dict:
                                                   rd / "log.txt")})
     _checked(rd, {"step": "eval", **run_step(eval_command(row, run) + ["--no-progress"], rd / "log.txt",
                                              stdout=rd / "test.out")})
-    test = json.loads((rd / "test.out").read_text())
+    test = read_json(rd / "test.out")
+    if test is None or not isinstance(test.get(row.metric), (int, float)):
+        raise StepFailed(f"`vaelab eval` gave no {row.metric} (see {rd / 'test.out'}); fix the row's metric")
     write_json(rd / "test.json", test)
     if not (rd / "curves.png").exists():
         _curves(rd)

@@ -5,6 +5,7 @@ one are the slow ones here; budget, staleness and table tests need no training.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -230,8 +231,6 @@ def test_a_failed_row_is_reported_and_the_next_one_still_runs(tmp_path, monkeypa
 
 
 def _renamed(row, new_id):
-    import dataclasses
-
     return dataclasses.replace(row, id=new_id)
 
 
@@ -244,3 +243,22 @@ def test_status_names_the_row_a_live_campaign_is_on(tmp_path):
         assert campaign.status_lines(rows, runs)[-1].startswith("campaign: running")
     # The lock died with its holder: current.json alone means nothing.
     assert [line.split()[1] for line in campaign.status_lines(rows, runs)[:2]] == ["left", "left"]
+
+
+def test_a_metric_the_evaluation_lacks_fails_the_row_in_one_line(tmp_path, monkeypatch):
+    rd = tmp_path / "runs" / "tiny"
+    (rd / "run").mkdir(parents=True)
+    (rd / "curves.png").write_bytes(b"png")
+
+    def fake_step(cmd, log, stdout=None):
+        if stdout:
+            stdout.write_text(json.dumps({"split": "test", "elbo": -90.0}))
+        return {"command": " ".join(cmd), "rc": 0, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+
+    monkeypatch.setattr(campaign, "run_step", fake_step)
+    row = _renamed(tiny(), "tiny")
+    with pytest.raises(campaign.StepFailed, match="no nll"):
+        campaign.measure_row(dataclasses.replace(row, metric="nll"), rd)
+    assert not (rd / "result.json").exists()
+    assert campaign.measure_row(row, rd)["figure"] == -90.0
+    assert json.loads((rd / "result.json").read_text())["value"] == -90.0
