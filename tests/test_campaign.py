@@ -262,3 +262,22 @@ def test_a_metric_the_evaluation_lacks_fails_the_row_in_one_line(tmp_path, monke
     assert not (rd / "result.json").exists()
     assert campaign.measure_row(row, rd)["figure"] == -90.0
     assert json.loads((rd / "result.json").read_text())["value"] == -90.0
+
+
+def test_a_two_stage_row_fits_its_prior_before_the_test_figure(tmp_path, monkeypatch):
+    rd = tmp_path / "runs" / "codes"
+    (rd / "run").mkdir(parents=True)
+    (rd / "curves.png").write_bytes(b"png")
+    commands = []
+
+    def fake_step(cmd, log, stdout=None):
+        commands.append(cmd[:2])
+        if stdout:
+            stdout.write_text(json.dumps({"split": "test", "nll_bound": 80.0}))
+        return {"command": " ".join(cmd), "rc": 0, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+
+    monkeypatch.setattr(campaign, "run_step", fake_step)
+    row = campaign.Row("codes", "vqvae", "VQ-VAE and its prior", (), "nll_bound", "–", 90.0, "nats", "p", 1.0, 5,
+                       prior=("--epochs", "3"))
+    assert campaign.measure_row(row, rd)["reached"] is True
+    assert commands == [["vaelab", "train-prior"], ["vaelab", "eval"]]
