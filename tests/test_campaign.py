@@ -1,0 +1,283 @@
+"""benchmarks/campaign.py and benchmarks/reproduction_table.py: a tiny row on the bundled digits.
+
+The campaign's steps are subprocesses (a few seconds each to start), so the two tests that run
+one are the slow ones here; budget, staleness and table tests need no training.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+campaign = _load("campaign")
+table = _load("reproduction_table")
+
+
+def tiny(epochs=2, budget=1.0, first_chunk=1):
+    """A VAE on scikit-learn's digits, quick profile, 200 validation images."""
+    return campaign.Row("tiny", "vae", "tiny VAE", ("--val-size", "200"), "elbo", "1 nats [P]", 0.0, "nats",
+                        "a test row", budget, epochs, data="digits", profile="quick", first_chunk=first_chunk)
+
+
+DRIVER = """
+import sys
+sys.path.insert(0, {bench!r})
+import campaign
+row = campaign.Row("tiny", "vae", "tiny VAE", ("--val-size", "200"), "elbo", "1 nats", 0.0, "nats", "test",
+                   1.0, {epochs}, data="digits", profile="quick", first_chunk={epochs})
+sys.exit(campaign.main(sys.argv[1:], [row]))
+"""
+
+
+@pytest.mark.slow
+def test_a_row_runs_to_its_length_and_writes_its_result(tmp_path):
+    runs = tmp_path / "runs"
+    assert campaign.main(["--runs", str(runs)], [tiny(epochs=2, first_chunk=2)]) == 0
+    result = json.loads((runs / "tiny" / "result.json").read_text())
+    assert (result["epochs"], result["paper_epochs"], result["stopped"]) == (2, 2, "paper's length")
+    assert result["split"] == "test" and result["profile"] == "quick"
+    test = json.loads((runs / "tiny" / "test.json").read_text())
+    assert result["value"] == test["elbo"] and test["split"] == "test"
+    assert len(result["commit"]) == 40 and "vaelab/models/vae.py" in result["paths"]
+    assert result["cpu_seconds"] > 0 and result["train_seconds"] > 0
+    assert (runs / "tiny" / "curves.png").stat().st_size > 0
+    steps = json.loads((runs / "tiny" / "progress.json").read_text())["steps"]
+    assert [s["step"] for s in steps] == ["train", "curves", "eval"]
+    # A second start finds the result and runs nothing.
+    assert campaign.main(["--runs", str(runs)], [tiny(epochs=2)]) == 0
+    assert len(json.loads((runs / "tiny" / "progress.json").read_text())["steps"]) == 3
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume_finishes_the_same_epochs(tmp_path, capsys):
+    runs, epochs = tmp_path / "runs", 30
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER.format(bench=str(REPO / "benchmarks"), epochs=epochs))
+    env = {**os.environ, "VAELAB_TEST_WRITE_DELAY": "0.05"}  # slow every checkpoint write: a kill lands mid-run
+    proc = subprocess.Popen([sys.executable, str(driver), "--runs", str(runs)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = runs / "tiny" / "run" / "checkpoints" / "last.safetensors"
+    deadline = time.monotonic() + 60
+    while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the campaign and its training step together
+    proc.wait()
+    assert not (runs / "tiny" / "result.json").exists()
+    done = campaign.run_state(runs / "tiny" / "run").epochs
+    assert 1 <= done < epochs
+
+    assert campaign.main(["--runs", str(runs), "--status"], [tiny(epochs=epochs)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.split()[:2] == ["tiny", "left"] and f"epochs {done}/{epochs}" in line
+
+    assert subprocess.run([sys.executable, str(driver), "--runs", str(runs)], capture_output=True).returncode == 0
+    result = json.loads((runs / "tiny" / "result.json").read_text())
+    assert result["epochs"] == epochs and result["stopped"] == "paper's length"
+    epochs_logged = {json.loads(x)["epoch"] for x in (runs / "tiny" / "run" / "metrics.jsonl").read_text().splitlines()}
+    assert epochs_logged == set(range(1, epochs + 1))
+
+    assert campaign.main(["--runs", str(runs), "--status"], [tiny(epochs=epochs)]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.split()[:2] == ["tiny", "done"] and f"epochs {epochs}/{epochs}" in line
+
+
+def _state(epochs, seconds, stopped=False):
+    return campaign.RunState(epochs=epochs, train_seconds=sum(seconds), epoch_seconds=list(seconds),
+                             stopped_early=stopped)
+
+
+def test_chunks_extend_until_the_budget_then_stop():
+    row = tiny(epochs=3000, budget=1.0)  # one hour
+    assert campaign.next_target(row, _state(0, [])) == 1  # first chunk: learn the pace
+    assert campaign.next_target(row, _state(1, [60.0])) == 60  # an hour of 60-s epochs, in one chunk
+    assert campaign.next_target(row, _state(50, [60.0] * 50)) == 60
+    assert campaign.next_target(row, _state(60, [60.0] * 60)) is None  # budget spent
+    assert campaign.next_target(row, _state(59, [60.0] * 59 + [35.0])) is None  # < half an epoch left
+    assert campaign.next_target(tiny(epochs=5, budget=1.0), _state(1, [1.0])) == 5  # paper's length caps it
+    assert campaign.next_target(row, _state(9, [1.0] * 9, stopped=True)) is None
+    long = tiny(epochs=0, budget=6.0)  # length unknown: the budget alone, an hour a chunk at most
+    assert campaign.next_target(long, _state(1, [600.0])) == 7
+
+
+def test_status_counts_time_from_the_run_and_estimates_what_is_left(tmp_path, capsys):
+    run = tmp_path / "runs" / "tiny" / "run"
+    run.mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"epoch": e, "seconds": 36.0}) + "\n" for e in (1, 2))
+                                       + '{"epoch": 3, "seco')  # a line cut by a kill
+    campaign.main(["--runs", str(tmp_path / "runs"), "--status"], [tiny(epochs=10, budget=1.0)])
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "left" in line and "time 0.02 / 1 CPU-h" in line and "36.0 s/epoch" in line
+    assert "~0.10 h left" in line  # 10 epochs of 36 s (no checkpoint: none done) < the budget
+
+
+def _git(repo, *args):
+    subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
+                   env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t"})
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_figure_is_stale_after_a_change_to_a_recorded_path_only(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "vaelab" / "models").mkdir(parents=True)
+    (repo / "vaelab" / "models" / "vae.py").write_text("a = 1\n")
+    (repo / "README.md").write_text("x\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    measured = _git(repo, "commit", "-qm", "one")
+    result = {"commit": measured, "paths": ["vaelab/models/vae.py", "vaelab/training/"], "dirty": False}
+    assert table.stale(result, repo) == ""
+    (repo / "README.md").write_text("y\n")
+    _git(repo, "commit", "-qam", "docs")
+    assert table.stale(result, repo) == ""  # a change elsewhere moves nothing
+    (repo / "vaelab" / "models" / "vae.py").write_text("a = 2\n")
+    _git(repo, "commit", "-qam", "model")
+    assert "vaelab/models/vae.py" in table.stale(result, repo)
+    assert "not in this repository" in table.stale({**result, "commit": "0" * 40}, repo)
+
+
+def _result(row, **changes):
+    return {"row": row.id, "figure": 5.0, "value": 5.0, "unit": row.unit, "split": "test", "n": 10, "reached": False,
+            "epochs": 3, "paper_epochs": 10, "best_epoch": 2, "stopped": "budget", "wall_seconds": 7200.0,
+            "cpu_seconds": 3600.0, "train_seconds": 3000.0, "profile": "paper", "commit": "c" * 40, "paths": [],
+            **changes}
+
+
+def test_the_table_reads_saved_results_only(tmp_path, monkeypatch):
+    rows = [tiny(epochs=10, budget=2.0), campaign.Row("other", "m2", "other row", (), "classification_error",
+                                                      "11.97 % [S]", 11.97, "%", "protocol", 4.0, 3000)]
+    runs = tmp_path / "runs"
+    (runs / "tiny").mkdir(parents=True)
+    (runs / "tiny" / "result.json").write_text(json.dumps(_result(rows[0])))
+    (runs / "tiny" / "curves.png").write_bytes(b"png")
+    # A run directory with metrics but no saved result: in progress, never a figure.
+    (runs / "other" / "run").mkdir(parents=True)
+    (runs / "other" / "run" / "metrics.jsonl").write_text('{"epoch": 1, "seconds": 5, "val": {"error": 0.01}}\n')
+    # A row part-way through its budget: its progress file and curve so far.
+    rows.append(_renamed(tiny(epochs=10, budget=1.0), "third"))
+    (runs / "third").mkdir()
+    (runs / "third" / "progress.json").write_text(json.dumps({"epochs": 4, "train_seconds": 1800.0,
+                                                              "cpu_seconds": 1908.0, "steps": []}))
+    (runs / "third" / "curves.png").write_bytes(b"png")
+    monkeypatch.setattr(table, "stale", lambda result, repo=None: "changed since: vaelab/models/vae.py")
+    page = table.render(rows, runs, tmp_path / "docs")
+    tiny_line = [x for x in page.splitlines() if x.startswith("| tiny VAE")][0]
+    assert "**5.00 nats**" in tiny_line and "**stale**" in tiny_line and "3 / 10" in tiny_line
+    assert "2.00 h / 1.00 h" in tiny_line and "`ccccccc`" in tiny_line and "[curve](images/reproduction/tiny.png)" \
+        in tiny_line
+    assert (tmp_path / "docs" / "images" / "reproduction" / "tiny.png").read_bytes() == b"png"
+    other_line = next(x for x in page.splitlines() if x.startswith("| other row"))
+    assert "not run yet" in other_line and "1.00" not in other_line
+    assert "--resume --epochs 10" in page  # the budget ended it: the command that finishes it
+    third = [x for x in page.splitlines() if x.startswith("| tiny VAE")][1]
+    assert "in progress (4 epochs, 0.50 h trained)" in third and "tiny.png" not in third and "(so far)" in third
+    assert "**1.53 CPU-hours**" in page and "**4.50 CPU-hours**" in page  # used; left (other: 4, third: 0.5)
+
+
+def test_every_row_is_a_valid_command_and_agrees_with_its_profile(tmp_path):
+    from vaelab.cli import TABLE_ORDER, _run_settings, build_parser
+    from vaelab.models import model_class
+    from vaelab.profiles import read_profile
+
+    parser = build_parser()
+    ids = [row.id for row in campaign.ROWS]
+    assert len(ids) == len(set(ids))
+    for row in campaign.ROWS:
+        run = Path("runs/campaign") / row.id / "run"
+        args = parser.parse_args(campaign.train_command(row, run)[1:] + ["--resume", "--epochs", "5", "--threads", "1"])
+        assert (args.model, args.profile) == (row.family, "paper")
+        _, config = _run_settings(args, model_class(row.family), tmp_path / row.id)  # the profile plus the row's
+        assert (config.profile, config.threads, config.epochs) == ("paper", 1, 5)
+        parser.parse_args(campaign.eval_command(row, run)[1:] + ["--threads", "1"])
+        assert row.metric in TABLE_ORDER
+        stated = read_profile(row.family, row.profile).get("epochs")
+        assert row.paper_epochs == (stated or 0), row.id  # the paper's length is the profile's, where it has one
+        assert row.unit in ("%", "nats") and row.budget_hours >= 0
+    assert sum(row.budget_hours for row in campaign.ROWS) == 27  # issue 27's table
+
+
+def test_a_failed_row_is_reported_and_the_next_one_still_runs(tmp_path, monkeypatch, capsys):
+    ran = []
+
+    def fake(row, runs):
+        ran.append(row.id)
+        if row.id == "a":
+            raise campaign.StepFailed("exited with status 2")
+
+    monkeypatch.setattr(campaign, "run_row", fake)
+    rows = [_renamed(tiny(), "a"), _renamed(tiny(), "b")]
+    assert campaign.main(["--runs", str(tmp_path)], rows) == 1
+    assert ran == ["a", "b"] and "error: [a] exited with status 2" in capsys.readouterr().err
+    assert campaign.main(["--runs", str(tmp_path), "--only", "c"], rows) == 2  # an unknown row, in one line
+
+
+def _renamed(row, new_id):
+    return dataclasses.replace(row, id=new_id)
+
+
+def test_status_names_the_row_a_live_campaign_is_on(tmp_path):
+    runs, rows = tmp_path / "runs", [_renamed(tiny(), "a"), _renamed(tiny(), "b")]
+    with campaign.campaign_lock(runs):
+        campaign.write_json(runs / "current.json", {"row": "b"})
+        states = [line.split()[1] for line in campaign.status_lines(rows, runs)[:2]]
+        assert states == ["left", "running"]
+        assert campaign.status_lines(rows, runs)[-1].startswith("campaign: running")
+    # The lock died with its holder: current.json alone means nothing.
+    assert [line.split()[1] for line in campaign.status_lines(rows, runs)[:2]] == ["left", "left"]
+
+
+def test_a_metric_the_evaluation_lacks_fails_the_row_in_one_line(tmp_path, monkeypatch):
+    rd = tmp_path / "runs" / "tiny"
+    (rd / "run").mkdir(parents=True)
+    (rd / "curves.png").write_bytes(b"png")
+
+    def fake_step(cmd, log, stdout=None):
+        if stdout:
+            stdout.write_text(json.dumps({"split": "test", "elbo": -90.0}))
+        return {"command": " ".join(cmd), "rc": 0, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+
+    monkeypatch.setattr(campaign, "run_step", fake_step)
+    row = _renamed(tiny(), "tiny")
+    with pytest.raises(campaign.StepFailed, match="no nll"):
+        campaign.measure_row(dataclasses.replace(row, metric="nll"), rd)
+    assert not (rd / "result.json").exists()
+    assert campaign.measure_row(row, rd)["figure"] == -90.0
+    assert json.loads((rd / "result.json").read_text())["value"] == -90.0
+
+
+def test_a_two_stage_row_fits_its_prior_before_the_test_figure(tmp_path, monkeypatch):
+    rd = tmp_path / "runs" / "codes"
+    (rd / "run").mkdir(parents=True)
+    (rd / "curves.png").write_bytes(b"png")
+    commands = []
+
+    def fake_step(cmd, log, stdout=None):
+        commands.append(cmd[:2])
+        if stdout:
+            stdout.write_text(json.dumps({"split": "test", "nll_bound": 80.0}))
+        return {"command": " ".join(cmd), "rc": 0, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+
+    monkeypatch.setattr(campaign, "run_step", fake_step)
+    row = campaign.Row("codes", "vqvae", "VQ-VAE and its prior", (), "nll_bound", "–", 90.0, "nats", "p", 1.0, 5,
+                       prior=("--epochs", "3"))
+    assert campaign.measure_row(row, rd)["reached"] is True
+    assert commands == [["vaelab", "train-prior"], ["vaelab", "eval"]]
