@@ -69,10 +69,14 @@ def mnist_small(data_dir) -> Small:
 @pytest.fixture(scope="session")
 def trained_vae(mnist_small, tmp_path_factory):
     """A small VAE trained for a few epochs on the real MNIST subset (shared, read-only)."""
-    out = tmp_path_factory.mktemp("trained") / "run"
-    result = vaelab.train("vae", mnist_small.train, out, model_config={"hidden": [64], "latent_dim": 8},
+    return _small_vae(mnist_small, tmp_path_factory.mktemp("trained") / "run")
+
+
+def _small_vae(small: Small, out: Path):
+    """784-64-8, four epochs on ``small``'s training part, validated on its validation part."""
+    result = vaelab.train("vae", small.train, out, model_config={"hidden": [64], "latent_dim": 8},
                           config={**FAST, "epochs": 4, "lr": 3e-3, "val_size": 0},
-                          val_data=mnist_small.val, progress=False)
+                          val_data=small.val, progress=False)
     return result.model.eval()
 
 
@@ -103,11 +107,7 @@ def synthetic_small() -> Small:
 @pytest.fixture(scope="session")
 def synthetic_vae(synthetic_small, tmp_path_factory):
     """A small VAE trained a few epochs on the synthetic images (shared, read-only)."""
-    out = tmp_path_factory.mktemp("synthetic-trained") / "run"
-    result = vaelab.train("vae", synthetic_small.train, out, model_config={"hidden": [64], "latent_dim": 8},
-                          config={**FAST, "epochs": 4, "lr": 3e-3, "val_size": 0},
-                          val_data=synthetic_small.val, progress=False)
-    return result.model.eval()
+    return _small_vae(synthetic_small, tmp_path_factory.mktemp("synthetic-trained") / "run")
 
 
 @pytest.fixture(scope="session")
@@ -118,3 +118,30 @@ def browser():
     driver = start_browser()
     yield driver
     driver.quit()
+
+
+class _Called(Exception):
+    """Stops ``vaelab train`` at the API call, holding what the command line asked for."""
+
+
+@pytest.fixture
+def parsed(monkeypatch):
+    """``parsed(*argv)`` -> (model config, training config) that ``vaelab train`` would train with
+    (the command line parsed, the training itself stopped at the API call)."""
+
+    def fake_train(model, data, out, model_config=None, config=None, **kwargs):
+        raise _Called(model, model_config, config)
+
+    monkeypatch.setattr(vaelab, "train", fake_train)
+
+    def run(*argv):
+        from vaelab.cli import main
+        from vaelab.models import model_class
+
+        with pytest.raises(_Called) as called:
+            main(["train", *argv, "--data", "mnist", "--out", "unused-run"])
+        model, model_config, config = called.value.args
+        cls = model_class(model)
+        return cls.Config.from_dict(model_config or {}), config
+
+    return run

@@ -56,29 +56,6 @@ TRAIN_FLAGS = [
 ]
 
 
-class _Called(Exception):
-    """Stops ``vaelab train`` at the API call, holding what the command line asked for."""
-
-
-@pytest.fixture
-def parsed(monkeypatch):
-    """``parsed(*argv)`` -> (model config, training config) that ``vaelab train`` would train with."""
-
-    def fake_train(model, data, out, model_config=None, config=None, **kwargs):
-        raise _Called(model, model_config, config)
-
-    monkeypatch.setattr(vaelab, "train", fake_train)
-
-    def run(*argv):
-        with pytest.raises(_Called) as called:
-            main(["train", *argv, "--data", "mnist", "--out", "unused-run"])
-        model, model_config, config = called.value.args
-        cls = model_class(model)
-        return cls.Config.from_dict(model_config or {}), config
-
-    return run
-
-
 def _models_having(key):
     """The families that offer ``key`` as an option (m2 keeps the VAE's backbone fields but
     offers neither: it is built on the MLP)."""

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-import vaelab
 from vaelab import profiles
 from vaelab.cli import main
 from vaelab.errors import VaelabError
@@ -19,28 +18,6 @@ tomllib = pytest.importorskip("tomllib")  # profiles are TOML files: Python 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 EVERY_PROFILE = [(family, name) for family in names() for name in ("quick", "paper")]
-
-
-class _Called(Exception):
-    """Stops ``vaelab train`` at the API call, holding what the command line asked for."""
-
-
-@pytest.fixture
-def parsed(monkeypatch):
-    """``parsed(*argv)`` -> (model config, TrainConfig) that ``vaelab train`` would train with."""
-
-    def fake_train(model, data, out, model_config=None, config=None, **kwargs):
-        raise _Called(model, model_config, config)
-
-    monkeypatch.setattr(vaelab, "train", fake_train)
-
-    def run(*argv):
-        with pytest.raises(_Called) as called:
-            main(["train", *argv, "--data", "mnist", "--out", "unused-run"])
-        model, model_config, config = called.value.args
-        return model_class(model).Config.from_dict(model_config or {}), config
-
-    return run
 
 
 def test_every_family_and_the_vq_prior_have_quick_and_paper():
@@ -204,6 +181,10 @@ def test_readme_examples_use_no_repo_relative_settings_file():
     """The README's commands run outside a clone: a profile, not benchmarks/*.toml."""
     readme = (ROOT / "README.md").read_text()
     assert "--profile quick" in readme and "--config benchmarks/" not in readme
+
+
+class _Called(Exception):
+    """Stops ``vaelab train-prior`` at the API call, holding what the command line asked for."""
 
 
 def test_train_prior_takes_the_vq_priors_profile(tmp_path, monkeypatch):
