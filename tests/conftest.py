@@ -7,6 +7,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -108,6 +109,19 @@ def synthetic_small() -> Small:
 def synthetic_vae(synthetic_small, tmp_path_factory):
     """A small VAE trained a few epochs on the synthetic images (shared, read-only)."""
     return _small_vae(synthetic_small, tmp_path_factory.mktemp("synthetic-trained") / "run")
+
+
+@pytest.fixture(scope="session")
+def synthetic_npy(tmp_path_factory) -> str:
+    """A ``--data`` spec for :func:`synthetic_digits` as user data (600 training, 200 test images,
+    each an ``.npz`` of uint8 ``x`` and labels ``y``): for command-line tests that need labelled
+    28×28 images but nothing of real MNIST, so they run without the shared data."""
+    folder = tmp_path_factory.mktemp("synthetic-npy")
+    for name, n, seed in (("train", 600, 10), ("test", 200, 11)):
+        data = synthetic_digits(n, seed)
+        x = (data.x[:, 0] * 255).round().to(torch.uint8).numpy()
+        np.savez(folder / f"{name}.npz", x=x, y=data.y.numpy())
+    return f"npy:{folder / 'train.npz'},test={folder / 'test.npz'}"
 
 
 @pytest.fixture(scope="session")

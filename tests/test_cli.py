@@ -1,5 +1,6 @@
-"""The ``vaelab`` command: every command end to end on real MNIST, settings files, and
-errors as one ``error:`` line with exit status 2 (never a traceback)."""
+"""The ``vaelab`` command: every command end to end (on real MNIST where the numbers are about
+MNIST, on synthetic user data elsewhere), settings files, and errors as one ``error:`` line
+with exit status 2 (never a traceback)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import synthetic_digits
 from vaelab.cli import main
 
 TINY = ["--hidden", "32", "--latent-dim", "4", "--threads", "1", "--no-progress"]
@@ -41,11 +43,10 @@ def assert_png(path, size=None):
 
 
 @pytest.fixture(scope="module")
-def npy(mnist_small, tmp_path_factory):
-    """3000 real MNIST images as a uint8 N×28×28 .npy file (exercises npy: input)."""
-    x = np.concatenate([mnist_small.train.x.numpy(), mnist_small.val.x.numpy(), mnist_small.test.x.numpy()])
-    path = tmp_path_factory.mktemp("npy") / "mnist3000.npy"
-    np.save(path, (x[:, 0] * 255).round().astype(np.uint8))
+def npy(tmp_path_factory):
+    """800 synthetic digits as a uint8 N×28×28 .npy file without labels (exercises npy: input)."""
+    path = tmp_path_factory.mktemp("npy") / "digits800.npy"
+    np.save(path, (synthetic_digits(800, 3).x[:, 0].numpy() * 255).round().astype(np.uint8))
     return f"npy:{path}"
 
 
@@ -55,6 +56,16 @@ def mnist_run(data_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "run"
     code = main(["train", "vae", "--data", "mnist", "--data-dir", str(data_dir), "--out", str(out),
                  "--epochs", "1", "--val-size", "500", *TINY])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(synthetic_npy, tmp_path_factory):
+    """One epoch of a tiny VAE on the synthetic user data (200 test images), through the CLI."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    code = main(["train", "vae", "--data", synthetic_npy, "--out", str(out), "--epochs", "1", "--val-size", "100",
+                 *TINY])
     assert code == 0
     return out
 
@@ -89,25 +100,24 @@ def test_eval_json(mnist_run, data_dir, capsys):
     assert code == 0 and "elbo" in out and f"{result['elbo']:.4f}" in out
 
 
-def test_sample_and_reconstruct(mnist_run, data_dir, tmp_path, capsys):
+def test_sample_and_reconstruct(synthetic_run, synthetic_npy, tmp_path, capsys):
     png = tmp_path / "x.png"
-    code, out, err = cli(capsys, "sample", mnist_run, "-n", "16", "-o", png)
+    code, out, err = cli(capsys, "sample", synthetic_run, "-n", "16", "-o", png)
     assert code == 0, err
     assert str(png) in out
     assert_png(png, size=(2 * (4 * 30 + 2),) * 2)  # 4×4 grid of 28-pixel images, 2-pixel padding, 2× scale
     again = tmp_path / "y.png"
-    cli(capsys, "sample", mnist_run, "-n", "16", "-o", again)
+    cli(capsys, "sample", synthetic_run, "-n", "16", "-o", again)
     assert png.read_bytes() == again.read_bytes()  # same seed, same picture
     rec = tmp_path / "rec.png"
-    code, out, err = cli(capsys, "reconstruct", mnist_run, "--data", "mnist", "--data-dir", data_dir,
-                         "-n", "16", "-o", rec)
+    code, out, err = cli(capsys, "reconstruct", synthetic_run, "--data", synthetic_npy, "-n", "16", "-o", rec)
     assert code == 0, err
     assert_png(rec, size=(2 * (8 * 30 + 2), 2 * (4 * 30 + 2)))  # 2 rows of 8 inputs, each above its reconstructions
 
 
 def test_resume_continues_a_run(npy, tmp_path, capsys):
     out = tmp_path / "run"
-    code, _, err = cli(capsys, "train", "vae", "--data", npy, "--out", out, "--epochs", "1", "--val-size", "500", *TINY)
+    code, _, err = cli(capsys, "train", "vae", "--data", npy, "--out", out, "--epochs", "1", "--val-size", "200", *TINY)
     assert code == 0, err
     code, stdout, err = cli(capsys, "train", "vae", "--data", npy, "--out", out, "--resume", "--epochs", "2",
                             "--no-progress")
@@ -135,7 +145,7 @@ def test_config_file_and_command_line_override(npy, tmp_path, capsys, suffix):
         path.write_text("latent_dim = 3\nhidden = [16]\nepochs = 1\nlr = 0.002\nbatch_size = 50\nbeta = 2.0\n")
     out = tmp_path / "run"
     code, _, err = cli(capsys, "train", "vae", "--data", npy, "--out", out, "--config", path,
-                       "--latent-dim", "5", "--val-size", "500", "--threads", "1", "--no-progress")
+                       "--latent-dim", "5", "--val-size", "200", "--threads", "1", "--no-progress")
     assert code == 0, err
     record = json.loads((out / "run.json").read_text())
     assert record["config"]["latent_dim"] == 5  # the command line wins
@@ -149,7 +159,7 @@ def test_config_file_and_command_line_override(npy, tmp_path, capsys, suffix):
     "eval missing directory", "path as dataset name", "unknown config key", "config file missing",
     "sample missing directory", "bad activation",
 ])
-def test_bad_input_gives_one_error_line(case, npy, data_dir, tmp_path, capsys):
+def test_bad_input_gives_one_error_line(case, npy, synthetic_npy, tmp_path, capsys):
     out = tmp_path / "run"
     train = ["train", "vae", "--data", npy, "--out", out, "--epochs", "1", *TINY]
     args, fragments = {
@@ -159,7 +169,7 @@ def test_bad_input_gives_one_error_line(case, npy, data_dir, tmp_path, capsys):
         "negative beta": (train + ["--beta", "-1"], ["beta must be >= 0"]),
         "bad activation": (train + ["--activation", "swish"], ["unknown activation 'swish'", "relu"]),
         "resume a damaged run": (train + ["--resume"], ["--resume", "holds checkpoints/last.safetensors but no run.json", "another --out"]),
-        "eval missing directory": (["eval", tmp_path / "missing", "--data", "mnist", "--data-dir", data_dir],
+        "eval missing directory": (["eval", tmp_path / "missing", "--data", synthetic_npy],
                                    ["model directory not found"]),
         "sample missing directory": (["sample", tmp_path / "missing"], ["model directory not found"]),
         "path as dataset name": (["train", "vae", "--data", "../../x", "--out", out],
@@ -182,12 +192,11 @@ def _write(path, obj):
     return path
 
 
-def test_existing_run_is_not_overwritten(mnist_run, data_dir, capsys):
-    before = (mnist_run / "model.safetensors").read_bytes()
-    code, _, err = cli(capsys, "train", "vae", "--data", "mnist", "--data-dir", data_dir, "--out", mnist_run,
-                       "--epochs", "1", *TINY)
+def test_existing_run_is_not_overwritten(synthetic_run, synthetic_npy, capsys):
+    before = (synthetic_run / "model.safetensors").read_bytes()
+    code, _, err = cli(capsys, "train", "vae", "--data", synthetic_npy, "--out", synthetic_run, "--epochs", "1", *TINY)
     assert_one_line_error(code, err, "already holds a run", "--resume")
-    assert (mnist_run / "model.safetensors").read_bytes() == before
+    assert (synthetic_run / "model.safetensors").read_bytes() == before
 
 
 def test_demo(tmp_path, capsys, monkeypatch):
@@ -221,15 +230,14 @@ def test_console_script_error_exit_status(tmp_path):
     assert "Traceback" not in proc.stderr and proc.stdout == ""
 
 
-def test_negative_nll_samples_is_refused(capsys, mnist_run, data_dir):
-    code, _, err = cli(capsys, "eval", mnist_run, "--data", "mnist", "--data-dir", data_dir,
-                       "--nll-samples", "-5", "--limit", "10")
+def test_negative_nll_samples_is_refused(capsys, synthetic_run, synthetic_npy):
+    code, _, err = cli(capsys, "eval", synthetic_run, "--data", synthetic_npy, "--nll-samples", "-5", "--limit", "10")
     assert_one_line_error(code, err, "--nll-samples must be >= 0")
 
 
-def test_eval_reports_nll_progress_on_stderr(mnist_run, data_dir, capsys):
-    args = ["eval", mnist_run, "--data", "mnist", "--data-dir", data_dir, "--nll-samples", "20", "--limit", "100",
-            "--json", "--threads", "1"]
+def test_eval_reports_nll_progress_on_stderr(synthetic_run, synthetic_npy, capsys):
+    args = ["eval", synthetic_run, "--data", synthetic_npy, "--nll-samples", "20", "--limit", "100", "--json",
+            "--threads", "1"]
     code, out, err = cli(capsys, *args)
     assert code == 0, err
     lines = err.splitlines()
@@ -239,61 +247,61 @@ def test_eval_reports_nll_progress_on_stderr(mnist_run, data_dir, capsys):
     assert json.loads(quiet_out)["nll"] == json.loads(out)["nll"]
 
 
-def test_encode_writes_posterior_means_logvars_and_labels(mnist_run, data_dir, tmp_path, capsys):
+def test_encode_writes_posterior_means_logvars_and_labels(synthetic_run, synthetic_npy, tmp_path, capsys):
     import torch
 
     import vaelab
     from vaelab.data import binarize_static
 
     path = tmp_path / "codes.npz"
-    code, out, err = cli(capsys, "encode", mnist_run, "--data", "mnist", "--data-dir", data_dir, "--split", "test",
-                         "-o", path, "--batch-size", "777", "--device", "cpu")
+    code, out, err = cli(capsys, "encode", synthetic_run, "--data", synthetic_npy, "--split", "test",
+                         "-o", path, "--batch-size", "77", "--device", "cpu")
     assert code == 0, err
-    assert str(path) in out and "mean [10000, 4]" in out
+    assert str(path) in out and "mean [200, 4]" in out
     with np.load(path, allow_pickle=False) as saved:
         assert sorted(saved.files) == ["logvar", "mean", "y"]
         mean, logvar, y = saved["mean"], saved["logvar"], saved["y"]
-    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir)
-    assert mean.shape == logvar.shape == (10000, 4) and mean.dtype == np.float32
+    test = vaelab.load_dataset(synthetic_npy, "test")
+    assert mean.shape == logvar.shape == (200, 4) and mean.dtype == np.float32
     np.testing.assert_array_equal(y, test.y.numpy())
-    model = vaelab.load(mnist_run)
+    model = vaelab.load(synthetic_run)
     with torch.no_grad():  # the run trained on binarized images: encoded as evaluate() binarizes them
         q = model.encode(binarize_static(test.x[:50], 123))
     np.testing.assert_allclose(mean[:50], q.mean.numpy(), rtol=0, atol=1e-5)
     np.testing.assert_allclose(np.exp(logvar[:50]), q.variance.numpy(), rtol=1e-4, atol=1e-7)
 
 
-def test_encode_batches_without_gradients(trained_vae, mnist_small):
+def test_encode_batches_without_gradients(synthetic_vae, synthetic_small):
     import torch
 
     import vaelab
 
-    x = mnist_small.test.x[:60]
-    small, large = vaelab.encode_images(trained_vae, x, batch_size=7), vaelab.encode_images(trained_vae, x)
+    x = synthetic_small.test.x[:60]
+    small, large = vaelab.encode_images(synthetic_vae, x, batch_size=7), vaelab.encode_images(synthetic_vae, x)
     assert set(small) == {"mean", "logvar"} and not small["mean"].requires_grad
     torch.testing.assert_close(small["mean"], large["mean"], rtol=0, atol=1e-6)
-    assert all(p.grad is None for p in trained_vae.parameters())
+    assert all(p.grad is None for p in synthetic_vae.parameters())
 
 
-def test_encode_bad_input_is_one_line(mnist_run, data_dir, tmp_path, capsys):
-    code, _, err = cli(capsys, "encode", mnist_run, "--data", "mnist", "--data-dir", data_dir, "-o", tmp_path / "c.npy")
+def test_encode_bad_input_is_one_line(synthetic_run, synthetic_npy, tmp_path, capsys):
+    code, _, err = cli(capsys, "encode", synthetic_run, "--data", synthetic_npy, "-o", tmp_path / "c.npy")
     assert_one_line_error(code, err, "codes are written as one .npz", "ending in .npz")
-    code, _, err = cli(capsys, "encode", mnist_run, "--data", "digits", "-o", tmp_path / "c.npz")
+    code, _, err = cli(capsys, "encode", synthetic_run, "--data", "digits", "-o", tmp_path / "c.npz")
     assert_one_line_error(code, err, "digits images have shape [1, 8, 8]", "expects [1, 28, 28]")
     assert not (tmp_path / "c.npz").exists()
 
 
-def test_reconstruct_chosen_or_random_images(mnist_run, data_dir, tmp_path, capsys):
+def test_reconstruct_chosen_or_random_images(synthetic_run, synthetic_npy, tmp_path, capsys):
     import vaelab
     from vaelab.data import binarize_static
     from vaelab.viz.grids import save_reconstructions
 
-    base = ["reconstruct", mnist_run, "--data", "mnist", "--data-dir", data_dir]
+    base = ["reconstruct", synthetic_run, "--data", synthetic_npy]
     code, _, err = cli(capsys, *base, "--indices", "3,17,42", "-o", tmp_path / "i.png")
     assert code == 0, err
     assert_png(tmp_path / "i.png", size=(2 * (3 * 30 + 2), 2 * (2 * 30 + 2)))  # the three inputs above their reconstructions
-    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir)
-    save_reconstructions(vaelab.load(mnist_run), binarize_static(test.x[[3, 17, 42]], 123), tmp_path / "want.png")
+    test = vaelab.load_dataset(synthetic_npy, "test")
+    save_reconstructions(vaelab.load(synthetic_run), binarize_static(test.x[[3, 17, 42]], 123), tmp_path / "want.png")
     assert (tmp_path / "i.png").read_bytes() == (tmp_path / "want.png").read_bytes()
     code, _, err = cli(capsys, *base, "--indices", ",".join(map(str, range(10))), "-o", tmp_path / "ten.png")
     assert code == 0, err
@@ -307,11 +315,11 @@ def test_reconstruct_chosen_or_random_images(mnist_run, data_dir, tmp_path, caps
 
 
 @pytest.mark.parametrize("extra, fragments", [
-    (["--indices", "5,10000"], ["--indices 10000", "has 10000 images", "from 0 to 9999"]),
+    (["--indices", "5,200"], ["--indices 200", "has 200 images", "from 0 to 199"]),
     (["--indices", "1,2", "-n", "4"], ["--indices names the images itself", "without -n and --seed"]),
     (["-n", "0"], ["-n must be at least 1"]),
 ])
-def test_reconstruct_bad_choice_is_one_line(extra, fragments, mnist_run, data_dir, tmp_path, capsys):
-    code, _, err = cli(capsys, "reconstruct", mnist_run, "--data", "mnist", "--data-dir", data_dir, *extra,
+def test_reconstruct_bad_choice_is_one_line(extra, fragments, synthetic_run, synthetic_npy, tmp_path, capsys):
+    code, _, err = cli(capsys, "reconstruct", synthetic_run, "--data", synthetic_npy, *extra,
                        "-o", tmp_path / "r.png")
     assert_one_line_error(code, err, *fragments)
