@@ -1,5 +1,5 @@
 """The deterministic autoencoders through the ``vaelab`` command: train, eval, sample and
-reconstruct each one on real MNIST images; options that a model lacks, NLL requests and
+reconstruct each one on synthetic 28×28 digits as user data; options that a model lacks, NLL requests and
 bad values give one ``error:`` line."""
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import json
 import numpy as np
 import pytest
 
+from conftest import synthetic_digits
 from test_cli import assert_one_line_error, assert_png, cli
 from vaelab.cli import main
 
-COMMON = ["--epochs", "1", "--val-size", "500", "--batch-size", "100", "--threads", "1", "--no-progress"]
+COMMON = ["--epochs", "1", "--val-size", "200", "--batch-size", "100", "--threads", "1", "--no-progress"]
 MODEL_ARGS = {
     "linear-ae": ["--latent-dim", "1", "--no-tied"],
     "ae": ["--hidden", "32", "--latent-dim", "4", "--loss", "bernoulli"],
@@ -22,11 +23,10 @@ MODEL_ARGS = {
 
 
 @pytest.fixture(scope="module")
-def npy(mnist_small, tmp_path_factory):
-    """2500 real MNIST images as a uint8 N×28×28 .npy file."""
-    x = np.concatenate([mnist_small.train.x.numpy(), mnist_small.val.x.numpy()])
-    path = tmp_path_factory.mktemp("npy") / "mnist2500.npy"
-    np.save(path, (x[:, 0] * 255).round().astype(np.uint8))
+def npy(tmp_path_factory):
+    """800 synthetic digits as a uint8 N×28×28 .npy file (no labels)."""
+    path = tmp_path_factory.mktemp("npy") / "digits800.npy"
+    np.save(path, (synthetic_digits(800, 4).x[:, 0].numpy() * 255).round().astype(np.uint8))
     return f"npy:{path}"
 
 
@@ -91,7 +91,7 @@ def test_encode_writes_autoencoder_codes(runs, npy, tmp_path, capsys):
         assert saved.files == ["code"]  # the .npy has no labels, so no y
         codes = saved["code"]
     x = vaelab.load_dataset(npy, "train").x
-    assert codes.shape == (2500, 4)
+    assert codes.shape == (800, 4)
     with torch.no_grad():
         np.testing.assert_allclose(codes[:20], vaelab.load(runs / "ae").encode(x[:20]).mean.numpy(), atol=1e-5)
 
@@ -175,7 +175,7 @@ def test_sample_says_what_it_decodes_and_offers_fitted_codes(runs, npy, tmp_path
     assert out.splitlines()[0].startswith("note: an 'ae' has no prior; decoding z ~ N(0, I)")
     code, out, err = cli(capsys, "sample", runs / "ae", "-n", "16", "--codes", "fitted", "-o", tmp_path / "fit.png")
     assert code == 0, err
-    assert "fitted to the codes of 2500 training images of " + npy in out  # the data recorded in run.json
+    assert "fitted to the codes of 800 training images of " + npy in out  # the data recorded in run.json
     model = vaelab.load(runs / "ae")
     gaussian = model.code_gaussian(vaelab.load_dataset(npy, "train").x)
     want = model.sample(16, generator=torch.Generator().manual_seed(0), codes=gaussian)
@@ -198,4 +198,4 @@ def test_fitted_codes_refused_for_a_vae_and_without_data(runs, npy, tmp_path, ca
     code, _, err = cli(capsys, "sample", bare, "--codes", "fitted", "-o", tmp_path / "s.png")
     assert_one_line_error(code, err, "records no data", "pass --data SPEC")
     code, out, err = cli(capsys, "sample", bare, "--codes", "fitted", "--data", npy, "-o", tmp_path / "s.png")
-    assert code == 0 and "2500 training images" in out, err
+    assert code == 0 and "800 training images" in out, err
