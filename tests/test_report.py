@@ -38,13 +38,14 @@ def _base_sections(request, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def runs(mnist_small, tmp_path_factory):
-    """Two tiny VAEs on a real MNIST subset (2 epochs each)."""
+def runs(synthetic_npy, tmp_path_factory):
+    """Two tiny VAEs on synthetic digits given as user data (2 epochs each)."""
     root = tmp_path_factory.mktemp("report-runs")
+    train = vaelab.load_dataset(synthetic_npy, "train")
     for name, latent in (("small", 2), ("wide", 4)):
-        vaelab.train("vae", mnist_small.train.subset(slice(0, 300)), root / name,
+        vaelab.train("vae", train.subset(slice(0, 300)), root / name,
                      model_config={**TINY, "latent_dim": latent}, config={**FAST, "epochs": 2},
-                     val_data=mnist_small.val.subset(slice(0, 100)), progress=False)
+                     val_data=train.subset(slice(300, 400)), progress=False)
     return root
 
 
@@ -52,8 +53,8 @@ def _images(page: str) -> list[bytes]:
     return [base64.b64decode(s) for s in re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)]
 
 
-def test_one_run_page_holds_its_own_pictures_and_metrics(runs, data_dir, tmp_path):
-    page = make_report([runs / "small"], tmp_path / "r.html", data_dir=data_dir, eval_images=200).read_text()
+def test_one_run_page_holds_its_own_pictures_and_metrics(runs, synthetic_npy, tmp_path):
+    page = make_report([runs / "small"], tmp_path / "r.html", data=synthetic_npy, eval_images=200).read_text()
     assert "http://" not in page and "https://" not in page and "<script" not in page  # nothing fetched or run
     images = _images(page)
     assert len(images) == 3  # curves, samples, reconstructions
@@ -64,13 +65,13 @@ def test_one_run_page_holds_its_own_pictures_and_metrics(runs, data_dir, tmp_pat
     assert "test split: first 200 images" in page and "<td>elbo</td>" in page
 
 
-def test_every_text_is_escaped(runs, data_dir, tmp_path):
+def test_every_text_is_escaped(runs, synthetic_npy, tmp_path):
     run = tmp_path / HOSTILE.replace("/", "")
     shutil.copytree(runs / "small", run)
     record = json.loads((run / "run.json").read_text())
     record["config"]["activation"] = HOSTILE
     (run / "run.json").write_text(json.dumps(record))
-    page = make_report([run], tmp_path / "r.html", data_dir=data_dir, eval_images=0).read_text()
+    page = make_report([run], tmp_path / "r.html", data=synthetic_npy, eval_images=0).read_text()
     assert "<script" not in page and "alert('x')" not in page
     assert html.escape(HOSTILE, quote=True) in page
     assert html.escape(run.name, quote=True) in page
@@ -94,8 +95,8 @@ def test_the_settings_table_shows_only_settings_that_apply(runs, tmp_path):
     assert "<td>sigma</td>" in table and "<td>channels</td>" in table
 
 
-def test_several_runs_get_a_comparison_table_and_a_section_each(runs, data_dir, tmp_path):
-    page = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data_dir=data_dir,
+def test_several_runs_get_a_comparison_table_and_a_section_each(runs, synthetic_npy, tmp_path):
+    page = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data=synthetic_npy,
                        eval_images=100).read_text()
     table = page.split("<h2>Comparison</h2>")[1].split("</table>")[0]
     assert table.count("<tr>") == 3 and "<td>small</td>" in table and "<td>wide</td>" in table
@@ -113,7 +114,7 @@ def test_a_run_without_a_test_split_still_gets_its_page(runs, tmp_path):
     assert len(_images(page)) == 2  # curves and samples
 
 
-def test_a_new_section_is_one_entry_and_may_decline(runs, data_dir, tmp_path, monkeypatch):
+def test_a_new_section_is_one_entry_and_may_decline(runs, synthetic_npy, tmp_path, monkeypatch):
     def declines(ctx):
         raise NotApplicable(f"a {ctx.view.latent_dim}-D latent space has no such picture")
 
@@ -122,14 +123,14 @@ def test_a_new_section_is_one_entry_and_may_decline(runs, data_dir, tmp_path, mo
 
     monkeypatch.setattr(report_sections, "SECTIONS", report_sections.SECTIONS + [("Nope", declines),
                                                                                  ("Zero", draws)])
-    page = make_report([runs / "small"], tmp_path / "r.html", data_dir=data_dir, eval_images=0).read_text()
+    page = make_report([runs / "small"], tmp_path / "r.html", data=synthetic_npy, eval_images=0).read_text()
     assert "<h3>Nope</h3>\n<p class=note>not shown: a 2-D latent space has no such picture</p>" in page
     assert "a code decoded" in page
 
 
-def test_cli_writes_the_report(runs, data_dir, tmp_path, capsys):
+def test_cli_writes_the_report(runs, synthetic_npy, tmp_path, capsys):
     out = tmp_path / "made" / "here" / "report.html"  # a missing directory is refused, as for every -o
-    args = ["report", str(runs / "small"), "-o", str(out), "--data-dir", str(data_dir), "--eval-images", "50",
+    args = ["report", str(runs / "small"), "-o", str(out), "--data", synthetic_npy, "--eval-images", "50",
             "--nll-samples", "4"]
     assert main(args) == 2 and "does not exist" in capsys.readouterr().err and not (tmp_path / "made").exists()
     out.parent.mkdir(parents=True)
@@ -156,8 +157,8 @@ def test_cli_bad_input_is_one_line(runs, tmp_path, capsys, case, message):
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-def test_the_report_opens_in_a_browser_with_every_image_decoded(browser, runs, data_dir, tmp_path):
-    out = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data_dir=data_dir, eval_images=50)
+def test_the_report_opens_in_a_browser_with_every_image_decoded(browser, runs, synthetic_npy, tmp_path):
+    out = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data=synthetic_npy, eval_images=50)
     browser.get(out.as_uri())
     assert "not shown" not in out.read_text()  # every section drew for these VAEs
     assert browser.execute_script("return document.images.length") == 1 + 2 * (1 + len(report_sections.SECTIONS))
@@ -184,10 +185,10 @@ return [document.documentElement.scrollWidth - document.documentElement.clientWi
 """
 
 
-def test_wide_tables_scroll_in_their_box_and_the_page_fits_a_narrow_window(browser, runs, data_dir, tmp_path,
+def test_wide_tables_scroll_in_their_box_and_the_page_fits_a_narrow_window(browser, runs, synthetic_npy, tmp_path,
                                                                           monkeypatch):
     monkeypatch.setattr(report_sections, "SECTIONS", [])
-    out = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data_dir=data_dir, eval_images=50,
+    out = make_report([runs / "small", runs / "wide"], tmp_path / "r.html", data=synthetic_npy, eval_images=50,
                       nll_samples=2)
     browser.set_window_size(700, 900)
     try:
@@ -200,31 +201,31 @@ def test_wide_tables_scroll_in_their_box_and_the_page_fits_a_narrow_window(brows
 
 
 @pytest.fixture(scope="module")
-def other_runs(mnist_small, tmp_path_factory):
-    """A tiny label-conditional VAE and a tiny autoencoder (1 epoch each)."""
+def other_runs(synthetic_npy, tmp_path_factory):
+    """A tiny label-conditional VAE and a tiny autoencoder (1 epoch each) on synthetic digits."""
     root = tmp_path_factory.mktemp("report-other")
     for name in ("cvae", "ae"):
-        vaelab.train(name, mnist_small.train.subset(slice(0, 300)), root / name, model_config=TINY,
+        vaelab.train(name, vaelab.load_dataset(synthetic_npy, "train").subset(slice(0, 300)), root / name, model_config=TINY,
                      config={**FAST, "epochs": 1, "val_size": 0}, progress=False)
     return root
 
 
-def test_a_conditional_model_samples_by_class_and_an_autoencoder_from_its_codes(other_runs, data_dir, tmp_path):
+def test_a_conditional_model_samples_by_class_and_an_autoencoder_from_its_codes(other_runs, synthetic_npy, tmp_path):
     cvae = vaelab.load(other_runs / "cvae")
-    page = make_report([other_runs / "cvae"], tmp_path / "c.html", data_dir=data_dir, eval_images=100).read_text()
+    page = make_report([other_runs / "cvae"], tmp_path / "c.html", data=synthetic_npy, eval_images=100).read_text()
     assert png_bytes(grid(sample_images(cvae, 60, 0), nrow=10)) in _images(page)  # column j is class j
     assert "column j is class j (0..9)" in page and "<td>celbo</td>" in page
-    page = make_report([other_runs / "cvae"], tmp_path / "c3.html", data_dir=data_dir, eval_images=0,
+    page = make_report([other_runs / "cvae"], tmp_path / "c3.html", data=synthetic_npy, eval_images=0,
                        label=3).read_text()
     assert png_bytes(grid(sample_images(cvae, 64, 0, label=3))) in _images(page)
-    page = make_report([other_runs / "ae"], tmp_path / "a.html", data_dir=data_dir, eval_images=100).read_text()
-    assert "Gaussian fitted to the codes of 1000 test images" in page and len(_images(page)) == 3
+    page = make_report([other_runs / "ae"], tmp_path / "a.html", data=synthetic_npy, eval_images=100).read_text()
+    assert "Gaussian fitted to the codes of 200 test images" in page and len(_images(page)) == 3
 
 
-def test_every_picture_section_draws_for_a_conditional_model_and_an_autoencoder(other_runs, data_dir, tmp_path,
+def test_every_picture_section_draws_for_a_conditional_model_and_an_autoencoder(other_runs, synthetic_npy, tmp_path,
                                                                                 monkeypatch):
     monkeypatch.setattr(report_sections, "SECTIONS", ALL)
-    out = make_report([other_runs / "cvae", other_runs / "ae"], tmp_path / "r.html", data_dir=data_dir,
+    out = make_report([other_runs / "cvae", other_runs / "ae"], tmp_path / "r.html", data=synthetic_npy,
                       eval_images=50)
     page = out.read_text()
     assert "not shown" not in page
