@@ -22,10 +22,10 @@ FAST = {"threads": 1, "batch_size": 100, "epochs": 1}
 
 
 @pytest.fixture(scope="module")
-def images(mnist_small, tmp_path_factory):
-    """300 real MNIST images with labels, as a file a command line can name."""
+def images(synthetic_small, tmp_path_factory):
+    """300 synthetic digits with labels, as a file a command line can name."""
     path = tmp_path_factory.mktemp("data") / "digits.npz"
-    part = mnist_small.train.subset(slice(0, 300))
+    part = synthetic_small.train.subset(slice(0, 300))
     np.savez(path, x=(part.x.numpy() * 255).astype(np.uint8), y=part.y.numpy())
     return f"npy:{path}"
 
@@ -65,7 +65,7 @@ def test_load_attaches_the_prior_and_the_vq_vae_samples_through_it(run, tmp_path
     assert (tmp_path / "s.png").stat().st_size > 0
 
 
-def test_eval_reports_the_bound_and_names_it_a_bound(run, images, capsys, mnist_small):
+def test_eval_reports_the_bound_and_names_it_a_bound(run, images, capsys, synthetic_small):
     assert cli_main(["eval", str(run), "--data", images, "--split", "train", "--limit", "40", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert "nll" not in result and result["nll_bound"] > 0
@@ -82,9 +82,9 @@ def test_eval_reports_the_bound_and_names_it_a_bound(run, images, capsys, mnist_
     assert result["nll_bound"] == pytest.approx(-float(by_hand.double().mean()), rel=1e-4)
 
 
-def test_a_vq_vae_without_a_prior_says_how_to_get_one(mnist_small, tmp_path, capsys):
+def test_a_vq_vae_without_a_prior_says_how_to_get_one(synthetic_small, tmp_path, capsys):
     out = tmp_path / "bare"
-    vaelab.train("vqvae", mnist_small.train.subset(slice(0, 100)), out, model_config=VQ,
+    vaelab.train("vqvae", synthetic_small.train.subset(slice(0, 100)), out, model_config=VQ,
                  config={**FAST, "val_size": 0}, progress=False)
     model = vaelab.load(out)
     assert model.prior is None and not model.bounds_likelihood
@@ -92,7 +92,7 @@ def test_a_vq_vae_without_a_prior_says_how_to_get_one(mnist_small, tmp_path, cap
         model.sample(2)
     assert cli_main(["sample", str(out), "-o", str(tmp_path / "s.png")]) == 2
     assert "vaelab train-prior RUN" in capsys.readouterr().err
-    assert "nll_bound" not in vaelab.evaluate(model, binarize_static(mnist_small.test.x[:20], 0))
+    assert "nll_bound" not in vaelab.evaluate(model, binarize_static(synthetic_small.test.x[:20], 0))
 
 
 def test_a_prior_of_other_weights_is_refused_on_load_and_on_train_prior(run, images, tmp_path):
@@ -120,9 +120,9 @@ def test_train_prior_again_needs_resume_and_continues(run, images, capsys, tmp_p
     assert "--layers differs" in capsys.readouterr().err
 
 
-def test_class_conditional_prior_samples_by_label(mnist_small, tmp_path, capsys):
+def test_class_conditional_prior_samples_by_label(synthetic_small, tmp_path, capsys):
     out = tmp_path / "cond"
-    data = mnist_small.train.subset(slice(0, 200))
+    data = synthetic_small.train.subset(slice(0, 200))
     vaelab.train("vqvae", data, out, model_config=VQ, config={**FAST, "val_size": 0}, progress=False)
     train_prior(out, data=data, model_config={**PRIOR, "classes": 10}, config={**FAST, "val_size": 0},
                 progress=False)
@@ -138,7 +138,7 @@ def test_an_unconditional_prior_refuses_a_label(run):
         vaelab.load(run).sample(2, y=3)
 
 
-def test_bad_code_maps_and_bad_runs_are_one_line(run, trained_vae, tmp_path):
+def test_bad_code_maps_and_bad_runs_are_one_line(run, synthetic_vae, tmp_path):
     prior = vaelab.load(run).prior
     with pytest.raises(VaelabError, match=r"code maps of shape \[1, 6, 6\]"):
         prior.exact_log_likelihood(torch.zeros(2, 6, 6, dtype=torch.long))
@@ -146,7 +146,7 @@ def test_bad_code_maps_and_bad_runs_are_one_line(run, trained_vae, tmp_path):
         prior.exact_log_likelihood(torch.full((2, 7, 7), 16))
     with pytest.raises(VaelabError, match="fractional"):
         prior.exact_log_likelihood(torch.full((2, 7, 7), 0.5))
-    vaelab.save(trained_vae, tmp_path / "vae")
+    vaelab.save(synthetic_vae, tmp_path / "vae")
     (tmp_path / "vae" / "run.json").write_text("{}")
     with pytest.raises(VaelabError, match="no discrete codes"):
         train_prior(tmp_path / "vae")
