@@ -177,11 +177,11 @@ def test_cli_eval_sample_and_reconstruct(run, data_dir, tmp_path, capsys):
                      "-o", str(tmp_path / "r.png")]) == 0
 
 
-def test_cli_train_has_num_classes_and_refuses_labels_beyond_it(data_dir, tmp_path, capsys):
+def test_cli_train_has_num_classes_and_refuses_labels_beyond_it(synthetic_npy, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "cvae", "--help"])
     assert "--num-classes" in capsys.readouterr().out
-    code = cli_main(["train", "cvae", "--data", "mnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "run"),
+    code = cli_main(["train", "cvae", "--data", synthetic_npy, "--out", str(tmp_path / "run"),
                      "--num-classes", "5", "--hidden", "16", "--latent-dim", "2", "--epochs", "1", "--threads", "1",
                      "--no-progress"])
     err = capsys.readouterr().err
