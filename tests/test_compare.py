@@ -105,13 +105,13 @@ def test_compare_cli_bad_input_is_one_line(tmp_path, data_dir, capsys):
 
 
 @pytest.fixture(scope="module")
-def npz(mnist_small, tmp_path_factory):
-    """600 real MNIST images with labels as an .npz (x uint8 N×28×28, y): user data with labels."""
+def npz(synthetic_small, tmp_path_factory):
+    """600 synthetic digits with labels as an .npz (x uint8 N×28×28, y): user data with labels."""
     import numpy as np
 
     path = tmp_path_factory.mktemp("npz") / "digits600.npz"
-    x = (mnist_small.train.x[:600, 0].numpy() * 255).round().astype(np.uint8)
-    np.savez(path, x=x, y=mnist_small.train.y[:600].numpy())
+    x = (synthetic_small.train.x[:600, 0].numpy() * 255).round().astype(np.uint8)
+    np.savez(path, x=x, y=synthetic_small.train.y[:600].numpy())
     return f"npy:{path}"
 
 
