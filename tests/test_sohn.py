@@ -98,13 +98,13 @@ def test_nn_cll_is_exact_for_every_k():
     assert torch.allclose(-one.mean().float(), m.loss(rows).total.detach(), atol=1e-4)
 
 
-def test_is_cll_is_below_the_bound_and_converges(mnist_small):
+def test_is_cll_is_below_the_bound_and_converges(synthetic_small):
     torch.manual_seed(0)
     m = build("sohn-cvae", quadrants=2, **SMALL)
     with torch.no_grad():  # make z matter and put q(z|x,y) away from p(z|x): a real gap to close
         m.generation[0].weight[:, :2] *= 20
         m.recognition[-1].bias[:2] += 1.5
-    rows = m.eval().as_completion(mnist_small.test.batch()[:60])
+    rows = m.eval().as_completion(synthetic_small.test.batch()[:60])
     bound = completion_bound(m, rows, seed=0)
     cll = {k: float(-conditional_log_likelihood(m, rows, k, seed=5).mean()) for k in (1, 10, 100, 1000)}
     assert cll[1000] <= bound + 1e-3
@@ -114,16 +114,16 @@ def test_is_cll_is_below_the_bound_and_converges(mnist_small):
 
 
 @pytest.fixture(scope="module")
-def runs(mnist_small, tmp_path_factory):
-    """A baseline and a CVAE on it, one short epoch each on real MNIST (2 quadrants given)."""
+def runs(synthetic_small, tmp_path_factory):
+    """A baseline and a CVAE on it, one short epoch each on synthetic digits (2 quadrants given)."""
     root = tmp_path_factory.mktemp("sohn")
     cfg = {**FAST, "epochs": 1, "val_size": 0}
-    data = mnist_small.train.subset(slice(0, 1000))
+    data = synthetic_small.train.subset(slice(0, 1000))
     vaelab.train("sohn-nn", data, root / "nn", model_config={"quadrants": 2, "hidden": [8]}, config=cfg,
-                 val_data=mnist_small.val, progress=False)
+                 val_data=synthetic_small.val, progress=False)
     vaelab.train("sohn-cvae", data, root / "cvae", model_config={"quadrants": 2, **SMALL, "baseline": str(root / "nn")},
-                 config=cfg, val_data=mnist_small.val, progress=False)
-    return root, data, mnist_small
+                 config=cfg, val_data=synthetic_small.val, progress=False)
+    return root, data, synthetic_small
 
 
 def test_train_save_load_resume_eval_round_trip(runs):
@@ -233,10 +233,13 @@ def test_compare_completion_trains_on_a_cosine_schedule_when_asked(tmp_path, dat
     (["compare", "completion", "--quadrants", "3", "--test-size", "10", "--lr-schedule", "linear"],
      "unknown lr schedule 'linear'"),
 ])
-def test_cli_refuses_in_one_line(args, fragment, capsys, tmp_path, data_dir):
+def test_cli_refuses_in_one_line(args, fragment, capsys, tmp_path, request):
     from vaelab.cli import main
 
-    code = main([*args, "--data", "mnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "o"),
+    # training takes any labelled 28×28 images; compare completion is defined on MNIST
+    data = ([request.getfixturevalue("synthetic_npy")] if args[0] == "train"
+            else ["mnist", "--data-dir", str(request.getfixturevalue("data_dir"))])
+    code = main([*args, "--data", *data, "--out", str(tmp_path / "o"),
                  "--threads", "1", "--no-progress", *(["--epochs", "1"] if args[0] == "train" else [])])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
@@ -245,12 +248,12 @@ def test_cli_refuses_in_one_line(args, fragment, capsys, tmp_path, data_dir):
 
 @pytest.mark.parametrize("command", [["sample", "-o"], ["reconstruct", "--data", "mnist", "-o"],
                                      ["encode", "--data", "mnist", "-o"]])
-def test_commands_a_completion_model_lacks_are_one_line(command, runs, capsys, tmp_path, data_dir):
+def test_commands_a_completion_model_lacks_are_one_line(command, runs, capsys, tmp_path, synthetic_npy):
     from vaelab.cli import main
 
     root, _, _ = runs
     suffix = ".npz" if command[0] == "encode" else ".png"
-    extra = ["--data-dir", str(data_dir)] if "--data" in command else []
-    code = main([command[0], str(root / "cvae"), *command[1:], str(tmp_path / f"out{suffix}"), *extra])
+    command = [synthetic_npy if part == "mnist" else part for part in command]  # any labelled 28×28 images
+    code = main([command[0], str(root / "cvae"), *command[1:], str(tmp_path / f"out{suffix}")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: a 'sohn-cvae' model ") and err.count("\n") == 1, err
