@@ -175,8 +175,8 @@ def test_cli_bad_input_one_line(cmma_run, data_dir, tmp_path, capsys):
         assert err.startswith("error: ") and err.count("\n") == 1, (argv, err)
 
 
-def test_encoder_x_and_class_only_models_train_and_sample(mnist_small):
-    data = mnist_small.train.subset(slice(0, 200))
+def test_encoder_x_and_class_only_models_train_and_sample(synthetic_small):
+    data = synthetic_small.train.subset(slice(0, 200))
     for settings in ({"encoder": "x"}, {"attributes": ["class"]}, {"attributes": ["thickness"]}):
         config = build("cmma", **vaelab.models.model_class("cmma").data_settings(data, {**SMALL, **settings})).config
         model = build("cmma", **config.to_dict())
@@ -226,10 +226,11 @@ def test_edit_keeps_the_place_in_the_prior(cmma_run, mnist_small):
         model.edit(batch, {"thickness": 4.0}, via="sideways")
 
 
-def test_the_attribute_checks_command_refuses_a_model_without_attributes_in_one_line(tmp_path, data_dir, capsys):
+def test_the_attribute_checks_command_refuses_a_model_without_attributes_in_one_line(tmp_path, synthetic_npy,
+                                                                                    capsys):
     from vaelab.evaluation.attribute_checks import main as checks_main
 
     vaelab.save(vaelab.build("vae", input_shape=(1, 28, 28), hidden=[8], latent_dim=2), tmp_path / "vae")
-    assert checks_main([str(tmp_path / "vae"), "--data", "mnist", "--data-dir", str(data_dir)]) == 2
+    assert checks_main([str(tmp_path / "vae"), "--data", synthetic_npy]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "attribute" in err
