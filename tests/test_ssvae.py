@@ -217,9 +217,9 @@ def test_labels_on_data_without_labels_are_refused(synthetic, tmp_path):
                      config={**FAST, "epochs": 1, "labels": 100}, progress=False)
 
 
-def test_cli_refuses_a_label_count_that_is_not_balanced(data_dir, tmp_path, capsys):
-    code = cli_main(["train", "m2", "--data", "mnist", "--data-dir", str(data_dir), "--out", str(tmp_path / "r"),
-                     "--labels", "55", "--threads", "1", "--no-progress"])
+def test_cli_refuses_a_label_count_that_is_not_balanced(synthetic_npy, tmp_path, capsys):
+    code = cli_main(["train", "m2", "--data", synthetic_npy, "--out", str(tmp_path / "r"),
+                     "--labels", "55", "--val-size", "100", "--threads", "1", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "choose 50 or 60" in err
     assert not (tmp_path / "r").exists()
