@@ -135,8 +135,8 @@ def test_temperature_follows_the_schedule():
     assert constant.temperature == 0.7
 
 
-def test_annealing_resumes_where_it_stopped(mnist_small, tmp_path):
-    data = mnist_small.train.subset(slice(0, 300))
+def test_annealing_resumes_where_it_stopped(synthetic_small, tmp_path):
+    data = synthetic_small.train.subset(slice(0, 300))
     settings = {"temperature": 1.0, "min_temperature": 0.1, "anneal_rate": 0.5, **SMALL}
     train = {**FAST, "val_size": 0, "seed": 3}
     whole = vaelab.train("binvae", data, tmp_path / "whole", model_config=settings,
@@ -263,8 +263,8 @@ def test_many_categoricals_have_no_cluster_capability():
 
 
 # -- bad input ------------------------------------------------------------------------------------
-def test_a_temperature_of_zero_is_one_line(tmp_path, capsys, data_dir):
-    _one_line(capsys, ["train", "catvae", "--data", "mnist", "--data-dir", data_dir, "--out", tmp_path / "run",
+def test_a_temperature_of_zero_is_one_line(tmp_path, capsys, synthetic_npy):
+    _one_line(capsys, ["train", "catvae", "--data", synthetic_npy, "--out", tmp_path / "run",
                        "--no-progress", "--temperature", "0"], "temperature must be > 0", "0.0")
 
 
