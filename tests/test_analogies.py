@@ -66,11 +66,11 @@ def test_png_rows_are_sources_then_classes(cvae, mnist_small, tmp_path):
     np.testing.assert_allclose(tile(2, 1 + 7), made[2, 7, 0].numpy(), atol=1 / 255)
 
 
-def test_a_model_without_labels_is_refused(trained_vae, mnist_small, tmp_path):
+def test_a_model_without_labels_is_refused(synthetic_vae, synthetic_small, tmp_path):
     with pytest.raises(VaelabError, match=r"^analogies need a label-conditional model such as cvae: a 'vae'"):
-        analogies(trained_vae, mnist_small.test.x[:2], mnist_small.test.y[:2])
+        analogies(synthetic_vae, synthetic_small.test.x[:2], synthetic_small.test.y[:2])
     with pytest.raises(VaelabError, match="label-conditional"):
-        checks.sample_accuracy(trained_vae, None)
+        checks.sample_accuracy(synthetic_vae, None)
 
 
 def test_command_writes_the_grid_and_refuses_in_one_line(cvae_run, trained_vae, data_dir, tmp_path, capsys):
