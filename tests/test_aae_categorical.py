@@ -82,13 +82,13 @@ def test_each_phase_updates_only_its_own_parameters():
     assert norm <= ids(cluster.phases()["reconstruction"].parameters())
 
 
-def test_the_category_discriminator_sees_one_hot_prior_draws_and_softmax_codes(mnist_small):
+def test_the_category_discriminator_sees_one_hot_prior_draws_and_softmax_codes(synthetic_small):
     torch.manual_seed(0)
     model = vaelab.build("aae-cluster", input_shape=[1, 28, 28], **SMALL, clusters=30)
     seen = []
     original = model.disc_y.forward
     model.disc_y.forward = lambda y: (seen.append(y.detach()), original(y))[1]
-    loss = model.disc_loss(Batch(mnist_small.train.x[:600]))
+    loss = model.disc_loss(Batch(synthetic_small.train.x[:600]))
     prior, codes = seen
     assert prior.shape == codes.shape == (600, 30)
     assert torch.equal(prior.sum(1), torch.ones(600)) and bool(((prior == 0) | (prior == 1)).all())
@@ -99,10 +99,10 @@ def test_the_category_discriminator_sees_one_hot_prior_draws_and_softmax_codes(m
     assert all(p.grad is None for p in model.encoder.parameters())  # the codes are constants for D
 
 
-def test_the_classification_phase_uses_only_the_labelled_rows(mnist_small):
+def test_the_classification_phase_uses_only_the_labelled_rows(synthetic_small):
     torch.manual_seed(0)
     model = vaelab.build("aae-semi", input_shape=[1, 28, 28], **SMALL)
-    batch = _mixed_batch(mnist_small, n_labelled=5)
+    batch = _mixed_batch(synthetic_small, n_labelled=5)
     x = batch.x.clone().requires_grad_(True)
     loss = model.class_loss(Batch(x, batch.y, batch.labelled))
     loss.total.backward()
@@ -121,19 +121,19 @@ def test_the_classification_phase_uses_only_the_labelled_rows(mnist_small):
     assert float(none.total.detach()) == 0.0
 
 
-def test_cluster_probs_rows_sum_to_one_and_name_clusters(mnist_small):
+def test_cluster_probs_rows_sum_to_one_and_name_clusters(synthetic_small):
     torch.manual_seed(0)
     model = vaelab.build("aae-cluster", input_shape=[1, 28, 28], **SMALL, clusters=16).eval()
     with torch.no_grad():
-        probs = model.cluster_probs(mnist_small.train.x[:300])
-        test = model.cluster_probs(Batch(mnist_small.test.x))
+        probs = model.cluster_probs(synthetic_small.train.x[:300])
+        test = model.cluster_probs(Batch(synthetic_small.test.x))
     assert probs.shape == (300, 16) and bool((probs >= 0).all())
     assert torch.allclose(probs.sum(1), torch.ones(300), atol=1e-6)
-    names = cluster_labels(probs, mnist_small.train.y[:300], "most-confident")
+    names = cluster_labels(probs, synthetic_small.train.y[:300], "most-confident")
     assert names.shape == (16,)
     # the error is the share of images whose likeliest cluster is named for another class
-    wrong = (names[test.argmax(1)] != mnist_small.test.y).float().mean()
-    assert cluster_error(test, mnist_small.test.y, names) == pytest.approx(float(wrong))
+    wrong = (names[test.argmax(1)] != synthetic_small.test.y).float().mean()
+    assert cluster_error(test, synthetic_small.test.y, names) == pytest.approx(float(wrong))
     assert model.sample(4, y=3).shape == (4, 1, 28, 28)
     with pytest.raises(VaelabError, match=r"label 16 is outside this aae-cluster's categories 0..15"):
         model.sample(2, y=16)
@@ -174,8 +174,8 @@ def test_semi_resume_is_bit_identical(mnist_small, semi_run, tmp_path):
     assert strip(_metrics(out)) == strip(_metrics(semi_run))
 
 
-def test_cluster_resume_with_the_logit_batch_norm_is_bit_identical(mnist_small, tmp_path):
-    data = mnist_small.train.subset(slice(0, 600))
+def test_cluster_resume_with_the_logit_batch_norm_is_bit_identical(synthetic_small, tmp_path):
+    data = synthetic_small.train.subset(slice(0, 600))
     _train("aae-cluster", data, tmp_path / "straight", {"clusters": 16}, epochs=2)
     _train("aae-cluster", data, tmp_path / "split", {"clusters": 16}, epochs=1)
     _train("aae-cluster", data, tmp_path / "split", epochs=2, resume=True)
@@ -188,10 +188,10 @@ def test_cluster_resume_with_the_logit_batch_norm_is_bit_identical(mnist_small, 
 # --- divergence ---------------------------------------------------------------------------------
 
 
-def test_training_health_names_each_game_and_a_collapsed_clustering(mnist_small):
+def test_training_health_names_each_game_and_a_collapsed_clustering(synthetic_small):
     torch.manual_seed(0)
     model = vaelab.build("aae-cluster", input_shape=[1, 28, 28], **SMALL, clusters=4, logit_batchnorm=False)
-    data = Batch(mnist_small.val.x[:100])
+    data = Batch(synthetic_small.val.x[:100])
     fine = {"discriminator/disc_y": 1.3, "discriminator/disc_z": 1.3, "generator/gen_y": 0.7, "generator/gen_z": 0.7}
     assert model.training_health(fine, data) == []
     [problem] = model.training_health({**fine, "discriminator/disc_y": 1e-4}, data)
@@ -219,14 +219,14 @@ def test_bad_settings_are_refused_in_one_line(name, settings, message):
     assert "\n" not in str(info.value)
 
 
-def test_semi_without_labels_and_cluster_with_labels_are_refused(mnist_small, tmp_path):
-    unlabelled = vaelab.Dataset("unlabelled", mnist_small.train.x[:200])
+def test_semi_without_labels_and_cluster_with_labels_are_refused(synthetic_small, tmp_path):
+    unlabelled = vaelab.Dataset("unlabelled", synthetic_small.train.x[:200])
     with pytest.raises(VaelabError, match="aae-semi fits q\\(y\\|x\\) to labelled images, but the training data "
                                           "has none; train it on a labelled dataset with --labels N"):
         _train("aae-semi", unlabelled, tmp_path / "a", epochs=1)
     with pytest.raises(VaelabError, match="aae-cluster learns without labels, but --labels keeps some; drop --labels"):
-        _train("aae-cluster", mnist_small.train.subset(slice(0, 200)), tmp_path / "b", epochs=1, labels=20)
-    bad = Batch(mnist_small.train.x[:4], torch.tensor([1, 2, 10, 3]))
+        _train("aae-cluster", synthetic_small.train.subset(slice(0, 200)), tmp_path / "b", epochs=1, labels=20)
+    bad = Batch(synthetic_small.train.x[:4], torch.tensor([1, 2, 10, 3]))
     model = vaelab.build("aae-semi", input_shape=[1, 28, 28], **SMALL)
     with pytest.raises(VaelabError, match=r"label 10 is outside this aae-semi's categories 0..9"):
         model.class_loss(bad)
