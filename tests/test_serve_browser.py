@@ -22,19 +22,19 @@ WAIT_S = 10
 
 
 @pytest.fixture(scope="module")
-def cvae(mnist_small, tmp_path_factory):
+def cvae(synthetic_small, tmp_path_factory):
     """A small label-conditional VAE trained for one short epoch."""
     out = tmp_path_factory.mktemp("explorer-cvae") / "run"
-    result = vaelab.train("cvae", mnist_small.train.subset(slice(0, 300)), out,
+    result = vaelab.train("cvae", synthetic_small.train.subset(slice(0, 300)), out,
                           model_config={**TINY, "latent_dim": 3}, config={**FAST, "epochs": 1, "val_size": 0},
                           progress=False)
     return result.model.eval()
 
 
 @pytest.fixture(scope="module")
-def site(trained_vae, cvae, mnist_small):
-    views = [build_view("vae", trained_vae, mnist_small.test, mnist_small.train, map_size=300, pool_size=500),
-             build_view("cvae", cvae, mnist_small.test, mnist_small.train, map_size=100, pool_size=100)]
+def site(synthetic_vae, cvae, synthetic_small):
+    views = [build_view("vae", synthetic_vae, synthetic_small.test, synthetic_small.train, map_size=300, pool_size=500),
+             build_view("cvae", cvae, synthetic_small.test, synthetic_small.train, map_size=100, pool_size=100)]
     srv = start_in_thread(Explorer(views))
     yield srv
     srv.shutdown()
@@ -122,9 +122,9 @@ def test_clicking_two_map_points_shows_them_and_interpolates(page, site):
     assert np.array_equal(_pixels(end), _pixels(_api(site, f"/api/runs/0/points/{b}")["recon"]))
 
 
-def test_an_upload_returns_its_code_and_its_neighbours(page, mnist_small, tmp_path):
+def test_an_upload_returns_its_code_and_its_neighbours(page, synthetic_small, tmp_path):
     path = tmp_path / "digit.png"
-    Image.fromarray((mnist_small.train.x[3, 0].numpy() * 255).round().astype(np.uint8)).save(path)
+    Image.fromarray((synthetic_small.train.x[3, 0].numpy() * 255).round().astype(np.uint8)).save(path)
     page.find_element("id", "upload").send_keys(str(path))
     _wait(page, "document.getElementById('upload-code').textContent.startsWith('code: [')")
     code = page.find_element("id", "upload-code").text
