@@ -120,10 +120,10 @@ def test_training_steps_lower_the_loss(synthetic_small):
 
 
 @pytest.fixture(scope="module")
-def run(mnist_small, tmp_path_factory):
+def run(synthetic_small, tmp_path_factory):
     out = tmp_path_factory.mktemp("pixelcnn") / "run"
-    vaelab.train("pixelcnn", mnist_small.train.subset(slice(0, 300)), out, model_config=TINY,
-                 config={**FAST, "epochs": 1, "val_size": 0}, val_data=mnist_small.val.subset(slice(0, 100)),
+    vaelab.train("pixelcnn", synthetic_small.train.subset(slice(0, 300)), out, model_config=TINY,
+                 config={**FAST, "epochs": 1, "val_size": 0}, val_data=synthetic_small.val.subset(slice(0, 100)),
                  progress=False)
     return out
 
@@ -134,12 +134,12 @@ def test_run_records_dynamic_binarization_and_writes_samples_and_completions(run
     assert (run / "samples.png").is_file() and (run / "completions.png").is_file()
 
 
-def test_save_load_round_trip_and_exact_eval(run, mnist_small):
+def test_save_load_round_trip_and_exact_eval(run, synthetic_small):
     m = vaelab.load(run)
-    x = binarize_static(mnist_small.test.batch().x[:50], 123)
+    x = binarize_static(synthetic_small.test.batch().x[:50], 123)
     again = vaelab.load(run)
     assert torch.equal(m.exact_log_likelihood(x), again.exact_log_likelihood(x))
-    result = vaelab.evaluate(m, mnist_small.test.subset(slice(0, 50)), binarize="dynamic", nll_samples=100)
+    result = vaelab.evaluate(m, synthetic_small.test.subset(slice(0, 50)), binarize="dynamic", nll_samples=100)
     assert result["nll_method"] == "exact" and result["k"] == 0
     assert result["nll"] == pytest.approx(-m.exact_log_likelihood(x).double().mean().item(), rel=1e-5)
     assert result["bits_per_dim"] == pytest.approx(result["nll"] / (784 * 0.6931471805599453))
@@ -151,8 +151,8 @@ def test_save_load_round_trip_and_exact_eval(run, mnist_small):
     assert torch.equal(done[:, :, :14], x[:3, :, :14])
 
 
-def test_cli_eval_reports_exact_nll_and_sample_writes_png(run, data_dir, tmp_path, capsys):
-    code = cli_main(["eval", str(run), "--data", "mnist", "--data-dir", str(data_dir), "--limit", "50",
+def test_cli_eval_reports_exact_nll_and_sample_writes_png(run, synthetic_npy, tmp_path, capsys):
+    code = cli_main(["eval", str(run), "--data", synthetic_npy, "--limit", "50",
                      "--json", "--threads", "1", "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -210,24 +210,24 @@ def test_row_lstm_is_causal_exact_and_samples_as_the_naive_sampler():
         assert abs(float(m.exact_log_likelihood(images).double().exp().sum()) - 1.0) < 1e-5
 
 
-def test_pixelrnn_trains_saves_loads_and_evaluates_exactly(mnist_small, tmp_path):
+def test_pixelrnn_trains_saves_loads_and_evaluates_exactly(synthetic_small, tmp_path):
     out = tmp_path / "rnn"
-    vaelab.train("pixelrnn", mnist_small.train.subset(slice(0, 100)), out, model_config=ROW,
-                 config={**FAST, "epochs": 1, "val_size": 0}, val_data=mnist_small.val.subset(slice(0, 50)),
+    vaelab.train("pixelrnn", synthetic_small.train.subset(slice(0, 100)), out, model_config=ROW,
+                 config={**FAST, "epochs": 1, "val_size": 0}, val_data=synthetic_small.val.subset(slice(0, 50)),
                  progress=False)
     m = vaelab.load(out)
     assert m.name == "pixelrnn" and (out / "completions.png").is_file()
-    result = vaelab.evaluate(m, mnist_small.test.subset(slice(0, 20)), binarize="dynamic")
+    result = vaelab.evaluate(m, synthetic_small.test.subset(slice(0, 20)), binarize="dynamic")
     assert result["nll_method"] == "exact" and 0 < result["nll"] < 784 * 0.7
     with pytest.raises(VaelabError, match="pixelrnn models binary images"):
         m.loss(torch.full((2, 1, 28, 28), 0.5))
 
 
-def test_class_conditional_run_reports_cnll_and_samples_by_label(mnist_small, tmp_path, capsys):
+def test_class_conditional_run_reports_cnll_and_samples_by_label(synthetic_small, tmp_path, capsys):
     out = tmp_path / "y"
-    vaelab.train("pixelcnn", mnist_small.train.subset(slice(0, 100)), out, model_config={**TINY, "classes": 10},
+    vaelab.train("pixelcnn", synthetic_small.train.subset(slice(0, 100)), out, model_config={**TINY, "classes": 10},
                  config={**FAST, "epochs": 1, "val_size": 0}, progress=False)
-    result = vaelab.evaluate(vaelab.load(out), mnist_small.test.subset(slice(0, 20)), binarize="dynamic")
+    result = vaelab.evaluate(vaelab.load(out), synthetic_small.test.subset(slice(0, 20)), binarize="dynamic")
     assert result["cnll_method"] == "exact" and "cnll" in result and "nll" not in result
     assert cli_main(["sample", str(out), "--label", "3", "-n", "2", "-o", str(tmp_path / "3.png")]) == 0
     assert cli_main(["sample", str(out), "--label", "12", "-n", "2", "-o", str(tmp_path / "x.png")]) == 2
