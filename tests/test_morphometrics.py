@@ -102,8 +102,8 @@ def test_empty_image_is_zeros_and_invalid_noise_and_white_are_finite():
     assert m.summary()["thickness"]["mean"] == pytest.approx(m.thickness[m.valid].mean())
 
 
-def test_chunking_uint8_and_layouts_give_the_same_figures(mnist_small):
-    x = mnist_small.test.x[:30]
+def test_chunking_uint8_and_layouts_give_the_same_figures(synthetic_small):
+    x = synthetic_small.test.x[:30]
     a = mm.measure(x, chunk=64)
     for other in (mm.measure(x, chunk=7), mm.measure(x[:, 0].numpy())):
         for name in mm.MEASURES:
@@ -128,8 +128,8 @@ def test_bad_input_is_one_clear_line(images, settings, message):
     assert "\n" not in str(info.value)
 
 
-def test_dataset_figures_are_cached_by_content(tmp_path, monkeypatch, mnist_small):
-    x = mnist_small.test.x[:12]
+def test_dataset_figures_are_cached_by_content(tmp_path, monkeypatch, synthetic_small):
+    x = synthetic_small.test.x[:12]
     first = mm.dataset_morphometrics(x, cache_dir=tmp_path)
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].suffix == ".safetensors"
@@ -148,8 +148,8 @@ def test_default_cache_lives_in_the_user_cache(monkeypatch, tmp_path):
     assert mm.cache_directory() == tmp_path / "vaelab" / "morphometrics"
 
 
-def test_attribute_vectors_one_hot_and_recorded_standardization(mnist_small):
-    train, test = mnist_small.train.subset(slice(0, 60)), mnist_small.test.subset(slice(0, 20))
+def test_attribute_vectors_one_hot_and_recorded_standardization(synthetic_small):
+    train, test = synthetic_small.train.subset(slice(0, 60)), synthetic_small.test.subset(slice(0, 20))
     y, stand = mm.attribute_vectors(train.y, mm.measure(train.x))
     assert y.shape == (60, 12) and y.dtype == torch.float32
     assert torch.equal(y[:, :10].argmax(1), train.y) and torch.equal(y[:, :10].sum(1), torch.ones(60))
