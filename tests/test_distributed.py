@@ -45,10 +45,10 @@ SETTINGS = ["--threads", "1", "--batch-size", "51", "--no-progress", "--seed", "
 
 
 @pytest.fixture(scope="module")
-def npy(mnist_small, tmp_path_factory):
-    """600 real MNIST images as a uint8 N×28×28 .npy file."""
-    path = tmp_path_factory.mktemp("ddp") / "mnist600.npy"
-    np.save(path, (mnist_small.train.x[:600, 0].numpy() * 255).round().astype(np.uint8))
+def npy(synthetic_small, tmp_path_factory):
+    """600 synthetic digits as a uint8 N×28×28 .npy file."""
+    path = tmp_path_factory.mktemp("ddp") / "digits600.npy"
+    np.save(path, (synthetic_small.train.x[:600, 0].numpy() * 255).round().astype(np.uint8))
     return f"npy:{path}"
 
 
