@@ -105,16 +105,16 @@ def tiny_run(tmp_path_factory):
     return vaelab.save(_model(latent_dim=3, shape=(1, 28, 28)), tmp_path_factory.mktemp("map") / "vae")
 
 
-def test_cli_scatter_maps_the_test_split(tiny_run, data_dir, tmp_path, capsys):
+def test_cli_scatter_maps_the_test_split(tiny_run, synthetic_npy, tmp_path, capsys):
     out, pts = tmp_path / "map.png", tmp_path / "pts.npz"
-    code, stdout, err = cli(capsys, "scatter", tiny_run, "--data", "mnist", "--data-dir", data_dir, "--limit", "300",
+    code, stdout, err = cli(capsys, "scatter", tiny_run, "--data", synthetic_npy, "--limit", "150",
                             "--threads", "1", "-o", out, "--save-codes", pts)
     assert code == 0, err
     assert f"wrote {out} and {pts}" in stdout and err == ""
     assert_png(out)
-    test = vaelab.load_dataset("mnist", "test", data_dir=data_dir)
+    test = vaelab.load_dataset(synthetic_npy, "test")
     with np.load(pts) as f:
-        assert f["points"].shape == (300, 2) and np.array_equal(f["y"], test.y[:300].numpy())
+        assert f["points"].shape == (150, 2) and np.array_equal(f["y"], test.y[:150].numpy())
     assert _tab10_colours_in(out) == 9  # 10 classes, less the grey
 
 
@@ -132,8 +132,8 @@ def test_cli_scatter_without_labels_notes_it(tiny_run, tmp_path, capsys):
     (["--save-codes", "pts.txt"], "ending in .npz"),
     (["--limit", "-1"], "--limit must be >= 0"),
 ])
-def test_cli_scatter_bad_input_is_one_line(tiny_run, data_dir, tmp_path, capsys, args, fragment):
-    code, _, err = cli(capsys, "scatter", tiny_run, "--data", "mnist", "--data-dir", data_dir, *args,
+def test_cli_scatter_bad_input_is_one_line(tiny_run, synthetic_npy, tmp_path, capsys, args, fragment):
+    code, _, err = cli(capsys, "scatter", tiny_run, "--data", synthetic_npy, *args,
                        "-o", tmp_path / "m.png")
     assert_one_line_error(code, err, fragment)
     assert not (tmp_path / "m.png").exists()
