@@ -102,11 +102,11 @@ def saved(synthetic_vae, synthetic_small, tmp_path_factory):
     return root
 
 
-def test_cli_prints_each_paths_measures_and_writes_three_rows(saved, data_dir, tmp_path, capsys):
+def test_cli_prints_each_paths_measures_and_writes_three_rows(saved, synthetic_npy, tmp_path, capsys):
     out = tmp_path / "i.png"
-    pixels = (vaelab.load_dataset("mnist", "test", data_dir=data_dir).x[9, 0].numpy() * 255).round()
+    pixels = (vaelab.load_dataset(synthetic_npy, "test").x[9, 0].numpy() * 255).round()
     Image.fromarray(pixels.astype(np.uint8), "L").save(tmp_path / "nine.png")
-    code, stdout, err = cli(capsys, "interpolate", saved / "vae", "--data", "mnist", "--data-dir", data_dir,
+    code, stdout, err = cli(capsys, "interpolate", saved / "vae", "--data", synthetic_npy,
                             "--from", "0", "--to-file", tmp_path / "nine.png", "--steps", "4",
                             "--classifier", saved / "clf", "-o", out)
     assert code == 0, err
@@ -116,21 +116,21 @@ def test_cli_prints_each_paths_measures_and_writes_three_rows(saved, data_dir, t
         assert img.height == 3 * (56 + 4) + 4
 
 
-def test_cli_bad_input_is_one_line(saved, data_dir, tmp_path, capsys):
-    base = ["interpolate", saved / "vae", "--data", "mnist", "--data-dir", data_dir, "--no-classifier",
+def test_cli_bad_input_is_one_line(saved, synthetic_npy, tmp_path, capsys):
+    base = ["interpolate", saved / "vae", "--data", synthetic_npy, "--no-classifier",
             "-o", tmp_path / "i.png"]
     assert_one_line_error(*cli(capsys, *base, "--from", "5", "--to", "5")[::2], "nothing to interpolate")
-    assert_one_line_error(*cli(capsys, *base, "--from", "0", "--to", "10000")[::2], "--to 10000", "0 to 9999")
+    assert_one_line_error(*cli(capsys, *base, "--from", "0", "--to", "200")[::2], "--to 200", "0 to 199")
     assert_one_line_error(*cli(capsys, *base, "--to", "1")[::2], "--from I", "--from-file FILE")
     (tmp_path / "bad.png").write_text("text")
     assert_one_line_error(*cli(capsys, *base, "--from-file", tmp_path / "bad.png", "--to", "1")[::2],
                           "cannot read image")
-    assert_one_line_error(*cli(capsys, "interpolate", saved / "clf", "--data", "mnist", "--data-dir", data_dir,
+    assert_one_line_error(*cli(capsys, "interpolate", saved / "clf", "--data", synthetic_npy,
                                "--from", "0", "--to", "1")[::2], "not a vaelab model directory")
     torch.manual_seed(0)
     vaelab.save(vaelab.build("cvae", input_shape=(1, 28, 28), hidden=[16], latent_dim=3, num_classes=10),
                 tmp_path / "cvae")
-    assert_one_line_error(*cli(capsys, "interpolate", tmp_path / "cvae", "--data", "mnist", "--data-dir", data_dir,
+    assert_one_line_error(*cli(capsys, "interpolate", tmp_path / "cvae", "--data", synthetic_npy,
                                "--from", "0", "--to", "1", "--no-classifier")[::2], "give --label")
     assert not (tmp_path / "i.png").exists()
 
