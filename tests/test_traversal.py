@@ -114,9 +114,9 @@ def saved_vae(synthetic_vae, tmp_path_factory):
     return path
 
 
-def test_cli_writes_a_png_of_rows_by_steps_tiles(saved_vae, data_dir, tmp_path, capsys):
+def test_cli_writes_a_png_of_rows_by_steps_tiles(saved_vae, synthetic_npy, tmp_path, capsys):
     out = tmp_path / "t.png"
-    code, stdout, err = cli(capsys, "traverse", saved_vae, "--data", "mnist", "--data-dir", data_dir, "--top", "3",
+    code, stdout, err = cli(capsys, "traverse", saved_vae, "--data", synthetic_npy, "--top", "3",
                             "--steps", "4", "--index", "2", "-o", out, "--gif", tmp_path / "t.gif")
     assert code == 0, err
     tile = 28 * 2  # 28-pixel images are drawn twice as large, with 2 pixels of padding
@@ -125,15 +125,15 @@ def test_cli_writes_a_png_of_rows_by_steps_tiles(saved_vae, data_dir, tmp_path, 
     assert "around image 2" in stdout and "posterior standard deviations" in stdout
 
 
-def test_cli_bad_input_is_one_line(saved_vae, data_dir, tmp_path, capsys):
-    base = ["traverse", saved_vae, "--data", "mnist", "--data-dir", data_dir, "-o", tmp_path / "t.png"]
+def test_cli_bad_input_is_one_line(saved_vae, synthetic_npy, tmp_path, capsys):
+    base = ["traverse", saved_vae, "--data", synthetic_npy, "-o", tmp_path / "t.png"]
     assert_one_line_error(*cli(capsys, *base, "--dims", "0,8")[::2], "--dims 8", "run from 0 to 7")
-    assert_one_line_error(*cli(capsys, *base, "--index", "10000")[::2], "--index 10000", "0 to 9999")
+    assert_one_line_error(*cli(capsys, *base, "--index", "200")[::2], "--index 200", "0 to 199")
     clf = vaelab.baselines.train_classifier(torch.rand(20, 1, 28, 28), torch.arange(20) % 10, epochs=1)
     clf.save(tmp_path / "baseline")
-    baseline = ["traverse", tmp_path / "baseline", "--data", "mnist", "--data-dir", data_dir]
+    baseline = ["traverse", tmp_path / "baseline", "--data", synthetic_npy]
     assert_one_line_error(*cli(capsys, *baseline)[::2], "not a vaelab model directory")
     vaelab.save(_tiny("cvae", num_classes=10), tmp_path / "cvae")
-    assert_one_line_error(*cli(capsys, "traverse", tmp_path / "cvae", "--data", "mnist", "--data-dir", data_dir)[::2],
+    assert_one_line_error(*cli(capsys, "traverse", tmp_path / "cvae", "--data", synthetic_npy)[::2],
                           "give --label")
     assert not (tmp_path / "t.png").exists()
