@@ -217,22 +217,22 @@ def test_evaluate_reports_consistent_numbers(trained_vae, mnist_small):
     assert without["elbo"] == result["elbo"]
 
 
-def test_units_whose_posterior_mean_ignores_x_are_not_active(trained_vae, mnist_small):
+def test_units_whose_posterior_mean_ignores_x_are_not_active(synthetic_vae, synthetic_small):
     """A known answer: silence the mean of three of the eight units (their rows of the
     encoder's last layer set to 0) and exactly those three stop counting."""
     import copy
 
-    model = copy.deepcopy(trained_vae)
+    model = copy.deepcopy(synthetic_vae)
     last = [m for m in model.encoder.modules() if isinstance(m, torch.nn.Linear)][-1]
     with torch.no_grad():
         last.weight[[1, 4, 6]] = 0.0  # rows 0..7 are the means, 8..15 the log-variances
-    result = vaelab.evaluate(model, mnist_small.test.x[:200], binarize="dynamic")
+    result = vaelab.evaluate(model, synthetic_small.test.x[:200], binarize="dynamic")
     assert result["active_units"] == 5
     assert [i for i, a in enumerate(result["unit_activity"]) if a < 1e-8] == [1, 4, 6]
 
 
-def test_evaluate_k1_nll_is_the_elbo(trained_vae, mnist_small):
-    result = vaelab.evaluate(trained_vae, mnist_small.test.x[:500], nll_samples=1, binarize="dynamic")
+def test_evaluate_k1_nll_is_the_elbo(synthetic_vae, synthetic_small):
+    result = vaelab.evaluate(synthetic_vae, synthetic_small.test.x[:500], nll_samples=1, binarize="dynamic")
     assert -result["nll"] == pytest.approx(result["elbo"], abs=1.5)
 
 
