@@ -120,12 +120,12 @@ def test_eval_nll_uses_the_clean_input_encoder_and_never_names_the_objective_a_l
     assert not {"elbo", "celbo", "recon", "kl", "cnll"} & set(result)
 
 
-def test_cli_eval_reports_nll_and_the_objective_by_its_own_name(mnist_small, data_dir, tmp_path, capsys):
+def test_cli_eval_reports_nll_and_the_objective_by_its_own_name(synthetic_small, synthetic_npy, tmp_path, capsys):
     out = tmp_path / "run"
-    vaelab.train("dvae", mnist_small.train.subset(slice(0, 300)), out,
+    vaelab.train("dvae", synthetic_small.train.subset(slice(0, 300)), out,
                  model_config={**TINY, "noise_level": 0.2}, config={**FAST, "epochs": 1, "val_size": 0},
                  progress=False)
-    assert main(["eval", str(out), "--data", "mnist", "--data-dir", str(data_dir), "--limit", "50",
+    assert main(["eval", str(out), "--data", synthetic_npy, "--limit", "50",
                  "--nll-samples", "3", "--json", "--no-progress", "--threads", "1"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert {"nll", "dvae_objective", "dvae_recon", "dvae_kl"} <= set(result)
