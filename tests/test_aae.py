@@ -121,10 +121,10 @@ def test_ctrl_c_mid_epoch_then_resume_is_bit_identical(synthetic_small, straight
 # --- divergence ------------------------------------------------------------------------------
 
 
-def test_training_health_names_a_winning_discriminator_and_collapsed_codes(mnist_small):
+def test_training_health_names_a_winning_discriminator_and_collapsed_codes(synthetic_small):
     torch.manual_seed(0)
     model = vaelab.build("aae", input_shape=[1, 28, 28], **SMALL)
-    data = Batch(mnist_small.val.x[:100])
+    data = Batch(synthetic_small.val.x[:100])
     assert model.training_health({"discriminator/disc": 1.3}, data) == []
     [problem] = model.training_health({"discriminator/disc": 1e-4}, data)
     assert "discriminator loss" in problem and "diverged" in problem
