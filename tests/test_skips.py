@@ -11,7 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Tests that check estimators, objectives and options on synthetic data with known answers.
+# Tests that check estimators, objectives and options on synthetic data with known answers,
+# and command-line tests on synthetic digits.
 NO_DATA_NEEDED = [
     "tests/test_evaluate.py::test_importance_sampled_ll_tightens_to_the_closed_form_log_likelihood",
     "tests/test_evaluate.py::test_estimator_is_exact_when_the_posterior_is_the_prior",
@@ -22,6 +23,9 @@ NO_DATA_NEEDED = [
     "tests/test_ssvae.py::test_beta_and_the_kl_warmup_weigh_the_kl_of_neg_L",
     "tests/test_ssvae.py::test_the_semi_supervised_models_train_on_grey_levels_by_default",
     "tests/test_ssvae.py::test_glorot_initialises_the_classifier_too",
+    # command-line tests that need labelled 28×28 images, given as synthetic user data (npy:)
+    "tests/test_cli.py::test_negative_nll_samples_is_refused",
+    "tests/test_latent_map.py::test_cli_scatter_maps_the_test_split",
 ]
 
 
