@@ -58,7 +58,7 @@ def test_settings_file_keys_are_the_option_names(npy, tmp_path, capsys):  # noqa
 
 @pytest.mark.parametrize("key", ["kl_warmup", "kl-warmup", "kl_warmup_epochs"])
 def test_every_spelling_of_a_key_reaches_its_setting(key, tmp_path):
-    from vaelab.cli import _file_settings
+    from vaelab.options import file_settings as _file_settings
     from vaelab.models.vae import VAEConfig
     from vaelab.options import options
 

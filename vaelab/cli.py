@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 
 from .errors import VaelabError
-from .options import Option, add_options, comma_list, in_option_names, key_spellings, options, valid_keys
+from .options import Option, add_options, comma_list, file_settings, in_option_names, key_spellings, options
 from .outputs import check_outputs
 from .words import count
 
@@ -460,14 +460,14 @@ def cmd_profiles(args) -> None:
     print(listing(args.family))
 
 
-def _profile_settings(args, model_cls, out: Path, file_settings: dict) -> dict:
+def _profile_settings(args, model_cls, out: Path, from_file: dict) -> dict:
     """The settings of the profile named by ``--profile`` (or the ``--config`` file's
     ``profile``), with ``profile`` itself so that run.json records it. ``--resume`` of a
     recorded run applies none: the record holds them, and a different profile is refused."""
     from .files import read_run_record
     from .profiles import read_profile
 
-    name = getattr(args, "profile", None) or file_settings.get("profile")
+    name = getattr(args, "profile", None) or from_file.get("profile")
     if args.resume and (out / "run.json").exists():
         recorded = read_run_record(out / "run.json").get("train", {}).get("profile") or ""
         if name and name != recorded:
@@ -494,28 +494,6 @@ def _settings_file(path: str) -> dict:
     from .files import read_settings
 
     return read_settings(path, "--config file")
-
-
-def _file_settings(path: str, opts: list[Option]) -> dict:
-    """The settings in a ``--config`` file, keyed by config field; unknown or doubled keys are refused."""
-    import difflib
-
-    raw = _settings_file(path)
-    spellings = key_spellings(opts)
-    flags = {o.key: o.flag for o in opts}
-    unknown = [k for k in raw if k not in spellings]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], list(spellings), n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise VaelabError(f"--config {path}: unknown setting(s) {', '.join(sorted(unknown))}{hint}; valid keys "
-                          f"are the option names, with dashes or underscores: {valid_keys(opts)}")
-    settings, given_as = {}, {}
-    for spelling, value in raw.items():
-        key = spellings[spelling]
-        if key in settings:
-            raise VaelabError(f"--config {path}: '{given_as[key]}' and '{spelling}' both set {flags[key]}; keep one")
-        settings[key], given_as[key] = value, spelling
-    return settings
 
 
 def _pick(settings: dict, opts: list[Option]) -> dict:
@@ -547,10 +525,10 @@ def _run_settings(args, model_cls, out: Path, inherited: dict | None = None):
 
     model_opts, train_opts = options(model_cls.Config), options(TrainConfig)
     flags = {o.key: o.flag for o in model_opts + train_opts}
-    file_settings = _file_settings(args.config, model_opts + train_opts) if args.config else {}
-    file_settings = {**_profile_settings(args, model_cls, out, file_settings), **file_settings}
-    model_settings = {**_pick(file_settings, model_opts), **_given(args, model_opts)}
-    train_settings = {**_pick(file_settings, train_opts), **_given(args, train_opts)}
+    from_file = file_settings(args.config, model_opts + train_opts) if args.config else {}
+    from_file = {**_profile_settings(args, model_cls, out, from_file), **from_file}
+    model_settings = {**_pick(from_file, model_opts), **_given(args, model_opts)}
+    train_settings = {**_pick(from_file, train_opts), **_given(args, train_opts)}
     recorded = read_run_record(out / "run.json") if args.resume and (out / "run.json").exists() else None
     if not recorded:
         return model_settings or None, train_config(model_cls, {**(inherited or {}), **train_settings})

@@ -186,3 +186,29 @@ def in_option_names(message: str, config_cls: type | None) -> str:
         pattern = rf"(?<![\w-])'?{word}'?(?![\w-])" if "_" in opt.key else rf"(?<![\w-]){word}(?= must\b| sizes\b)"
         message = re.sub(pattern, opt.flag, message)
     return message
+
+
+def file_settings(path: str, opts: list[Option]) -> dict:
+    """The settings in a ``--config`` file (or a packaged profile, read alike), keyed by config field;
+    unknown or doubled keys are refused."""
+    import difflib
+
+    from .errors import VaelabError
+    from .files import read_settings
+
+    raw = read_settings(path, "--config file")
+    spellings = key_spellings(opts)
+    flags = {o.key: o.flag for o in opts}
+    unknown = [k for k in raw if k not in spellings]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(spellings), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise VaelabError(f"--config {path}: unknown setting(s) {', '.join(sorted(unknown))}{hint}; valid keys "
+                          f"are the option names, with dashes or underscores: {valid_keys(opts)}")
+    settings, given_as = {}, {}
+    for spelling, value in raw.items():
+        key = spellings[spelling]
+        if key in settings:
+            raise VaelabError(f"--config {path}: '{given_as[key]}' and '{spelling}' both set {flags[key]}; keep one")
+        settings[key], given_as[key] = value, spelling
+    return settings

@@ -51,13 +51,12 @@ def describe(family: str, name: str) -> str:
 def read_profile(family: str, name: str) -> dict:
     """The settings of profile ``name`` of ``family``, keyed by config field (``latent_dim``),
     model and training settings together, read as ``vaelab train --config FILE`` reads a file."""
-    from ..cli import _file_settings
     from ..models import model_class
-    from ..options import options
+    from ..options import file_settings, options
     from ..training import TrainConfig
 
     path = profile_path(family, name)
-    return _file_settings(str(path), options(model_class(family).Config) + options(TrainConfig))
+    return file_settings(str(path), options(model_class(family).Config) + options(TrainConfig))
 
 
 def profile_settings(family: str, name: str) -> tuple[dict, dict]:
