@@ -36,6 +36,9 @@ class Dataset:
     ``labelled`` (N, bool) marks the rows whose ``y`` means something, so "unlabelled" needs
     no sentinel; None means every row is labelled when ``y`` is given, none when it is not.
     ``extras`` are further per-row tensors (e.g. the target mask of a completion task).
+    ``front_end`` says, as JSON-able settings, how x was made from raw recordings or text
+    (a log-mel analysis, a vocabulary); empty for images. A family copies it into its config
+    (``data_settings``) so a loaded model can turn a WAV or a sentence into x and back.
     Image checks (float32, range, layout) belong to the loaders and :meth:`require_images`,
     not here, so features and codes fit the same container.
     """
@@ -46,6 +49,7 @@ class Dataset:
     classes: tuple[str, ...] | None = None
     labelled: torch.Tensor | None = None
     extras: dict[str, torch.Tensor] = field(default_factory=dict, hash=False)
+    front_end: dict = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         where = f"dataset {self.name}"
@@ -124,7 +128,7 @@ class Dataset:
         def pick(t):
             return None if t is None else t[index]
         return Dataset(self.name, self.x[index], pick(self.y), self.classes, pick(self.labelled),
-                       {k: v[index] for k, v in self.extras.items()})
+                       {k: v[index] for k, v in self.extras.items()}, self.front_end)
 
     def split_labelled(self) -> tuple[Dataset, Dataset]:
         """(the labelled rows, the unlabelled rows): the second has no y at all, so nothing
