@@ -42,30 +42,38 @@ class RowLSTMLayer(nn.Module):
             nn.init.zeros_(self.cond.weight)
 
     def condition(self, y):
-        return 0.0 if self.cond is None else self.cond(y)[:, :, None, None]
+        return 0.0 if self.cond is None else self.cond(y)[:, None, None, :]
 
     def inputs(self, x: torch.Tensor, c) -> torch.Tensor:
-        """Input-to-state pre-activations (B, 4h, rows, W): columns ≤ j of the same row."""
-        return self.i2s(F.pad(x, (self.half, 0))) + c
+        """Input-to-state pre-activations of a channels-last map (B, rows, W, h) -> (B, rows, W, 4h):
+        columns ≤ j of the same row, the 1 × (k//2 + 1) convolution as one matrix product."""
+        windows = F.pad(x, (0, 0, self.half, 0)).unfold(2, self.half + 1, 1)  # (B, rows, W, h, k//2 + 1)
+        return F.linear(windows.flatten(3), self.i2s.weight.flatten(1), self.i2s.bias) + c
+
+    def state_to_state(self, h_prev: torch.Tensor) -> torch.Tensor:
+        """K_ss ⊛ h_{i−1} for a row held channels last (B, W, h) -> (B, W, 4h): the width-k
+        windows as one matrix product, far cheaper on a CPU than a small 1-D convolution."""
+        windows = F.pad(h_prev, (0, 0, self.half, self.half)).unfold(1, 2 * self.half + 1, 1)  # (B, W, h, k)
+        return F.linear(windows.flatten(2), self.s2s.weight.flatten(1), self.s2s.bias)
 
     def step(self, pre_row: torch.Tensor, state):
-        """One row: its input-to-state part (B, 4h, W) and the row above's (h, c) -> (h, c)."""
+        """One row: its input-to-state part (B, W, 4h) and the row above's (h, c) -> (h, c)."""
         h_prev, c_prev = state
-        o, f, i, g = (pre_row + self.s2s(h_prev)).chunk(4, dim=1)
+        o, f, i, g = (pre_row + self.state_to_state(h_prev)).chunk(4, dim=-1)
         c = torch.sigmoid(f) * c_prev + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
 
     def zero_state(self, x: torch.Tensor):
-        z = x.new_zeros(x.shape[0], self.hidden, x.shape[-1])
+        """(h, c) of the row above the first: zeros (B, W, h) for a channels-last map x."""
+        z = x.new_zeros(x.shape[0], x.shape[2], self.hidden)
         return z, z
 
     def forward(self, x: torch.Tensor, c) -> torch.Tensor:
-        pre = self.inputs(x, c)
         state, rows = self.zero_state(x), []
-        for i in range(x.shape[2]):
-            state = self.step(pre[:, :, i], state)
+        for pre_row in self.inputs(x, c).unbind(1):  # unbind: one gradient stack, not a zero map per row
+            state = self.step(pre_row, state)
             rows.append(state[0])
-        return torch.stack(rows, dim=2) + x
+        return torch.stack(rows, dim=1) + x
 
 
 class RowLSTM(nn.Module):
@@ -84,14 +92,23 @@ class RowLSTM(nn.Module):
                                   nn.Conv2d(head, channels * categories, 1))
 
     def _first(self, x: torch.Tensor, padding) -> torch.Tensor:
-        return F.conv2d(x.float(), self.first.weight * self.mask, self.first.bias, padding=padding)
+        """The mask-A convolution, returned channels last (B, rows, W, h): the Row LSTM layers
+        work on rows of channel vectors, so every later product is one dense GEMM."""
+        return F.conv2d(x.float(), self.first.weight * self.mask, self.first.bias, padding=padding).permute(0, 2, 3, 1)
+
+    def _head(self, h: torch.Tensor) -> torch.Tensor:
+        """The 1 × 1 output network on a channels-last map (B, rows, W, h) -> logits (B, K, C, rows, W)."""
+        _, hidden, _, out = self.head
+        h = F.linear(F.relu(h), hidden.weight.flatten(1), hidden.bias)
+        h = F.linear(F.relu(h), out.weight.flatten(1), out.bias)
+        b, rows, cols, _ = h.shape
+        return h.view(b, rows, cols, self.categories, self.channels).permute(0, 3, 4, 1, 2)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         h = self._first(x, self.first.padding)
         for layer in self.layers:
             h = layer(h, layer.condition(y))
-        b, _, rows, cols = h.shape
-        return self.head(h).view(b, self.categories, self.channels, rows, cols)
+        return self._head(h)
 
     def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         logp = -F.cross_entropy(self(x, y), x.long(), reduction="none")
@@ -112,14 +129,14 @@ class RowLSTM(nn.Module):
             if i >= given_rows:
                 for j in range(cols):
                     top, _ = self._row(out, i, conds, states)
-                    logits = self.head(top[..., j:j + 1]).view(n, self.categories, self.channels)
+                    logits = self._head(top[:, :, j:j + 1]).reshape(n, self.categories, self.channels)
                     out[:, :, i, j] = categorical_inverse_cdf(logits, uniforms[:, :, i, j])
             _, states = self._row(out, i, conds, states)  # row i is final: its states for the next
         return out
 
     def _row(self, out: torch.Tensor, i: int, conds, states):
         """Row i through every layer from the states of row i − 1 (None: the first row): the
-        last layer's output (B, hidden, 1, W) and each layer's (h, c) of row i."""
+        last layer's output (B, 1, W, hidden) and each layer's (h, c) of row i."""
         k = self.first.kernel_size[0] // 2
         lo = max(0, i - k)
         window = F.pad(out[:, :, lo:i + 1].float(), (0, 0, k - (i - lo), k))  # rows i − k … i (+ k masked)
@@ -127,7 +144,7 @@ class RowLSTM(nn.Module):
         new = []
         for li, layer in enumerate(self.layers):
             state = states[li] if states is not None else layer.zero_state(h)
-            hc = layer.step(layer.inputs(h, conds[li])[:, :, 0], state)
+            hc = layer.step(layer.inputs(h, conds[li])[:, 0], state)
             new.append(hc)
-            h = hc[0].unsqueeze(2) + h
+            h = hc[0].unsqueeze(1) + h
         return h, new
