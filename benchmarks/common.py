@@ -74,6 +74,27 @@ def trainer_epoch_seconds(name: str, settings: dict, batch, batch_size: int, dev
             return json.loads(f.readline())["seconds"], cpu
 
 
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::mkldnn_convolution",
+            "aten::convolution_backward")
+
+
+def step_breakdown(step, steps: int) -> str:
+    """Where ``steps`` calls of ``step()`` spend their CPU time: the share in matrix products and
+    convolutions, in Adam's fused update, and the three ops with the most self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events)
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS)
+    adam = sum(e.self_cpu_time_total for e in events if e.key == "aten::_fused_adam_")
+    top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:3]
+    return (f"{gemm / total:.0%} of the step in matrix products and convolutions, {adam / total:.0%} in Adam's "
+            f"fused update; most self time: " + ", ".join(f"{e.key} {e.self_cpu_time_total / total:.0%}" for e in top))
+
+
 def add_selection_split(parser: argparse.ArgumentParser) -> None:
     """``--split`` of a sweep that chooses between settings: validation images only."""
     parser.add_argument("--split", default="val",

@@ -9,7 +9,8 @@ times the epoch's step count. FLOPs per training image are counted by PyTorch's
 ``FlopCounterMode`` over one step (matrix products and convolutions, forward and backward:
 what the GEMM peak measures; element-wise work is not counted), so the share of the peak
 says how much of the epoch is arithmetic the hardware is best at. The peak is the best
-4096 x 4096 float32 product of the same run on the same threads. Families whose data is not
+4096 x 4096 float32 product on the same threads, measured again right after each family's
+steps (a shared machine's load moves during a run). Families whose data is not
 MNIST images (a VQ-VAE's codes, a run of stages) are listed with the reason they are left out.
 Prints a Markdown table, and with ``--json`` one JSON object per family.
 """
@@ -39,7 +40,7 @@ from vaelab.training.run import conditioned, labelled_part
 from vaelab.training.step import Stepper
 from vaelab.training.trainer import TrainConfig, _Training
 
-from common import add_common, matmul_peak_gflops
+from common import add_common, matmul_peak_gflops, step_breakdown
 
 WARMUP = 2
 
@@ -79,7 +80,7 @@ def with_baseline(family: str, settings: dict, mnist, tmp: str) -> dict:
     return {**settings, "baseline": run}
 
 
-def measure(family: str, mnist, steps: int, tmp: str) -> dict:
+def measure(family: str, mnist, steps: int, tmp: str, breakdown: bool = False) -> dict:
     """Seconds per step, steps per epoch and FLOPs per image of ``family``'s paper profile."""
     model_settings, train_settings = profile_settings(family, "paper")
     model_settings = with_baseline(family, model_settings, mnist, tmp)
@@ -113,6 +114,9 @@ def measure(family: str, mnist, steps: int, tmp: str) -> dict:
         else:
             stepper(b)
     per_step = seconds / steps
+    if breakdown:
+        batches = [next(stream, None) or next(iter(sampler.epoch())) for _ in range(steps)]
+        print(f"{family}: " + step_breakdown(lambda: stepper(batches.pop()), steps), flush=True)
     return {"family": family, "batch_size": cfg.batch_size, "steps_per_epoch": len(sampler),
             "seconds_per_step": per_step, "epoch_seconds": per_step * len(sampler),
             "flops_per_image": flops / rows, "gflops_per_second": flops / per_step / 1e9}
@@ -133,6 +137,8 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", metavar="FAMILY", help="these families only (default: every family)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per family (default: 20)")
     parser.add_argument("--json", action="store_true", help="also print one JSON object per family")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also profile each family's steps: the share in matrix products, the top ops")
     args = parser.parse_args()
     set_threads(args.threads)
     chosen = args.only or list(families())
@@ -143,22 +149,23 @@ def main() -> None:
     peak = matmul_peak_gflops(args.device)
     print(f"threads {torch.get_num_threads()}; float32 GEMM peak {peak:.1f} GFLOP/s; load average "
           f"{', '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
-    print("| family | batch | steps/epoch | s/step | epoch (s) | MFLOP/image | GFLOP/s | share of peak |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| family | batch | steps/epoch | s/step | epoch (s) | MFLOP/image | GFLOP/s | peak GFLOP/s | share of peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
     tmp = tempfile.mkdtemp(prefix="family-speed-")
     for family in chosen:
         reason, figures = left_out(family), None
         try:
-            figures = None if reason else measure(family, mnist, args.steps, tmp)
+            figures = None if reason else measure(family, mnist, args.steps, tmp, args.breakdown)
         except VaelabError as exc:
             reason = str(exc).splitlines()[0]
         if figures is None:
-            print(f"| {family} | left out: {reason} |||||||")
+            print(f"| {family} | left out: {reason} ||||||||")
             continue
+        peak = matmul_peak_gflops(args.device, repeats=3)  # again beside each family: the load moves
         share = figures["gflops_per_second"] / peak
         print(f"| {family} | {figures['batch_size']} | {figures['steps_per_epoch']} | "
               f"{figures['seconds_per_step']:.4f} | {figures['epoch_seconds']:.1f} | "
-              f"{figures['flops_per_image'] / 1e6:.2f} | {figures['gflops_per_second']:.1f} | {share:.0%} |",
+              f"{figures['flops_per_image'] / 1e6:.2f} | {figures['gflops_per_second']:.1f} | {peak:.1f} | {share:.0%} |",
               flush=True)
         if args.json:
             print(json.dumps({**figures, "peak_gflops": peak, "share_of_peak": share}))

@@ -21,9 +21,10 @@ from torch import nn
 
 import vaelab
 from vaelab.threads import set_threads
+from vaelab.training.step import Stepper
 from vaelab.training.trainer import TrainConfig, fit
 
-from common import add_common, matmul_peak_gflops, mlp_vae_train_flops, sync
+from common import add_common, matmul_peak_gflops, mlp_vae_train_flops, step_breakdown, sync
 
 
 class ExamplesVAE(nn.Module):
@@ -65,11 +66,22 @@ def bare_epoch(x: torch.Tensor, batch_size: int, device: str) -> float:
 def vaelab_epoch(x: torch.Tensor, batch_size: int, device: str) -> float:
     """One epoch of vaelab's trainer (seconds of the epoch loop as recorded in metrics.jsonl)."""
     model = vaelab.build("vae", latent_dim=20, hidden=[400], activation="relu", likelihood="bernoulli")
-    config = TrainConfig(epochs=1, batch_size=batch_size, binarize="none", val_size=0, device=device)
+    config = TrainConfig(epochs=1, batch_size=batch_size, binarize="none", val_size=0, device=device,
+                         threads=torch.get_num_threads())  # the bare loop's threads (--threads), not all cores
     with tempfile.TemporaryDirectory() as tmp:
         fit(model, vaelab.Batch(x), None, config, f"{tmp}/run", progress=False)
         with open(f"{tmp}/run/metrics.jsonl") as f:
             return json.loads(f.readline())["seconds"]
+
+
+def vaelab_step_breakdown(x: torch.Tensor, batch_size: int, steps: int = 20) -> str:
+    """Where vaelab's training step of this model spends its time (see common.step_breakdown)."""
+    model = vaelab.build("vae", latent_dim=20, hidden=[400], activation="relu", likelihood="bernoulli")
+    stepper = Stepper(model, TrainConfig(batch_size=batch_size))
+    batch = vaelab.Batch(x[:batch_size])
+    for _ in range(3):
+        stepper(batch)
+    return step_breakdown(lambda: stepper(batch), steps)
 
 
 def main() -> None:
@@ -77,6 +89,8 @@ def main() -> None:
     add_common(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed epochs per loop (default: 3)")
     parser.add_argument("--batch-sizes", default="128,512", help="comma-separated (default: 128,512)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also profile 20 of vaelab's steps per batch size: the share in matrix products")
     args = parser.parse_args()
     set_threads(args.threads)
     x = vaelab.load_dataset("mnist", "train", data_dir=args.data_dir).x
@@ -98,6 +112,8 @@ def main() -> None:
         print(f"batch {bs:4d}: bare loop {b:.2f} s/epoch, vaelab {o:.2f} s/epoch, ratio {o / b:.2f}; "
               f"GEMM-peak fraction vaelab {results[bs]['vaelab_peak_fraction']:.0%}, "
               f"bare {results[bs]['bare_peak_fraction']:.0%}")
+        if args.breakdown:
+            print(f"batch {bs:4d}: vaelab's step: {vaelab_step_breakdown(x, bs)}")
     print(json.dumps({"peak_gflops": peak, "results": results}))
 
 
