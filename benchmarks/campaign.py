@@ -7,7 +7,7 @@ one row after another, within a CPU-hour budget per row (issue 27's table).
 Each row trains with ``vaelab train FAMILY --profile paper ...`` under ``nice``, one thread, one
 job at a time, each step a subprocess. A row whose paper length exceeds its budget trains in
 chunks (``--resume --epochs N``, extending) until its recorded training time (the per-epoch
-``seconds`` of metrics.jsonl) reaches the budget; then the test figure is measured once, on the
+``cpu_seconds`` of metrics.jsonl, or ``seconds`` where a line lacks them) reaches the budget; then the test figure is measured once, on the
 best weights (the epoch validation chose), with ``vaelab eval ... --split test --json``.
 
 Everything the campaign knows comes from the run directories and from small files it writes
@@ -116,7 +116,7 @@ ROWS: list[Row] = [  # campaign order: the gap we expect to close per CPU-hour, 
 @dataclass
 class RunState:
     epochs: int = 0                 # epochs of the run's last (or only) stage
-    train_seconds: float = 0.0      # sum of every epoch's seconds, every stage, every retry
+    train_seconds: float = 0.0      # sum of every epoch's CPU seconds (epoch_cost), every stage, every retry
     epoch_seconds: list = field(default_factory=list)  # the last stage's, for the estimate
     best_epoch: int = 0
     stopped_early: bool = False
@@ -153,15 +153,22 @@ def checkpoint_counters(stage: Path) -> dict:
     return {}
 
 
+def epoch_cost(line: dict) -> float:
+    """An epoch's share of the budget: the CPU seconds its process spent (on a shared machine
+    a niced run waits for the cores, and waiting costs no budget), or its wall seconds where
+    the line predates the trainer recording CPU time."""
+    return float(line.get("cpu_seconds", line.get("seconds")) or 0)
+
+
 def run_state(run: Path) -> RunState:
     st = RunState()
     for path in sorted(run.rglob("metrics.jsonl")) if run.exists() else []:
-        st.train_seconds += sum(float(line.get("seconds") or 0) for line in _metrics(path))
+        st.train_seconds += sum(epoch_cost(line) for line in _metrics(path))
     stage = main_stage(run)
     counters = checkpoint_counters(stage)
     st.epochs = int(counters.get("epoch") or 0)
     st.best_epoch = int(counters.get("best_epoch") or 0)
-    st.epoch_seconds = [float(line.get("seconds") or 0) for line in _metrics(stage / "metrics.jsonl")]
+    st.epoch_seconds = [epoch_cost(line) for line in _metrics(stage / "metrics.jsonl")]
     patience = _recorded_train(stage).get("patience") or 0
     st.stopped_early = bool(patience) and int(counters.get("bad_epochs") or 0) >= patience
     return st

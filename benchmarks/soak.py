@@ -91,7 +91,7 @@ def fingerprint(run: Path) -> dict:
         out[name] = ({k: (v.dtype, tuple(v.shape), v.contiguous().view(-1).view(torch.uint8).numpy().tobytes())
                       for k, v in tensors.items()}, state["counters"])
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    out["metrics"] = [{k: v for k, v in line.items() if k != "seconds"} for line in lines]
+    out["metrics"] = [{k: v for k, v in line.items() if k not in ("seconds", "cpu_seconds")} for line in lines]
     return out
 
 

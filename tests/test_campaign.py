@@ -129,6 +129,16 @@ def test_status_counts_time_from_the_run_and_estimates_what_is_left(tmp_path, ca
     assert "~0.10 h left" in line  # 10 epochs of 36 s (no checkpoint: none done) < the budget
 
 
+def test_budget_counts_cpu_seconds_so_waiting_for_the_cores_costs_nothing(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    lines = [{"epoch": 1, "seconds": 400.0, "cpu_seconds": 40.0},  # a niced run that waited
+             {"epoch": 2, "seconds": 50.0}]                       # a line from before CPU time was recorded
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    st = campaign.run_state(run)
+    assert st.train_seconds == 90.0 and st.epoch_seconds == [40.0, 50.0]
+
+
 def _git(repo, *args):
     subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
                    env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",

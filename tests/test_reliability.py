@@ -48,7 +48,7 @@ def _train(small, out, model=None, resume=False, n_train=600, **settings):
 
 
 def _metrics(run: Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "seconds"}
+    return [{k: v for k, v in json.loads(line).items() if k not in ("seconds", "cpu_seconds")}
             for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 

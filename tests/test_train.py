@@ -38,7 +38,7 @@ def _metrics(run: Path) -> list[dict]:
 
 
 def _without_seconds(lines: list[dict]) -> list[dict]:
-    return [{k: v for k, v in line.items() if k != "seconds"} for line in lines]
+    return [{k: v for k, v in line.items() if k not in ("seconds", "cpu_seconds")} for line in lines]
 
 
 def _snapshot(run: Path) -> dict[str, bytes]:
@@ -73,6 +73,7 @@ def test_training_lowers_validation_loss_and_writes_the_run_directory(mnist_smal
         assert val["kl"] >= 0 and line["train"]["kl"] >= 0  # KL has the right sign
         assert val["loss"] == pytest.approx(val["recon"] + val["kl"], rel=1e-5)
         assert line["lr"] == 3e-3
+        assert 0 < line["cpu_seconds"] and 0 < line["seconds"]  # the campaign's budget counts CPU time
 
     for name in ("run.json", "config.json", "model.safetensors", "metrics.jsonl", "samples.png",
                  "reconstructions.png", "checkpoints/last.safetensors", "checkpoints/best.safetensors"):

@@ -474,7 +474,7 @@ class _Training:
             c["epoch_lr"] = learning_rate(cfg.lr_schedule, cfg.lr, epoch, cfg.epochs) * c["lr_scale"]
         base_lr = learning_rate(cfg.lr_schedule, cfg.lr, epoch, cfg.epochs)
         self.stepper.set_lr(base_lr, c["lr_scale"])
-        t0 = time.perf_counter()
+        t0 = (time.perf_counter(), time.process_time())  # wall and this process's CPU seconds
         self.model.train()
         epoch_state = self.sampler.epoch_state()  # this epoch's order is drawn from it
         bar = epoch_bar(self.progress, self.steps, f"epoch {epoch + 1}/{cfg.epochs}", start)
@@ -542,7 +542,7 @@ class _Training:
                               f"the last good checkpoint is {self.dir.last}; lower --lr or set --grad-clip")
         return values
 
-    def _end_epoch(self, terms: EpochTerms, lr: float, t0: float) -> None:
+    def _end_epoch(self, terms: EpochTerms, lr: float, t0: tuple[float, float]) -> None:
         """Validation, the best epoch, and the epoch's files in their crash-safe order."""
         c = self.counters
         self.model.eval()
@@ -559,8 +559,8 @@ class _Training:
         else:
             c["bad_epochs"] += 1
         c.update(epoch=epoch, epoch_step=0)
-        line = {"epoch": epoch, "step": c["step"], "lr": lr, "seconds": round(time.perf_counter() - t0, 3),
-                "train": train_means}
+        line = {"epoch": epoch, "step": c["step"], "lr": lr, "seconds": round(time.perf_counter() - t0[0], 3),
+                "cpu_seconds": round(time.process_time() - t0[1], 3), "train": train_means}
         if val_terms is not None:
             line["val"] = val_terms
         if problems:  # named in metrics.jsonl and on stderr; never kept as best while a sound epoch exists
