@@ -3,7 +3,8 @@
     python benchmarks/reproduction_table.py [--runs runs/campaign] [--out docs/reproduction.md]
 
 Reads only what ``benchmarks/campaign.py`` saved per row (RUNS/ROW/result.json once measured,
-RUNS/ROW/progress.json while it trains, RUNS/ROW/curves.png) and the rows' declarations. A
+RUNS/ROW/progress.json and the run directory's metrics and checkpoint while it trains,
+RUNS/ROW/curves.png) and the rows' declarations. A
 figure measured at a commit before a change to the files that could move it (the paths the
 result recorded: the family's model file, vaelab/training/, vaelab/evaluation/, its profile, ...)
 is marked stale until the row is run again.
@@ -43,11 +44,19 @@ def hours(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h"
 
 
-def ours(row: campaign.Row, result: dict | None, progress: dict | None, why_stale: str) -> str:
+def ours(row: campaign.Row, result: dict | None, live: campaign.RunState, progress: dict | None,
+         why_stale: str) -> str:
+    """The measured figure, or while the row trains what its run directory (or, between steps,
+    its progress file) says now."""
     if result is None:
-        if progress and progress.get("epochs"):
-            return f"in progress ({progress['epochs']} epochs, {hours(progress.get('train_seconds', 0))} trained)"
-        return "not run yet"
+        progress = progress or {}
+        epochs = max(live.epochs, int(progress.get("epochs") or 0))
+        if not epochs:
+            return "not run yet"
+        trained = max(live.train_seconds, float(progress.get("train_seconds") or 0))
+        best = live.best_epoch or progress.get("best_epoch")
+        return (f"in progress ({epochs} epochs, {hours(trained)} of {row.budget_hours:g} CPU-hours trained"
+                + (f"; best so far: epoch {best})" if best else ")"))
     mark = "reached" if result["reached"] else "not reached"
     text = f"**{result['figure']:.2f} {row.unit}** ({result['split']}, n = {result.get('n')}; {mark})"
     return f"{text} **stale** ({why_stale})" if why_stale else text
@@ -74,11 +83,12 @@ def curve_link(row: campaign.Row, runs: Path, docs: Path, result: dict | None) -
 def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:
     rd = runs / row.id
     result, progress = campaign.read_json(rd / "result.json"), campaign.read_json(rd / "progress.json")
+    live = campaign.run_state(rd / "run")
     why = stale(result, repo) if result else ""
     times = (f"{hours(result['wall_seconds'])} / {hours(result['cpu_seconds'])}" if result else "–")
     commit = f"`{result['commit'][:7]}`" if result else "–"
     profile = f"`--profile {result['profile'] if result else row.profile}`"
-    cells = [row.title, row.paper, f"≤ {row.goal:g} {row.unit}", ours(row, result, progress, why),
+    cells = [row.title, row.paper, f"≤ {row.goal:g} {row.unit}", ours(row, result, live, progress, why),
              epochs(row, result), times, profile, commit, curve_link(row, runs, docs, result), row.earlier or "–"]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
@@ -102,10 +112,10 @@ def footer(rows: list[campaign.Row], runs: Path) -> list[str]:
     for row in rows:
         rd = runs / row.id
         record = campaign.read_json(rd / "result.json") or campaign.read_json(rd / "progress.json") or {}
-        spent = max(record.get("cpu_seconds", 0.0), record.get("train_seconds", 0.0))
-        used += spent
+        trained = max(record.get("train_seconds", 0.0), campaign.run_state(rd / "run").train_seconds)
+        used += max(record.get("cpu_seconds", 0.0), trained)
         if "figure" not in record and row.budget_hours > 0:
-            left += max(0.0, row.budget_hours * 3600 - record.get("train_seconds", 0.0))
+            left += max(0.0, row.budget_hours * 3600 - trained)
     return ["## CPU time", "",
             f"The campaign has used **{used / 3600:.2f} CPU-hours** (every step's CPU time, or its recorded "
             f"training seconds where a step was killed); the rows not yet measured have at most "

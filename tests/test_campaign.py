@@ -199,7 +199,8 @@ def test_the_table_reads_saved_results_only(tmp_path, monkeypatch):
     assert "not run yet" in other_line and "1.00" not in other_line
     assert "--resume --epochs 10" in page  # the budget ended it: the command that finishes it
     third = [x for x in page.splitlines() if x.startswith("| tiny VAE")][1]
-    assert "in progress (4 epochs, 0.50 h trained)" in third and "tiny.png" not in third and "(so far)" in third
+    assert "in progress (4 epochs, 0.50 h of 1 CPU-hours trained)" in third and "tiny.png" not in third \
+        and "(so far)" in third
     assert "**1.53 CPU-hours**" in page and "**4.50 CPU-hours**" in page  # used; left (other: 4, third: 0.5)
 
 
