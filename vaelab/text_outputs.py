@@ -31,10 +31,10 @@ def sample_text(model, n: int = 10, seed: int = 0) -> dict[str, list[str]]:
     return out
 
 
-def _codes(model, sentences: list[str]) -> torch.Tensor:
+def _codes(model, sentences: list[str] | Batch) -> torch.Tensor:
     if not hasattr(model, "posterior_params"):
         raise VaelabError(f"'{model.name}' has no code for a sentence (no encoder); use a text-vae run")
-    batch = sentence_batch(sentences, model.front_end)
+    batch = sentences if isinstance(sentences, Batch) else sentence_batch(sentences, model.front_end)
     with torch.no_grad():
         return model.posterior_params(batch.to(next(model.parameters()).device))[0]
 
@@ -43,8 +43,9 @@ def reconstruct_text(model, sentences: list[str], seed: int = 0) -> list[dict]:
     """Each sentence as read (unknown words as <unk>), then decoded from its posterior mean:
     greedily, and once sampled word by word."""
     model.eval()
-    z = _codes(model, sentences)
-    read = words(model, sentence_batch(sentences, model.front_end))
+    batch = sentence_batch(sentences, model.front_end)
+    z = _codes(model, batch)
+    read = words(model, batch)
     greedy = words(model, model.decode_text(z, greedy=True))
     sampled = words(model, model.decode_text(z, greedy=False, generator=torch.Generator().manual_seed(seed)))
     return [{"input": r, "greedy": g, "sampled": s} for r, g, s in zip(read, greedy, sampled)]
