@@ -185,9 +185,23 @@ SPECIFIC = {
         ("--nll-samples", "nll_samples", int, 1000, "importance samples for -log p(x)"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
+    "text-collapse": ("the plain sentence VAE beside each fix for posterior collapse (PTB): -ELBO, IS-NLL, KL, "
+                      "I(x;z), active units, KL and reconstruction curves", [
+        ("--variants", "variants_", _names, (), "variants to train (default: plain, anneal, cyclical, "
+                                                "word-dropout, free-bits, anneal+dropout)"),
+        ("--epochs", "epochs", int, 6, "training epochs per variant"),
+        ("--sentences", "sentences", int, 3000, "first N PTB training sentences (--train-size overrides)"),
+        ("--eval-size", "eval_size", int, 200, "first N sentences of --split measured (0 = all)"),
+        ("--split", "split", str, "val", "val (ptb.valid: choices) or test (ptb.test, read once for a table)"),
+        ("--hidden", "hidden", int, 128, "LSTM state size"),
+        ("--embedding", "embedding", int, 128, "word embedding size"),
+        ("--latent-dim", "latent_dim", int, 32, "size of z"),
+        ("--nll-samples", "nll_samples", int, 500, "importance samples for -log p(x)"),
+    ]),
 }
 # comparisons whose claim is about these data
-FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face"}
+FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face",
+              "text-collapse": "PTB"}
 
 
 def add_compare_parser(sub) -> None:

@@ -183,11 +183,13 @@ def load_text_file(path: Path, root: Path, settings: dict | None = None):
 
 
 def sentence_batch(sentences: list[str], settings: dict, what: str = "--text"):
-    """The Batch of ``sentences`` a text model reads; refused when a sentence holds no known
-    word (the model would read only <unk>s: nothing of the sentence)."""
+    """The Batch of ``sentences`` a text model reads (a word outside the vocabulary is tried in
+    lower case, as PTB is written); refused when a sentence holds no known word (the model
+    would read only <unk>s: nothing of the sentence)."""
     from .batch import Batch
 
-    lines = [" ".join(s.lower().split()) for s in sentences]
+    known = set(settings["vocabulary"])
+    lines = [" ".join(w if w in known else w.lower() for w in s.split()) for s in sentences]
     for s, line in zip(sentences, lines):
         if not line:
             raise VaelabError(f"{what} is empty; give a sentence")
