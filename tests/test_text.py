@@ -186,3 +186,13 @@ def test_text_models_train_resume_evaluate_and_write_text(tmp_path):
     lm = vaelab.load(tmp_path / "lm")
     result = evaluate(lm, ds.subset(slice(0, 10)))
     assert result["nll_method"] == "exact" and result["ppl"] > 1
+
+
+def test_report_shows_a_sentence_model_as_text(tmp_path):
+    from vaelab.viz.report import make_report
+
+    ds = tiny_dataset(60)
+    vaelab.train("lstm-lm", ds, tmp_path / "lm", model_config=TINY_TEXT,
+                 config={"epochs": 1, "threads": 1, "batch_size": 16, "val_size": 0}, progress=False)
+    html = make_report([tmp_path / "lm"], tmp_path / "r.html").read_text()
+    assert "<h3>Sentences</h3>" in html and "# samples (greedy)" in html and "Latent traversal" not in html

@@ -77,9 +77,16 @@ def text_report(model, data: Batch | None, seed: int = 0, n: int = 8) -> str:
     """The text a run writes when training ends: samples, and for a latent model
     reconstructions of a few sentences of ``data`` with a homotopy between two of them."""
     lines = []
-    for kind, sentences in sample_text(model, n, seed).items():
-        lines.append(f"# samples ({kind})")
-        lines += sentences + [""]
+    if hasattr(model, "generate"):
+        for kind, sentences in sample_text(model, n, seed).items():
+            lines.append(f"# samples ({kind})")
+            lines += sentences + [""]
+    if hasattr(model, "middle") and data is not None:  # a sequence code (seq3): input, middle, rebuilt
+        part = data[:n]
+        lines.append("# input / middle sequence / reconstruction from it")
+        for x, y, r in zip(words(model, part), words(model, model.middle(part)),
+                           words(model, model.reconstruct_from_middle(part))):
+            lines += [f"   input: {x}", f"  middle: {y}", f" rebuilt: {r}", ""]
     if hasattr(model, "decode_text") and data is not None and len(data) >= 2:
         originals = [decode_ids(row, model.front_end) for row in data.x[:n]]
         lines.append("# reconstructions (input / greedy / sampled)")

@@ -217,13 +217,5 @@ class Seq3(TextModel):
         return False
 
     def end_of_run(self, run_dir, data: Batch, seed: int = 0) -> list[str]:
-        from ..files import atomic_write_bytes
-        from ..text_outputs import words
-
-        self.eval()
-        part = data[:8]
-        lines = []
-        for x, y, r in zip(words(self, part), words(self, self.middle(part)), words(self, self.reconstruct_from_middle(part))):
-            lines += [f"   input: {x}", f"  middle: {y}", f"rebuilt: {r}", ""]
-        atomic_write_bytes(Path(run_dir) / "text.txt", ("\n".join(lines) + "\n").encode())
-        return ["text.txt"]
+        from ..text_outputs import write_text_outputs
+        return write_text_outputs(self, run_dir, data, seed)
