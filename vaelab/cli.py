@@ -564,7 +564,7 @@ def _trained(result) -> None:
         return
     skipped = f"; {count(result.skipped_steps, 'non-finite step')} skipped" if result.skipped_steps else ""
     print(f"trained {count(result.epochs_run, 'epoch')}{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
-    files = [n for n in ("model.safetensors", "samples.png", "reconstructions.png", "metrics.jsonl")
+    files = [n for n in ("model.safetensors", "samples.png", "reconstructions.png", "text.txt", "metrics.jsonl")
              if (result.run_dir / n).exists()]
     print(f"run directory: {result.run_dir}  ({', '.join(files)})")
 
