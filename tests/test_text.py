@@ -196,3 +196,21 @@ def test_report_shows_a_sentence_model_as_text(tmp_path):
                  config={"epochs": 1, "threads": 1, "batch_size": 16, "val_size": 0}, progress=False)
     html = make_report([tmp_path / "lm"], tmp_path / "r.html").read_text()
     assert "<h3>Sentences</h3>" in html and "# samples (greedy)" in html and "Latent traversal" not in html
+
+
+def test_learning_rate_halves_after_each_plateau_at_most_five_times():
+    from vaelab.training.trainer import TrainConfig, _Training
+
+    t = object.__new__(_Training)
+    t.config = TrainConfig(lr_halve_patience=2)
+    t.counters = {"bad_epochs": 1, "lr_scale": 1.0}
+    t._halve_on_plateau()
+    assert t.counters["lr_scale"] == 1.0  # one epoch without improvement: not yet
+    for bad in range(2, 30):
+        t.counters["bad_epochs"] = bad
+        t._halve_on_plateau()
+    assert t.counters["lr_scale"] == 0.5 ** 5
+    t.config = TrainConfig()
+    t.counters = {"bad_epochs": 2, "lr_scale": 1.0}
+    t._halve_on_plateau()
+    assert t.counters["lr_scale"] == 1.0  # off by default
