@@ -214,3 +214,14 @@ def test_learning_rate_halves_after_each_plateau_at_most_five_times():
     t.counters = {"bad_epochs": 2, "lr_scale": 1.0}
     t._halve_on_plateau()
     assert t.counters["lr_scale"] == 1.0  # off by default
+
+
+def test_trainer_batches_by_length_when_the_data_carries_lengths():
+    from types import SimpleNamespace
+
+    from vaelab.training.trainer import TrainConfig, _Training
+
+    t = object.__new__(_Training)
+    t.config, t.binarize, t.ctx = TrainConfig(batch_size=8), "none", SimpleNamespace(rank=0, world=1)
+    assert type(t._sampler(tiny_dataset(40).batch())) is LengthBucketSampler
+    assert type(t._sampler(Batch(torch.rand(40, 1, 4, 4)))) is ShuffledSampler
