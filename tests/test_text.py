@@ -225,3 +225,37 @@ def test_trainer_batches_by_length_when_the_data_carries_lengths():
     t.config, t.binarize, t.ctx = TrainConfig(batch_size=8), "none", SimpleNamespace(rank=0, world=1)
     assert type(t._sampler(tiny_dataset(40).batch())) is LengthBucketSampler
     assert type(t._sampler(Batch(torch.rand(40, 1, 4, 4)))) is ShuffledSampler
+
+
+def test_command_line_bad_text_input_is_one_line(tmp_path, capsys):
+    from vaelab.cli import main
+
+    ds = tiny_dataset(60)
+    vaelab.train("text-vae", ds, tmp_path / "vae", model_config={**TINY_TEXT, "latent_dim": 4},
+                 config={"epochs": 1, "threads": 1, "batch_size": 16, "val_size": 0}, progress=False)
+    capsys.readouterr()
+    for argv, message in [
+        (["reconstruct", str(tmp_path / "vae"), "--text", "zzz qqq"], "holds only words outside"),
+        (["interpolate", str(tmp_path / "vae"), "--from", "the cat"], "give both ends as sentences"),
+        (["eval", str(tmp_path / "vae"), "--data", "digits"], "reads sentences, but digits holds images"),
+    ]:
+        assert main(argv + ["--threads", "1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+    assert main(["reconstruct", str(tmp_path / "vae"), "--text", "the cat sat on a mat", "--threads", "1"]) == 0
+    assert "greedy:" in capsys.readouterr().out
+    assert main(["sample", str(tmp_path / "vae"), "-n", "2", "--threads", "1"]) == 0
+    assert capsys.readouterr().out.startswith("# greedy")
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "ptb").is_dir(), reason="PTB not present in the shared data directory")
+def test_user_text_reads_with_the_ptb_vocabulary_and_refuses_bad_files(tmp_path):
+    good = tmp_path / "mine.txt"
+    good.write_text("the company said N shares\nzzzq fell\n")
+    with pytest.warns(UserWarning, match="1 of 7 words are not in the vocabulary"):
+        ds = load_dataset(f"text:{good}", data_dir=SHARED_DATA)
+    assert ds.x.shape == (2, 83) and ds.extras["lengths"].tolist() == [6, 3]
+    assert decode_ids(ds.x[1], ds.front_end) == "<unk> fell"
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(VaelabError, match="holds no sentences"):
+        load_dataset(f"text:{tmp_path / 'empty.txt'}", data_dir=SHARED_DATA)
