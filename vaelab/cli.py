@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import VaelabError
 from .options import Option, add_options, comma_list, file_settings, in_option_names, key_spellings, options
 from .outputs import check_outputs
+from .text_cli import print_interpolation, print_reconstructions, print_samples, reads_text
 from .words import count
 
 RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard")
@@ -24,16 +25,18 @@ _ints = comma_list(int)  # --indices 3,17,42
 
 def _data_args(p, required: bool = True) -> None:
     p.add_argument("--data", required=required, metavar="SPEC",
-                   help="mnist, fashion-mnist, kmnist, digits, frey-faces, cifar10, folder:PATH or npy:PATH")
+                   help="mnist, fashion-mnist, kmnist, digits, frey-faces, cifar10, ptb, folder:PATH, npy:PATH or "
+                        "text:PATH (one sentence per line)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 
 
-def _run_data_split(p, run_help: str = "run or model directory") -> None:
+def _run_data_split(p, run_help: str = "run or model directory", data_required: bool = True) -> None:
     """RUN, --data SPEC, --data-dir DIR and --split: what every command reading a run's images takes."""
     p.add_argument("run", help=run_help)
-    _data_args(p)
-    p.add_argument("--split", default="test", choices=("train", "test"), help="dataset split (default: test)")
+    _data_args(p, required=data_required)
+    p.add_argument("--split", default="test", choices=("train", "val", "test"),
+                   help="dataset split (default: test; val: ptb's own validation file or the run's held-out rows)")
 
 
 def _threads_arg(p) -> None:
@@ -217,8 +220,11 @@ def _add_edit_command(sub) -> None:
 
 def _add_reconstruct_command(sub) -> None:
     """``vaelab reconstruct RUN``: chosen images above their reconstructions."""
-    p = sub.add_parser("reconstruct", help="PNG grid of inputs above their reconstructions")
-    _run_data_split(p)
+    p = sub.add_parser("reconstruct", help="PNG grid of inputs above their reconstructions (sentence models: "
+                                            "printed text)")
+    _run_data_split(p, data_required=False)
+    p.add_argument("--text", action="append", default=None, metavar="SENTENCE",
+                   help="sentence models: a sentence to reconstruct (repeatable)")
     p.add_argument("-n", type=int, default=None, help="number of images (default: 32)")
     p.add_argument("--indices", type=_ints, default=None, metavar="I[,I...]",
                    help="show these images of the split (0-based, e.g. 3,17,42) instead of N spread over it")
@@ -275,9 +281,11 @@ def _add_interpolate_command(sub) -> None:
                        description="Three rows from one image to another: blended pixels, decoded points on the "
                                    "straight line between their codes, and on the spherical path (slerp). Each "
                                    "path's mean step length and a digit classifier's confidence along it are printed.")
-    _run_data_split(p)
-    p.add_argument("--from", dest="start", type=int, default=None, metavar="I", help="first image (index in the split)")
-    p.add_argument("--to", dest="end", type=int, default=None, metavar="J", help="last image (index in the split)")
+    _run_data_split(p, data_required=False)
+    p.add_argument("--from", dest="start", default=None, metavar="I",
+                   help="first image (index in the split); sentence models: the first sentence")
+    p.add_argument("--to", dest="end", default=None, metavar="J",
+                   help="last image (index in the split); sentence models: the last sentence")
     p.add_argument("--from-file", default=None, metavar="FILE", help="first image from a PNG/JPEG file instead")
     p.add_argument("--to-file", default=None, metavar="FILE", help="last image from a PNG/JPEG file instead")
     p.add_argument("--steps", type=int, default=10, help="points per path, endpoints included (default: 10)")
@@ -556,7 +564,7 @@ def _trained(result) -> None:
         return
     skipped = f"; {count(result.skipped_steps, 'non-finite step')} skipped" if result.skipped_steps else ""
     print(f"trained {count(result.epochs_run, 'epoch')}{best}{skipped}{' (stopped early)' if result.stopped_early else ''}")
-    files = [n for n in ("model.safetensors", "samples.png", "reconstructions.png", "metrics.jsonl")
+    files = [n for n in ("model.safetensors", "samples.png", "reconstructions.png", "text.txt", "metrics.jsonl")
              if (result.run_dir / n).exists()]
     print(f"run directory: {result.run_dir}  ({', '.join(files)})")
 
@@ -590,10 +598,12 @@ def _norm(value):
 def _eval_data(args, model, run: Path):
     """The Dataset of ``--split`` as the run saw it (its carved test split, if any), labels
     included: a conditional model needs them, as do classification figures."""
+    from .data.text import check_reads
     from .training import run_split
     from .training.run import conditioned
 
     ds = run_split(run, args.data, args.split, data_dir=args.data_dir)
+    check_reads(model, ds)
     if tuple(ds.shape) != tuple(model.input_shape):
         raise VaelabError(f"{args.data} images have shape {list(ds.shape)}, the model expects "
                           f"{list(model.input_shape)}")
@@ -679,6 +689,8 @@ def cmd_sample(args) -> None:
     if args.n < 1:
         raise VaelabError(f"-n must be at least 1, got {args.n}")
     model = load(args.run)
+    if reads_text(model):
+        return print_samples(model, args.n, args.seed)
     args.n = capped(args.n, model.input_shape)
     if args.attributes is not None:
         return _sample_attributes(args, model)
@@ -726,6 +738,10 @@ def cmd_reconstruct(args) -> None:
     _use_threads(args)
     run = Path(args.run)
     model = load(run)
+    if reads_text(model):
+        data = _eval_images(args, model, run) if args.data else None
+        return print_reconstructions(model, args.text, data, args.n or 5, args.seed or 0)
+    _need_data(args)
     ds = _eval_images(args, model, run)
     n = capped(args.n, model.input_shape, pairs=True) if args.n and args.n > 0 else args.n
     batch = ds.subset(choose_images(len(ds), n, args.indices, args.seed)).batch()
@@ -767,6 +783,10 @@ def cmd_interpolate(args) -> None:
     _use_threads(args)
     run = Path(args.run)
     model = load(run)
+    if reads_text(model):
+        return print_interpolation(model, args.start, args.end, args.steps)
+    _need_data(args)
+    args.start, args.end = _index(args.start, "--from"), _index(args.end, "--to")
     a, b = _interpolation_ends(args, model, run)
     classifier = None
     if args.no_classifier and args.classifier:
@@ -784,6 +804,21 @@ def cmd_interpolate(args) -> None:
         print(f"{p:>7}  {m['step_length']:>11.3f}{conf}")
     print(f"step_length: mean L2 distance between consecutive images over {count(a.numel(), 'pixel value')} in [0, 1]")
     print(f"wrote {args.output}")
+
+
+def _need_data(args) -> None:
+    if args.data is None:
+        raise VaelabError("give --data SPEC: the dataset whose images to use")
+
+
+def _index(value: str | None, flag: str) -> int | None:
+    """An image index given to --from / --to (which take sentences for sentence models)."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise VaelabError(f"{flag} {value!r}: an image model takes an image index (0-based) here") from None
 
 
 def _interpolation_ends(args, model, run: Path):

@@ -18,14 +18,16 @@ from .generation import generation
 from .interpolation import interpolation
 from .mixtures import mixtures_vs_vae
 from .pca_vs_ae import pca_vs_autoencoders
+from .secret_code import secret_code
 from .ssl import ssl
+from .text_collapse import text_collapse
 
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
                "interpolation": interpolation, "conditional": conditional, "completion": completion,
                "dvae": dvae_vs_vae, "ssl": ssl, "aae-vs-vae": aae_vs_vae,
-               "discrete": discrete}
+               "discrete": discrete, "text-collapse": text_collapse, "secret-code": secret_code}
 
 __all__ = ["COMPARISONS", "Comparison", "aae_vs_vae", "codes_2d", "completion", "conditional", "denoising",
            "discrete", "dvae_vs_vae", "generation", "interpolation", "mixtures_vs_vae",
-           "pca_vs_autoencoders", "ssl"]
+           "pca_vs_autoencoders", "secret_code", "ssl", "text_collapse"]

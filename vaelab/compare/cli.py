@@ -185,9 +185,35 @@ SPECIFIC = {
         ("--nll-samples", "nll_samples", int, 1000, "importance samples for -log p(x)"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
+    "text-collapse": ("the plain sentence VAE beside each fix for posterior collapse (PTB): -ELBO, IS-NLL, KL, "
+                      "I(x;z), active units, KL and reconstruction curves", [
+        ("--variants", "variants_", _names, (), "variants to train (default: plain, anneal, cyclical, "
+                                                "word-dropout, free-bits, anneal+dropout)"),
+        ("--epochs", "epochs", int, 6, "training epochs per variant"),
+        ("--sentences", "sentences", int, 3000, "first N PTB training sentences (--train-size overrides)"),
+        ("--eval-size", "eval_size", int, 200, "first N sentences of --split measured (0 = all)"),
+        ("--split", "split", str, "val", "val (ptb.valid: choices) or test (ptb.test, read once for a table)"),
+        ("--hidden", "hidden", int, 128, "LSTM state size"),
+        ("--embedding", "embedding", int, 128, "word embedding size"),
+        ("--latent-dim", "latent_dim", int, 32, "size of z"),
+        ("--nll-samples", "nll_samples", int, 500, "importance samples for -log p(x)"),
+    ]),
+    "secret-code": ("seq3's middle sequence without and with the language-model prior (PTB): its perplexity "
+                    "under the lstm-lm against real sentences of its length, copied words, reconstruction", [
+        ("--lm-run", "lm_run", str, None, "run directory of the trained lstm-lm (prior and judge)"),
+        ("--weights", "weights", _floats, (0.0, 0.01, 0.1, 1.0), "language-model prior weights"),
+        ("--epochs", "epochs", int, 4, "training epochs per weight"),
+        ("--sentences", "sentences", int, 3000, "first N PTB training sentences (--train-size overrides)"),
+        ("--eval-size", "eval_size", int, 200, "first N sentences of --split measured (0 = all)"),
+        ("--split", "split", str, "val", "val (ptb.valid: choices) or test (ptb.test, read once for a table)"),
+        ("--hidden", "hidden", int, 128, "LSTM state size"),
+        ("--embedding", "embedding", int, 64, "word embedding size"),
+        ("--ratio", "ratio", float, 0.5, "middle sequence length as a fraction of the words"),
+    ]),
 }
 # comparisons whose claim is about these data
-FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face"}
+FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face",
+              "text-collapse": "PTB", "secret-code": "PTB"}
 
 
 def add_compare_parser(sub) -> None:

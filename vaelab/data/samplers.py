@@ -171,3 +171,27 @@ def _concat(labelled: Batch, unlabelled: Batch) -> Batch:
     extras = {k: torch.cat([v, unlabelled.extras[k]]) for k, v in labelled.extras.items() if k in unlabelled.extras}
     return Batch(torch.cat([labelled.x, unlabelled.x]), torch.cat([labelled.y, y_u]),
                  mask.to(labelled.x.device), extras)
+
+
+class LengthBucketSampler(ShuffledSampler):
+    """Shuffled epochs of sequences batched by length, for data that carries
+    ``extras["lengths"]``: rows of similar length share a step, so little of each step is
+    padding. Each epoch draws one permutation, sorts it by length within pools of
+    ``pool_batches`` batches, cuts it into batches and draws their order; both draws come from
+    the order generator, so ``epoch_state`` replays a resumed epoch exactly, and sharding and
+    the number of steps are those of :class:`ShuffledSampler`."""
+
+    def __init__(self, data: Batch, batch_size: int, *, pool_batches: int = 50, **kwargs):
+        super().__init__(data, batch_size, **kwargs)
+        if "lengths" not in data.extras:
+            raise VaelabError("the length-bucketing sampler needs extras['lengths'] (one length per row)")
+        self.lengths, self.pool = data.extras["lengths"].cpu(), batch_size * max(1, pool_batches)
+
+    def epoch(self, start: int = 0) -> Iterator[Batch]:
+        n, b = len(self.data), self.batch_size
+        perm = torch.randperm(n, generator=self.generators["order"])
+        pools = [p[self.lengths[p].argsort(stable=True)] for p in perm.split(self.pool)]
+        rows = torch.cat(pools).split(b)[:len(self)]
+        order = torch.randperm(len(rows), generator=self.generators["order"])
+        for i in range(start, len(self)):
+            yield self._finish(self.data.select(rows[int(order[i])].to(self.data.x.device)))

@@ -22,9 +22,11 @@ from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
 from vaelab.errors import VaelabError, VaelabWarning, brief
 
-DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces", "cifar10")
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces", "cifar10", "ptb")
 SPLITS = ("train", "test")
-_SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH"))
+_SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH", "text:PATH"))
+# Datasets that ship their own validation file: split "val" reads it (choices are made on it).
+OWN_VALIDATION = ("ptb",)
 
 
 @dataclass(frozen=True)
@@ -180,11 +182,19 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | 
 
     Named datasets are read from ``resolve_data_dir(data_dir)/<name>/``; the IDX datasets
     are downloaded there (SHA-256 checked) when missing and ``download`` is true.
+    PTB (``ptb``) also has split "val" (its own validation file); ``text:PATH`` is one split,
+    sentences read with PTB's training vocabulary (see :mod:`vaelab.data.text`).
     """
-    if split not in SPLITS:
-        raise VaelabError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if not isinstance(spec, str):
         raise VaelabError(f"dataset spec must be a string, got {type(spec).__name__}; use one of {_SPECS}")
+    if spec.startswith(TEXT_PREFIX):
+        from .text import load_text_file
+        return load_text_file(_user_path(spec, TEXT_PREFIX), resolve_data_dir(data_dir) / "ptb")
+    if split == "val" and spec.strip().lower() in OWN_VALIDATION:
+        from .text import load_ptb
+        return load_ptb(resolve_data_dir(data_dir) / "ptb", "val")
+    if split not in SPLITS:
+        raise VaelabError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if spec.startswith(_USER_PREFIXES):
         return _load_user_data(spec, split)
     # A name never contributes a path component: <data_dir>/<name>/<canonical file names>.
@@ -200,10 +210,14 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | 
         return _load_frey(root, split)
     if name == "cifar10":
         return _load_cifar10(resolve_data_dir(data_dir), split)
+    if name == "ptb":
+        from .text import load_ptb
+        return load_ptb(root, split)
     return _load_idx_dataset(name, root, split, download)
 
 
 _USER_PREFIXES = ("folder:", "npy:")
+TEXT_PREFIX = "text:"
 
 
 def _user_path(spec: str, prefix: str) -> Path:

@@ -16,6 +16,7 @@ can do and naming it for what it is.
 | ``bounds_likelihood`` (true) | ``nll_bound`` ≥ −log p(x) from the model's ``log_likelihood_bound`` (a VQ-VAE with its prior: −log p(x|z_q) − log p(z_q)), ``bits_per_dim_bound`` |
 | ``cluster_probs`` (q(y|x) over clusters), with labelled ``reference`` images | ``cluster_error``, ``cluster_error_most_confident``, ``clusters_used`` (see :mod:`.codes`) |
 | ``binary_codes``, with labelled ``reference`` images | ``precision_at_100`` of Hamming ranking, ``code_bits`` (see :mod:`.codes`) |
+| ``count_tokens`` (sentence models) | ``tokens_per_sentence``, ``ppl`` from ``nll``, ``nelbo`` and ``ppl_bound`` from the ELBO (words + ``<eos>``), ``mutual_information`` I(x; z) with ``posterior_params`` (see :mod:`.text`) |
 | ``objective_name`` | the negated loss under that name (a training objective that is no ELBO, e.g. ``dvae_objective``) |
 
 Never a figure called ``nll`` that is anything but −log p(x): importance-sampled, or exact where
@@ -36,6 +37,7 @@ from .codes import code_metrics, has_codes
 from .conditional import can_complete, completion_metrics, target_squared_error
 from .latent import posterior_stats
 from .likelihood import as_rows, log_likelihood, on_device
+from .text import counts_tokens, mutual_information, token_figures
 
 TEST_BINARIZATION_SEED = 123
 
@@ -83,7 +85,7 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
     prefix = "c" if getattr(model, "conditional", False) else ""
     if exact:  # an exact density: no samples to choose, the figure is the same for any k
         result.update(k=0, **_exact_likelihood(model, rows, batch_size, prefix, device))
-        return result
+        return _with_tokens(model, rows, result)
     result.update(_per_example(model, rows, batch_size, seed, device))
     if hasattr(model, "codebook_usage"):
         with torch.inference_mode():
@@ -103,6 +105,18 @@ def evaluate(model, data, *, nll_samples: int = 0, binarize: str = "none",
             result.update(_likelihood(model, rows, nll_samples, prefix, seed, progress, kwargs))
         if can_complete(model):
             result.update(completion_metrics(model, rows, nll_samples, seed=seed, progress=progress, **kwargs))
+    return _with_tokens(model, rows, result)
+
+
+def _with_tokens(model, rows, result: dict) -> dict:
+    """A sentence model's per-token figures: perplexities instead of bits per (padded) position,
+    and I(x; z) for a latent one."""
+    if not counts_tokens(model):
+        return result
+    result = {k: v for k, v in result.items() if "bits_per_dim" not in k and k not in ("mse", "psnr")}
+    result.update(token_figures(model, rows, result))
+    if hasattr(model, "posterior_params"):
+        result["mutual_information"] = mutual_information(model, rows)
     return result
 
 

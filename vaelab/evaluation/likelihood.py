@@ -46,9 +46,10 @@ def _batch(log_weights, xb: Batch, first: int, k: int, seed: int, per_chunk: int
 
 
 def on_device(batch: Batch, device) -> Batch:
-    """``batch`` on ``device`` with float32 inputs (labels and masks keep their dtypes)."""
+    """``batch`` on ``device`` with float32 inputs (labels and masks keep their dtypes; int64
+    inputs are word ids and stay so)."""
     moved = batch.to(device)
-    return moved.with_x(moved.x.to(torch.float32))
+    return moved if moved.x.dtype == torch.int64 else moved.with_x(moved.x.to(torch.float32))
 
 
 @torch.inference_mode()

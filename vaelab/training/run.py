@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from ..data import Dataset, has_test_split, labelled_subset, load_dataset, split_test, split_validation
-from ..data.sources import DATASETS, TEST_SPLIT_SEED, canonical_spec, training_images_of
+from ..data.sources import DATASETS, OWN_VALIDATION, TEST_SPLIT_SEED, canonical_spec, training_images_of
+from ..data.text import check_reads
 from ..errors import VaelabError, VaelabWarning
 from ..files import read_run_record
 from ..io import state_bytes
@@ -92,8 +93,12 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     elif not isinstance(config, TrainConfig):
         config = train_config(model, config)
     ds = load_dataset(data, "train", data_dir=data_dir) if isinstance(data, str) else data
+    check_reads(model_class(model) if isinstance(model, str) else model, ds, model if isinstance(model, str) else None)
     if isinstance(data, str):
         _check_test_split(data, ds, data_dir)
+    own_val = isinstance(data, str) and val_data is None and data.strip().lower() in OWN_VALIDATION
+    if own_val:  # the dataset's own validation file (ptb.valid.txt) chooses, not a carve-out
+        val_data = load_dataset(data, "val", data_dir=data_dir)
     ds, test_record = _hold_out_test(data, ds, config.test_fraction)
     if not recorded:
         config = fitted_val_size(model, config, len(ds))
@@ -125,7 +130,9 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
     record = {"spec": canonical_spec(data) if isinstance(data, str) else ds.name, "split": "train",
               "n_train": len(train_ds), "n_val": 0 if val_ds is None else len(val_ds),
               "shape": list(ds.shape), **test_record, **label_record}
-    if val_data is not None:
+    if own_val:
+        record["val_file"] = True  # run_split(..., "val") reads the same file
+    elif val_data is not None:
         record["val_given"] = True  # not a carve-out: run_split cannot rebuild it
     return fit(model, train_ds, val_ds, config, out, resume=resume, data_record=record, progress=progress)
 
@@ -196,6 +203,8 @@ def run_split(run_dir: str | os.PathLike, data: str, split: str = "test",
     "val" is exactly the validation images the trainer held out of "train" (rebuilt from
     run.json's ``val_size``, ``val_rows`` and ``seed``): the split that chooses settings.
     """
+    if split == "val" and data.strip().lower() in OWN_VALIDATION:
+        return load_dataset(data, "val", data_dir=data_dir)
     if split == "val":
         return validation_parts(run_dir, data, data_dir)[1]
     carve = _recorded_carve(Path(run_dir), data)

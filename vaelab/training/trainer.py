@@ -26,7 +26,7 @@ import torch
 from ..config import Config, choice, require
 from ..data import binarize_static
 from ..data.batch import Batch
-from ..data.samplers import BINARIZE, SemiSupervisedSampler, ShuffledSampler, resolve_binarize
+from ..data.samplers import BINARIZE, LengthBucketSampler, SemiSupervisedSampler, ShuffledSampler, resolve_binarize
 from ..errors import VaelabError, VaelabWarning
 from ..files import atomic_write_json
 from ..io import model_record, save
@@ -117,6 +117,9 @@ class TrainConfig(Config):
         default=10,
         metadata={"help": "with --nonfinite skip: stop after this many skipped steps",
                   "applies": {"nonfinite": ("skip",)}})
+    lr_halve_patience: int = field(default=0, metadata={
+        "help": "halve the learning rate after each run of this many epochs without a better validation value "
+                "(--monitor), at most 5 times (0 = off)"})
     monitor: str = field(default="loss", metadata={
         "help": "validation value whose minimum marks the best epoch: loss, a loss term, or error for models "
                 "that classify"})
@@ -147,6 +150,7 @@ class TrainConfig(Config):
         choice("validation rows", self.val_rows, ("random", "last"))
         require(self.labels >= 0, f"labels must be >= 0 (0 = keep every label), got {self.labels}")
         require(self.patience >= 0, f"patience must be >= 0 (0 = off), got {self.patience}")
+        require(self.lr_halve_patience >= 0, f"lr_halve_patience must be >= 0 (0 = off), got {self.lr_halve_patience}")
         require(self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}")
         require(0 <= self.threads <= 4096, f"threads must be >= 0 (0 = all cores), got {self.threads}")
         require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
@@ -355,7 +359,8 @@ class _Training:
         return train, val
 
     def _sampler(self, train: Batch):
-        """Semi-supervised when the data mixes labelled and unlabelled rows, else shuffled."""
+        """Semi-supervised when the data mixes labelled and unlabelled rows; batched by length
+        when the rows carry lengths (sentences); else shuffled."""
         cfg, dynamic = self.config, self.binarize == "dynamic"
         mask = train.labelled_rows()
         if train.y is not None and train.labelled is not None and mask.any() and not mask.all():
@@ -363,8 +368,8 @@ class _Training:
             per_step = cfg.labelled_batch_size or max(1, round(cfg.batch_size * len(labelled) / len(unlabelled)))
             return SemiSupervisedSampler(labelled, unlabelled, per_step, cfg.batch_size, seed=cfg.seed,
                                          binarize=dynamic, rank=self.ctx.rank, world=self.ctx.world)
-        return ShuffledSampler(train, cfg.batch_size, seed=cfg.seed, binarize=dynamic, rank=self.ctx.rank,
-                               world=self.ctx.world)
+        sampler = LengthBucketSampler if "lengths" in train.extras else ShuffledSampler
+        return sampler(train, cfg.batch_size, seed=cfg.seed, binarize=dynamic, rank=self.ctx.rank, world=self.ctx.world)
 
     # -- checkpoints ---------------------------------------------------------------------
     def _generators(self, epoch_state: dict | None = None) -> dict:
@@ -558,6 +563,7 @@ class _Training:
             c.update(best_val=score, best_epoch=epoch, bad_epochs=0)
         else:
             c["bad_epochs"] += 1
+            self._halve_on_plateau()
         c.update(epoch=epoch, epoch_step=0)
         line = {"epoch": epoch, "step": c["step"], "lr": lr, "seconds": round(time.perf_counter() - t0[0], 3),
                 "cpu_seconds": round(time.process_time() - t0[1], 3), "train": train_means}
@@ -582,6 +588,16 @@ class _Training:
         self._save(self.dir.last, generators, keep_previous=True)
         if self.progress:
             summary(line, improved and val_terms is not None)
+
+    MAX_HALVINGS = 5
+
+    def _halve_on_plateau(self) -> None:
+        """``lr_halve_patience``: the learning rate halves after each run of that many epochs
+        without improvement (Texar's text-VAE schedule), at most five times; the scale is a
+        loop counter, so a resumed run keeps it."""
+        c, patience = self.counters, self.config.lr_halve_patience
+        if patience and c["bad_epochs"] % patience == 0 and c["lr_scale"] > 0.5 ** self.MAX_HALVINGS:
+            c["lr_scale"] *= 0.5
 
     def _figures(self) -> dict[str, float]:
         """What the model counted over the epoch's steps (``epoch_figures``: a codebook's usage),

@@ -254,10 +254,26 @@ def _run_section(p: RunReport) -> str:
     out = [f"<h2>{_e(p.label)}</h2>", f"<p class=note>{_e(p.ctx.run)}</p>", "<div class=cols>",
            _settings(p), _metrics(p), "</div>", "<h3>Curves</h3>",
            _figure("solid: training, dashed: validation", render_curves(p.history))]
+    if getattr(p.ctx.model, "reads", "images") == "text":  # sentence models: text, not pictures
+        out += ["<h3>Sentences</h3>", _sentences(p.ctx)]
+        return "<section>" + "\n".join(out) + "</section>"
     for title, make in SECTIONS:
         out.append(f"<h3>{_e(title)}</h3>")
         out.append(_pictures(make, p.ctx))
     return "<section>" + "\n".join(out) + "</section>"
+
+
+def _sentences(ctx: ReportContext) -> str:
+    """Samples (greedy and drawn), reconstructions, a homotopy and nearest sentences, as text
+    (:func:`vaelab.text_outputs.text_report`, on test sentences where the run has them)."""
+    from ..text_outputs import text_report
+
+    try:
+        data = ctx.test.subset(slice(0, 1000)).batch() if ctx.test is not None else None
+        text = text_report(ctx.model, data, ctx.seed)
+    except VaelabError as exc:
+        return f"<p class=note>could not write them: {_e(brief(exc))}</p>"
+    return f"<pre class=wide>{_e(text)}</pre>"
 
 
 def _pictures(make, ctx: ReportContext) -> str:

@@ -1,0 +1,46 @@
+"""seq3: the middle sequence is shorter, made of vocabulary words, trained through the
+straight-through Gumbel-softmax; the language-model prior reads a trained lstm-lm; the secret-code
+measures come out for any model."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vaelab
+from vaelab.compare.secret_code import secret_code_measures
+from vaelab.errors import VaelabError
+from vaelab.models.registry import build
+
+from test_text import TINY_TEXT, tiny_dataset
+
+
+def test_middle_sequences_are_shorter_words_and_gradients_reach_the_compressor():
+    ds = tiny_dataset(16)
+    torch.manual_seed(0)
+    model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT, ratio=0.5)
+    batch = ds.batch()
+    middle = model.eval().middle(batch)
+    words = batch.extras["lengths"] - 1
+    assert torch.equal(middle.extras["lengths"] - 1, torch.ceil(words * 0.5).long().clamp(min=1))
+    assert bool((middle.x[:, 0] > 2).all())  # never <pad>, <bos> or <eos> inside
+    model.train()
+    model.loss(batch).total.backward()
+    assert model.compress_output.weight.grad.abs().sum() > 0  # through the straight-through samples
+
+
+def test_lm_prior_reads_a_trained_language_model(tmp_path):
+    ds = tiny_dataset(80)
+    settings = {"epochs": 1, "threads": 1, "batch_size": 16, "val_size": 0}
+    vaelab.train("lstm-lm", ds, tmp_path / "lm", model_config=TINY_TEXT, config=settings, progress=False)
+    with pytest.raises(VaelabError, match="needs the language model"):
+        vaelab.train("seq3", ds, tmp_path / "bad", model_config={**TINY_TEXT, "lm_weight": 1.0}, config=settings,
+                     progress=False)
+    vaelab.train("seq3", ds, tmp_path / "s", model_config={**TINY_TEXT, "lm_weight": 0.5, "lm_run": str(tmp_path / "lm")},
+                 config=settings, progress=False)
+    model, lm = vaelab.load(tmp_path / "s"), vaelab.load(tmp_path / "lm")
+    assert torch.equal(model.lm.output.weight, lm.decoder.output.weight)  # the prior is the trained LM, frozen
+    loss = model.loss(ds.batch())
+    assert set(loss.terms) == {"recon", "lm_prior"} and float(loss.terms["lm_prior"]) >= 0
+    m = secret_code_measures(model, lm, ds.batch()[:20], ds.batch(), seed=0)
+    assert 0 <= m["copied"] <= 1 and 0 <= m["token_accuracy"] <= 1 and m["middle_ppl"] > 1
+    assert "  middle: " in (tmp_path / "s" / "text.txt").read_text()
