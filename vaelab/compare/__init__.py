@@ -19,13 +19,14 @@ from .interpolation import interpolation
 from .mixtures import mixtures_vs_vae
 from .pca_vs_ae import pca_vs_autoencoders
 from .ssl import ssl
+from .voice_conversion import voice_conversion
 
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
                "interpolation": interpolation, "conditional": conditional, "completion": completion,
                "dvae": dvae_vs_vae, "ssl": ssl, "aae-vs-vae": aae_vs_vae,
-               "discrete": discrete}
+               "discrete": discrete, "voice-conversion": voice_conversion}
 
 __all__ = ["COMPARISONS", "Comparison", "aae_vs_vae", "codes_2d", "completion", "conditional", "denoising",
            "discrete", "dvae_vs_vae", "generation", "interpolation", "mixtures_vs_vae",
-           "pca_vs_autoencoders", "ssl"]
+           "pca_vs_autoencoders", "ssl", "voice_conversion"]

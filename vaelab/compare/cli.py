@@ -185,9 +185,17 @@ SPECIFIC = {
         ("--nll-samples", "nll_samples", int, 1000, "importance samples for -log p(x)"),
         ("--test-size", "test_size", int, 0, "first N test images (0 = all)"),
     ]),
+    "voice-conversion": ("speech runs on FSDD: speaker and digit judges on real, resynthesised, reconstructed and "
+                         "converted test takes; speaker x speaker matrix; spectrogram panels", [
+        ("--run", "runs", str, None, "a trained speech run (repeatable): ae-speech, adain-vc, vq-vc on fsdd"),
+        ("--griffin-lim-iters", "griffin_lim_iters", int, 0, "Griffin-Lim iterations (0 = the front end's)"),
+        ("--sources-per-pair", "sources_per_pair", int, 0,
+         "source clips per speaker pair, spread over the digits (0 = all 50 test clips)"),
+    ]),
 }
 # comparisons whose claim is about these data
-FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face"}
+FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face",
+              "voice-conversion": "FSDD (the speakers and takes are its)"}
 
 
 def add_compare_parser(sub) -> None:

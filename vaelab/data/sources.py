@@ -22,9 +22,9 @@ from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
 from vaelab.errors import VaelabError, VaelabWarning, brief
 
-DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces", "cifar10")
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces", "cifar10", "fsdd")
 SPLITS = ("train", "test")
-_SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH"))
+_SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH", "wav:PATH"))
 
 
 @dataclass(frozen=True)
@@ -200,10 +200,13 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | 
         return _load_frey(root, split)
     if name == "cifar10":
         return _load_cifar10(resolve_data_dir(data_dir), split)
+    if name == "fsdd":
+        from .speech import load_fsdd
+        return load_fsdd(root, split)
     return _load_idx_dataset(name, root, split, download)
 
 
-_USER_PREFIXES = ("folder:", "npy:")
+_USER_PREFIXES = ("folder:", "npy:", "wav:")
 
 
 def _user_path(spec: str, prefix: str) -> Path:
@@ -228,7 +231,7 @@ def has_test_split(spec: str) -> bool:
     if not spec.startswith(_USER_PREFIXES):
         return True
     prefix, path, test = _user_paths(spec)
-    return test is not None or (prefix == "folder:" and _has_split_folders(path))
+    return test is not None or (prefix in ("folder:", "wav:") and _has_split_folders(path))
 
 
 def training_images_of(spec: str) -> str:
@@ -257,6 +260,9 @@ def _load_user_data(spec: str, split: str) -> Dataset:
         path = test
     elif split == "test" and not has_test_split(spec):
         raise VaelabError(no_test_split(spec))
+    if prefix == "wav:":
+        from .speech import load_wav_folder
+        return load_wav_folder(path, split)
     return _load_folder(path, split) if prefix == "folder:" else _load_array(path)
 
 
