@@ -94,7 +94,7 @@ def speech_input(model, data, trim: bool = False) -> tuple[torch.Tensor, torch.T
     """(x (B, M, T) float, frame mask (B, T)) of a batch for an audio ``model``: lengths from
     ``extras["lengths"]`` (every frame true when absent, e.g. one unpadded clip). ``trim``
     drops the frames that are padding in every clip of the batch (training time)."""
-    from ..data.audio import frame_mask
+    from ..data.audio import frame_mask, silence_value
     from ..data.batch import Batch
     from ..errors import VaelabError
 
@@ -109,4 +109,7 @@ def speech_input(model, data, trim: bool = False) -> tuple[torch.Tensor, torch.T
     lengths = lengths.to(x.device)
     if trim and len(lengths):
         x = x[:, :, :max(int(lengths.max()), 1)]
-    return x.float(), frame_mask(lengths, x.shape[2])
+    mask = frame_mask(lengths, x.shape[2])
+    fe = getattr(model, "front_end", None) or {}
+    silence = silence_value(fe) if "log_offset" in fe else 0.0
+    return torch.where(mask[:, None, :] > 0, x.float(), silence), mask  # padding reads as silence, whatever it held
