@@ -60,7 +60,7 @@ def test_adain_vc_loss_is_reconstruction_plus_weighted_kl(clips):
     model.schedule(1.0)  # half-way through the default 2-epoch anneal
     loss = model.loss(clips.subset(slice(0, 4)).batch())
     assert loss.weights["kl"] == pytest.approx(0.5 * model.config.lambda_kl)
-    assert torch.allclose(loss.total, loss.terms["recon"] + loss.weights["kl"] * loss.terms["kl"])
+    assert torch.allclose(loss.total, loss.terms["recon_l1"] + loss.weights["kl"] * loss.terms["kl"])
     assert float(loss.terms["kl"]) > 0
 
 

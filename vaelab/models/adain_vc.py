@@ -95,7 +95,8 @@ class AdaINVC(SpeechModel):
         mu = self.content(x, mask)
         z = mu + torch.randn_like(mu) * mask[:, None] if self.training else mu
         x_hat = self.decode(z, self.speaker(x, mask), mask)
-        recon = masked_sum((x - x_hat).abs(), mask).mean()
-        kl = 0.5 * masked_sum(mu.square(), mask).mean()
-        w = {"recon": self.config.lambda_rec, "kl": self.config.lambda_kl * self.kl_scale}
-        return Loss(w["recon"] * recon + w["kl"] * kl, {"recon": recon, "kl": kl}, w)
+        per_clip = masked_sum((x - x_hat).abs(), mask)
+        recon, kl = per_clip.mean(), 0.5 * masked_sum(mu.square(), mask).mean()
+        w = {"recon_l1": self.config.lambda_rec, "kl": self.config.lambda_kl * self.kl_scale, "recon_l1_per_frame": 0.0}
+        return Loss(w["recon_l1"] * recon + w["kl"] * kl,
+                    {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}, w)

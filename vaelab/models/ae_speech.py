@@ -9,7 +9,7 @@ decoder mirrors it. The code is as wide as the other families' content plus spea
 with no slot for the speaker: its "conversion" is its reconstruction of the source (there is
 nothing to swap), which is what the comparison shows. The reconstruction term is the L1
 distance the AdaIN-VC paper uses, summed over a clip's mel bands and true frames (padding
-masked), averaged over the batch; ``recon_per_frame`` divides by the frames.
+masked), averaged over the batch; ``recon_l1_per_frame`` divides by the frames.
 """
 from __future__ import annotations
 
@@ -65,5 +65,5 @@ class AESpeech(SpeechModel):
         x_hat = self.decode(self.content(x, mask), None, mask)
         recon = masked_sum((x - x_hat).abs(), mask)
         frames = mask.sum(1)
-        return Loss(recon.mean(), {"recon": recon.mean(), "recon_per_frame": (recon / frames).mean()},
-                    {"recon": 1.0, "recon_per_frame": 0.0})
+        return Loss(recon.mean(), {"recon_l1": recon.mean(), "recon_l1_per_frame": (recon / frames).mean()},
+                    {"recon_l1": 1.0, "recon_l1_per_frame": 0.0})

@@ -112,11 +112,12 @@ class VQVC(SpeechModel):
         z = self.frames(x, mask)
         c, _, codebook, commitment = self.quantize(z, mask)
         s = masked_mean(z - c.detach(), mask)
-        recon = masked_sum((x - self.decode(c, s, mask)).abs(), mask).mean()
-        codebook, commitment = codebook.mean(), commitment.mean()
-        w = {"recon": 1.0, "codebook": 1.0, "commitment": self.config.beta}
+        per_clip = masked_sum((x - self.decode(c, s, mask)).abs(), mask)
+        recon, codebook, commitment = per_clip.mean(), codebook.mean(), commitment.mean()
+        w = {"recon_l1": 1.0, "codebook": 1.0, "commitment": self.config.beta, "recon_l1_per_frame": 0.0}
         return Loss(recon + codebook + self.config.beta * commitment,
-                    {"recon": recon, "codebook": codebook, "commitment": commitment}, w)
+                    {"recon_l1": recon, "codebook": codebook, "commitment": commitment,
+                     "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}, w)
 
     def epoch_figures(self) -> dict[str, float]:
         return self.quantizer.epoch_figures()

@@ -254,9 +254,13 @@ def _run_section(p: RunReport) -> str:
     out = [f"<h2>{_e(p.label)}</h2>", f"<p class=note>{_e(p.ctx.run)}</p>", "<div class=cols>",
            _settings(p), _metrics(p), "</div>", "<h3>Curves</h3>",
            _figure("solid: training, dashed: validation", render_curves(p.history))]
-    for title, make in SECTIONS:
-        out.append(f"<h3>{_e(title)}</h3>")
-        out.append(_pictures(make, p.ctx))
+    if (getattr(p.ctx.model, "front_end", None) or {}).get("kind") == "log-mel":  # speech: sounds and spectrograms
+        from .report_audio import audio_sections
+        out += audio_sections(p.ctx, _figure)
+    else:
+        for title, make in SECTIONS:
+            out.append(f"<h3>{_e(title)}</h3>")
+            out.append(_pictures(make, p.ctx))
     return "<section>" + "\n".join(out) + "</section>"
 
 

@@ -26,23 +26,35 @@ def _show(ax, x, title: str = "") -> None:
         ax.set_title(title, fontsize=8)
 
 
-def _save(fig, path) -> Path:
+def _png(fig) -> bytes:
     import io
 
     import matplotlib.pyplot as plt
-
-    from ..files import atomic_write_bytes
 
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
+
+
+def _save(fig, path) -> Path:
+    from ..files import atomic_write_bytes
+
+    atomic_write_bytes(path, _png(fig))
     return Path(path)
 
 
 def save_spectrogram_pairs(model, batch, path) -> Path:
     """Row 1: the clips' log-mel spectrograms; row 2: the model's reconstructions."""
+    from ..files import atomic_write_bytes
+
+    atomic_write_bytes(path, spectrogram_pairs_png(model, batch))
+    return Path(path)
+
+
+def spectrogram_pairs_png(model, batch) -> bytes:
+    """PNG bytes of :func:`save_spectrogram_pairs`'s picture."""
     x_hat = model.reconstruct(batch)
     lengths = batch.extras.get("lengths", torch.full((len(batch),), batch.x.shape[2]))
     fig, axes = _figure(2, len(batch))
@@ -50,7 +62,7 @@ def save_spectrogram_pairs(model, batch, path) -> Path:
         t = int(lengths[i])
         _show(axes[0, i], batch.x[i, :, :t], "input" if i == 0 else "")
         _show(axes[1, i], x_hat[i, :, :t], "reconstruction" if i == 0 else "")
-    return _save(fig, path)
+    return _png(fig)
 
 
 def save_conversion_panels(panels: list[tuple[str, list[np.ndarray]]], path) -> Path:
