@@ -76,7 +76,7 @@ def voice_conversion(out, runs=(), progress: bool = True, data_dir=None, seed: i
         matrices[name] = matrix
         rows.append(conv_rows)
         if hasattr(model, "frame_codes"):
-            codes_rows += _code_histograms(model, name, data_dir)
+            codes_rows += _code_histograms(model, name, data_dir, out, figures)
     figures.append(_save_matrices(matrices, out / "speaker_matrix.png").name)
     from ..viz.spectrograms import save_conversion_panels
     figures.append(save_conversion_panels(panels, out / "conversion_panels.png").name)
@@ -137,8 +137,9 @@ def _conversions(model, test, judge_x, per_pair: int, panels: list, name: str):
                         cat(kept))
 
 
-def _code_histograms(model, name: str, data_dir) -> list[dict]:
-    """Digit and speaker accuracy of classifiers on code histograms vs pooled continuous codes."""
+def _code_histograms(model, name: str, data_dir, out: Path, figures: list) -> list[dict]:
+    """Digit and speaker accuracy of classifiers on code histograms vs pooled continuous codes;
+    a figure of which codes fire for which digits (mean test histogram per digit)."""
     from ..evaluation.judges import fit_classifier
 
     k = model.config.codebook_size
@@ -156,6 +157,9 @@ def _code_histograms(model, name: str, data_dir) -> list[dict]:
             pooled.append((x * mask[:, None]).sum(-1) / mask.sum(1, keepdim=True))
         parts[split] = (torch.cat(hist).numpy(), torch.cat(pooled).detach().numpy(), ds.y.numpy(),
                         ds.extras["speaker"].numpy(), ds.extras["take"].numpy())
+    hist, digits = parts["test"][0], parts["test"][2]
+    by_digit = np.stack([hist[digits == d].mean(0) for d in range(10)])
+    figures.append(_save_code_map(by_digit, out / f"codes_by_digit_{name}.png", name).name)
     rows = []
     for label, features in (("code histograms", 0), ("time-averaged continuous code", 1)):
         train, test = parts["train"], parts["test"]
@@ -193,6 +197,31 @@ def _save_matrices(matrices: dict, path: Path) -> Path:
         ax.set_xticks(range(len(FSDD_SPEAKERS)), FSDD_SPEAKERS, rotation=60, fontsize=7)
         ax.set_yticks(range(len(FSDD_SPEAKERS)), FSDD_SPEAKERS, fontsize=7)
         ax.set_xlabel("target speaker"), ax.set_ylabel("source speaker"), ax.set_title(f"{name}: read as target", fontsize=9)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _save_code_map(by_digit: np.ndarray, path: Path, name: str) -> Path:
+    """Digit × code: the mean fraction of a test clip's frames given each code."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..files import atomic_write_bytes
+
+    order = np.argsort(by_digit.argmax(0) * 10 - by_digit.max(0))  # codes grouped by the digit they fire most for
+    fig, ax = plt.subplots(figsize=(min(14, 2 + by_digit.shape[1] / 6), 3.2))
+    ax.imshow(by_digit[:, order], aspect="auto", cmap="magma", interpolation="nearest")
+    ax.set_yticks(range(10)), ax.set_ylabel("digit"), ax.set_xlabel("code (grouped by the digit it fires most for)")
+    ax.set_xticks([])
+    ax.set_title(f"{name}: which codes fire for which digits (mean share of a test clip's frames)", fontsize=9)
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png", dpi=90)
