@@ -22,7 +22,7 @@ def speech_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("speech")
     data = speaker_folder(root / "wav", takes=2)
     code = main(["train", "adain-vc", "--data", f"wav:{data}", "--out", str(root / "run"), "--epochs", "1",
-                 "--batch-size", "8", "--channels", "16", "--blocks", "1", "--threads", "1", "--no-progress"])
+                 "--batch-size", "8", "--width", "16", "--blocks", "1", "--threads", "1", "--no-progress"])
     assert code == 0
     return root / "run", data
 

@@ -13,7 +13,7 @@ from vaelab.models import build
 from speech_helpers import speaker_folder
 
 FAMILIES = ("ae-speech", "adain-vc", "vq-vc")
-SMALL = {"channels": 16, "blocks": 1}
+SMALL = {"width": 16, "blocks": 1}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ def report(tmp_path_factory):
     speaker_folder(root / "wav" / "train", takes=2)
     speaker_folder(root / "wav" / "test", takes=1)
     spec = f"wav:{root / 'wav'}"
-    vaelab.train("adain-vc", load_dataset(spec), root / "run", model_config={"channels": 16, "blocks": 1},
+    vaelab.train("adain-vc", load_dataset(spec), root / "run", model_config={"width": 16, "blocks": 1},
                  config={"epochs": 1, "batch_size": 8, "threads": 1}, progress=False)
     return make_report([root / "run"], root / "report.html", data=spec, eval_images=50)
 

@@ -41,7 +41,7 @@ class AdaINVCConfig(Config):
     front_end: Any = front_end()
     content_dim: int = field(default=32, metadata={"help": "C, channels of the content code per frame"})
     speaker_dim: int = field(default=64, metadata={"help": "S, size of the utterance-level speaker vector"})
-    channels: int = field(default=128, metadata={"help": "channels of the convolutions (the paper: 128)"})
+    width: int = field(default=128, metadata={"help": "channels of the convolutions (the paper: 128)"})
     blocks: int = field(default=3, metadata={"help": "residual blocks per network (the paper: 6)"})
     lambda_rec: float = field(default=1.0, metadata={"help": "λ_rec, weight of the L1 reconstruction term"})
     lambda_kl: float = field(default=0.4, metadata={
@@ -52,8 +52,8 @@ class AdaINVCConfig(Config):
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
                 f"input_shape must be mel bands, frames; got {self.input_shape}")
-        require(min(self.content_dim, self.speaker_dim, self.channels) >= 1 and self.blocks >= 1,
-                "content_dim, speaker_dim, channels and blocks must be >= 1")
+        require(min(self.content_dim, self.speaker_dim, self.width) >= 1 and self.blocks >= 1,
+                "content_dim, speaker_dim, width and blocks must be >= 1")
         require(self.lambda_rec > 0 and self.lambda_kl >= 0 and self.kl_anneal_epochs >= 0,
                 "lambda_rec must be > 0, lambda_kl and kl_anneal_epochs >= 0")
         check_front_end(self)
@@ -65,7 +65,7 @@ class AdaINVC(SpeechModel):
 
     def __init__(self, config: AdaINVCConfig):
         super().__init__(config)
-        m, ch = config.input_shape[0], config.channels
+        m, ch = config.input_shape[0], config.width
         self.content_in, self.content_net = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks, norm=True)
         self.content_out = nn.Conv1d(ch, config.content_dim, 1)
         self.speaker_in, self.speaker_net = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks)

@@ -31,14 +31,14 @@ class AESpeechConfig(Config):
     input_shape: tuple[int, int] = input_shape()
     front_end: Any = front_end()
     code_dim: int = field(default=32, metadata={"help": "channels of the code per frame"})
-    channels: int = field(default=128, metadata={"help": "channels of the residual convolutions"})
+    width: int = field(default=128, metadata={"help": "channels of the residual convolutions"})
     blocks: int = field(default=3, metadata={"help": "residual blocks in the encoder and in the decoder"})
 
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
                 f"input_shape must be mel bands, frames; got {self.input_shape}")
-        require(self.code_dim >= 1 and self.channels >= 1 and self.blocks >= 0,
-                "code_dim and channels must be >= 1, blocks >= 0")
+        require(self.code_dim >= 1 and self.width >= 1 and self.blocks >= 0,
+                "code_dim and width must be >= 1, blocks >= 0")
         check_front_end(self)
 
 
@@ -48,7 +48,7 @@ class AESpeech(SpeechModel):
 
     def __init__(self, config: AESpeechConfig):
         super().__init__(config)
-        m, ch = config.input_shape[0], config.channels
+        m, ch = config.input_shape[0], config.width
         self.enc_in, self.enc = nn.Conv1d(m, ch, 1), ConvStack(ch, config.blocks)
         self.enc_out = nn.Conv1d(ch, config.code_dim, 1)
         self.dec_in, self.dec = nn.Conv1d(config.code_dim, ch, 1), ConvStack(ch, config.blocks)

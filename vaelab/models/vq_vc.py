@@ -40,7 +40,7 @@ class VQVCConfig(Config):
     front_end: Any = front_end()
     code_dim: int = field(default=32, metadata={"help": "D, the dimension of each frame code and codebook vector"})
     codebook_size: int = field(default=64, metadata={"help": "K, the number of codes (the paper: 256)"})
-    channels: int = field(default=128, metadata={"help": "channels of the convolutions (the paper: 512)"})
+    width: int = field(default=128, metadata={"help": "channels of the convolutions (the paper: 512)"})
     blocks: int = field(default=3, metadata={"help": "residual blocks in the encoder and in the decoder"})
     beta: float = field(default=0.25, metadata={"help": "β, weight of the commitment term"})
     revive_after: int = field(default=50, metadata={
@@ -49,8 +49,8 @@ class VQVCConfig(Config):
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
                 f"input_shape must be mel bands, frames; got {self.input_shape}")
-        require(self.codebook_size >= 2 and self.code_dim >= 1 and self.channels >= 1 and self.blocks >= 0,
-                "codebook_size must be >= 2, code_dim and channels >= 1, blocks >= 0")
+        require(self.codebook_size >= 2 and self.code_dim >= 1 and self.width >= 1 and self.blocks >= 0,
+                "codebook_size must be >= 2, code_dim and width >= 1, blocks >= 0")
         require(self.beta >= 0 and self.revive_after >= 0, "beta and revive_after must be >= 0")
         check_front_end(self)
 
@@ -61,7 +61,7 @@ class VQVC(SpeechModel):
 
     def __init__(self, config: VQVCConfig):
         super().__init__(config)
-        m, ch, d = config.input_shape[0], config.channels, config.code_dim
+        m, ch, d = config.input_shape[0], config.width, config.code_dim
         self.enc_in, self.enc, self.enc_out = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks), \
             nn.Conv1d(ch, d, 1)
         self.quantizer = VectorQuantizer(config.codebook_size, d, beta=config.beta, kmeans_init=True,
