@@ -41,6 +41,24 @@ def test_lm_prior_reads_a_trained_language_model(tmp_path):
     assert torch.equal(model.lm.output.weight, lm.decoder.output.weight)  # the prior is the trained LM, frozen
     loss = model.loss(ds.batch())
     assert set(loss.terms) == {"recon", "lm_prior"} and float(loss.terms["lm_prior"]) >= 0
+    torch.manual_seed(3)
+    loss = model.loss(ds.batch())  # --lm-weight weighs the prior term in the objective
+    assert float(loss.total) == pytest.approx(float(loss.terms["recon"] + 0.5 * loss.terms["lm_prior"]), rel=1e-5)
     m = secret_code_measures(model, lm, ds.batch()[:20], ds.batch(), seed=0)
     assert 0 <= m["copied"] <= 1 and 0 <= m["token_accuracy"] <= 1 and m["middle_ppl"] > 1
     assert "  middle: " in (tmp_path / "s" / "text.txt").read_text()
+
+
+def test_the_gumbel_temperature_moves_the_gradient_not_the_forward_pass():
+    ds = tiny_dataset(16)
+    grads, losses = [], []
+    for tau in (0.5, 2.0):
+        torch.manual_seed(0)
+        model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT, tau=tau)
+        torch.manual_seed(1)
+        loss = model.loss(ds.batch())
+        loss.total.backward()
+        losses.append(float(loss.total))
+        grads.append(model.compress_output.weight.grad.clone())
+    assert losses[0] == pytest.approx(losses[1])  # straight-through: the hard one-hot goes forward
+    assert not torch.allclose(grads[0], grads[1])  # the soft sample's temperature shapes the gradient

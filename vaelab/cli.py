@@ -25,8 +25,8 @@ _ints = comma_list(int)  # --indices 3,17,42
 
 def _data_args(p, required: bool = True) -> None:
     p.add_argument("--data", required=required, metavar="SPEC",
-                   help="mnist, fashion-mnist, kmnist, digits, frey-faces, cifar10, ptb, folder:PATH, npy:PATH or "
-                        "text:PATH (one sentence per line)")
+                   help="mnist, fashion-mnist, kmnist, digits, frey-faces, cifar10, ptb, fsdd, folder:PATH, npy:PATH, "
+                        "wav:PATH or text:PATH (one sentence per line)")
     p.add_argument("--data-dir", default=None, metavar="DIR",
                    help="dataset directory (default: $VAELAB_DATA_DIR, else the user cache directory)")
 
@@ -93,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_profiles_command(sub)
     from .compare.cli import add_compare_parser
     add_compare_parser(sub)
+    from .speech_cli import add_convert_command
+    add_convert_command(sub)
     return parser
 
 
@@ -598,7 +600,7 @@ def _norm(value):
 def _eval_data(args, model, run: Path):
     """The Dataset of ``--split`` as the run saw it (its carved test split, if any), labels
     included: a conditional model needs them, as do classification figures."""
-    from .data.text import check_reads
+    from .data.kinds import check_reads
     from .training import run_split
     from .training.run import conditioned
 
@@ -743,6 +745,11 @@ def cmd_reconstruct(args) -> None:
         return print_reconstructions(model, args.text, data, args.n or 5, args.seed or 0)
     _need_data(args)
     ds = _eval_images(args, model, run)
+    if ds.front_end.get("kind") == "log-mel":  # speech: spectrograms of clips above their reconstructions
+        from .convert import speech_reconstructions
+        batch = ds.subset(choose_images(len(ds), args.n or 6, args.indices, args.seed)).batch()
+        print(f"wrote {speech_reconstructions(model, batch, args.output)}")
+        return
     n = capped(args.n, model.input_shape, pairs=True) if args.n and args.n > 0 else args.n
     batch = ds.subset(choose_images(len(ds), n, args.indices, args.seed)).batch()
     if resolve_binarize("auto", model, run) != "none":
@@ -931,6 +938,11 @@ def cmd_analogies(args) -> None:
     print(f"wrote {args.output} ({count(len(picked), 'digit')} × {view.num_classes} classes)")
 
 
+def _cmd_convert(args) -> None:
+    from .speech_cli import cmd_convert
+    cmd_convert(args)
+
+
 def _cmd_compare(args) -> None:
     from .compare.cli import cmd_compare
     cmd_compare(args)
@@ -1031,7 +1043,7 @@ def main(argv: list[str] | None = None) -> int:
                 "traverse": cmd_traverse, "interpolate": cmd_interpolate, "manifold": cmd_manifold,
                 "scatter": cmd_scatter, "curves": cmd_curves, "report": cmd_report, "serve": cmd_serve,
                 "analogies": cmd_analogies,
-                "profiles": cmd_profiles}
+                "profiles": cmd_profiles, "convert": _cmd_convert}
     quiet = _other_rank()
     try:
         with _one_line_warnings(quiet), _no_stdout(quiet):

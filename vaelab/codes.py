@@ -76,9 +76,13 @@ def export_codes(run: str | os.PathLike, data: str, output: str | os.PathLike, *
         raise VaelabError(f"{data} images have shape {list(ds.shape)}, the model in {run} expects "
                           f"{list(model.input_shape)}; encode data of the shape it was trained on")
     x = ds.x
-    if resolve_binarize(binarize, model, run) != "none":
-        x = binarize_static(x, TEST_BINARIZATION_SEED)
-    arrays = {k: v.numpy() for k, v in encode_images(model, x, batch_size).items()}
+    if ds.front_end.get("kind") == "log-mel" and hasattr(model, "content_code"):  # speech: clips with lengths
+        from .convert import encode_speech
+        arrays = encode_speech(model, ds)
+    else:
+        if resolve_binarize(binarize, model, run) != "none":
+            x = binarize_static(x, TEST_BINARIZATION_SEED)
+        arrays = {k: v.numpy() for k, v in encode_images(model, x, batch_size).items()}
     if ds.y is not None:
         arrays["y"] = ds.y.numpy()
     buffer = io.BytesIO()

@@ -21,13 +21,15 @@ from .pca_vs_ae import pca_vs_autoencoders
 from .secret_code import secret_code
 from .ssl import ssl
 from .text_collapse import text_collapse
+from .voice_conversion import voice_conversion
 
 COMPARISONS = {"pca": pca_vs_autoencoders, "codes-2d": codes_2d, "denoise": denoising,
                "generate": generation, "mixtures": mixtures_vs_vae,
                "interpolation": interpolation, "conditional": conditional, "completion": completion,
                "dvae": dvae_vs_vae, "ssl": ssl, "aae-vs-vae": aae_vs_vae,
-               "discrete": discrete, "text-collapse": text_collapse, "secret-code": secret_code}
+               "discrete": discrete, "text-collapse": text_collapse, "secret-code": secret_code,
+               "voice-conversion": voice_conversion}
 
 __all__ = ["COMPARISONS", "Comparison", "aae_vs_vae", "codes_2d", "completion", "conditional", "denoising",
            "discrete", "dvae_vs_vae", "generation", "interpolation", "mixtures_vs_vae",
-           "pca_vs_autoencoders", "secret_code", "ssl", "text_collapse"]
+           "pca_vs_autoencoders", "secret_code", "ssl", "text_collapse", "voice_conversion"]

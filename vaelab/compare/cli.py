@@ -210,10 +210,17 @@ SPECIFIC = {
         ("--embedding", "embedding", int, 64, "word embedding size"),
         ("--ratio", "ratio", float, 0.5, "middle sequence length as a fraction of the words"),
     ]),
+    "voice-conversion": ("speech runs on FSDD: speaker and digit judges on real, resynthesised, reconstructed and "
+                         "converted test takes; speaker x speaker matrix; spectrogram panels", [
+        ("--run", "runs", str, None, "a trained speech run (repeatable): ae-speech, adain-vc, vq-vc on fsdd"),
+        ("--griffin-lim-iters", "griffin_lim_iters", int, 0, "Griffin-Lim iterations (0 = the front end's)"),
+        ("--sources-per-pair", "sources_per_pair", int, 0,
+         "source clips per speaker pair, spread over the digits (0 = all 50 test clips)"),
+    ]),
 }
 # comparisons whose claim is about these data
 FIXED_DATA = {"mixtures": "binarized MNIST and Frey Face", "dvae": "binarized MNIST and Frey Face",
-              "text-collapse": "PTB", "secret-code": "PTB"}
+              "text-collapse": "PTB", "secret-code": "PTB", "voice-conversion": "FSDD (the speakers and takes are its)"}
 
 
 def add_compare_parser(sub) -> None:

@@ -22,9 +22,9 @@ from vaelab.data.download import fetch
 from vaelab.data.idx import read_idx
 from vaelab.errors import VaelabError, VaelabWarning, brief
 
-DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces", "cifar10", "ptb")
+DATASETS = ("mnist", "fashion-mnist", "kmnist", "digits", "frey-faces", "cifar10", "ptb", "fsdd")
 SPLITS = ("train", "test")
-_SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH", "text:PATH"))
+_SPECS = ", ".join(DATASETS + ("folder:PATH", "npy:PATH", "wav:PATH", "text:PATH"))
 # Datasets that ship their own validation file: split "val" reads it (choices are made on it).
 OWN_VALIDATION = ("ptb",)
 
@@ -213,10 +213,13 @@ def load_dataset(spec: str, split: str = "train", data_dir: str | os.PathLike | 
     if name == "ptb":
         from .text import load_ptb
         return load_ptb(root, split)
+    if name == "fsdd":
+        from .speech import load_fsdd
+        return load_fsdd(root, split)
     return _load_idx_dataset(name, root, split, download)
 
 
-_USER_PREFIXES = ("folder:", "npy:")
+_USER_PREFIXES = ("folder:", "npy:", "wav:")
 TEXT_PREFIX = "text:"
 
 
@@ -242,7 +245,7 @@ def has_test_split(spec: str) -> bool:
     if not spec.startswith(_USER_PREFIXES):
         return True
     prefix, path, test = _user_paths(spec)
-    return test is not None or (prefix == "folder:" and _has_split_folders(path))
+    return test is not None or (prefix in ("folder:", "wav:") and _has_split_folders(path))
 
 
 def training_images_of(spec: str) -> str:
@@ -271,6 +274,9 @@ def _load_user_data(spec: str, split: str) -> Dataset:
         path = test
     elif split == "test" and not has_test_split(spec):
         raise VaelabError(no_test_split(spec))
+    if prefix == "wav:":
+        from .speech import load_wav_folder
+        return load_wav_folder(path, split)
     return _load_folder(path, split) if prefix == "folder:" else _load_array(path)
 
 

@@ -205,22 +205,3 @@ def sentence_batch(sentences: list[str], settings: dict, what: str = "--text"):
     say_counts(counts, what, int(settings["max_length"]))
     return Batch(x, extras={"lengths": lengths})
 
-
-def data_kind(ds) -> str:
-    """What a Dataset holds, as models declare what they read: "text" or "images"."""
-    return "text" if is_text(getattr(ds, "front_end", None)) else "images"
-
-
-def check_reads(model, ds, name: str | None = None) -> None:
-    """One line when ``model`` (a model or its class) is given data of a kind it does not read:
-    a text model given images, or an image model given sentences. Models declare ``reads``
-    ("text"); every other family reads images."""
-    wants, has = getattr(model, "reads", "images"), data_kind(ds)
-    if wants == has:
-        return
-    name = name or getattr(model, "name", type(model).__name__)
-    if wants == "text":
-        raise VaelabError(f"'{name}' reads sentences, but {ds.name} holds images; give it text data "
-                          "(--data ptb or text:PATH)")
-    raise VaelabError(f"'{name}' reads images, but {ds.name} holds sentences (word ids); train a text model "
-                      "(lstm-lm, text-vae, seq3) on it, or give image data")

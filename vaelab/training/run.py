@@ -9,7 +9,7 @@ import torch
 
 from ..data import Dataset, has_test_split, labelled_subset, load_dataset, split_test, split_validation
 from ..data.sources import DATASETS, OWN_VALIDATION, TEST_SPLIT_SEED, canonical_spec, training_images_of
-from ..data.text import check_reads
+from ..data.kinds import check_reads
 from ..errors import VaelabError, VaelabWarning
 from ..files import read_run_record
 from ..io import state_bytes

@@ -256,10 +256,13 @@ def _run_section(p: RunReport) -> str:
            _figure("solid: training, dashed: validation", render_curves(p.history))]
     if getattr(p.ctx.model, "reads", "images") == "text":  # sentence models: text, not pictures
         out += ["<h3>Sentences</h3>", _sentences(p.ctx)]
-        return "<section>" + "\n".join(out) + "</section>"
-    for title, make in SECTIONS:
-        out.append(f"<h3>{_e(title)}</h3>")
-        out.append(_pictures(make, p.ctx))
+    elif getattr(p.ctx.model, "reads", "images") == "audio":  # speech: sounds and spectrograms
+        from .report_audio import audio_sections
+        out += audio_sections(p.ctx, _figure)
+    else:
+        for title, make in SECTIONS:
+            out.append(f"<h3>{_e(title)}</h3>")
+            out.append(_pictures(make, p.ctx))
     return "<section>" + "\n".join(out) + "</section>"
 
 

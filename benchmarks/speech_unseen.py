@@ -1,0 +1,64 @@
+"""Unseen-speaker conversion on FSDD: train a speech family on 5 of the 6 speakers' training takes
+and convert every test clip of those 5 into the 6th from one reference take (its test take 0 of
+"zero"), judged as in ``vaelab compare voice-conversion`` (judges trained on all six speakers' real
+training takes; the model never heard the held-out speaker). One line per fold.
+
+    python benchmarks/speech_unseen.py --folds 0,1,2,3,4,5 --model adain-vc --epochs 10 --out runs/unseen
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import vaelab
+from vaelab.data import load_dataset, resolve_data_dir
+from vaelab.data.audio import invert
+from vaelab.data.speech import FSDD_SPEAKERS
+from vaelab.evaluation.judges import train_judges
+
+
+def fold(k: int, args, judges) -> dict:
+    train = load_dataset("fsdd", "train")
+    out = Path(args.out) / f"fold-{k}"
+    start = time.time()
+    if not (out / "model.safetensors").is_file():
+        vaelab.train(args.model, train.subset(train.extras["speaker"] != k), out,
+                     config={"epochs": args.epochs, "batch_size": 32, "threads": 1}, progress=False)
+    seconds = time.time() - start
+    model = vaelab.load(out).eval()
+    test = load_dataset("fsdd", "test")
+    speakers, lengths = test.extras["speaker"], test.extras["lengths"]
+    ref = int(torch.nonzero(speakers == k)[0])
+    rows = torch.nonzero(speakers != k).squeeze(1)
+    if args.sources:
+        rows = rows[torch.linspace(0, len(rows) - 1, args.sources).round().long()]
+    converted = model.convert(test.subset(rows).batch(), [test.subset(slice(ref, ref + 1)).batch()])
+    settings = model.front_end
+    waves = [invert(converted[i], settings, int(lengths[r])) for i, r in enumerate(rows.tolist())]
+    s_hat, d_hat = judges.judge(waves)
+    return {"fold": k, "held_out": FSDD_SPEAKERS[k], "n": len(rows), "train_seconds": round(seconds, 1),
+            "read_as_target": float((s_hat == k).mean()),
+            "digit_kept": float((d_hat == test.y[rows].numpy()).mean())}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--folds", default="0,1,2,3,4,5")
+    p.add_argument("--model", default="adain-vc")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--sources", type=int, default=0, help="source clips per fold (0 = all 250)")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    torch.set_num_threads(1)
+    judges, _ = train_judges(resolve_data_dir() / "fsdd")
+    for k in (int(v) for v in args.folds.split(",")):
+        print(json.dumps(fold(k, args, judges)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

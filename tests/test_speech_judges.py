@@ -1,0 +1,43 @@
+"""The judges of speech and the voice-conversion comparison's refusals (the full table needs FSDD
+and minutes: docs/speech.md has it and its command)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vaelab.cli import main
+from vaelab.evaluation.judges import feature_matrix, fit_classifier
+
+from speech_helpers import RATE, tone
+
+
+def test_judges_tell_synthetic_speakers_and_words_apart_on_held_out_takes():
+    waves, speakers, words, takes = [], [], [], []
+    for s, f0 in enumerate((100.0, 160.0, 230.0)):
+        for w in range(3):
+            for k in range(8):
+                waves.append(tone(f0 * (1 + 0.02 * (k % 3)), w, 0.3 + 0.03 * k, seed=k))
+                speakers.append(s), words.append(w), takes.append(k)
+    x = feature_matrix(waves, RATE)
+    assert x.shape == (72, 220) and np.isfinite(x).all()
+    takes = np.array(takes)
+    train = takes >= 2
+    for labels in (np.array(speakers), np.array(words)):
+        clf, c, scores = fit_classifier(x[train], labels[train], takes[train] < 4)
+        assert (clf.predict(x[~train]) == labels[~train]).mean() >= 0.9 and set(scores) == {0.1, 1.0, 10.0}
+
+
+def test_voice_conversion_needs_speech_runs(tmp_path, capsys):
+    assert main(["compare", "voice-conversion", "--out", str(tmp_path / "vc")]) != 0
+    assert "needs trained speech runs" in capsys.readouterr().err
+    assert main(["train", "ae", "--data", "digits", "--out", str(tmp_path / "img"), "--epochs", "1",
+                 "--threads", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["compare", "voice-conversion", "--run", str(tmp_path / "img"), "--out", str(tmp_path / "vc")]) != 0
+    err = capsys.readouterr().err
+    assert "is not a speech model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_voice_conversion_takes_no_data_option(tmp_path, capsys):
+    assert main(["compare", "voice-conversion", "--data", "mnist", "--run", "x", "--out", str(tmp_path)]) != 0
+    assert "takes no --data" in capsys.readouterr().err

@@ -1,0 +1,102 @@
+"""``adain-vc``: one-shot voice conversion by separating speaker and content representations
+with instance normalisation (Chou, Yeh & Lee 2019, "AdaIN-VC").
+
+    content encoder   μ = E_c(x) (B, C, T), instance-normalised in every block (no affine), so a
+                      clip's channel statistics, where the speaker lives, are removed
+    speaker encoder   s = E_s(x) (B, S): convolutions, then the mean over the clip's true frames
+    decoder           x̂ = D(z, s) with z = μ + ε, ε ~ N(0, I) while training (z = μ otherwise);
+                      every block ends in adaptive instance normalisation γ(s)·IN(h) + β(s)
+
+    L = λ_rec · Σ |x − x̂|  +  λ_kl · KL(N(μ, I) ‖ N(0, I)),   KL = ½ Σ μ²
+
+both summed over a clip (mel bands or content channels × true frames), averaged over the
+batch. No speaker labels are used. λ_kl rises linearly from 0 over the first
+``kl_anneal_epochs`` (the paper: over its first 20,000 of 200,000 steps).
+
+Scaled down from the paper (official code: 80 mel bands at 22 kHz, c_h = 128, C = 128, S = 128,
+six blocks with time subsampling 1,2,1,2,1,2 and a convolution bank; λ_rec = 10, λ_kl = 1 on
+per-element means, Adam 5e-4, batch 128, 200,000 steps): here 64 bands at 8 kHz, no subsampling
+and no bank (the clips are short: 55 frames on average), sizes settable. The paper's terms are
+per-element means; on per-clip sums its 10:1 balance is λ_rec = 1, λ_kl = M / (5 C) (M mel bands,
+C content channels; ½ in the KL): 64 / (5·32) = 0.4 for the defaults.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..config import Config, require
+from ..nn.speech import AdaINDecoder, ConvStack, masked_mean, masked_sum, speech_input
+from .base import Batch, Loss
+from .registry import register
+from .speech import SpeechModel, check_front_end, front_end, input_shape
+
+
+@dataclass(frozen=True)
+class AdaINVCConfig(Config):
+    input_shape: tuple[int, int] = input_shape()
+    front_end: Any = front_end()
+    content_dim: int = field(default=32, metadata={"help": "C, channels of the content code per frame"})
+    speaker_dim: int = field(default=64, metadata={"help": "S, size of the utterance-level speaker vector"})
+    width: int = field(default=128, metadata={"help": "channels of the convolutions (the paper: 128)"})
+    blocks: int = field(default=3, metadata={"help": "residual blocks per network (the paper: 6)"})
+    lambda_rec: float = field(default=1.0, metadata={"help": "λ_rec, weight of the L1 reconstruction term"})
+    lambda_kl: float = field(default=0.4, metadata={
+        "help": "λ_kl, weight of the KL on the content code (0.4 = the paper's 10:1 balance on sums, see docs)"})
+    kl_anneal_epochs: float = field(default=2.0, metadata={
+        "help": "epochs over which λ_kl rises linearly from 0 (0 = full weight from the start)"})
+
+    def validate(self) -> None:
+        require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
+                f"input_shape must be mel bands, frames; got {self.input_shape}")
+        require(min(self.content_dim, self.speaker_dim, self.width) >= 1 and self.blocks >= 1,
+                "content_dim, speaker_dim, width and blocks must be >= 1")
+        require(self.lambda_rec > 0 and self.lambda_kl >= 0 and self.kl_anneal_epochs >= 0,
+                "lambda_rec must be > 0, lambda_kl and kl_anneal_epochs >= 0")
+        check_front_end(self)
+
+
+@register("adain-vc")
+class AdaINVC(SpeechModel):
+    Config = AdaINVCConfig
+
+    def __init__(self, config: AdaINVCConfig):
+        super().__init__(config)
+        m, ch = config.input_shape[0], config.width
+        self.content_in, self.content_net = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks, norm=True)
+        self.content_out = nn.Conv1d(ch, config.content_dim, 1)
+        self.speaker_in, self.speaker_net = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks)
+        self.speaker_out = nn.Linear(ch, config.speaker_dim)
+        self.decoder = AdaINDecoder(config.content_dim, config.speaker_dim, ch, config.blocks, m)
+        self.kl_scale = 1.0
+
+    def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """μ = E_c(x): instance-normalised convolutions, (B, C, T)."""
+        h = torch.relu(self.content_in(x)) * mask[:, None]
+        return self.content_out(self.content_net(h, mask)) * mask[:, None]
+
+    def speaker(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """s = E_s(x): convolutions averaged over the clip's true frames, (B, S)."""
+        h = torch.relu(self.speaker_in(x)) * mask[:, None]
+        return self.speaker_out(masked_mean(self.speaker_net(h, mask), mask))
+
+    def decode(self, c: torch.Tensor, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.decoder(c, s, mask)
+
+    def schedule(self, epoch: float) -> None:
+        anneal = self.config.kl_anneal_epochs
+        self.kl_scale = 1.0 if anneal <= 0 else min(1.0, epoch / anneal)
+
+    def loss(self, batch: Batch | torch.Tensor) -> Loss:
+        x, mask = speech_input(self, batch, trim=True)
+        mu = self.content(x, mask)
+        z = mu + torch.randn_like(mu) * mask[:, None] if self.training else mu
+        x_hat = self.decode(z, self.speaker(x, mask), mask)
+        per_clip = masked_sum((x - x_hat).abs(), mask)
+        recon, kl = per_clip.mean(), 0.5 * masked_sum(mu.square(), mask).mean()
+        w = {"recon_l1": self.config.lambda_rec, "kl": self.config.lambda_kl * self.kl_scale, "recon_l1_per_frame": 0.0}
+        return Loss(w["recon_l1"] * recon + w["kl"] * kl,
+                    {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}, w)

@@ -1,0 +1,115 @@
+"""Blocks over mel frames (B, C, T) with a frame mask (B, T) of 1s on a clip's true frames:
+statistics and sums never see the padding.
+
+- :func:`masked_mean`, :func:`instance_norm`: per-channel mean / normalisation over the true
+  frames of each clip (instance normalisation removes a clip's global channel statistics,
+  which is where AdaIN-VC's content encoder drops the speaker).
+- :class:`ConvStack`: 1-D residual convolutions along time (same length out as in).
+- :class:`AdaIN`: instance normalisation followed by a scale and shift predicted from a
+  speaker vector (Huang & Belongie 2017; the AdaIN-VC decoder).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+EPS = 1e-5
+
+
+def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B, C): the mean of h (B, C, T) over each clip's true frames."""
+    m = mask[:, None, :]
+    return (h * m).sum(-1) / m.sum(-1).clamp_min(1.0)
+
+
+def instance_norm(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(h − μ) / σ per clip and channel over the true frames; padded frames come out 0."""
+    mu = masked_mean(h, mask)[..., None]
+    var = masked_mean((h - mu) ** 2, mask)[..., None]
+    return (h - mu) / torch.sqrt(var + EPS) * mask[:, None, :]
+
+
+def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,): Σ over channels and true frames of values (B, C, T): the per-clip sum."""
+    return (values * mask[:, None, :]).sum((1, 2))
+
+
+class ConvStack(nn.Module):
+    """``blocks`` residual blocks h + conv(ReLU(conv(h))) of kernel ``kernel``, zeroed on padding
+    after each block (so padded frames never leak into a clip's true frames), optionally
+    instance-normalised after each block (``norm``)."""
+
+    def __init__(self, channels: int, blocks: int, kernel: int = 5, norm: bool = False):
+        super().__init__()
+        pad = kernel // 2
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(channels, channels, kernel, padding=pad), nn.ReLU(),
+                          nn.Conv1d(channels, channels, kernel, padding=pad), nn.ReLU())
+            for _ in range(blocks))
+        self.norm = norm
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            h = (h + block(h)) * mask[:, None, :]
+            if self.norm:
+                h = instance_norm(h, mask)
+        return h
+
+
+class AdaIN(nn.Module):
+    """γ(s) · IN(h) + β(s): a clip's channel statistics set from the speaker vector s."""
+
+    def __init__(self, channels: int, speaker_dim: int):
+        super().__init__()
+        self.affine = nn.Linear(speaker_dim, 2 * channels)
+
+    def forward(self, h: torch.Tensor, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        gamma, beta = self.affine(s).chunk(2, dim=1)
+        return (instance_norm(h, mask) * (1 + gamma[..., None]) + beta[..., None]) * mask[:, None, :]
+
+
+class AdaINDecoder(nn.Module):
+    """Content (B, C, T) and a speaker vector (B, S) -> mel frames (B, M, T): ``blocks`` residual
+    convolutions, each followed by AdaIN on s."""
+
+    def __init__(self, content_dim: int, speaker_dim: int, channels: int, blocks: int, n_mels: int,
+                 kernel: int = 5):
+        super().__init__()
+        pad = kernel // 2
+        self.inp = nn.Conv1d(content_dim, channels, 1)
+        self.convs = nn.ModuleList(
+            nn.Sequential(nn.Conv1d(channels, channels, kernel, padding=pad), nn.ReLU(),
+                          nn.Conv1d(channels, channels, kernel, padding=pad)) for _ in range(blocks))
+        self.adain = nn.ModuleList(AdaIN(channels, speaker_dim) for _ in range(blocks))
+        self.out = nn.Conv1d(channels, n_mels, 1)
+
+    def forward(self, c: torch.Tensor, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = self.inp(c) * mask[:, None, :]
+        for conv, adain in zip(self.convs, self.adain):
+            h = torch.relu(adain(h + conv(h), s, mask))
+        return self.out(h)
+
+
+def speech_input(model, data, trim: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x (B, M, T) float, frame mask (B, T)) of a batch for an audio ``model``: lengths from
+    ``extras["lengths"]`` (every frame true when absent, e.g. one unpadded clip). ``trim``
+    drops the frames that are padding in every clip of the batch (training time)."""
+    from ..data.audio import frame_mask, silence_value
+    from ..data.batch import Batch
+    from ..errors import VaelabError
+
+    x = data.x if isinstance(data, Batch) else data
+    n_mels = model.config.input_shape[0]
+    if x.dim() != 3 or x.shape[1] != n_mels:
+        raise VaelabError(f"{model.name} takes log-mel spectrograms of {n_mels} mel bands (B, {n_mels}, frames), "
+                          f"got shape {list(x.shape)}; give audio analysed by this model's front end")
+    lengths = data.extras.get("lengths") if isinstance(data, Batch) else None
+    if lengths is None:
+        lengths = torch.full((x.shape[0],), x.shape[2], dtype=torch.int64, device=x.device)
+    lengths = lengths.to(x.device)
+    if trim and len(lengths):
+        x = x[:, :, :max(int(lengths.max()), 1)]
+    mask = frame_mask(lengths, x.shape[2])
+    fe = getattr(model, "front_end", None) or {}
+    silence = silence_value(fe) if "log_offset" in fe else 0.0
+    return torch.where(mask[:, None, :] > 0, x.float(), silence), mask  # padding reads as silence, whatever it held
