@@ -180,14 +180,12 @@ def _input(model, batch):
 
 
 def _save_matrices(matrices: dict, path: Path) -> Path:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..files import atomic_write_bytes
+    from ..viz.spectrograms import save_figure
 
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4), squeeze=False)
     for ax, (name, m) in zip(axes[0], matrices.items()):
@@ -197,24 +195,17 @@ def _save_matrices(matrices: dict, path: Path) -> Path:
         ax.set_xticks(range(len(FSDD_SPEAKERS)), FSDD_SPEAKERS, rotation=60, fontsize=7)
         ax.set_yticks(range(len(FSDD_SPEAKERS)), FSDD_SPEAKERS, fontsize=7)
         ax.set_xlabel("target speaker"), ax.set_ylabel("source speaker"), ax.set_title(f"{name}: read as target", fontsize=9)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path)
 
 
 def _save_code_map(by_digit: np.ndarray, path: Path, name: str) -> Path:
     """Digit × code: the mean fraction of a test clip's frames given each code."""
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..files import atomic_write_bytes
+    from ..viz.spectrograms import save_figure
 
     order = np.argsort(by_digit.argmax(0) * 10 - by_digit.max(0))  # codes grouped by the digit they fire most for
     fig, ax = plt.subplots(figsize=(min(14, 2 + by_digit.shape[1] / 6), 3.2))
@@ -222,9 +213,4 @@ def _save_code_map(by_digit: np.ndarray, path: Path, name: str) -> Path:
     ax.set_yticks(range(10)), ax.set_ylabel("digit"), ax.set_xlabel("code (grouped by the digit it fires most for)")
     ax.set_xticks([])
     ax.set_title(f"{name}: which codes fire for which digits (mean share of a test clip's frames)", fontsize=9)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
+    return save_figure(fig, path)

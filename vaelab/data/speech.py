@@ -75,20 +75,25 @@ def _cached(digest: str, settings: dict) -> dict | None:
     return arrays if ok else None
 
 
+def _recordings(archive: tarfile.TarFile):
+    """(file name, (digit, speaker index, take), member) of every ``recordings/*.wav`` in the archive."""
+    for member in archive:
+        name = member.name.rsplit("/", 1)[-1]
+        if member.isfile() and "/recordings/" in member.name and name.endswith(".wav"):
+            digit, speaker, take = name[:-4].split("_")
+            yield name, (int(digit), FSDD_SPEAKERS.index(speaker), int(take)), member
+
+
 def _analyse_archive(path: Path, digest: str, settings: dict) -> dict:
     """Every ``recordings/{digit}_{speaker}_{take}.wav`` of the tarball, analysed and cached."""
     from ..files import atomic_write_bytes
 
     clips, labels = [], []
     with tarfile.open(path) as archive:
-        for member in archive:
-            name = member.name.rsplit("/", 1)[-1]
-            if not member.isfile() or "/recordings/" not in member.name or not name.endswith(".wav"):
-                continue
-            digit, speaker, take = name[:-4].split("_")
+        for name, label, member in _recordings(archive):
             wave, rate = read_wav(archive.extractfile(member).read(), f"{path}:{name}")
             clips.append(clip_features(to_rate(wave, rate, settings, name), settings, name))
-            labels.append((int(digit), FSDD_SPEAKERS.index(speaker), int(take)))
+            labels.append(label)
     if len(clips) != 3000:
         raise VaelabError(f"{path} holds {len(clips)} recordings, not 3,000; replace it with the original file")
     with warnings.catch_warnings():
@@ -156,15 +161,11 @@ def fsdd_waves(root: Path, split: str) -> tuple[list[np.ndarray], np.ndarray, np
         raise VaelabError(f"FSDD archive {path} is missing; place {FSDD_FILE} there")
     found = []
     with tarfile.open(path) as archive:
-        for member in archive:
-            name = member.name.rsplit("/", 1)[-1]
-            if not member.isfile() or "/recordings/" not in member.name or not name.endswith(".wav"):
-                continue
-            digit, speaker, take = name[:-4].split("_")
-            if (int(take) < FSDD_TEST_TAKES) != (split == "test"):
+        for name, label, member in _recordings(archive):
+            if (label[2] < FSDD_TEST_TAKES) != (split == "test"):
                 continue
             wave, _ = read_wav(archive.extractfile(member).read(), f"{path}:{name}")
-            found.append(((int(digit), FSDD_SPEAKERS.index(speaker), int(take)), wave))
+            found.append((label, wave))
     found.sort(key=lambda item: item[0])
     labels = np.array([k for k, _ in found], dtype=np.int64)
     return [w for _, w in found], labels[:, 0], labels[:, 1], labels[:, 2]

@@ -38,7 +38,8 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def _save(fig, path) -> Path:
+def save_figure(fig, path) -> Path:
+    """A matplotlib figure as a PNG at ``path``, written atomically; the figure is closed."""
     from ..files import atomic_write_bytes
 
     atomic_write_bytes(path, _png(fig))
@@ -71,4 +72,4 @@ def save_conversion_panels(panels: list[tuple[str, list[np.ndarray]]], path) -> 
     for r, (title, arrays) in enumerate(panels):
         for c, (name, x) in enumerate(zip(("source", "reference", "converted"), arrays)):
             _show(axes[r, c], x, f"{title}: {name}" if c == 0 else name)
-    return _save(fig, path)
+    return save_figure(fig, path)
