@@ -160,12 +160,12 @@ def invert(x: torch.Tensor | np.ndarray, settings: dict, length: int | None = No
 
 def clip_features(wave: np.ndarray, settings: dict, where: str) -> np.ndarray:
     """x of one clip at the front end's rate, refused when shorter than :data:`MIN_FRAMES`."""
-    x = log_mel(wave, settings)
-    if x.shape[1] < MIN_FRAMES:
-        need = (MIN_FRAMES - 1) * settings["hop_length"] / settings["sample_rate"]
-        raise VaelabError(f"{where} is {len(wave) / settings['sample_rate']:.3f} s long, shorter than the "
-                          f"networks' receptive field ({MIN_FRAMES} frames, {need:.3f} s); give a longer clip")
-    return x
+    need = max((MIN_FRAMES - 1) * settings["hop_length"], settings["n_fft"])  # samples for MIN_FRAMES frames
+    if len(wave) < need:  # checked before the analysis, which would warn about a window longer than the clip
+        rate = settings["sample_rate"]
+        raise VaelabError(f"{where} is {len(wave) / rate:.3f} s long, shorter than the networks' receptive field "
+                          f"({MIN_FRAMES} frames, {need / rate:.3f} s); give a longer clip")
+    return log_mel(wave, settings)
 
 
 def pad_clips(clips: list[np.ndarray], settings: dict, where: str) -> tuple[torch.Tensor, torch.Tensor]:
