@@ -102,6 +102,16 @@ ROWS: list[Row] = [  # campaign order: the gap we expect to close per CPU-hour, 
     Row("pixelrnn", "pixelrnn", "Row LSTM, binarized MNIST", (), "nll", "80.54 nats [M]", 80.54, "nats",
         "van den Oord et al. 2016: Row LSTM, exact −log p(x) on binarized MNIST, quoted from memory "
         "(docs/pixelcnn.md#pixel-rnns-row-lstm-pixelrnn); depth and schedule not in the sources", 3.0, 0),
+    Row("text-vae-ptb", "text-vae", "text-vae, PTB (Texar's reproduction of Bowman et al.)", (), "nelbo",
+        "102.06–102.10 nats [P]", 102.1, "nats",
+        "Texar examples/vae_text README: test −ELBO per sentence (recon + KL, one sample: a bound), LSTM 256, "
+        "z 32, ≤ 100 epochs (paper-tables.md §12, confirmed)", 6.0, 100, data="ptb",
+        earlier="127.30 nats after 1 epoch ([text.md](text.md))"),
+    Row("lstm-lm-ptb", "lstm-lm", "LSTM language model, PTB (Bowman et al.'s baseline)", (), "ppl",
+        "116 perplexity [M]", 116.0, "perplexity",
+        "Bowman et al. 2016: test perplexity of the LSTM LM over words + <eos> (paper-tables.md §12, from memory); "
+        "the profile follows Texar's optimiser, 30 epochs", 4.0, 30, data="ptb",
+        earlier="253.2 perplexity after 1 epoch ([text.md](text.md))"),
     Row("vae-iwae-t1", "vae", "VAE (IWAE Table 1 architecture)", (), "nll", "86.76 nats [P]", 86.76, "nats",
         "Burda et al. 2016, Table 1: one stochastic layer, k = 1; test L_5000 on dynamically binarized "
         "MNIST, 3280 epochs (paper-tables.md §1, paper text)", 0.0, 3280, eval=("--nll-samples", "5000"),
