@@ -671,7 +671,8 @@ TABLE_ORDER = ("n", "k", "binarize", "elbo", "celbo", "recon", "kl", "mse", "psn
                "bits_per_dim", "nll_bound", "nll_bound_stderr", "bits_per_dim_bound", "cnll", "cnll_stderr",
                "cbits_per_dim", "target_cnll", "target_cnll_stderr", "target_bits_per_dim", "target_mse",
                "classification_error", "cluster_error", "cluster_error_most_confident", "clusters_used",
-               "precision_at_100", "codebook_usage", "code_perplexity", "active_units")
+               "precision_at_100", "codebook_usage", "code_perplexity", "active_units",
+               "nelbo", "ppl", "ppl_bound", "tokens_per_sentence", "mutual_information")  # sentence models
 
 
 def _table_keys(result: dict) -> list[str]:
