@@ -49,7 +49,7 @@ class Row:
     metric: str                     # key of `vaelab eval --json`'s output
     paper: str                      # the paper's figure as printed, with provenance tag
     goal: float                     # reached when the figure (in `unit`) is <= goal
-    unit: str                       # "%" (metric is a fraction, shown x100) or "nats"
+    unit: str                       # "%" (metric is a fraction, shown x100), "nats" or "perplexity"
     protocol: str                   # the paper's protocol and where it is written down
     budget_hours: float             # CPU-hours on one thread (issue 27's table)
     paper_epochs: int               # the paper's length; 0: not in the sources, train until the budget

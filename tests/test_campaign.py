@@ -222,8 +222,9 @@ def test_every_row_is_a_valid_command_and_agrees_with_its_profile(tmp_path):
         assert row.metric in TABLE_ORDER
         stated = read_profile(row.family, row.profile).get("epochs")
         assert row.paper_epochs == (stated or 0), row.id  # the paper's length is the profile's, where it has one
-        assert row.unit in ("%", "nats") and row.budget_hours >= 0
-    assert sum(row.budget_hours for row in campaign.ROWS) == 27  # issue 27's table
+        assert row.unit in ("%", "nats", "perplexity") and row.budget_hours >= 0
+    images = [row for row in campaign.ROWS if row.data != "ptb"]
+    assert sum(row.budget_hours for row in images) == 27  # issue 27's table; the PTB rows are issue 26's long runs
 
 
 def test_a_failed_row_is_reported_and_the_next_one_still_runs(tmp_path, monkeypatch, capsys):
