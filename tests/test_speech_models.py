@@ -89,3 +89,33 @@ def test_trains_on_the_spine_and_loads_back(name, clips, tmp_path):
     assert loaded.front_end == {**result.model.front_end}
     batch = clips.subset(slice(0, 3)).batch()
     assert torch.allclose(loaded.reconstruct(batch), result.model.eval().reconstruct(batch), atol=1e-5)
+
+
+def test_speaker_clip_other_pairs_each_clip_with_another_of_its_speaker():
+    from vaelab.models.adain_vc import same_speaker_partner
+
+    speakers = torch.tensor([0, 0, 1, 1, 1, 2, 0])
+    batch = Batch(torch.zeros(7, 8, 4), torch.zeros(7), extras={"speaker": speakers})
+    for seed in range(20):
+        torch.manual_seed(seed)
+        partner = same_speaker_partner(batch)
+        assert (speakers[partner] == speakers).all()
+        assert (partner[:5] != torch.arange(5)).all() and partner[6] != 6 and partner[5] == 5  # 2 is alone
+    with pytest.raises(VaelabError, match="speaker"):
+        same_speaker_partner(Batch(torch.zeros(2, 8, 4), torch.zeros(2)))
+
+
+def test_speaker_clip_other_takes_the_speaker_vector_from_the_partner(clips):
+    torch.manual_seed(0)
+    ds = clips.subset(slice(0, 6))
+    own = _model("adain-vc", ds).train()
+    other = build("adain-vc", **{**own.config.to_dict(), "speaker_clip": "other"}).train()
+    other.load_state_dict(own.state_dict())
+    batch = ds.batch()
+    torch.manual_seed(1)
+    a = own.loss(batch).terms["recon_l1"]
+    torch.manual_seed(1)
+    b = other.loss(batch).terms["recon_l1"]
+    assert not torch.allclose(a, b)  # another clip's speaker vector decodes this clip differently
+    other.eval()
+    assert torch.allclose(own.eval().loss(batch).total, other.loss(batch).total)  # evaluation uses the clip's own

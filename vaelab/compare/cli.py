@@ -211,11 +211,13 @@ SPECIFIC = {
         ("--ratio", "ratio", float, 0.5, "middle sequence length as a fraction of the words"),
     ]),
     "voice-conversion": ("speech runs on FSDD: speaker and digit judges on real, resynthesised, reconstructed and "
-                         "converted test takes; speaker x speaker matrix; spectrogram panels", [
+                         "converted clips; speaker x speaker matrix; spectrogram panels", [
         ("--run", "runs", str, None, "a trained speech run (repeatable): ae-speech, adain-vc, vq-vc on fsdd"),
         ("--griffin-lim-iters", "griffin_lim_iters", int, 0, "Griffin-Lim iterations (0 = the front end's)"),
         ("--sources-per-pair", "sources_per_pair", int, 0,
          "source clips per speaker pair, spread over the digits (0 = all 50 test clips)"),
+        ("--split", "split", str, "val", "clips measured: val (the runs' validation clips, left out of the judges' "
+                                         "fit; for choosing settings) or test (the test takes, for the final table)"),
     ]),
 }
 # comparisons whose claim is about these data

@@ -1,6 +1,8 @@
 """``vaelab compare voice-conversion``: do speech models separate who speaks from what is said?
 
-On FSDD's test takes (0–4), judged by classifiers trained on real training takes only
+On FSDD's test takes (0–4) with ``split="test"`` (the table), or on the runs' validation
+clips (carved from the training takes; the default, for choosing settings: the judges are then
+fitted without them), judged by classifiers trained on real training takes only
 (:mod:`vaelab.evaluation.judges`), every audio judged after inversion to a waveform:
 
 - the judges' ceilings: real test takes, their Griffin-Lim resyntheses (the vocoder's ceiling),
@@ -34,10 +36,14 @@ COLUMNS = ["audio", "n", "speaker: read as target", "speaker: read as source", "
 REFERENCE_ROW = 0  # each speaker's first test clip (digit 0, take 0) is the one reference take
 
 
+SPLIT_NAMES = {"val": "validation clips", "test": "test takes"}
+
+
 def voice_conversion(out, runs=(), progress: bool = True, data_dir=None, seed: int = 0, threads: int = 0,
                      train_size: int = 0, griffin_lim_iters: int = 0, sources_per_pair: int = 0,
-                     **_) -> Comparison:
-    """The table, the matrices and the panels for the speech runs ``runs`` (trained on fsdd)."""
+                     split: str = "val", **_) -> Comparison:
+    """The table, the matrices and the panels for the speech runs ``runs`` (trained on fsdd),
+    measured on ``split``: "val" (the runs' validation clips) or "test"."""
     from ..evaluation.judges import train_judges
     from ..io import load
 
@@ -50,8 +56,10 @@ def voice_conversion(out, runs=(), progress: bool = True, data_dir=None, seed: i
     settings = models[0][1].front_end
     iters = griffin_lim_iters or settings["griffin_lim_iters"]
     root = resolve_data_dir(data_dir) / "fsdd"
-    judges, real = train_judges(root, settings["sample_rate"])
-    test = load_dataset("fsdd", "test", data_dir=data_dir)
+    fitted, test = measured_split(split, runs, data_dir)
+    held = None if split == "test" else _clip_keys(test)
+    judges, real = train_judges(root, settings["sample_rate"], held_out=held)
+    what = SPLIT_NAMES[split]
     if tuple(test.shape) != tuple(models[0][1].input_shape):
         raise VaelabError(f"the runs take {list(models[0][1].input_shape)} but fsdd gives {list(test.shape)}")
     speakers, digits = test.extras["speaker"].numpy(), test.y.numpy()
@@ -60,9 +68,9 @@ def voice_conversion(out, runs=(), progress: bool = True, data_dir=None, seed: i
     def judge_x(x: torch.Tensor, rows) -> tuple[np.ndarray, np.ndarray]:
         return judges.judge([invert(x[i], settings, int(lengths[r]), iters) for i, r in enumerate(rows)])
 
-    rows = [_row("real test takes", *judges.judge(real["waves"]), real["speakers"], real["speakers"], real["digits"])]
+    rows = [_row(f"real {what}", *judges.judge(real["waves"]), real["speakers"], real["speakers"], real["digits"])]
     everything = np.arange(len(test))
-    rows.append(_row("Griffin-Lim resynthesis of the test takes", *judge_x(test.x, everything),
+    rows.append(_row(f"Griffin-Lim resynthesis of the {what}", *judge_x(test.x, everything),
                      speakers, speakers, digits))
     matrices, panels, figures, codes_rows = {}, [], [], []
     for name, model in models:
@@ -76,19 +84,21 @@ def voice_conversion(out, runs=(), progress: bool = True, data_dir=None, seed: i
         matrices[name] = matrix
         rows.append(conv_rows)
         if hasattr(model, "frame_codes"):
-            codes_rows += _code_histograms(model, name, data_dir, out, figures)
+            codes_rows += _code_histograms(model, name, fitted, test, out, figures)
     figures.append(_save_matrices(matrices, out / "speaker_matrix.png").name)
     from ..viz.spectrograms import save_conversion_panels
     figures.append(save_conversion_panels(panels, out / "conversion_panels.png").name)
-    notes = [f"judges trained on FSDD training takes 5–49 only (C chosen on takes 5–9: speaker C = "
+    notes = [f"measured on the {what}" + (" (the runs' validation split, left out of the judges' fit)"
+                                          if split == "val" else "") + "; judges trained on FSDD training takes only (C chosen on takes 5–9: speaker C = "
              f"{judges.chosen['speaker_C']:g}, digit C = {judges.chosen['digit_C']:g}); every model output "
              f"judged after Griffin-Lim ({iters} iterations) and re-analysis",
-             "conversions: each test clip of the source speaker with one reference take of the target "
-             "(its test take 0 of 'zero'), all 30 ordered pairs of the 6 speakers (all male)"]
+             f"conversions: each of the {what} of the source speaker with one reference take of the target "
+             "(its first clip there: take 0 of 'zero' on the test takes), all 30 ordered pairs of the 6 speakers "
+             "(all male)"]
     rows += codes_rows
     return Comparison("voice-conversion", "Voice conversion on FSDD: judges on real, resynthesised, reconstructed "
-                      "and converted test takes", COLUMNS, rows,
-                      settings={"data": "fsdd", "runs": [str(r) for r in runs], "griffin_lim_iters": iters,
+                      f"and converted {what}", COLUMNS, rows,
+                      settings={"data": "fsdd", "split": split, "runs": [str(r) for r in runs], "griffin_lim_iters": iters,
                                 "sources_per_pair": sources_per_pair, "seed": seed,
                                 "matrices": {k: v.round(4).tolist() for k, v in matrices.items()}},
                       figures=figures, notes=notes, seconds=time.time() - start)
@@ -100,6 +110,30 @@ def _speech_model(model, run):
         raise VaelabError(f"--run {run} is not a speech model (no log-mel front end to convert with); "
                           "give runs of ae-speech, adain-vc or vq-vc trained on fsdd")
     return model.eval()
+
+
+def measured_split(split: str, runs, data_dir):
+    """(clips the code classifiers fit on, clips measured): FSDD's training and test takes, or
+    the runs' training and validation parts, which must be the same for every run."""
+    from ..training.run import validation_parts
+
+    if split not in SPLIT_NAMES:
+        raise VaelabError(f"--split {split}: choose val (the runs' validation clips, for choosing settings) or test "
+                          "(the test takes, for the final table)")
+    if split == "test":
+        return load_dataset("fsdd", "train", data_dir=data_dir), load_dataset("fsdd", "test", data_dir=data_dir)
+    parts = [validation_parts(r, "fsdd", data_dir) for r in runs]
+    first = _clip_keys(parts[0][1])
+    for run, (_, val) in zip(runs[1:], parts[1:]):
+        if _clip_keys(val) != first:
+            raise VaelabError(f"--run {run} held out other validation clips than --run {runs[0]}; compare runs "
+                              "trained with the same --seed and --val-size, or use --split test")
+    return parts[0]
+
+
+def _clip_keys(ds) -> list[tuple[int, int, int]]:
+    """(digit, speaker, take) of each clip: what names an FSDD recording."""
+    return list(zip(ds.y.tolist(), ds.extras["speaker"].tolist(), ds.extras["take"].tolist()))
 
 
 def _row(audio: str, s_hat, d_hat, target, source, digits) -> dict:
@@ -137,15 +171,15 @@ def _conversions(model, test, judge_x, per_pair: int, panels: list, name: str):
                         cat(kept))
 
 
-def _code_histograms(model, name: str, data_dir, out: Path, figures: list) -> list[dict]:
-    """Digit and speaker accuracy of classifiers on code histograms vs pooled continuous codes;
-    a figure of which codes fire for which digits (mean test histogram per digit)."""
+def _code_histograms(model, name: str, fitted, measured, out: Path, figures: list) -> list[dict]:
+    """Digit and speaker accuracy of classifiers on code histograms vs pooled continuous codes,
+    fitted on ``fitted`` clips and measured on ``measured``; a figure of which codes fire for
+    which digits (mean measured histogram per digit)."""
     from ..evaluation.judges import fit_classifier
 
     k = model.config.codebook_size
     parts = {}
-    for split in ("train", "test"):
-        ds = load_dataset("fsdd", split, data_dir=data_dir)
+    for split, ds in (("train", fitted), ("test", measured)):
         hist, pooled = [], []
         for i in range(0, len(ds), 256):
             batch = ds.subset(slice(i, i + 256)).batch()

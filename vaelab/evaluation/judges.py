@@ -67,17 +67,30 @@ class Judges:
         return self.speaker.predict(x), self.digit.predict(x)
 
 
-def train_judges(root, rate: int = 8000) -> tuple[Judges, dict]:
-    """Judges fitted on FSDD's training takes under ``root`` (the fsdd folder), and the test
-    takes' (waves, digits, speakers, takes) for measuring."""
+def train_judges(root, rate: int = 8000, held_out=None) -> tuple[Judges, dict]:
+    """Judges fitted on FSDD's training takes under ``root`` (the fsdd folder), and the clips
+    to measure: the test takes, or with ``held_out`` (a list of (digit, speaker, take)) those
+    training clips, in that order, left out of the judges' fit (a run's validation split).
+    Returns (judges, {"waves", "digits", "speakers", "takes"} of the clips to measure)."""
     from ..data.speech import fsdd_waves
 
     waves, digits, speakers, takes = fsdd_waves(root, "train")
+    keys = list(zip(digits.tolist(), speakers.tolist(), takes.tolist()))
+    measured = None
+    if held_out is not None:
+        where = {k: i for i, k in enumerate(keys)}
+        missing = [k for k in map(tuple, held_out) if k not in where]
+        if missing:
+            raise ValueError(f"clips {missing[:3]} are not FSDD training takes")
+        rows = np.array([where[tuple(k)] for k in held_out], dtype=np.int64)
+        measured = ([waves[i] for i in rows], digits[rows], speakers[rows], takes[rows])
+        keep = np.ones(len(keys), dtype=bool)
+        keep[rows] = False
+        waves, digits, speakers, takes = [w for w, k in zip(waves, keep) if k], digits[keep], speakers[keep], takes[keep]
     x = feature_matrix(waves, rate)
     held = np.isin(takes, list(VALIDATION_TAKES))
     speaker, c_s, s_scores = fit_classifier(x, speakers, held)
     digit, c_d, d_scores = fit_classifier(x, digits, held)
     chosen = {"speaker_C": c_s, "digit_C": c_d, "speaker_val": s_scores, "digit_val": d_scores}
-    test = fsdd_waves(root, "test")
-    return Judges(speaker, digit, rate, chosen), {"waves": test[0], "digits": test[1], "speakers": test[2],
-                                                  "takes": test[3]}
+    measured = measured or fsdd_waves(root, "test")
+    return Judges(speaker, digit, rate, chosen), dict(zip(("waves", "digits", "speakers", "takes"), measured))

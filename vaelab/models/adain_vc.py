@@ -10,7 +10,8 @@ with instance normalisation (Chou, Yeh & Lee 2019, "AdaIN-VC").
     L = λ_rec · Σ |x − x̂|  +  λ_kl · KL(N(μ, I) ‖ N(0, I)),   KL = ½ Σ μ²
 
 both summed over a clip (mel bands or content channels × true frames), averaged over the
-batch. No speaker labels are used. λ_kl rises linearly from 0 over the first
+batch. No speaker labels are used (with ``speaker_clip = other`` they pick, for each clip, another
+clip of its speaker to take the speaker vector from while training; no label enters a loss). λ_kl rises linearly from 0 over the first
 ``kl_anneal_epochs`` (the paper: over its first 20,000 of 200,000 steps).
 
 Scaled down from the paper (official code: 80 mel bands at 22 kHz, c_h = 128, C = 128, S = 128,
@@ -28,7 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..config import Config, require
+from ..config import Config, choice, require
+from ..errors import VaelabError
 from ..nn.speech import AdaINDecoder, ConvStack, masked_mean, masked_sum, speech_input
 from .base import Batch, Loss
 from .registry import register
@@ -48,6 +50,9 @@ class AdaINVCConfig(Config):
         "help": "λ_kl, weight of the KL on the content code (0.4 = the paper's 10:1 balance on sums, see docs)"})
     kl_anneal_epochs: float = field(default=2.0, metadata={
         "help": "epochs over which λ_kl rises linearly from 0 (0 = full weight from the start)"})
+    speaker_clip: str = field(default="own", metadata={
+        "help": "the clip the speaker vector is taken from while training: own (the paper) or other (another "
+                "clip of the same speaker in the batch, so it cannot carry what this clip says)"})
 
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
@@ -56,6 +61,7 @@ class AdaINVCConfig(Config):
                 "content_dim, speaker_dim, width and blocks must be >= 1")
         require(self.lambda_rec > 0 and self.lambda_kl >= 0 and self.kl_anneal_epochs >= 0,
                 "lambda_rec must be > 0, lambda_kl and kl_anneal_epochs >= 0")
+        choice("speaker clip", self.speaker_clip, ("own", "other"))
         check_front_end(self)
 
 
@@ -94,9 +100,26 @@ class AdaINVC(SpeechModel):
         x, mask = speech_input(self, batch, trim=True)
         mu = self.content(x, mask)
         z = mu + torch.randn_like(mu) * mask[:, None] if self.training else mu
-        x_hat = self.decode(z, self.speaker(x, mask), mask)
+        s = self.speaker(x, mask)
+        if self.training and self.config.speaker_clip == "other":
+            s = s[same_speaker_partner(batch)]
+        x_hat = self.decode(z, s, mask)
         per_clip = masked_sum((x - x_hat).abs(), mask)
         recon, kl = per_clip.mean(), 0.5 * masked_sum(mu.square(), mask).mean()
         w = {"recon_l1": self.config.lambda_rec, "kl": self.config.lambda_kl * self.kl_scale, "recon_l1_per_frame": 0.0}
         return Loss(w["recon_l1"] * recon + w["kl"] * kl,
                     {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}, w)
+
+
+def same_speaker_partner(batch) -> torch.Tensor:
+    """For each clip, a random other clip of the batch by the same speaker (itself if it has none).
+    The speaker labels choose the pair only; they enter no loss."""
+    speakers = batch.extras.get("speaker") if isinstance(batch, Batch) else None
+    if speakers is None:
+        raise VaelabError("speaker_clip other needs each clip's speaker (extras['speaker']): train on fsdd or wav:FOLDER")
+    speakers = speakers.to(batch.x.device)
+    n = len(speakers)
+    same = (speakers[:, None] == speakers[None, :]) & ~torch.eye(n, dtype=torch.bool, device=speakers.device)
+    score = torch.rand(n, n, device=speakers.device).masked_fill(~same, -1.0)
+    score[torch.arange(n), torch.arange(n)] = torch.where(same.any(1), -2.0, 0.5)
+    return score.argmax(1)
