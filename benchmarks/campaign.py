@@ -15,11 +15,23 @@ atomically beside them (RUNS/ROW/progress.json after every step, RUNS/ROW/test.j
 RUNS/ROW/result.json when measured), so it survives SIGKILL at any moment: the next start
 resumes every run where its last checkpoint left it. ``benchmarks/reproduction_table.py``
 turns the results into docs/reproduction.md.
+
+A headline that is a comparison (AAE's Parzen log-likelihood, the sentence and speech tables,
+PCA against the autoencoders, ...) is a row with a ``Compare``: its step is
+``vaelab compare NAME ... --out RUNS/compare/KEY`` (with ``--split test`` where the comparison
+has one), its figure the column ``metric`` of the results.json row that ``pick`` names. Rows
+that read the same comparison share its directory and run it once; a finished comparison (its
+results.json and the campaign's marker beside it, same command) is never run again, and a killed
+one, run again, reuses the models it had trained. A row may train first and hand its run to
+the comparison (``{run}``), or read another row's run (``{row:ID}``, e.g. seq3 reads the
+language model of ``lstm-lm-ptb``) and wait until that row is measured. A family with no
+measurable headline is a row with a ``reason``: listed in the table, never run.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import json
 import os
@@ -40,6 +52,15 @@ CHUNK_HOURS = 1.0  # at most this much training per subprocess, so estimates and
 
 
 @dataclass(frozen=True)
+class Compare:
+    """A row's test step as a comparison: ``vaelab compare NAME *options --out RUNS/compare/KEY``."""
+    name: str                       # the comparison (`vaelab compare NAME`)
+    options: tuple[str, ...] = ()   # its options; "{run}": the row's trained run, "{row:ID}": another row's run
+    pick: tuple[tuple[str, object], ...] = ()  # the results.json row whose columns hold these values
+    key: str = ""                   # its directory under RUNS/compare (rows sharing one run it once); default: row id
+
+
+@dataclass(frozen=True)
 class Row:
     """One line of the reproduction table: what to run, what it is compared with, how long."""
     id: str
@@ -48,8 +69,8 @@ class Row:
     train: tuple[str, ...]          # the row's own options after `vaelab train FAMILY --profile P`
     metric: str                     # key of `vaelab eval --json`'s output
     paper: str                      # the paper's figure as printed, with provenance tag
-    goal: float                     # reached when the figure (in `unit`) is <= goal
-    unit: str                       # "%" (metric is a fraction, shown x100), "nats" or "perplexity"
+    goal: float | str | None        # reached when the figure (in `unit`) is <= goal (>= with better="higher")
+    unit: str                       # "%" (metric is a fraction, shown x100), nats, perplexity, dB, degrees, MSE, goals
     protocol: str                   # the paper's protocol and where it is written down
     budget_hours: float             # CPU-hours on one thread (issue 27's table)
     paper_epochs: int               # the paper's length; 0: not in the sources, train until the budget
@@ -60,9 +81,41 @@ class Row:
     earlier: str = ""               # measurements in the docs that are not the campaign's (markdown)
     note: str = ""
     first_chunk: int = 1            # epochs of the first chunk, before seconds per epoch are known
+    compare: Compare | None = None  # the test step is this comparison (the figure: column `metric` of its row)
+    check: str = ""                 # the test step is `python -m CHECK RUN --data D --split test` (JSON)
+    trains: bool = True             # False: the comparison trains its own models (no `vaelab train` step)
+    better: str = "lower"           # "lower" or "higher": which side of `goal` reaches it
+    also: tuple[str, ...] = ()      # other families this row's headline stands for (vq-prior with vqvae)
+    reason: str = ""                # why the family has no measurable headline: listed, never run
+    group: str = "campaign"         # "campaign": issue 27's long rows; "headline": every other family's figure
+    # `goal`: a number in `unit`; a column name of the picked comparison row (that row's value,
+    # e.g. PCA's MSE beside the autoencoder's); or None: reported, with no goal to reach
 
     def figure(self, value: float) -> float:
         return 100.0 * value if self.unit == "%" else value
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return (self.family, *self.also)
+
+    @property
+    def measured_by(self) -> str:
+        return "compare" if self.compare else "check" if self.check else "eval"
+
+
+# Comparisons that several rows read (run once, in RUNS/compare/KEY).
+AAE_VS_VAE = Compare("aae-vs-vae", ("--hidden", "512,512", "--epochs", "8", "--adversarial-lr-scale", "0.2"),
+                     key="aae-vs-vae")
+PCA = Compare("pca", (), pick=(("latent", 10),), key="pca")
+COMPLETION = Compare("completion", (), key="completion")
+DISCRETE = Compare("discrete", ("--models", "vqvae,catvae", "--epochs", "5", "--prior-epochs", "3"), key="discrete")
+_VC = "docs/speech.md#measured"
+
+
+def _vc(run_name: str) -> Compare:
+    """The voice-conversion table of one trained speech run, on the test takes."""
+    return Compare("voice-conversion", ("--run", "{run}"),
+                   pick=(("audio", f"{run_name}: conversions, 30 speaker pairs"),))
 
 
 _SSL = "docs/semi-supervised.md"
@@ -73,6 +126,78 @@ ROWS: list[Row] = [  # campaign order: the gap we expect to close per CPU-hour, 
         "code dpkingma/nips14-ssl [O], 3000 epochs (paper-tables.md §3)", 4.0, 3000,
         earlier=f"34.91 ± 1.81 % after 10 epochs, seeds 0–2 ([{_SSL}]({_SSL.split('/')[1]}"
                 "#error-the-papers-table-on-a-budget-profile))"),
+    # -- headline rows of every other family, each at most half a CPU-hour (run before the long rows)
+    Row("cmma-goals", "cmma", "CMMA, attribute goals (latent 50, β 1.5)", ("--latent-dim", "50", "--beta", "1.5"),
+        "met", "– (the paper reports no MNIST figures)", 7, "goals",
+        "docs/conditional.md's seven goals for generating and editing digits from class, thickness and slant "
+        "(r ≥ 0.9, class accuracy ≥ 95 %, the other attribute moved ≤ 1/4 std), the setting chosen on validation "
+        "images; checked once on test digits by `python -m vaelab.evaluation.attribute_checks`", 0.5, 20,
+        check="vaelab.evaluation.attribute_checks", better="higher", group="headline",
+        earlier="6 of 7 goals on test digits ([conditional.md](conditional.md#chosen-again-on-validation-images))"),
+    Row("aae-parzen-normal", "aae", "AAE, Parzen log-likelihood, N(0, I) prior (2-D codes)", (), "parzen_nats",
+        "340 ± 2 nats [S]", 340.0, "nats",
+        "Makhzani et al. 2015, Table 1: Parzen-window log-likelihood of MNIST test images under 10,000 samples "
+        "(their likelihood AAE, not 2-D codes); here `vaelab compare aae-vs-vae` as docs/aae.md measured it "
+        "(784-512-512-2, 8 epochs), σ chosen on 1,000 held-out training images", 0.5, 8,
+        compare=dataclasses.replace(AAE_VS_VAE, pick=(("prior", "normal"), ("model", "aae"))), trains=False,
+        better="higher", group="headline", profile="",
+        earlier="146.20 nats ([aae.md](aae.md#measured))"),
+    Row("aae-parzen-mixture", "aae", "AAE, Parzen log-likelihood, mixture prior (2-D codes)", (), "parzen_nats",
+        "340 ± 2 nats [S]", 340.0, "nats", "as the N(0, I) row, the 10-Gaussian mixture prior (same comparison)",
+        0.0, 8, compare=dataclasses.replace(AAE_VS_VAE, pick=(("prior", "mixture"), ("model", "aae"))),
+        trains=False, better="higher", group="headline", profile="",
+        earlier="128.09 nats ([aae.md](aae.md#measured))"),
+    Row("vae-prior-mmd", "vae-prior", "VAE under the AAE's mixture prior: MMD² of its test codes", (), "mmd2",
+        "– (the comparison's own, not a paper's)", None, "MMD²",
+        "docs/aae.md: the aae's codes should match the mixture better than this VAE's (a one-sample Monte-Carlo "
+        "KL); reported beside the aae's (same comparison)", 0.0, 8,
+        compare=dataclasses.replace(AAE_VS_VAE, pick=(("prior", "mixture"), ("model", "vae-prior"))),
+        trains=False, group="headline", profile="",
+        earlier="0.2870, the aae's 0.0109 ([aae.md](aae.md#measured))"),
+    Row("dae-masking", "dae", "DAE, masking 25 %: PSNR of denoised test digits", (), "psnr_dae",
+        "– (Vincent et al. 2008 report no PSNR)", "psnr_ae", "dB",
+        "docs/comparisons.md: a dae denoises better than a plain ae of the same shape (784-512-256-64, 10 epochs) "
+        "on the same corrupted test images; goal: above the plain ae's PSNR", 0.5, 10,
+        compare=Compare("denoise", ("--corruptions", "masking", "--levels", "masking=0.25"),
+                        pick=(("corruption", "masking"), ("level", 0.25))),
+        trains=False, better="higher", group="headline", profile="",
+        earlier="21.36 dB, plain ae 18.25 ([comparisons.md](comparisons.md#denoising))"),
+    Row("cvae-samples", "cvae", "cvae, class accuracy of label-conditioned samples", (), "value",
+        "– (Kingma et al. report no sample accuracy)", 97.0, "%",
+        "issue 10's goal in docs/conditional.md: ≥ 97 % of label-conditioned samples read as their class by a "
+        "digit classifier trained apart; `vaelab compare conditional` at the cvae's defaults (784-400-16, "
+        "β = 4, 40 epochs), its first 1,000 test images", 0.5, 40,
+        compare=Compare("conditional", ("--test-size", "1000"),
+                        pick=(("model", "cvae"), ("measure", "sample_accuracy"))),
+        trains=False, better="higher", group="headline", profile="",
+        earlier="99.0 % on validation digits, defaults ([conditional.md](conditional.md"
+                "#the-defaults-chosen-on-validation-digits))"),
+    Row("stacked-ae-mse", "stacked-ae", "stacked-ae, test MSE (Hinton & Salakhutdinov's 784-1000-500-250-30)", (),
+        "mse", "– (not in the sources)", None, "MSE",
+        "the paper profile (layer-wise pretraining, then fine-tuning with Adam); the docs claim no figure, so the "
+        "test MSE per pixel is reported", 0.5, 0, group="headline"),
+    Row("binvae-nll", "binvae", "binvae, 32 bits (straight-through): test −log p(x)", ("--bits", "32",
+        "--straight-through"), "nll", "– (not in the sources)", None, "nats",
+        "docs/discrete.md's binary code (`--bits 32 --straight-through`), importance-sampled −log p(x) with hard "
+        "codes, k = 1,000; no paper figure for binary codes is in the sources: reported", 0.5, 0,
+        eval=("--nll-samples", "1000"), group="headline"),
+    Row("ae-speech-vc", "ae-speech", "ae-speech, conversions read as the source speaker", ("--batch-size", "32"),
+        "speaker: read as source", "– (the control of the voice-conversion table)", None, "%",
+        "docs/speech.md: a plain autoencoder has nothing to swap, so its conversions stay with the source "
+        "(reported, expected high); trained as documented (10 epochs, batch 32), judged on the test takes", 0.3, 10,
+        compare=_vc("run"), group="headline", profile="", data="fsdd",
+        earlier=f"79.7 % as source, 4.1 % as target ([speech.md]({_VC.split('/')[1]}))"),
+    Row("vq-vc-vc", "vq-vc", "vq-vc, conversions read as the target speaker", ("--batch-size", "32"),
+        "speaker: read as target", "– (no paper figure on FSDD)", None, "%",
+        "docs/speech.md's table, trained as documented (10 epochs, batch 32), judged on the test takes; reported",
+        0.3, 10, compare=_vc("run"), group="headline", profile="", data="fsdd",
+        earlier=f"18.7 % ([speech.md]({_VC.split('/')[1]}))"),
+    Row("adain-vc-vc", "adain-vc", "adain-vc, conversions read as the target speaker", ("--batch-size", "32"),
+        "speaker: read as target", "– (no paper figure on FSDD)", 85.0, "%",
+        "docs/speech.md's goal: ≥ 85 % of conversions (30 speaker pairs × 50 test takes, one reference take) read "
+        "as the target by a speaker judge trained on real takes; trained as documented (20 epochs, batch 32)",
+        0.5, 20, compare=_vc("run"), better="higher", group="headline", profile="", data="fsdd",
+        earlier=f"69.3 % after 20 epochs ([speech.md]({_VC.split('/')[1]}))"),
     Row("aae-semi-100", "aae-semi", "aae-semi, 100 labels, label seed 0", ("--labels", "100", "--label-seed", "0"),
         "classification_error", "1.90 ± 0.10 % [M]", 1.90, "%",
         "Makhzani et al. 2015: MNIST test error at 100 labels; the paper's text was not found, figure from "
@@ -112,6 +237,15 @@ ROWS: list[Row] = [  # campaign order: the gap we expect to close per CPU-hour, 
         "Bowman et al. 2016: test perplexity of the LSTM LM over words + <eos> (paper-tables.md §12, from memory); "
         "the profile follows Texar's optimiser, 30 epochs", 4.0, 30, data="ptb",
         earlier="253.2 perplexity after 1 epoch ([text.md](text.md))"),
+    Row("seq3-secret-code", "seq3", "seq3 with the language-model prior (λ 0.1): token accuracy", (),
+        "token_accuracy", "– (Baziotis et al. report ROUGE on Gigaword)", 50.0, "%",
+        "issue 26's goal in docs/text.md: with the prior, the middle sequence reads like text and the sentence "
+        "comes back (token accuracy ≥ 50 %); `vaelab compare secret-code` as documented, judged by the "
+        "lstm-lm-ptb row's language model, on the first 200 test sentences", 0.5, 3,
+        compare=Compare("secret-code", ("--lm-run", "{row:lstm-lm-ptb}", "--weights", "0,0.01,0.1,1", "--epochs", "3",
+                                        "--sentences", "3000", "--eval-size", "200"), pick=(("lm_weight", 0.1),)),
+        trains=False, better="higher", group="headline", profile="", data="ptb",
+        earlier="14 % on validation sentences, a 1-epoch language model ([text.md](text.md#the-secret-code))"),
     Row("vae-iwae-t1", "vae", "VAE (IWAE Table 1 architecture)", (), "nll", "86.76 nats [P]", 86.76, "nats",
         "Burda et al. 2016, Table 1: one stochastic layer, k = 1; test L_5000 on dynamically binarized "
         "MNIST, 3280 epochs (paper-tables.md §1, paper text)", 0.0, 3280, eval=("--nll-samples", "5000"),
@@ -119,6 +253,68 @@ ROWS: list[Row] = [  # campaign order: the gap we expect to close per CPU-hour, 
                 "([benchmarks.md](benchmarks.md#quality-the-iwae-papers-vae-on-mnist))",
         note="no campaign budget: the earlier measurement reached the goal; give it hours to confirm it "
              "on the paper profile"),
+    # -- headline rows longer than half a CPU-hour
+    Row("m1-100", "m1", "M1 (VAE codes + SVM), 100 labels, label seed 0", ("--labels", "100", "--label-seed", "0"),
+        "classification_error", "11.82 ± 0.25 % [S]", 11.82, "%",
+        "Kingma et al. 2014, Table 1: M1 + TSVM at 100 labels (here an RBF SVM on the codes, "
+        "docs/semi-supervised.md); M1's length is not recorded (paper-tables.md §3)", 1.0, 0, group="headline",
+        earlier=f"18.08 ± 1.22 % after 30 epochs, seeds 0–2 ([semi-supervised.md]({_SSL.split('/')[1]}"
+                "#error-the-papers-table-on-a-budget-profile))"),
+    Row("linear-ae-pca", "linear-ae", "linear-ae, largest angle to PCA's top-10 subspace", (), "max_angle_deg",
+        "0° (Baldi & Hornik 1989: the optimum spans PCA's subspace)", 3.0, "degrees",
+        "docs/comparisons.md: `vaelab compare pca`, every model 10 epochs on all 60,000 training images; goal "
+        "a few degrees at most (3°)", 1.0, 10, compare=PCA, trains=False, group="headline", profile="",
+        earlier="1.06° ([comparisons.md](comparisons.md#pca-vs-autoencoders))"),
+    Row("ae-pca", "ae", "ae (784-512-256-10): test MSE per pixel against PCA's", (), "ae",
+        "– (PCA's at the same code size)", "pca", "MSE",
+        "docs/comparisons.md: a nonlinear autoencoder beats PCA at every code size; goal: below PCA's MSE at 10 "
+        "(same comparison)", 0.0, 10, compare=PCA, trains=False, group="headline", profile="",
+        earlier="0.0124 against PCA's 0.0341 ([comparisons.md](comparisons.md#pca-vs-autoencoders))"),
+    Row("conv-ae-pca", "conv-ae", "conv-ae (32,64): test MSE per pixel against PCA's", (), "conv-ae",
+        "– (PCA's at the same code size)", "pca", "MSE", "as the ae row (same comparison)", 0.0, 10, compare=PCA,
+        trains=False, group="headline", profile="",
+        earlier="0.0152 against PCA's 0.0341 ([comparisons.md](comparisons.md#pca-vs-autoencoders))"),
+    Row("sohn-nn-q2", "sohn-nn", "Sohn et al.'s NN baseline, left half given: −log p(y|x)", (), "cll_k100",
+        "61.9 nats (Pyro's reproduction)", "pyro_anchor", "nats",
+        "Sohn et al. 2015 as Pyro's example reproduces it: complete the right half of MNIST test digits, grey "
+        "targets, nats over the hidden pixels (exact for the NN); `vaelab compare completion` with its defaults "
+        "(at most 100 epochs, patience 3)", 1.5, 100,
+        compare=dataclasses.replace(COMPLETION, pick=(("quadrants", 2), ("model", "nn"))), trains=False,
+        group="headline", profile="",
+        earlier="62.21 nats ([conditional.md](conditional.md#structured-output-prediction-sohn-et-al))"),
+    Row("sohn-cvae-q2", "sohn-cvae", "Sohn et al.'s CVAE, left half given: −ELBO of the hidden half", (),
+        "target_nelbo", "51.0 nats (Pyro's reproduction)", "pyro_anchor", "nats", "as the NN row (same comparison)",
+        0.0, 100, compare=dataclasses.replace(COMPLETION, pick=(("quadrants", 2), ("model", "cvae"))), trains=False,
+        group="headline", profile="",
+        earlier="47.16 nats ([conditional.md](conditional.md#structured-output-prediction-sohn-et-al))"),
+    Row("sohn-gsnn-q2", "sohn-gsnn", "Sohn et al.'s GSNN, left half given: −log p(y|x), k = 100", (), "cll_k100",
+        "– (no anchor in the sources)", None, "nats", "as the NN row (same comparison); reported", 0.0, 100,
+        compare=dataclasses.replace(COMPLETION, pick=(("quadrants", 2), ("model", "gsnn"))), trains=False,
+        group="headline", profile=""),
+    Row("sohn-hybrid-q2", "sohn-hybrid", "Sohn et al.'s hybrid (α 0.5), left half given: −log p(y|x), k = 100", (),
+        "cll_k100", "– (no anchor in the sources)", None, "nats", "as the NN row (same comparison); reported", 0.0,
+        100, compare=dataclasses.replace(COMPLETION, pick=(("quadrants", 2), ("model", "hybrid"))), trains=False,
+        group="headline", profile=""),
+    Row("dvae-nll", "dvae", "DVAE, salt-and-pepper 0.1: test −log p(x) against the VAE's", (), "dvae_nll",
+        "Im et al. 2017: the denoising criterion lowers −log p(x) (their tables were not found)", "vae_nll", "nats",
+        "docs/dvae.md: `vaelab compare dvae` on binarized MNIST (784-200-50, 20 epochs, IS k = 1,000, clean "
+        "encoder as proposal), Frey Face left out; goal: at or below the same-size VAE's", 1.0, 20,
+        compare=Compare("dvae", ("--epochs", "20", "--nll-samples", "1000", "--no-frey"),
+                        pick=(("data", "mnist"), ("level", 0.1))), trains=False, group="headline", profile="",
+        earlier="above the VAE's 94.67 at every level ([comparisons.md](comparisons.md#denoising-vae-vs-vae))"),
+    Row("vqvae-bound", "vqvae", "VQ-VAE (K 512) + PixelCNN prior: test bound on −log p(x)", (), "nats",
+        "– (the paper reports no MNIST figure)", None, "nats",
+        "docs/comparisons.md: `vaelab compare discrete` (5 epochs, the prior 3), the bound −log p(x|z_q) − "
+        "log p(z_q) ≥ −log p(x); reported", 1.0, 5,
+        compare=dataclasses.replace(DISCRETE, pick=(("model", "VQ-VAE (K = 512) + PixelCNN prior"),)), trains=False,
+        also=("vq-prior",), group="headline", profile="",
+        earlier="264.55 nats ([comparisons.md](comparisons.md#discrete-codes-and-autoregressive-models))"),
+    Row("catvae-nll", "catvae", "Gumbel-softmax VAE (30 × 10): test −log p(x)", (), "nats",
+        "– (Jang et al.'s length is not in the sources)", None, "nats",
+        "as the VQ-VAE row (same comparison), importance-sampled with hard codes, k = 1,000; reported", 0.0, 5,
+        compare=dataclasses.replace(DISCRETE, pick=(("model", "Gumbel-softmax VAE (30 × 10 categorical)"),)),
+        trains=False, group="headline", profile="",
+        earlier="118.51 nats ([comparisons.md](comparisons.md#discrete-codes-and-autoregressive-models))"),
 ]
 
 
@@ -214,8 +410,10 @@ def _now() -> str:
 
 # -- commands ---------------------------------------------------------------------------------
 def train_command(row: Row, run: Path) -> list[str]:
-    """The command a reader types (the campaign adds --resume --epochs N --threads 1)."""
-    return ["vaelab", "train", row.family, "--data", row.data, "--profile", row.profile, *row.train, "--out", str(run)]
+    """The command a reader types (the campaign adds --resume --epochs N --threads 1); a row
+    with profile "" trains at the family's defaults plus its own options, as its docs page did."""
+    profile = ["--profile", row.profile] if row.profile else []
+    return ["vaelab", "train", row.family, "--data", row.data, *profile, *row.train, "--out", str(run)]
 
 
 def prior_command(row: Row, run: Path) -> list[str]:
@@ -223,12 +421,53 @@ def prior_command(row: Row, run: Path) -> list[str]:
 
 
 def eval_command(row: Row, run: Path) -> list[str]:
+    if row.check:  # a check module prints its JSON and runs on one thread of its own
+        return ["python", "-m", row.check, str(run), "--data", row.data, "--split", "test"]
     return ["vaelab", "eval", str(run), "--data", row.data, "--split", "test", *row.eval, "--json"]
 
 
+def compare_dir(runs: Path, row: Row) -> Path:
+    """Where the row's comparison writes: RUNS/compare/KEY, shared by the rows that read it."""
+    return runs / "compare" / (row.compare.key or row.id)
+
+
+def has_split(name: str) -> bool:
+    """Whether `vaelab compare NAME` takes --split (then the campaign passes --split test)."""
+    from vaelab.compare.cli import SPECIFIC
+
+    return any(flag == "--split" for flag, *_ in SPECIFIC.get(name, ("", []))[1])
+
+
+def compare_command(row: Row, runs: Path, out: Path | None = None) -> list[str]:
+    """``vaelab compare NAME`` with the row's options, ``{run}`` and ``{row:ID}`` filled in,
+    ``--split test`` where the comparison has a split (the test set read once, for the table)."""
+    c = row.compare
+
+    def fill(option: str) -> str:
+        if option == "{run}":
+            return str(runs / row.id / "run")
+        if option.startswith("{row:") and option.endswith("}"):
+            return str(runs / option[5:-1] / "run")
+        return option
+
+    split = ["--split", "test"] if has_split(c.name) else []
+    return ["vaelab", "compare", c.name, *map(fill, c.options), *split,
+            "--out", str(out if out is not None else compare_dir(runs, row))]
+
+
+def waits_for(row: Row) -> list[str]:
+    """The rows whose runs this row's comparison reads (``{row:ID}``)."""
+    return [o[5:-1] for o in (row.compare.options if row.compare else ()) if o.startswith("{row:") and o.endswith("}")]
+
+
 def run_step(cmd: list[str], log: Path, stdout: Path | None = None) -> dict:
-    """One subprocess under nice, one thread; its wall and CPU seconds and exit status."""
-    argv = ["nice", "-n", "10", sys.executable, "-m", "vaelab", *cmd[1:], "--threads", "1"]
+    """One subprocess under nice, one thread; its wall and CPU seconds and exit status.
+    ``vaelab ...`` runs this checkout's vaelab with --threads 1; ``python -m MODULE ...`` (a
+    check, one thread of its own) runs as written."""
+    if cmd[0] == "python":
+        argv = ["nice", "-n", "10", sys.executable, *cmd[1:]]
+    else:
+        argv = ["nice", "-n", "10", sys.executable, "-m", "vaelab", *cmd[1:], "--threads", "1"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
     before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -316,9 +555,10 @@ def relevant_paths(row: Row) -> list[str]:
 
     from vaelab.models import model_class
 
-    model = Path(inspect.getsourcefile(model_class(row.family))).resolve().relative_to(REPO)
-    return [str(model), "vaelab/nn/", "vaelab/data/", "vaelab/training/", "vaelab/evaluation/",
-            f"vaelab/profiles/{row.family}/"]
+    models = sorted({str(Path(inspect.getsourcefile(model_class(f))).resolve().relative_to(REPO))
+                     for f in row.families})
+    return [*models, "vaelab/nn/", "vaelab/data/", "vaelab/training/", "vaelab/evaluation/",
+            *(f"vaelab/profiles/{f}/" for f in row.families), *(["vaelab/compare/"] if row.compare else [])]
 
 
 def _curves(rd: Path) -> dict:
@@ -327,37 +567,148 @@ def _curves(rd: Path) -> dict:
                                                        str(rd / "curves.png")], rd / "log.txt")})
 
 
-def measure_row(row: Row, rd: Path) -> dict:
-    """The test figure at the best weights, once; then result.json with the commit."""
+def _pick_text(row: Row) -> str:
+    return ", ".join(f"{k} = {v!r}" for k, v in row.compare.pick) or "(the first)"
+
+
+def pick_row(results: dict, row: Row, source: str) -> dict:
+    """The results.json row that the row's ``pick`` names (every column equal)."""
+    rows = [r for r in results.get("rows") or [] if isinstance(r, dict)]
+    want = dict(row.compare.pick)
+    found = [r for r in rows if all(r.get(k) == v for k, v in want.items())]
+    if not found:
+        seen = "; ".join(", ".join(f"{k} = {r.get(k)!r}" for k in want) for r in rows[:8]) or "none"
+        raise StepFailed(f"{source} has no row with {_pick_text(row)} (its rows: {seen}); fix the row's pick")
+    return found[0]
+
+
+def read_figure(obj: dict, row: Row, source: str, what: str = "") -> tuple[float, int | None]:
+    """The number under ``row.metric``; a dict of goals met (``{name: bool}``) counts the met
+    ones, and says of how many."""
+    value = obj.get(row.metric)
+    if isinstance(value, dict) and value and all(isinstance(v, bool) for v in value.values()):
+        return float(sum(value.values())), len(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        keys = ", ".join(map(str, obj)) or "none"
+        raise StepFailed(f"{source} gave no {row.metric}{what} (its keys: {keys}); fix the row's metric")
+    return float(value), None
+
+
+def goal_value(row: Row, picked: dict, source: str) -> float | None:
+    """The row's goal in its unit: the number it declares, the named column of the same
+    comparison row (another model's figure), or None (reported, no goal)."""
+    if row.goal is None:
+        return None
+    if isinstance(row.goal, str):
+        value = picked.get(row.goal)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise StepFailed(f"{source} gave no {row.goal} to compare with (the row's goal); fix the row's goal")
+        return row.figure(float(value))
+    return float(row.goal)
+
+
+def is_reached(row: Row, figure: float, goal: float | None) -> bool | None:
+    if goal is None:
+        return None
+    return figure >= goal if row.better == "higher" else figure <= goal
+
+
+def run_compare(row: Row, rd: Path, runs: Path) -> tuple[dict, Path, str]:
+    """The row's comparison, once: a comparison whose results.json is there beside the
+    campaign's marker for the same command (a finished step, this row's or another row's that
+    shares it) is read, not run again; otherwise it runs (reusing the models it trained there)."""
+    out = compare_dir(runs, row)
+    cmd = compare_command(row, runs)
+    marker, results = read_json(out / "campaign.json"), read_json(out / "results.json")
+    if marker is not None and marker.get("command") == " ".join(cmd) and results is not None:
+        return results, out, str(marker.get("row") or "")
+    print(f"[{row.id}] `vaelab compare {row.compare.name}` into {out}", flush=True)
+    step = run_step(cmd + ["--no-progress"], rd / "log.txt")
+    _checked(rd, {"step": "compare", **step})
+    results = read_json(out / "results.json")
+    if results is None:
+        raise StepFailed(f"`vaelab compare {row.compare.name}` wrote no results.json in {out}; see {rd / 'log.txt'}")
+    write_json(out / "campaign.json", {"command": " ".join(cmd), "row": row.id, "cpu": step["cpu"],
+                                       "wall": step["wall"], "finished": step["finished"]})
+    return results, out, row.id
+
+
+def measure_row(row: Row, rd: Path, runs: Path | None = None) -> dict:
+    """The test figure (at the best weights, or the comparison's), once; then result.json with the commit."""
+    runs = rd.parent if runs is None else runs
     run = rd / "run"
+    rd.mkdir(parents=True, exist_ok=True)
     if row.prior is not None:
         _checked(rd, {"step": "prior", **run_step(prior_command(row, run) + ["--resume", "--no-progress"],
                                                   rd / "log.txt")})
-    _checked(rd, {"step": "eval", **run_step(eval_command(row, run) + ["--no-progress"], rd / "log.txt",
-                                             stdout=rd / "test.out")})
-    test = read_json(rd / "test.out")
-    if test is None or not isinstance(test.get(row.metric), (int, float)):
-        raise StepFailed(f"`vaelab eval` gave no {row.metric} (see {rd / 'test.out'}); fix the row's metric")
+    if row.compare:
+        results, out, ran_by = run_compare(row, rd, runs)
+        source = f"{out / 'results.json'}"
+        picked = pick_row(results, row, source)
+        value, of = read_figure(picked, row, source, f" in its row {_pick_text(row)}")
+        settings = results.get("settings") or {}
+        test = {"comparison": results.get("comparison"), "row": picked, "split": settings.get("split", "test"),
+                "n": picked.get("n", settings.get("n_test")), "settings": settings}
+    else:
+        _checked(rd, {"step": "eval", **run_step(eval_command(row, run) + (["--no-progress"] if not row.check else []),
+                                                 rd / "log.txt", stdout=rd / "test.out")})
+        test = read_json(rd / "test.out")
+        if test is None:
+            raise StepFailed(f"`{eval_command(row, run)[0]}` gave no JSON (see {rd / 'test.out'})")
+        picked, source = test, f"`{' '.join(eval_command(row, Path('RUN'))[:3])}` (see {rd / 'test.out'})"
+        value, of = read_figure(test, row, source)
+        test, ran_by = {**test, "n": test.get("n", test.get("n_checked"))}, row.id
+    goal = goal_value(row, picked, source)
     write_json(rd / "test.json", test)
-    if not (rd / "curves.png").exists():
+    if row.trains and not (rd / "curves.png").exists():
         _curves(rd)
     progress = read_json(rd / "progress.json") or {}
     st, paths = run_state(run), relevant_paths(row)
-    value = float(test[row.metric])
+    figure = row.figure(value)
+    trained = row.trains
+    shared = ran_by != row.id  # another row ran the comparison, and its time is counted there
     result = {
-        "row": row.id, "family": row.family, "metric": row.metric, "value": value, "figure": row.figure(value),
-        "unit": row.unit, "split": test.get("split", "test"), "n": test.get("n"), "goal": row.goal,
-        "reached": row.figure(value) <= row.goal, "epochs": st.epochs, "best_epoch": st.best_epoch,
-        "paper_epochs": row.paper_epochs, "stopped": why_stopped(row, st),
-        "train_seconds": round(st.train_seconds, 3), "wall_seconds": progress["wall_seconds"],
-        "cpu_seconds": progress["cpu_seconds"], "budget_hours": row.budget_hours,
-        "profile": _recorded_train(main_stage(run)).get("profile"),
-        "command": " ".join(train_command(row, Path("RUN"))), "eval_command": " ".join(eval_command(row, Path("RUN"))),
+        "row": row.id, "family": row.family, "metric": row.metric, "value": value, "figure": figure, "of": of,
+        "unit": row.unit, "split": test.get("split", "test"), "n": test.get("n"), "goal": goal,
+        "reached": is_reached(row, figure, goal), "better": row.better,
+        "epochs": st.epochs if trained else (picked.get("epochs") or (test.get("settings") or {}).get("epochs") or 0),
+        "best_epoch": st.best_epoch, "paper_epochs": row.paper_epochs,
+        "stopped": why_stopped(row, st) if trained else "comparison",
+        "train_seconds": round(st.train_seconds, 3), "wall_seconds": progress.get("wall_seconds", 0.0),
+        "cpu_seconds": progress.get("cpu_seconds", 0.0), "budget_hours": row.budget_hours,
+        "profile": _recorded_train(main_stage(run)).get("profile") if trained else None,
+        "command": " ".join(row_command(row, Path("RUNS"))),
+        "eval_command": " ".join(test_command(row, Path("RUNS"))),
+        "shared": ran_by if shared else "",
         "commit": git("rev-parse", "HEAD").stdout.strip(),
         "dirty": bool(git("status", "--porcelain", "--", *paths).stdout.strip()), "paths": paths,
-        "curves": "curves.png", "measured": _now()}
+        "curves": "curves.png" if trained else None, "measured": _now()}
     write_json(rd / "result.json", result)
     return result
+
+
+def row_command(row: Row, runs: Path) -> list[str]:
+    """What a reader types first: the training command, or for a comparison alone the comparison."""
+    return train_command(row, runs / row.id / "run") if row.trains else compare_command(row, runs)
+
+
+def test_command(row: Row, runs: Path) -> list[str]:
+    """The command whose output holds the row's figure."""
+    return compare_command(row, runs) if row.compare else eval_command(row, runs / row.id / "run")
+
+
+def shown(row: Row, figure: float, of: int | None = None) -> str:
+    return f"{figure:g} of {of} {row.unit}" if of else f"{figure:.4g} {row.unit}" if row.unit in ("MSE", "MMD²") \
+        else f"{figure:.2f} {row.unit}"
+
+
+def goal_text(row: Row) -> str:
+    side = "≥" if row.better == "higher" else "≤"
+    if row.goal is None:
+        return "reported (no goal)"
+    if isinstance(row.goal, str):
+        return f"{side} its `{row.goal}`"
+    return f"{side} {row.goal:g} {row.unit}"
 
 
 def run_row(row: Row, runs: Path) -> dict | None:
@@ -365,15 +716,24 @@ def run_row(row: Row, runs: Path) -> dict | None:
     done = read_json(rd / "result.json")
     if done is not None:
         return done
-    if row.budget_hours <= 0:
+    if row.reason:
+        print(f"[{row.id}] not measured: {row.reason}", flush=True)
+        return None
+    if row.budget_hours <= 0 and row.trains:
         print(f"[{row.id}] no budget: not run ({row.note or 'give it hours to run it'})", flush=True)
         return None
+    missing = [w for w in waits_for(row) if read_json(runs / w / "result.json") is None]
+    if missing:
+        print(f"[{row.id}] waits for row {missing[0]}: its comparison reads that row's run", flush=True)
+        return None
     write_json(runs / "current.json", {"row": row.id, "pid": os.getpid(), "since": _now()})
-    train_row(row, rd)
-    result = measure_row(row, rd)
-    print(f"[{row.id}] {result['metric']} {result['figure']:.2f} {row.unit} on test after {result['epochs']} "
-          f"epochs ({result['stopped']}); goal <= {row.goal}: {'reached' if result['reached'] else 'not reached'}",
-          flush=True)
+    if row.trains:
+        train_row(row, rd)
+    result = measure_row(row, rd, runs)
+    mark = {True: "reached", False: "not reached", None: "reported"}[result["reached"]]
+    where = f"after {result['epochs']} epochs ({result['stopped']})" if row.trains else "(comparison)"
+    print(f"[{row.id}] {result['metric']} {shown(row, result['figure'], result['of'])} on {result['split']} {where}; "
+          f"goal {goal_text(row)}: {mark}", flush=True)
     return result
 
 
@@ -411,25 +771,37 @@ def campaign_running(runs: Path) -> bool:
         os.close(fd)
 
 
+def row_state(row: Row, runs: Path, running_row: str | None, result: dict | None) -> str:
+    if result:
+        return "done"
+    if row.reason:
+        return "no figure"
+    if running_row == row.id:
+        return "running"
+    if any(read_json(runs / w / "result.json") is None for w in waits_for(row)):
+        return "waiting"
+    return "left" if row.budget_hours > 0 or not row.trains else "no budget"
+
+
 def row_status(row: Row, runs: Path, running_row: str | None) -> dict:
     rd = row_dir(runs, row)
     st = run_state(rd / "run")
     result = read_json(rd / "result.json")
     paper = row.paper_epochs
-    state = "done" if result else "running" if running_row == row.id else "left" if row.budget_hours > 0 \
-        else "no budget"
+    state = row_state(row, runs, running_row, result)
     per_epoch = statistics.median(st.epoch_seconds) if st.epoch_seconds else None
     budget = row.budget_hours * HOUR
-    if result or row.budget_hours <= 0:
+    if result or row.budget_hours <= 0 or row.reason:
         remaining = 0.0
-    else:
-        remaining = max(0.0, budget - st.train_seconds)
-        if per_epoch and paper:
+    else:  # a comparison's own training is not visible from here: its whole budget until it is measured
+        remaining = max(0.0, budget - (st.train_seconds if row.trains and not row.compare else 0.0))
+        if per_epoch and paper and not row.compare:
             remaining = min(remaining, per_epoch * max(0, paper - st.epochs))
+    used = st.train_seconds if row.trains else float((read_json(rd / "progress.json") or {}).get("cpu_seconds") or 0)
     return {"row": row.id, "state": state, "epochs": st.epochs, "paper_epochs": paper,
-            "used_hours": st.train_seconds / HOUR, "budget_hours": row.budget_hours,
+            "used_hours": used / HOUR, "budget_hours": row.budget_hours,
             "seconds_per_epoch": per_epoch, "remaining_hours": remaining / HOUR,
-            "figure": result and result["figure"]}
+            "figure": result and result["figure"], "of": result and result.get("of")}
 
 
 def status_lines(rows: list[Row], runs: Path) -> list[str]:
@@ -440,9 +812,10 @@ def status_lines(rows: list[Row], runs: Path) -> list[str]:
         s = row_status(row, runs, running_row)
         left += s["remaining_hours"]
         pace = f", {s['seconds_per_epoch']:.1f} s/epoch" if s["seconds_per_epoch"] else ""
-        figure = f", {s['figure']:.2f} {row.unit}" if s["figure"] is not None else ""
+        figure = f", {shown(row, s['figure'], s['of'])}" if s["figure"] is not None else ""
         budget = f"{s['budget_hours']:g}" if row.budget_hours > 0 else "0"
-        lines.append(f"{row.id:<16} {s['state']:<9} epochs {s['epochs']}/{s['paper_epochs'] or '?'}  "
+        what = f"epochs {s['epochs']}/{s['paper_epochs'] or '?'}" if row.trains else f"compare {row.compare.name}"
+        lines.append(f"{row.id:<18} {s['state']:<9} {what}  "
                      f"time {s['used_hours']:.2f} / {budget} CPU-h{pace}{figure}  "
                      f"~{s['remaining_hours']:.2f} h left")
     lines.append(f"campaign: {'running' if running_row else 'not running'}; about {left:.1f} CPU-hours left")

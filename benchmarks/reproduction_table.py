@@ -22,6 +22,17 @@ import campaign  # noqa: E402  (the rows as data)
 
 REPO = campaign.REPO
 IMAGES = "images/reproduction"  # relative to docs/
+GROUPS = {  # Row.group: the table's sections, in this order
+    "campaign": ("The campaign's long rows (issue 27's table)",
+                 "Each row trains toward the paper's length within its CPU-hour budget; the test figure at the "
+                 "epoch validation chose."),
+    "headline": ("Every other family's headline",
+                 "The figure each family's docs page claims, run by the campaign with the documented command: "
+                 "`vaelab train` then `vaelab eval` (or a check), or a `vaelab compare` whose results.json row "
+                 "holds the figure (with `--split test` where the comparison has a split). A goal written as "
+                 "\"its `column`\" is another figure of the same comparison row (PCA's MSE beside the "
+                 "autoencoder's); \"reported\" rows have no goal in the docs."),
+}
 
 
 def stale(result: dict, repo: Path = REPO) -> str:
@@ -48,21 +59,29 @@ def ours(row: campaign.Row, result: dict | None, live: campaign.RunState, progre
          why_stale: str) -> str:
     """The measured figure, or while the row trains what its run directory (or, between steps,
     its progress file) says now."""
+    if row.reason:
+        return f"no measurable figure: {row.reason}"
     if result is None:
         progress = progress or {}
         epochs = max(live.epochs, int(progress.get("epochs") or 0))
-        if not epochs:
-            return "not run yet"
+        if not row.trains or not epochs:
+            waits = [w for w in campaign.waits_for(row)]
+            return f"not run yet (waits for row `{waits[0]}`)" if waits else "not run yet"
         trained = max(live.train_seconds, float(progress.get("train_seconds") or 0))
         best = live.best_epoch or progress.get("best_epoch")
         return (f"in progress ({epochs} epochs, {hours(trained)} of {row.budget_hours:g} CPU-hours trained"
                 + (f"; best so far: epoch {best})" if best else ")"))
-    mark = "reached" if result["reached"] else "not reached"
-    text = f"**{result['figure']:.2f} {row.unit}** ({result['split']}, n = {result.get('n')}; {mark})"
+    mark = {True: "reached", False: "not reached", None: "reported"}[result["reached"]]
+    against = (f"; goal {result['goal']:.4g}" if isinstance(row.goal, str) and result.get("goal") is not None else "")
+    text = (f"**{campaign.shown(row, result['figure'], result.get('of'))}** ({result['split']}, n = {result.get('n')}"
+            f"{against}; {mark})")
     return f"{text} **stale** ({why_stale})" if why_stale else text
 
 
 def epochs(row: campaign.Row, result: dict | None) -> str:
+    if not row.trains:
+        run = f"{result['epochs']} per model" if result and result.get("epochs") else "its own"
+        return f"{run} / {row.paper_epochs or 'not in the sources'} (comparison)"
     if result is None:
         return f"– / {row.paper_epochs or 'not in the sources'}"
     return (f"{result['epochs']} / {result['paper_epochs'] or 'not in the sources'} (best {result['best_epoch']}; "
@@ -87,20 +106,39 @@ def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:
     why = stale(result, repo) if result else ""
     times = (f"{hours(result['wall_seconds'])} / {hours(result['cpu_seconds'])}" if result else "–")
     commit = f"`{result['commit'][:7]}`" if result else "–"
-    profile = f"`--profile {result['profile'] if result else row.profile}`"
-    cells = [row.title, row.paper, f"≤ {row.goal:g} {row.unit}", ours(row, result, live, progress, why),
+    if not row.trains:
+        profile = "none (a comparison's own settings)"
+    elif row.profile:
+        profile = f"`--profile {result['profile'] if result and result.get('profile') else row.profile}`"
+    else:
+        profile = "family defaults + the row's options"
+    families = ", ".join(f"`{f}`" for f in row.families)
+    cells = [row.title, families, row.paper, campaign.goal_text(row), ours(row, result, live, progress, why),
              epochs(row, result), times, profile, commit, curve_link(row, runs, docs, result), row.earlier or "–"]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
 def details(row: campaign.Row, runs: Path) -> list[str]:
-    run = f"runs/campaign/{row.id}/run"
+    shown_runs = Path("runs/campaign")
+    run = f"{shown_runs}/{row.id}/run"
     result = campaign.read_json(runs / row.id / "result.json")
-    lines = [f"### {row.title} (`{row.id}`)", "", f"- Paper: {row.paper}. {row.protocol}.",
-             f"- Command: `{' '.join(campaign.train_command(row, Path(run)))}`; test figure: "
-             f"`{' '.join(campaign.eval_command(row, Path(run)))}` (`{row.metric}`).",
-             f"- Budget: {row.budget_hours:g} CPU-hours on one thread" + (f"; {row.note}." if row.note else ".")]
-    if result and result["stopped"] == "budget" and result["paper_epochs"] > result["epochs"]:
+    lines = [f"### {row.title} (`{row.id}`)", "", f"- Paper: {row.paper}. {row.protocol}."]
+    if row.reason:
+        return lines + [f"- Not measured: {row.reason}.", ""]
+    test = " ".join(campaign.test_command(row, shown_runs))
+    if row.compare:
+        source = (f"`{row.metric}` of the row with {campaign._pick_text(row)} in "
+                  f"`{campaign.compare_dir(shown_runs, row)}/results.json`")
+    else:
+        source = f"`{row.metric}`" + (" (the goals met, counted)" if row.check else "")
+    train = f"`{' '.join(campaign.train_command(row, Path(run)))}`; " if row.trains else ""
+    waits = campaign.waits_for(row)
+    budget = (f"{row.budget_hours:g} CPU-hours on one thread" if row.budget_hours > 0 or row.trains else
+              "none of its own: it reads a comparison that an earlier row runs")
+    lines += [f"- Command: {train}test figure: `{test}`, {source}." + (
+                  f" Runs after row `{waits[0]}`, whose run it reads." if waits else ""),
+              f"- Budget: {budget}" + (f"; {row.note}." if row.note else ".")]
+    if row.trains and result and result["stopped"] == "budget" and result["paper_epochs"] > result["epochs"]:
         lines.append(f"- The budget ended the run at epoch {result['epochs']} of {result['paper_epochs']}; to "
                      f"finish it: `{' '.join(campaign.train_command(row, Path(run)))} --resume --epochs "
                      f"{result['paper_epochs']} --threads 1`, then the test command above.")
@@ -114,8 +152,8 @@ def footer(rows: list[campaign.Row], runs: Path) -> list[str]:
         record = campaign.read_json(rd / "result.json") or campaign.read_json(rd / "progress.json") or {}
         trained = max(record.get("train_seconds", 0.0), campaign.run_state(rd / "run").train_seconds)
         used += max(record.get("cpu_seconds", 0.0), trained)
-        if "figure" not in record and row.budget_hours > 0:
-            left += max(0.0, row.budget_hours * 3600 - trained)
+        if "figure" not in record and row.budget_hours > 0 and not row.reason:
+            left += max(0.0, row.budget_hours * 3600 - (trained if row.trains and not row.compare else 0.0))
     return ["## CPU time", "",
             f"The campaign has used **{used / 3600:.2f} CPU-hours** (every step's CPU time, or its recorded "
             f"training seconds where a step was killed); the rows not yet measured have at most "
@@ -134,11 +172,18 @@ def render(rows: list[campaign.Row], runs: Path, docs: Path, repo: Path = REPO) 
             "`nice python benchmarks/campaign.py [--only ROW]`; see where it stands: "
             "`python benchmarks/campaign.py --status`. Provenance tags: [P] paper text, [O] official code, "
             "[S] secondary quote, [M] from memory (../shared/reference/paper-tables.md).", "",
-            "| row | paper | goal | ours (campaign) | epochs (ours / paper's) | wall / CPU | profile | commit "
-            "| curve | earlier measurements (not from the campaign) |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
-    body = [table_line(row, runs, docs, repo) for row in rows]
-    more = ["", "## Rows: protocol, command, budget", ""] + [line for row in rows for line in details(row, runs)]
+            ]
+    header = ["| row | families | paper | goal | ours (campaign) | epochs (ours / paper's) | wall / CPU | profile "
+              "| commit | curve | earlier measurements (not from the campaign) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    body = []
+    for group, (title, intro) in GROUPS.items():
+        chosen = [row for row in rows if row.group == group]
+        if chosen:
+            body += [f"## {title}", "", intro, "", *header, *(table_line(row, runs, docs, repo) for row in chosen), ""]
+    covered = {f for row in rows for f in row.families}
+    body += [f"Families covered: {len(covered)} ({', '.join(f'`{f}`' for f in sorted(covered))}).", ""]
+    more = ["## Rows: protocol, command, budget", ""] + [line for row in rows for line in details(row, runs)]
     return "\n".join(head + body + more + footer(rows, runs))
 
 

@@ -204,6 +204,10 @@ def test_the_table_reads_saved_results_only(tmp_path, monkeypatch):
     assert "**1.53 CPU-hours**" in page and "**4.50 CPU-hours**" in page  # used; left (other: 4, third: 0.5)
 
 
+IMAGE_ROWS = ("m2-100", "aae-semi-100", "m1m2-100", "aae-cluster-16", "aae-cluster-30", "pixelcnn", "pixelrnn",
+              "vae-iwae-t1")  # issue 27's table
+
+
 def test_every_row_is_a_valid_command_and_agrees_with_its_profile(tmp_path):
     from vaelab.cli import TABLE_ORDER, _run_settings, build_parser
     from vaelab.models import model_class
@@ -212,19 +216,58 @@ def test_every_row_is_a_valid_command_and_agrees_with_its_profile(tmp_path):
     parser = build_parser()
     ids = [row.id for row in campaign.ROWS]
     assert len(ids) == len(set(ids))
+    runs = Path("runs/campaign")
     for row in campaign.ROWS:
-        run = Path("runs/campaign") / row.id / "run"
-        args = parser.parse_args(campaign.train_command(row, run)[1:] + ["--resume", "--epochs", "5", "--threads", "1"])
-        assert (args.model, args.profile) == (row.family, "paper")
-        _, config = _run_settings(args, model_class(row.family), tmp_path / row.id)  # the profile plus the row's
-        assert (config.profile, config.threads, config.epochs) == ("paper", 1, 5)
-        parser.parse_args(campaign.eval_command(row, run)[1:] + ["--threads", "1"])
-        assert row.metric in TABLE_ORDER
-        stated = read_profile(row.family, row.profile).get("epochs")
-        assert row.paper_epochs == (stated or 0), row.id  # the paper's length is the profile's, where it has one
-        assert row.unit in ("%", "nats", "perplexity") and row.budget_hours >= 0
-    images = [row for row in campaign.ROWS if row.data != "ptb"]
-    assert sum(row.budget_hours for row in images) == 27  # issue 27's table; the PTB rows are issue 26's long runs
+        run = runs / row.id / "run"
+        assert row.unit in ("%", "nats", "perplexity", "dB", "degrees", "MSE", "MMD²", "goals"), row.id
+        assert row.budget_hours >= 0 and row.better in ("lower", "higher") and row.group in table.GROUPS
+        assert row.goal is None or isinstance(row.goal, (int, float, str)), row.id
+        if row.trains:
+            args = parser.parse_args(campaign.train_command(row, run)[1:]
+                                     + ["--resume", "--epochs", "5", "--threads", "1"])
+            assert (args.model, args.profile) == (row.family, row.profile or None)
+            _, config = _run_settings(args, model_class(row.family), tmp_path / row.id)  # the profile plus the row's
+            assert (config.threads, config.epochs) == (1, 5)
+            if row.profile:
+                assert config.profile == row.profile
+                stated = read_profile(row.family, row.profile).get("epochs")
+                assert row.paper_epochs == (stated or 0), row.id  # the paper's length is the profile's
+        if row.compare:
+            args = parser.parse_args(campaign.compare_command(row, runs)[1:] + ["--threads", "1"])
+            assert args.comparison == row.compare.name
+            assert (getattr(args, "split", None) == "test") == campaign.has_split(row.compare.name)
+            assert "{" not in " ".join(campaign.compare_command(row, runs))  # every placeholder filled
+            assert all(w in ids[:ids.index(row.id)] for w in campaign.waits_for(row)), row.id  # it runs first
+        elif row.check:
+            assert campaign.eval_command(row, run)[:3] == ["python", "-m", row.check]
+        else:
+            parser.parse_args(campaign.eval_command(row, run)[1:] + ["--threads", "1"])
+            assert row.metric in TABLE_ORDER
+    assert sum(row.budget_hours for row in campaign.ROWS if row.id in IMAGE_ROWS) == 27  # issue 27's table
+    assert {row.group for row in campaign.ROWS if row.id in IMAGE_ROWS} == {"campaign"}
+
+
+def test_every_registered_family_has_a_row():
+    from vaelab.models import names
+
+    covered = {family for row in campaign.ROWS for family in row.families}
+    assert set(names()) <= covered, f"families without a row in benchmarks/campaign.py: {set(names()) - covered}"
+    assert covered <= set(names())  # no row names a family that does not exist
+
+
+def test_short_rows_run_after_the_training_row_and_before_the_long_ones():
+    ids = [row.id for row in campaign.ROWS]
+    long = [row.id for row in campaign.ROWS if row.id in IMAGE_ROWS or row.data == "ptb" and row.trains]
+    assert [i for i in ids if i in long] == ["m2-100", "aae-semi-100", "m1m2-100", "aae-cluster-16", "aae-cluster-30",
+                                            "pixelcnn", "pixelrnn", "text-vae-ptb", "lstm-lm-ptb", "vae-iwae-t1"]
+    short = ids[1:ids.index("aae-semi-100")]
+    assert short and all(campaign.ROWS[ids.index(i)].budget_hours <= 0.5 for i in short)
+    # a comparison that several rows read is budgeted once, on the first of them
+    by_key = {}
+    for row in campaign.ROWS:
+        if row.compare and row.compare.key:
+            by_key.setdefault(row.compare.key, []).append(row.budget_hours)
+    assert all(budgets[0] > 0 and not any(budgets[1:]) for budgets in by_key.values()), by_key
 
 
 def test_a_failed_row_is_reported_and_the_next_one_still_runs(tmp_path, monkeypatch, capsys):
@@ -293,3 +336,166 @@ def test_a_two_stage_row_fits_its_prior_before_the_test_figure(tmp_path, monkeyp
                        prior=("--epochs", "3"))
     assert campaign.measure_row(row, rd)["reached"] is True
     assert commands == [["vaelab", "train-prior"], ["vaelab", "eval"]]
+
+
+# -- rows measured by `vaelab compare` --------------------------------------------------------------
+def compare_row(row_id="parzen", metric="parzen_nats", goal=340.0, budget=0.5, **changes):
+    spec = campaign.Compare("aae-vs-vae", ("--epochs", "1"), pick=(("prior", "normal"), ("model", "aae")),
+                            key="aae-vs-vae")
+    settings = {"compare": spec, "trains": False, "better": "higher", "profile": "", "group": "headline", **changes}
+    return campaign.Row(row_id, "aae", "AAE Parzen", (), metric, "340 ± 2 nats [S]", goal, "nats", "protocol",
+                        budget, 8, **settings)
+
+
+RESULTS = {"comparison": "aae-vs-vae", "settings": {"epochs": 1, "n_test": 100},
+           "rows": [{"prior": "normal", "model": "aae", "parzen_nats": 146.2, "mmd2": 0.012},
+                    {"prior": "normal", "model": "vae", "parzen_nats": 189.7, "mmd2": 0.001}]}
+
+
+def fake_compare(calls, results=RESULTS):
+    def step(cmd, log, stdout=None):
+        calls.append(cmd)
+        out = Path(cmd[cmd.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results))
+        return {"command": " ".join(cmd), "rc": 0, "wall": 2.0, "cpu": 1.5, "finished": "now"}
+    return step
+
+
+def test_a_compare_row_reads_its_figure_from_the_picked_results_row(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(campaign, "run_step", fake_compare(calls))
+    runs = tmp_path / "runs"
+    result = campaign.run_row(compare_row(), runs)
+    assert calls and calls[0][:3] == ["vaelab", "compare", "aae-vs-vae"]
+    assert calls[0][calls[0].index("--out") + 1] == str(runs / "compare" / "aae-vs-vae")
+    assert "--split" not in calls[0]  # aae-vs-vae has no split: it measures the test images
+    assert (result["value"], result["figure"], result["goal"], result["reached"]) == (146.2, 146.2, 340.0, False)
+    assert result["stopped"] == "comparison" and result["n"] == 100 and result["cpu_seconds"] == 1.5
+    assert "vaelab/compare/" in result["paths"] and "vaelab/models/aae.py" in result["paths"]
+    # A goal that is another column of the same row, and a goal-less (reported) row.
+    vs = campaign.measure_row(compare_row("mmd", metric="mmd2", goal="parzen_nats", better="lower"), runs / "mmd", runs)
+    assert (vs["figure"], vs["goal"], vs["reached"]) == (0.012, 146.2, True)
+    assert campaign.measure_row(compare_row("rep", goal=None), runs / "rep", runs)["reached"] is None
+    assert len(calls) == 1  # the rows sharing the comparison read it, they do not run it again
+
+
+def test_a_comparison_with_a_split_is_measured_on_test():
+    row = dataclasses.replace(compare_row(), compare=campaign.Compare("voice-conversion", ("--run", "{run}")))
+    cmd = campaign.compare_command(row, Path("R"))
+    assert cmd[cmd.index("--split") + 1] == "test" and cmd[cmd.index("--run") + 1] == str(Path("R/parzen/run"))
+
+
+def test_a_finished_compare_step_is_not_run_again(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(campaign, "run_step", fake_compare(calls))
+    runs = tmp_path / "runs"
+    wrong = compare_row(metric="parzen")  # a key the comparison does not write
+    assert campaign.main(["--runs", str(runs)], [wrong]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "gave no parzen" in err and "fix the row's metric" in err \
+        and "parzen_nats" in err  # names the keys there are
+    assert len(calls) == 1 and not (runs / "parzen" / "result.json").exists()
+    # Fixed, the next start reads the finished comparison: no second run.
+    assert campaign.main(["--runs", str(runs)], [compare_row()]) == 0
+    assert len(calls) == 1 and json.loads((runs / "parzen" / "result.json").read_text())["figure"] == 146.2
+    steps = json.loads((runs / "parzen" / "progress.json").read_text())["steps"]
+    assert [s["step"] for s in steps] == ["compare"]
+    # Other options are another comparison: it runs.
+    other = compare_row("again", compare=campaign.Compare("aae-vs-vae", ("--epochs", "2"), compare_row().compare.pick,
+                                                          key="aae-vs-vae"))
+    campaign.run_row(other, runs)
+    assert len(calls) == 2
+
+
+def test_a_killed_comparison_runs_again(tmp_path, monkeypatch):
+    runs = tmp_path / "runs"
+    out = runs / "compare" / "aae-vs-vae"
+    out.mkdir(parents=True)
+    (out / "results.json").write_text(json.dumps(RESULTS))  # a results.json without the campaign's marker
+    calls = []
+    monkeypatch.setattr(campaign, "run_step", fake_compare(calls))
+    campaign.run_row(compare_row(), runs)
+    assert len(calls) == 1
+
+
+def test_a_missing_pick_or_failed_comparison_is_one_line(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(campaign, "run_step", fake_compare(calls))
+    row = dataclasses.replace(compare_row(), compare=dataclasses.replace(compare_row().compare,
+                                                                         pick=(("prior", "mixture"),)))
+    with pytest.raises(campaign.StepFailed, match="no row with prior = 'mixture'.*fix the row's pick"):
+        campaign.measure_row(row, tmp_path / "runs" / "parzen", tmp_path / "runs")
+
+    def failing(cmd, log, stdout=None):
+        return {"command": " ".join(cmd), "rc": 2, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+
+    monkeypatch.setattr(campaign, "run_step", failing)
+    with pytest.raises(campaign.StepFailed, match="exited with status 2"):
+        campaign.measure_row(compare_row(), tmp_path / "other" / "parzen", tmp_path / "other")
+    assert not (tmp_path / "other" / "compare" / "aae-vs-vae" / "campaign.json").exists()
+
+
+def test_a_row_reading_another_rows_run_waits_for_it(tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.setattr(campaign, "run_step", fake_compare(calls))
+    row = dataclasses.replace(compare_row(), compare=campaign.Compare("secret-code", ("--lm-run", "{row:lm}"),
+                                                                      pick=RESULTS_PICK))
+    runs = tmp_path / "runs"
+    assert campaign.run_row(row, runs) is None and not calls
+    assert "waits for row lm" in capsys.readouterr().out
+    assert campaign.status_lines([row], runs)[0].split()[1] == "waiting"
+    (runs / "lm").mkdir(parents=True)
+    (runs / "lm" / "result.json").write_text("{}")
+    campaign.run_row(row, runs)
+    assert calls[0][calls[0].index("--lm-run") + 1] == str(runs / "lm" / "run") and "--split" in calls[0]
+
+
+RESULTS_PICK = (("prior", "normal"), ("model", "aae"))
+
+
+def test_a_check_row_counts_the_goals_met(tmp_path, monkeypatch):
+    rd = tmp_path / "runs" / "cmma"
+    (rd / "run").mkdir(parents=True)
+    (rd / "curves.png").write_bytes(b"png")
+    commands = []
+
+    def fake_step(cmd, log, stdout=None):
+        commands.append(cmd)
+        stdout.write_text(json.dumps({"split": "test", "n_checked": 200, "met": {"a": True, "b": True, "c": False}}))
+        return {"command": " ".join(cmd), "rc": 0, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+
+    monkeypatch.setattr(campaign, "run_step", fake_step)
+    row = campaign.Row("cmma", "cmma", "CMMA", (), "met", "–", 3, "goals", "p", 0.5, 20,
+                       check="vaelab.evaluation.attribute_checks", better="higher")
+    result = campaign.measure_row(row, rd)
+    assert commands[0][:3] == ["python", "-m", "vaelab.evaluation.attribute_checks"] and "--split" in commands[0]
+    assert (result["figure"], result["of"], result["reached"], result["n"]) == (2.0, 3, False, 200)
+    assert campaign.shown(row, result["figure"], result["of"]) == "2 of 3 goals"
+
+
+def test_the_table_groups_rows_and_lists_a_family_without_a_figure(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(campaign, "run_step", fake_compare(calls))
+    runs = tmp_path / "runs"
+    measured = compare_row()
+    campaign.run_row(measured, runs)
+    none = campaign.Row("nothing", "conv-ae", "conv-ae", (), "mse", "–", None, "MSE", "p", 0.0, 0, group="headline",
+                        reason="its docs claim no figure")
+    rows = [tiny(epochs=10, budget=2.0), measured, none]
+    monkeypatch.setattr(table, "stale", lambda result, repo=None: "")
+    page = table.render(rows, runs, tmp_path / "docs")
+    lines = page.splitlines()
+    first, second = lines.index("## " + table.GROUPS["campaign"][0]), lines.index("## " + table.GROUPS["headline"][0])
+    tiny_at = next(i for i, x in enumerate(lines) if x.startswith("| tiny VAE"))
+    aae_at = next(i for i, x in enumerate(lines) if x.startswith("| AAE Parzen"))
+    assert first < tiny_at < second < aae_at
+    assert "**146.20 nats**" in lines[aae_at] and "not reached" in lines[aae_at] and "≥ 340 nats" in lines[aae_at]
+    assert "no measurable figure: its docs claim no figure" in next(x for x in lines if x.startswith("| conv-ae"))
+    assert "Not measured: its docs claim no figure" in page
+    assert "vaelab compare aae-vs-vae --epochs 1 --out runs/campaign/compare/aae-vs-vae" in page
+    # the footer: the comparison's 1.5 CPU-seconds used; the tiny row's 2 hours left, the reason row none
+    assert "**2.00 CPU-hours**" in page
+    assert campaign.main(["--runs", str(runs), "--status"], rows) == 0
+    campaign.run_row(none, runs)  # listed, never run
+    assert not (runs / "nothing").exists()
