@@ -499,3 +499,28 @@ def test_the_table_groups_rows_and_lists_a_family_without_a_figure(tmp_path, mon
     assert campaign.main(["--runs", str(runs), "--status"], rows) == 0
     campaign.run_row(none, runs)  # listed, never run
     assert not (runs / "nothing").exists()
+
+
+def test_a_row_that_trains_hands_its_run_to_its_comparison(tmp_path, monkeypatch):
+    calls, trained = [], []
+    results = {"comparison": "voice-conversion", "settings": {"split": "test"},
+               "rows": [{"audio": "run: conversions, 30 speaker pairs", "n": 1500, "speaker: read as target": 0.69}]}
+    compare = fake_compare(calls, results)
+
+    def step(cmd, log, stdout=None):
+        if cmd[1] == "curves":
+            calls.append(cmd)
+            return {"command": " ".join(cmd), "rc": 0, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+        return compare(cmd, log, stdout)
+
+    monkeypatch.setattr(campaign, "run_step", step)
+    monkeypatch.setattr(campaign, "train_row", lambda row, rd: trained.append(row.id))
+    row = next(r for r in campaign.ROWS if r.id == "adain-vc-vc")
+    runs = tmp_path / "runs"
+    result = campaign.run_row(row, runs)
+    assert trained == ["adain-vc-vc"] and calls[0][:3] == ["vaelab", "compare", "voice-conversion"]
+    assert calls[0][calls[0].index("--run") + 1] == str(runs / "adain-vc-vc" / "run")
+    assert calls[0][calls[0].index("--split") + 1] == "test" and calls[1][1] == "curves"
+    assert (round(result["figure"], 6), result["reached"], result["split"], result["n"]) == (69.0, False, "test", 1500)
+    assert campaign.train_command(row, Path("R"))[:5] == ["vaelab", "train", "adain-vc", "--data", "fsdd"]
+    assert "--profile" not in campaign.train_command(row, Path("R"))  # the documented command: family defaults
