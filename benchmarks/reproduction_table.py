@@ -64,8 +64,10 @@ def ours(row: campaign.Row, result: dict | None, live: campaign.RunState, progre
     if result is None:
         progress = progress or {}
         epochs = max(live.epochs, int(progress.get("epochs") or 0))
+        if not row.trains and progress.get("steps"):
+            return "started: the comparison ran, no figure read yet (see the row's log.txt)"
         if not row.trains or not epochs:
-            waits = [w for w in campaign.waits_for(row)]
+            waits = campaign.waits_for(row)
             return f"not run yet (waits for row `{waits[0]}`)" if waits else "not run yet"
         trained = max(live.train_seconds, float(progress.get("train_seconds") or 0))
         best = live.best_epoch or progress.get("best_epoch")

@@ -492,6 +492,10 @@ def test_the_table_groups_rows_and_lists_a_family_without_a_figure(tmp_path, mon
     assert first < tiny_at < second < aae_at
     assert "**146.20 nats**" in lines[aae_at] and "not reached" in lines[aae_at] and "≥ 340 nats" in lines[aae_at]
     assert "no measurable figure: its docs claim no figure" in next(x for x in lines if x.startswith("| conv-ae"))
+    (runs / "started").mkdir()
+    (runs / "started" / "progress.json").write_text(json.dumps({"steps": [{"step": "compare", "cpu": 1.0}]}))
+    started = table.render([compare_row("started")], runs, tmp_path / "docs")
+    assert "started: the comparison ran, no figure read yet" in started
     assert "Not measured: its docs claim no figure" in page
     assert "vaelab compare aae-vs-vae --epochs 1 --out runs/campaign/compare/aae-vs-vae" in page
     # the footer: the comparison's 1.5 CPU-seconds used; the tiny row's 2 hours left, the reason row none
