@@ -19,7 +19,9 @@ six blocks with time subsampling 1,2,1,2,1,2 and a convolution bank; λ_rec = 10
 per-element means, Adam 5e-4, batch 128, 200,000 steps): here 64 bands at 8 kHz, no subsampling
 and no bank (the clips are short: 55 frames on average), sizes settable. The paper's terms are
 per-element means; on per-clip sums its 10:1 balance is λ_rec = 1, λ_kl = M / (5 C) (M mel bands,
-C content channels; ½ in the KL): 64 / (5·32) = 0.4 for the defaults.
+C content channels; ½ in the KL): 64 / (5·32) = 0.4 at these sizes. The defaults (λ_kl = 0.02, the
+speaker vector from another clip of the speaker) were chosen on validation clips (docs/speech.md);
+``--profile paper`` keeps the paper's own-clip training and balance.
 """
 from __future__ import annotations
 
@@ -46,11 +48,12 @@ class AdaINVCConfig(Config):
     width: int = field(default=128, metadata={"help": "channels of the convolutions (the paper: 128)"})
     blocks: int = field(default=3, metadata={"help": "residual blocks per network (the paper: 6)"})
     lambda_rec: float = field(default=1.0, metadata={"help": "λ_rec, weight of the L1 reconstruction term"})
-    lambda_kl: float = field(default=0.4, metadata={
-        "help": "λ_kl, weight of the KL on the content code (0.4 = the paper's 10:1 balance on sums, see docs)"})
+    lambda_kl: float = field(default=0.02, metadata={
+        "help": "λ_kl, weight of the KL on the content code (chosen on validation clips; the paper's 10:1 balance "
+                "on sums is M / (5 C): 0.4 at C = 32, see docs)"})
     kl_anneal_epochs: float = field(default=2.0, metadata={
         "help": "epochs over which λ_kl rises linearly from 0 (0 = full weight from the start)"})
-    speaker_clip: str = field(default="own", metadata={
+    speaker_clip: str = field(default="other", metadata={
         "help": "the clip the speaker vector is taken from while training: own (the paper) or other (another "
                 "clip of the same speaker in the batch, so it cannot carry what this clip says)"})
 
