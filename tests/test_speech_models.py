@@ -14,6 +14,7 @@ from vaelab.nn.speech import speech_input
 from speech_helpers import speaker_folder
 
 FAMILIES = ("ae-speech", "adain-vc", "vq-vc")
+VARIANTS = [("vq-vc", {"hop": 3}), ("vq-vc", {"input_norm": True, "instance_norm": True})]
 SMALL = {"width": 16, "blocks": 1}
 
 
@@ -175,3 +176,36 @@ def test_vq_vc_refuses_input_norm_without_a_speaker_part(clips):
         _vq(clips, input_norm=True, speaker="none")
     with pytest.raises(VaelabError, match="speaker must be one of: residual, none"):
         _vq(clips, speaker="mean")
+
+
+def test_vq_vc_hop_gives_one_code_per_run_of_frames(clips):
+    torch.manual_seed(0)
+    model = _vq(clips, hop=4)
+    batch = clips.subset(slice(0, 4)).batch()
+    model.loss(batch)
+    model.eval()
+    codes, lengths = model.frame_codes(batch), batch.extras["lengths"]
+    assert codes.shape[1] == -(-batch.x.shape[2] // 4)
+    for i, t in enumerate(lengths):
+        n = -(-int(t) // 4)
+        assert (codes[i, :n] >= 0).all() and (codes[i, n:] == -1).all()
+    c = model.content_code(batch)[0]
+    assert c.shape == (4, model.config.code_dim, batch.x.shape[2])
+    assert torch.equal(c[:, :, 0], c[:, :, 3]) and not torch.equal(c[:, :, 0], c[:, :, 4 * 4])  # repeated per run
+
+
+@pytest.mark.parametrize("settings", [s for _, s in VARIANTS])
+def test_vq_vc_variants_never_read_the_padding(settings, clips):
+    torch.manual_seed(0)
+    model = _vq(clips, **settings)
+    batch = clips.subset(slice(0, 4)).batch()
+    model.loss(batch)
+    model.eval()
+    noisy = batch.x.clone()
+    lengths = batch.extras["lengths"]
+    for i, t in enumerate(lengths):
+        noisy[i, :, int(t):] = torch.randn_like(noisy[i, :, int(t):]) * 5
+    assert torch.allclose(model.loss(batch).total, model.loss(batch.with_x(noisy)).total, atol=1e-3)
+    t = int(lengths.min())
+    assert torch.allclose(model.reconstruct(batch)[:, :, :t], model.reconstruct(batch.with_x(noisy))[:, :, :t],
+                          atol=1e-4)

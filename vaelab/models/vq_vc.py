@@ -20,6 +20,9 @@ Options (each off by default, the paper's model):
 - ``input_norm``: the encoder reads x' = (x − mean_t x) / std_t x per mel band over the clip's
   true frames (a voice's steady spectrum removed before the codes are made); those statistics
   reach the decoder through the speaker vector, s = mean_t (z − sg[c]) + W [mean_t x; ln std_t x].
+- ``hop`` r: one code per r frames: z averaged over each run of r true frames before quantization,
+  each code repeated over its r frames for the decoder (VQ-VAE's speech codes are coarser in time
+  than the frames, van den Oord et al. 2017).
 - ``instance_norm``: each encoder block's channels instance-normalised over the clip (as VQVC+,
   Wu, Chen & Lee 2020).
 
@@ -62,6 +65,9 @@ class VQVCConfig(Config):
         "help": "normalise each mel band of the encoder's input to zero mean and unit variance over the clip's "
                 "true frames, so the codes never see a voice's steady spectrum; the band means and spreads go "
                 "to the speaker vector through a linear map (needs speaker residual)"})
+    hop: int = field(default=1, metadata={
+        "help": "frames per code: the encoder's output is averaged over runs of this many frames before "
+                "quantization and each code is repeated over its frames for the decoder (1 = a code per 8 ms frame)"})
     instance_norm: bool = field(default=False, metadata={
         "help": "instance-normalise the encoder's channels after each block (as VQVC+), removing each clip's "
                 "channel means and spreads before quantization"})
@@ -71,6 +77,7 @@ class VQVCConfig(Config):
                 f"input_shape must be mel bands, frames; got {self.input_shape}")
         require(self.codebook_size >= 2 and self.code_dim >= 1 and self.width >= 1 and self.blocks >= 0,
                 "codebook_size must be >= 2, code_dim and width >= 1, blocks >= 0")
+        require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         require(self.beta >= 0 and self.revive_after >= 0, "beta and revive_after must be >= 0")
         require(self.speaker in ("residual", "none"), f"speaker must be one of: residual, none; got {self.speaker!r}")
         require(not (self.input_norm and self.speaker == "none"),
@@ -97,12 +104,28 @@ class VQVC(SpeechModel):
         self.dec_in, self.dec, self.dec_out = nn.Conv1d(d, ch, 5, padding=2), ConvStack(ch, config.blocks), \
             nn.Conv1d(ch, m, 1)
 
+    def code_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """(B, ⌈T / hop⌉): 1 where a run of hop frames holds a true frame."""
+        r = self.config.hop
+        return mask if r == 1 else F.max_pool1d(mask[:, None], r, r, ceil_mode=True)[:, 0]
+
     def frames(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """z = E(x), each frame normalised to unit length: (B, D, T), 0 on padding."""
+        """z = E(x), one per run of hop frames (the mean over its true frames), each normalised to
+        unit length: (B, D, ⌈T / hop⌉), 0 on padding."""
         if self.config.input_norm:
             x = instance_norm(x, mask)
         h = torch.relu(self.enc_in(x)) * mask[:, None]
-        return F.normalize(self.enc_out(self.enc(h, mask)), dim=1) * mask[:, None]
+        z = self.enc_out(self.enc(h, mask)) * mask[:, None]
+        r = self.config.hop
+        if r > 1:
+            count = F.avg_pool1d(mask[:, None], r, r, ceil_mode=True)
+            z = F.avg_pool1d(z, r, r, ceil_mode=True) / count.clamp_min(1e-6)
+        return F.normalize(z, dim=1) * self.code_mask(mask)[:, None]
+
+    def _up(self, c: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Codes (B, D, T') repeated over their hop frames: (B, D, T), 0 on padding."""
+        r = self.config.hop
+        return c if r == 1 else c.repeat_interleave(r, dim=2)[:, :, :mask.shape[1]] * mask[:, None]
 
     def quantize(self, z: torch.Tensor, mask: torch.Tensor):
         """(c (B, D, T), codes (B, T) with −1 on padding, codebook and commitment sums (B,)):
@@ -120,19 +143,19 @@ class VQVC(SpeechModel):
         return c.transpose(1, 2), codes, codebook, commitment
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.quantize(self.frames(x, mask), mask)[0]
+        return self._up(self.quantize(self.frames(x, mask), self.code_mask(mask))[0], mask)
 
     def speaker(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
         """s = the utterance mean of z − sg[c] over the true frames, (B, D) (None with speaker none)."""
-        z = self.frames(x, mask)
-        return self._speaker(x, z, self.quantize(z, mask)[0], mask)
+        z, low = self.frames(x, mask), self.code_mask(mask)
+        return self._speaker(x, z, self.quantize(z, low)[0], mask, low)
 
-    def _speaker(self, x, z, c, mask):
-        """s from the clip x, its frame codes z and their quantization c; with input_norm plus
-        W [mean_t x; ln std_t x], the statistics the encoder's input lost."""
+    def _speaker(self, x, z, c, mask, low):
+        """s from the clip x, its codes z and their quantization c (code mask ``low``); with
+        input_norm plus W [mean_t x; ln std_t x], the statistics the encoder's input lost."""
         if self.config.speaker == "none":
             return None
-        s = masked_mean(z - c.detach(), mask)
+        s = masked_mean(z - c.detach(), low)
         if self.stats is not None:
             mu = masked_mean(x, mask)
             sd = masked_mean((x - mu[..., None]) ** 2, mask).add(EPS).sqrt()
@@ -146,16 +169,16 @@ class VQVC(SpeechModel):
 
     @torch.no_grad()
     def frame_codes(self, data) -> torch.Tensor:
-        """(B, T) code indices of each clip's frames, −1 on padding."""
+        """(B, ⌈T / hop⌉) code indices of each clip (one per hop frames), −1 on padding."""
         x, mask = speech_input(self, data)
-        return self.quantize(self.frames(x, mask), mask)[1]
+        return self.quantize(self.frames(x, mask), self.code_mask(mask))[1]
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
         x, mask = speech_input(self, batch, trim=True)
-        z = self.frames(x, mask)
-        c, _, codebook, commitment = self.quantize(z, mask)
-        s = self._speaker(x, z, c, mask)
-        per_clip = masked_sum((x - self.decode(c, s, mask)).abs(), mask)
+        z, low = self.frames(x, mask), self.code_mask(mask)
+        c, _, codebook, commitment = self.quantize(z, low)
+        s = self._speaker(x, z, c, mask, low)
+        per_clip = masked_sum((x - self.decode(self._up(c, mask), s, mask)).abs(), mask)
         recon, codebook, commitment = per_clip.mean(), codebook.mean(), commitment.mean()
         w = {"recon_l1": 1.0, "codebook": 1.0, "commitment": self.config.beta, "recon_l1_per_frame": 0.0}
         return Loss(recon + codebook + self.config.beta * commitment,
