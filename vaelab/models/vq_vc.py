@@ -13,7 +13,9 @@ clip's true frames reach the quantizer (padding is never a code, never counted i
 codebook's usage). The codebook is discrete and small, so it cannot hold the fine, steady
 detail of a voice: that is left in the residual, whose time average is the speaker.
 
-Options (each off by default, the paper's model):
+Options (the paper's model: ``--no-input-norm``, the others at their defaults; input_norm is on by
+default because it keeps the digit in the codes and takes part of the voice out of them, measured
+on the validation clips: docs/speech.md):
 
 - ``speaker none``: no speaker part, s = 0 and x̂ = D(c): a plain VQ-VAE over the mel frames,
   the reference for how much of the voice the codes hold when nothing else can carry it.
@@ -61,7 +63,7 @@ class VQVCConfig(Config):
     speaker: str = field(default="residual", metadata={
         "help": "the speaker part: residual (the utterance mean of z − sg[c], VQVC) or none (a plain VQ-VAE "
                 "over the mel frames, x̂ = D(c): no speaker slot, its conversion is its reconstruction)"})
-    input_norm: bool = field(default=False, metadata={
+    input_norm: bool = field(default=True, metadata={
         "help": "normalise each mel band of the encoder's input to zero mean and unit variance over the clip's "
                 "true frames, so the codes never see a voice's steady spectrum; the band means and spreads go "
                 "to the speaker vector through a linear map (needs speaker residual)"})
@@ -82,7 +84,7 @@ class VQVCConfig(Config):
         require(self.speaker in ("residual", "none"), f"speaker must be one of: residual, none; got {self.speaker!r}")
         require(not (self.input_norm and self.speaker == "none"),
                 "input_norm needs speaker residual: the clip's band statistics it removes come back only "
-                "through the speaker vector")
+                "through the speaker vector: give --no-input-norm with --speaker none")
         require(not self.instance_norm or self.blocks >= 1, "instance_norm acts after the encoder's blocks: "
                 "give blocks >= 1")
         check_front_end(self)
