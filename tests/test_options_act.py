@@ -63,6 +63,7 @@ CONTEXT = {
     "noise_level": {"corruption": "masking"},
     ("aae", "num_classes"): {"supervised": True},
     ("vqvae", "decay"): {"ema": True},
+    ("vq-vc", "speaker"): {"input_norm": False},  # speaker none takes the encoder's input as it is
     ("vqvae", "revive"): {"revive_after": 1},
     ("aae", "prior"): {"latent_dim": 2},
     ("vae-prior", "prior"): {"latent_dim": 2},

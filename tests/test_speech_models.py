@@ -9,10 +9,12 @@ from vaelab.data import load_dataset
 from vaelab.data.batch import Batch
 from vaelab.errors import VaelabError
 from vaelab.models import build
+from vaelab.nn.speech import speech_input
 
 from speech_helpers import speaker_folder
 
 FAMILIES = ("ae-speech", "adain-vc", "vq-vc")
+VARIANTS = [("vq-vc", {"hop": 3}), ("vq-vc", {"input_norm": True, "instance_norm": True})]
 SMALL = {"width": 16, "blocks": 1}
 
 
@@ -120,3 +122,91 @@ def test_speaker_clip_other_takes_the_speaker_vector_from_the_partner(clips):
     assert not torch.allclose(a, b)  # another clip's speaker vector decodes this clip differently
     other.eval()
     assert torch.allclose(own.eval().loss(batch).total, other.loss(batch).total)  # evaluation uses the clip's own
+
+
+def _vq(clips, **settings):
+    cls = vaelab.models.model_class("vq-vc")
+    return build("vq-vc", **cls.data_settings(clips, {"input_shape": list(clips.shape), **SMALL, **settings}))
+
+
+def test_vq_vc_speaker_none_is_a_plain_vq_vae_over_frames(clips):
+    torch.manual_seed(0)
+    model = _vq(clips, speaker="none", input_norm=False)
+    batch = clips.subset(slice(0, 4)).batch()
+    model.loss(batch)
+    model.eval()
+    assert model.speaker_vector(batch) is None
+    assert torch.allclose(model.convert(batch, [clips.x[-1:]]), model.reconstruct(batch))  # nothing to swap
+    x, mask = model.content_code(batch)[0], batch.extras["lengths"]
+    assert model.frame_codes(batch).shape == (4, x.shape[2])
+
+
+def test_vq_vc_input_norm_codes_ignore_a_clip_s_band_levels_and_spreads(clips):
+    """With input_norm a clip whose mel bands are shifted and scaled per band gets the same codes;
+    the statistics reach the decoder through the speaker vector, which changes."""
+    torch.manual_seed(0)
+    batch = clips.subset(slice(0, 4)).batch()
+    shift, scale = torch.randn(1, batch.x.shape[1], 1), torch.rand(1, batch.x.shape[1], 1) + 0.5
+    flat = batch.x.var(-1, keepdim=True).amin(0, keepdim=True) < 1e-2  # bands near the 1e-5 floor of the variance
+    scale = torch.where(flat, torch.ones_like(scale), scale)
+    moved = batch.with_x(batch.x * scale + shift)
+    for norm in (True, False):
+        model = _vq(clips, input_norm=norm)
+        model.loss(batch)
+        model.eval()
+        same = torch.equal(model.frame_codes(batch), model.frame_codes(moved))
+        z_same = torch.allclose(model.content_code(batch)[0], model.content_code(moved)[0], atol=1e-4)
+        assert same == norm and z_same == norm
+        if norm:
+            assert not torch.allclose(model.speaker_vector(batch), model.speaker_vector(moved), atol=1e-3)
+
+
+def test_vq_vc_instance_norm_removes_the_encoder_channels_clip_statistics(clips):
+    torch.manual_seed(0)
+    model = _vq(clips, instance_norm=True).eval()
+    batch = clips.subset(slice(0, 4)).batch()
+    x, mask = speech_input(model, batch)
+    h = model.enc(torch.relu(model.enc_in(x)) * mask[:, None], mask)
+    t = int(batch.extras["lengths"].min())
+    mean = (h * mask[:, None]).sum(-1) / mask.sum(1, keepdim=True)
+    assert mean.abs().max() < 1e-4 and h[:, :, :t].std() > 0.1
+
+
+def test_vq_vc_refuses_input_norm_without_a_speaker_part(clips):
+    with pytest.raises(VaelabError, match="input_norm needs speaker residual.*--no-input-norm"):
+        _vq(clips, speaker="none")  # input_norm is on by default
+    with pytest.raises(VaelabError, match="speaker must be one of: residual, none"):
+        _vq(clips, speaker="mean")
+
+
+def test_vq_vc_hop_gives_one_code_per_run_of_frames(clips):
+    torch.manual_seed(0)
+    model = _vq(clips, hop=4)
+    batch = clips.subset(slice(0, 4)).batch()
+    model.loss(batch)
+    model.eval()
+    codes, lengths = model.frame_codes(batch), batch.extras["lengths"]
+    assert codes.shape[1] == -(-batch.x.shape[2] // 4)
+    for i, t in enumerate(lengths):
+        n = -(-int(t) // 4)
+        assert (codes[i, :n] >= 0).all() and (codes[i, n:] == -1).all()
+    c = model.content_code(batch)[0]
+    assert c.shape == (4, model.config.code_dim, batch.x.shape[2])
+    assert torch.equal(c[:, :, 0], c[:, :, 3]) and not torch.equal(c[:, :, 0], c[:, :, 4 * 4])  # repeated per run
+
+
+@pytest.mark.parametrize("settings", [s for _, s in VARIANTS])
+def test_vq_vc_variants_never_read_the_padding(settings, clips):
+    torch.manual_seed(0)
+    model = _vq(clips, **settings)
+    batch = clips.subset(slice(0, 4)).batch()
+    model.loss(batch)
+    model.eval()
+    noisy = batch.x.clone()
+    lengths = batch.extras["lengths"]
+    for i, t in enumerate(lengths):
+        noisy[i, :, int(t):] = torch.randn_like(noisy[i, :, int(t):]) * 5
+    assert torch.allclose(model.loss(batch).total, model.loss(batch.with_x(noisy)).total, atol=1e-3)
+    t = int(lengths.min())
+    assert torch.allclose(model.reconstruct(batch)[:, :, :t], model.reconstruct(batch.with_x(noisy))[:, :, :t],
+                          atol=1e-4)

@@ -13,6 +13,21 @@ clip's true frames reach the quantizer (padding is never a code, never counted i
 codebook's usage). The codebook is discrete and small, so it cannot hold the fine, steady
 detail of a voice: that is left in the residual, whose time average is the speaker.
 
+Options (the paper's model: ``--no-input-norm``, the others at their defaults; input_norm is on by
+default because it keeps the digit in the codes and takes part of the voice out of them, measured
+on the validation clips: docs/speech.md):
+
+- ``speaker none``: no speaker part, s = 0 and x̂ = D(c): a plain VQ-VAE over the mel frames,
+  the reference for how much of the voice the codes hold when nothing else can carry it.
+- ``input_norm``: the encoder reads x' = (x − mean_t x) / std_t x per mel band over the clip's
+  true frames (a voice's steady spectrum removed before the codes are made); those statistics
+  reach the decoder through the speaker vector, s = mean_t (z − sg[c]) + W [mean_t x; ln std_t x].
+- ``hop`` r: one code per r frames: z averaged over each run of r true frames before quantization,
+  each code repeated over its r frames for the decoder (VQ-VAE's speech codes are coarser in time
+  than the frames, van den Oord et al. 2017).
+- ``instance_norm``: each encoder block's channels instance-normalised over the clip (as VQVC+,
+  Wu, Chen & Lee 2020).
+
 Scaled down from the paper (mel input, conv encoder/decoder of 512 channels, codebook of 256 at
 24 kHz): 64 mel bands at 8 kHz, sizes settable. As the paper, the frame codes are normalised
 (each z frame to unit length) before quantization, so the codebook holds directions.
@@ -28,7 +43,7 @@ from torch import nn
 
 from ..config import Config, require
 from ..nn.quantizer import VectorQuantizer
-from ..nn.speech import ConvStack, masked_mean, masked_sum, speech_input
+from ..nn.speech import EPS, ConvStack, instance_norm, masked_mean, masked_sum, speech_input
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -45,13 +60,33 @@ class VQVCConfig(Config):
     beta: float = field(default=0.25, metadata={"help": "β, weight of the commitment term"})
     revive_after: int = field(default=50, metadata={
         "help": "move a code unused for this many training steps onto a random frame code (0 = never)"})
+    speaker: str = field(default="residual", metadata={
+        "help": "the speaker part: residual (the utterance mean of z − sg[c], VQVC) or none (a plain VQ-VAE "
+                "over the mel frames, x̂ = D(c): no speaker slot, its conversion is its reconstruction)"})
+    input_norm: bool = field(default=True, metadata={
+        "help": "normalise each mel band of the encoder's input to zero mean and unit variance over the clip's "
+                "true frames, so the codes never see a voice's steady spectrum; the band means and spreads go "
+                "to the speaker vector through a linear map (needs speaker residual)"})
+    hop: int = field(default=1, metadata={
+        "help": "frames per code: the encoder's output is averaged over runs of this many frames before "
+                "quantization and each code is repeated over its frames for the decoder (1 = a code per 8 ms frame)"})
+    instance_norm: bool = field(default=False, metadata={
+        "help": "instance-normalise the encoder's channels after each block (as VQVC+), removing each clip's "
+                "channel means and spreads before quantization"})
 
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
                 f"input_shape must be mel bands, frames; got {self.input_shape}")
         require(self.codebook_size >= 2 and self.code_dim >= 1 and self.width >= 1 and self.blocks >= 0,
                 "codebook_size must be >= 2, code_dim and width >= 1, blocks >= 0")
+        require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         require(self.beta >= 0 and self.revive_after >= 0, "beta and revive_after must be >= 0")
+        require(self.speaker in ("residual", "none"), f"speaker must be one of: residual, none; got {self.speaker!r}")
+        require(not (self.input_norm and self.speaker == "none"),
+                "input_norm needs speaker residual: the clip's band statistics it removes come back only "
+                "through the speaker vector: give --no-input-norm with --speaker none")
+        require(not self.instance_norm or self.blocks >= 1, "instance_norm acts after the encoder's blocks: "
+                "give blocks >= 1")
         check_front_end(self)
 
 
@@ -62,17 +97,37 @@ class VQVC(SpeechModel):
     def __init__(self, config: VQVCConfig):
         super().__init__(config)
         m, ch, d = config.input_shape[0], config.width, config.code_dim
-        self.enc_in, self.enc, self.enc_out = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks), \
-            nn.Conv1d(ch, d, 1)
+        self.enc_in, self.enc, self.enc_out = nn.Conv1d(m, ch, 5, padding=2), \
+            ConvStack(ch, config.blocks, norm=config.instance_norm), nn.Conv1d(ch, d, 1)
+        # the band means and log-spreads input_norm removes, mapped into the speaker vector
+        self.stats = nn.Linear(2 * m, d) if config.input_norm else None
         self.quantizer = VectorQuantizer(config.codebook_size, d, beta=config.beta, kmeans_init=True,
                                          revive_after=config.revive_after)
         self.dec_in, self.dec, self.dec_out = nn.Conv1d(d, ch, 5, padding=2), ConvStack(ch, config.blocks), \
             nn.Conv1d(ch, m, 1)
 
+    def code_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """(B, ⌈T / hop⌉): 1 where a run of hop frames holds a true frame."""
+        r = self.config.hop
+        return mask if r == 1 else F.max_pool1d(mask[:, None], r, r, ceil_mode=True)[:, 0]
+
     def frames(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """z = E(x), each frame normalised to unit length: (B, D, T), 0 on padding."""
+        """z = E(x), one per run of hop frames (the mean over its true frames), each normalised to
+        unit length: (B, D, ⌈T / hop⌉), 0 on padding."""
+        if self.config.input_norm:
+            x = instance_norm(x, mask)
         h = torch.relu(self.enc_in(x)) * mask[:, None]
-        return F.normalize(self.enc_out(self.enc(h, mask)), dim=1) * mask[:, None]
+        z = self.enc_out(self.enc(h, mask)) * mask[:, None]
+        r = self.config.hop
+        if r > 1:
+            count = F.avg_pool1d(mask[:, None], r, r, ceil_mode=True)
+            z = F.avg_pool1d(z, r, r, ceil_mode=True) / count.clamp_min(1e-6)
+        return F.normalize(z, dim=1) * self.code_mask(mask)[:, None]
+
+    def _up(self, c: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Codes (B, D, T') repeated over their hop frames: (B, D, T), 0 on padding."""
+        r = self.config.hop
+        return c if r == 1 else c.repeat_interleave(r, dim=2)[:, :, :mask.shape[1]] * mask[:, None]
 
     def quantize(self, z: torch.Tensor, mask: torch.Tensor):
         """(c (B, D, T), codes (B, T) with −1 on padding, codebook and commitment sums (B,)):
@@ -90,29 +145,42 @@ class VQVC(SpeechModel):
         return c.transpose(1, 2), codes, codebook, commitment
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.quantize(self.frames(x, mask), mask)[0]
+        return self._up(self.quantize(self.frames(x, mask), self.code_mask(mask))[0], mask)
 
-    def speaker(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """s = the utterance mean of z − sg[c] over the true frames, (B, D)."""
-        z = self.frames(x, mask)
-        return masked_mean(z - self.quantize(z, mask)[0].detach(), mask)
+    def speaker(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
+        """s = the utterance mean of z − sg[c] over the true frames, (B, D) (None with speaker none)."""
+        z, low = self.frames(x, mask), self.code_mask(mask)
+        return self._speaker(x, z, self.quantize(z, low)[0], mask, low)
 
-    def decode(self, c: torch.Tensor, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h = torch.relu(self.dec_in((c + s[..., None]) * mask[:, None])) * mask[:, None]
+    def _speaker(self, x, z, c, mask, low):
+        """s from the clip x, its codes z and their quantization c (code mask ``low``); with
+        input_norm plus W [mean_t x; ln std_t x], the statistics the encoder's input lost."""
+        if self.config.speaker == "none":
+            return None
+        s = masked_mean(z - c.detach(), low)
+        if self.stats is not None:
+            mu = masked_mean(x, mask)
+            sd = masked_mean((x - mu[..., None]) ** 2, mask).add(EPS).sqrt()
+            s = s + self.stats(torch.cat([mu, sd.log()], 1))
+        return s
+
+    def decode(self, c: torch.Tensor, s: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        h = c if s is None else c + s[..., None]
+        h = torch.relu(self.dec_in(h * mask[:, None])) * mask[:, None]
         return self.dec_out(self.dec(h, mask))
 
     @torch.no_grad()
     def frame_codes(self, data) -> torch.Tensor:
-        """(B, T) code indices of each clip's frames, −1 on padding."""
+        """(B, ⌈T / hop⌉) code indices of each clip (one per hop frames), −1 on padding."""
         x, mask = speech_input(self, data)
-        return self.quantize(self.frames(x, mask), mask)[1]
+        return self.quantize(self.frames(x, mask), self.code_mask(mask))[1]
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
         x, mask = speech_input(self, batch, trim=True)
-        z = self.frames(x, mask)
-        c, _, codebook, commitment = self.quantize(z, mask)
-        s = masked_mean(z - c.detach(), mask)
-        per_clip = masked_sum((x - self.decode(c, s, mask)).abs(), mask)
+        z, low = self.frames(x, mask), self.code_mask(mask)
+        c, _, codebook, commitment = self.quantize(z, low)
+        s = self._speaker(x, z, c, mask, low)
+        per_clip = masked_sum((x - self.decode(self._up(c, mask), s, mask)).abs(), mask)
         recon, codebook, commitment = per_clip.mean(), codebook.mean(), commitment.mean()
         w = {"recon_l1": 1.0, "codebook": 1.0, "commitment": self.config.beta, "recon_l1_per_frame": 0.0}
         return Loss(recon + codebook + self.config.beta * commitment,
