@@ -209,6 +209,9 @@ SPECIFIC = {
         ("--hidden", "hidden", int, 128, "LSTM state size"),
         ("--embedding", "embedding", int, 64, "word embedding size"),
         ("--ratio", "ratio", float, 0.5, "middle sequence length as a fraction of the words"),
+        ("--word-keep", "word_keep", float, 0.5, "probability that a reconstructor input word is kept (else <unk>)"),
+        ("--topic-weight", "topic_weight", float, 0.0, "weight of the topic loss (0 = none)"),
+        ("--tau", "tau", float, 0.5, "Gumbel-softmax temperature"),
     ]),
     "voice-conversion": ("speech runs on FSDD: speaker and digit judges on real, resynthesised, reconstructed and "
                          "converted clips; speaker x speaker matrix; spectrogram panels", [
