@@ -111,3 +111,24 @@ def test_attention_reads_the_whole_middle_sequence():
     a = model.reconstructor_outputs(x, onehots, m, 1.0)
     b = model.reconstructor_outputs(x, other, m, 1.0)
     assert not torch.allclose(a[:, -1], b[:, -1])
+
+
+def test_the_prior_is_the_papers_kl_from_the_language_model_to_the_compressor():
+    """Σ_t KL(p_LM(·|y_<t) ‖ q_t): zero where q_t is the language model's own next-word
+    distribution, and Σ p (log p − log q) (not the reverse direction) otherwise."""
+    ds = tiny_dataset(8)
+    torch.manual_seed(0)
+    model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT,
+                  lm_embedding_dim=8, lm_hidden_dim=8).eval()
+    onehots, logq, m = model.compress(ds.batch(), hard=True)
+    ids = onehots.argmax(-1)
+    inputs = torch.cat([torch.ones_like(ids[:, :1]), ids[:, :-1]], 1)
+    out, _ = model.lm.lstm(model.lm.embed(inputs))
+    logp = model.lm.output(out)[..., 3:].log_softmax(-1)
+    own = torch.cat([torch.full_like(logp[..., :3], -1e9), logp], -1)
+    mask = torch.arange(ids.shape[1]).unsqueeze(0) < m.unsqueeze(1)
+    assert torch.allclose(model.lm_prior(onehots, own, m), torch.zeros(len(m)), atol=1e-4)
+    forward = ((logp.exp() * (logp - logq[..., 3:])).sum(-1) * mask).sum(1)
+    backward = ((logq[..., 3:].exp() * (logq[..., 3:] - logp)).sum(-1) * mask).sum(1)
+    assert torch.allclose(model.lm_prior(onehots, logq, m), forward, rtol=1e-4)
+    assert not torch.allclose(forward, backward, rtol=1e-2)
