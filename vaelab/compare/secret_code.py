@@ -12,7 +12,8 @@ it readable (Baziotis et al. 2019).
   ``ppl_ratio`` = middle_ppl / real_ppl (readability: near 1 reads like PTB, ≫ 1 a code);
 - ``copied``: the fraction of middle words that occur in the input sentence;
 - ``token_accuracy``: the fraction of the sentence's tokens (words + <eos>) that the
-  reconstructor's most probable word gets right, reading the middle sequence and the true prefix.
+  reconstructor's most probable word gets right, reading the middle sequence and the true prefix;
+- ``recon``, ``lm_prior``, ``topic``: the loss terms on those sentences (nats, nats, 1 − cosine).
 
 Examples (input, middle sequence, greedy reconstruction) at each weight go into the notes.
 """
@@ -86,10 +87,10 @@ def examples(model, data: Batch, n: int = 3) -> list[str]:
     return out
 
 
-def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0),
-                epochs: int = 4, sentences: int = 3000, train_size: int = 0, eval_size: int = 200,
+def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple[float, ...] = (0.0, 0.1, 0.3),
+                epochs: int = 4, sentences: int = 6000, train_size: int = 0, eval_size: int = 200,
                 split: str = "val", hidden: int = 128, embedding: int = 64, ratio: float = 0.5,
-                word_keep: float = 0.5, topic_weight: float = 0.0, tau: float = 0.5, batch_size: int = 32,
+                word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, batch_size: int = 32,
                 seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
     """Train a seq3 at each prior weight (reusing finished runs in ``out``) and measure each."""
     t0 = time.perf_counter()
