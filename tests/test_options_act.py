@@ -40,6 +40,8 @@ ELSEWHERE = {
        for f in ("sohn-cvae", "sohn-gsnn", "sohn-hybrid")},
     # straight-through Gumbel-softmax: the forward pass takes the hard argmax, which τ does not move
     ("seq3", "tau"): "the gradient of the middle sequence (tests/test_seq3.py)",
+    ("seq3", "tau_decay"): "the temperature the schedule sets, hence the gradient (tests/test_seq3.py)",
+    ("seq3", "tau_min"): "the temperature the schedule sets, hence the gradient (tests/test_seq3.py)",
     # the language-model prior needs a trained lstm-lm run
     ("seq3", "lm_run"): "the prior term, with a trained lstm-lm run (tests/test_seq3.py)",
     ("seq3", "lm_weight"): "the prior term, with a trained lstm-lm run (tests/test_seq3.py)",

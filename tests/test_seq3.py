@@ -3,6 +3,8 @@ straight-through Gumbel-softmax; the language-model prior reads a trained lstm-l
 measures come out for any model."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -25,7 +27,7 @@ def test_middle_sequences_are_shorter_words_and_gradients_reach_the_compressor()
     assert bool((middle.x[:, 0] > 2).all())  # never <pad>, <bos> or <eos> inside
     model.train()
     model.loss(batch).total.backward()
-    assert model.compress_output.weight.grad.abs().sum() > 0  # through the straight-through samples
+    assert model.compressor.cell.weight_ih.grad.abs().sum() > 0  # through the straight-through samples
 
 
 def test_lm_prior_reads_a_trained_language_model(tmp_path):
@@ -59,6 +61,74 @@ def test_the_gumbel_temperature_moves_the_gradient_not_the_forward_pass():
         loss = model.loss(ds.batch())
         loss.total.backward()
         losses.append(float(loss.total))
-        grads.append(model.compress_output.weight.grad.clone())
+        grads.append(model.compressor.cell.weight_ih.grad.clone())
     assert losses[0] == pytest.approx(losses[1])  # straight-through: the hard one-hot goes forward
     assert not torch.allclose(grads[0], grads[1])  # the soft sample's temperature shapes the gradient
+
+
+def test_tau_annealing_lowers_the_temperature_to_its_floor():
+    ds = tiny_dataset(8)
+    model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT, tau=1.0,
+                  tau_decay=0.5, tau_min=0.3)
+    model.schedule(0.0)
+    assert model.tau == pytest.approx(1.0)
+    model.schedule(1.0)
+    assert model.tau == pytest.approx(math.exp(-0.5))
+    model.schedule(10.0)
+    assert model.tau == pytest.approx(0.3)
+
+
+def test_topic_loss_weighs_rare_words_and_enters_the_objective():
+    ds = tiny_dataset(40)
+    torch.manual_seed(0)
+    model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT,
+                  topic_weight=2.0)
+    batch = ds.batch()
+    model.prepare(batch)
+    counts = torch.zeros(len(model.idf))
+    for x, n in zip(batch.x, batch.extras["lengths"]):
+        counts[x[:int(n) - 1].unique()] += 1
+    common = int(counts.argmax())
+    rare = int(torch.where(counts > 0, counts, counts.max() + 1).argmin())
+    assert counts[rare] < counts[common]
+    assert model.idf[common] < model.idf[rare]
+    torch.manual_seed(1)
+    loss = model.loss(batch)
+    assert set(loss.terms) == {"recon", "topic"} and 0 <= float(loss.terms["topic"]) <= 2
+    assert float(loss.total) == pytest.approx(float(loss.terms["recon"] + 2.0 * loss.terms["topic"]), rel=1e-5)
+
+
+def test_attention_reads_the_whole_middle_sequence():
+    """With attention, changing the first middle word changes the reconstructor's last output."""
+    ds = tiny_dataset(8)
+    torch.manual_seed(0)
+    model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT).eval()
+    batch = ds.batch()
+    onehots, _, m = model.compress(batch, hard=True)
+    x = batch.x[:, :int(batch.extras["lengths"].max())]
+    other = onehots.clone()
+    other[:, 0] = torch.roll(other[:, 0], 5, -1)
+    a = model.reconstructor_outputs(x, onehots, m, 1.0)
+    b = model.reconstructor_outputs(x, other, m, 1.0)
+    assert not torch.allclose(a[:, -1], b[:, -1])
+
+
+def test_the_prior_is_the_papers_kl_from_the_language_model_to_the_compressor():
+    """Σ_t KL(p_LM(·|y_<t) ‖ q_t): zero where q_t is the language model's own next-word
+    distribution, and Σ p (log p − log q) (not the reverse direction) otherwise."""
+    ds = tiny_dataset(8)
+    torch.manual_seed(0)
+    model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT,
+                  lm_embedding_dim=8, lm_hidden_dim=8).eval()
+    onehots, logq, m = model.compress(ds.batch(), hard=True)
+    ids = onehots.argmax(-1)
+    inputs = torch.cat([torch.ones_like(ids[:, :1]), ids[:, :-1]], 1)
+    out, _ = model.lm.lstm(model.lm.embed(inputs))
+    logp = model.lm.output(out)[..., 3:].log_softmax(-1)
+    own = torch.cat([torch.full_like(logp[..., :3], -1e9), logp], -1)
+    mask = torch.arange(ids.shape[1]).unsqueeze(0) < m.unsqueeze(1)
+    assert torch.allclose(model.lm_prior(onehots, own, m), torch.zeros(len(m)), atol=1e-4)
+    forward = ((logp.exp() * (logp - logq[..., 3:])).sum(-1) * mask).sum(1)
+    backward = ((logq[..., 3:].exp() * (logq[..., 3:] - logp)).sum(-1) * mask).sum(1)
+    assert torch.allclose(model.lm_prior(onehots, logq, m), forward, rtol=1e-4)
+    assert not torch.allclose(forward, backward, rtol=1e-2)

@@ -201,14 +201,17 @@ SPECIFIC = {
     "secret-code": ("seq3's middle sequence without and with the language-model prior (PTB): its perplexity "
                     "under the lstm-lm against real sentences of its length, copied words, reconstruction", [
         ("--lm-run", "lm_run", str, None, "run directory of the trained lstm-lm (prior and judge)"),
-        ("--weights", "weights", _floats, (0.0, 0.01, 0.1, 1.0), "language-model prior weights"),
+        ("--weights", "weights", _floats, (0.0, 0.1, 0.3), "language-model prior weights"),
         ("--epochs", "epochs", int, 4, "training epochs per weight"),
-        ("--sentences", "sentences", int, 3000, "first N PTB training sentences (--train-size overrides)"),
+        ("--sentences", "sentences", int, 6000, "first N PTB training sentences (--train-size overrides)"),
         ("--eval-size", "eval_size", int, 200, "first N sentences of --split measured (0 = all)"),
         ("--split", "split", str, "val", "val (ptb.valid: choices) or test (ptb.test, read once for a table)"),
         ("--hidden", "hidden", int, 128, "LSTM state size"),
         ("--embedding", "embedding", int, 64, "word embedding size"),
         ("--ratio", "ratio", float, 0.5, "middle sequence length as a fraction of the words"),
+        ("--word-keep", "word_keep", float, 0.5, "probability that a reconstructor input word is kept (else <unk>)"),
+        ("--topic-weight", "topic_weight", float, 10.0, "weight of the topic loss (0 = none)"),
+        ("--tau", "tau", float, 0.5, "Gumbel-softmax temperature"),
     ]),
     "voice-conversion": ("speech runs on FSDD: speaker and digit judges on real, resynthesised, reconstructed and "
                          "converted clips; speaker x speaker matrix; spectrogram panels", [

@@ -12,7 +12,8 @@ it readable (Baziotis et al. 2019).
   ``ppl_ratio`` = middle_ppl / real_ppl (readability: near 1 reads like PTB, ≫ 1 a code);
 - ``copied``: the fraction of middle words that occur in the input sentence;
 - ``token_accuracy``: the fraction of the sentence's tokens (words + <eos>) that the
-  reconstructor's most probable word gets right, reading the middle sequence and the true prefix.
+  reconstructor's most probable word gets right, reading the middle sequence and the true prefix;
+- ``recon``, ``lm_prior``, ``topic``: the loss terms on those sentences (nats, nats, 1 − cosine).
 
 Examples (input, middle sequence, greedy reconstruction) at each weight go into the notes.
 """
@@ -30,7 +31,7 @@ from ..io import load
 from ..text_outputs import words
 from .common import Comparison, fit, prepare_out
 
-COLUMNS = ["lm_weight", "middle_ppl", "real_ppl", "ppl_ratio", "copied", "token_accuracy", "recon", "lm_prior"]
+COLUMNS = ["lm_weight", "middle_ppl", "real_ppl", "ppl_ratio", "copied", "token_accuracy", "recon", "lm_prior", "topic"]
 
 
 @torch.no_grad()
@@ -86,10 +87,11 @@ def examples(model, data: Batch, n: int = 3) -> list[str]:
     return out
 
 
-def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple[float, ...] = (0.0, 0.01, 0.1, 1.0),
-                epochs: int = 4, sentences: int = 3000, train_size: int = 0, eval_size: int = 200,
+def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple[float, ...] = (0.0, 0.1, 0.3),
+                epochs: int = 4, sentences: int = 6000, train_size: int = 0, eval_size: int = 200,
                 split: str = "val", hidden: int = 128, embedding: int = 64, ratio: float = 0.5,
-                batch_size: int = 32, seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
+                word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, batch_size: int = 32,
+                seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
     """Train a seq3 at each prior weight (reusing finished runs in ``out``) and measure each."""
     t0 = time.perf_counter()
     if not lm_run:
@@ -104,14 +106,17 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
     train = train.subset(slice(0, train_size or sentences)) if (train_size or sentences) else train
     held = load_dataset("ptb", split, data_dir=data_dir)
     held = (held.subset(slice(0, eval_size)) if eval_size else held).batch()
-    net = {"embedding_dim": embedding, "hidden_dim": hidden, "ratio": ratio, "lm_run": str(lm_run)}
+    net = {"embedding_dim": embedding, "hidden_dim": hidden, "ratio": ratio, "word_keep": word_keep,
+           "topic_weight": topic_weight, "tau": tau, "lm_run": str(lm_run)}
     config = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "threads": threads, "val_size": 0}
     rows, notes = [], []
     for w in weights:
         model = fit("seq3", train, out / f"lm-weight-{w:g}", {**net, "lm_weight": float(w)}, config, progress)
         rows.append({"lm_weight": w, **secret_code_measures(model, lm, held, pool, seed)})
         notes += [f"λ = {w:g}: {e}" for e in examples(model, held)]
-    notes = [f"seq3 {embedding}/{hidden}, middle {ratio:g}× the words, {epochs} epochs on the first {len(train):,} "
+    notes = [f"seq3 {embedding}/{hidden} (attentional compressor and reconstructor, tied embeddings, reconstructor "
+             f"word keep {word_keep:g}, topic weight {topic_weight:g}, τ {tau:g}), middle {ratio:g}× the words, "
+             f"{epochs} epochs on the first {len(train):,} "
              f"PTB training sentences; measured on the first {len(held):,} sentences of ptb {split}; the prior "
              f"and judge is the lstm-lm in {lm_run}",
              "middle_ppl / real_ppl: perplexities (words + <eos>) of the middle sequences and of real sentences "

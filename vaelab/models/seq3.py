@@ -1,21 +1,32 @@
-"""SEQ³, the sequence-to-sequence-to-sequence autoencoder (Baziotis et al. 2019), as the lectures
-tell it: the code of a sentence is itself a shorter sequence of words.
+"""SEQ³, the sequence-to-sequence-to-sequence autoencoder (Baziotis et al. 2019): the code of a
+sentence is itself a shorter sequence of words.
 
-A compressor (an LSTM encoder of x, then an LSTM decoder) writes a middle sequence
-y_1 .. y_m of vocabulary words, m = ⌈ratio · n⌉ for a sentence of n words; each y_t is drawn
-by the straight-through Gumbel-softmax (a hard one-hot forward, the relaxed sample's gradient
-backward; Jang et al. 2017), so the whole chain is trained end to end. A reconstructor (an LSTM
-encoder of y, then an LSTM decoder) maps y back to x:
+One bidirectional LSTM encoder (shared, as in the paper) reads a word sequence into states
+h_1 .. h_n. The **compressor** is an attentional LSTM decoder (Luong et al. 2015: the "general"
+score s_i = h_tᵀ W_a h_i, context c_t = Σ_i softmax(s)_i h_i, output õ_t = tanh(W_c [c_t; h_t]),
+õ_t fed back beside the next input) that attends over the encoded sentence x and writes a
+middle sequence y_1 .. y_m of vocabulary words, m = ⌈ratio · n⌉ for a sentence of n words. Each
+y_t is a straight-through Gumbel-softmax sample of q_t = softmax(logits_t) (a hard one-hot
+forward, the relaxed sample's gradient at temperature τ backward; Jang et al. 2017), and its
+embedding is the next input. The **reconstructor**, the same kind of decoder, attends over the
+encoded middle sequence (the encoder reads y's embeddings) and predicts x word by word, its
+input words dropped to <unk> with probability 1 − word_keep so that it must read y. Every part
+shares one embedding matrix E, and with ``tie_embeddings`` both decoders' output layers are E
+itself: logits = E · W_o õ_t + b. The loss per sentence:
 
-    L = −log p_rec(x | y) + λ · Σ_t KL(q_t ‖ p_LM(· | y_<t))
+    L = −log p_rec(x | y)                                   reconstruction
+        + λ   · Σ_t KL( p_LM(· | y_<t) ‖ q_t )              language-model prior (§2.3)
+        + λ_T · (1 − cos( Σ_i idf(x_i) E x_i / Σ_i idf(x_i),  (1/m) Σ_t E q_t ))   topic (§2.4)
 
-q_t is the compressor's distribution over the t-th middle word and p_LM a pretrained, frozen
-``lstm-lm`` (the language-model prior, Baziotis et al. 2019, §2.3). With λ = 0 nothing asks y
-to be language: it becomes a "secret code" only the reconstructor reads. Middle words never
-include <pad>, <bos> or <eos>.
+p_LM is a pretrained, frozen ``lstm-lm`` reading the sampled words (the paper's direction of
+the KL: the compressor's distribution must cover the language model's next-word distribution).
+With λ = 0 nothing asks y to be language: it can become a "secret code" only the reconstructor
+reads. Middle words never include <pad>, <bos> or <eos>. τ may be annealed: τ_e = max(τ_min,
+τ · exp(−r e)) at fractional epoch e.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +36,8 @@ from torch.nn import functional as F
 
 from ..config import Config, require
 from ..errors import VaelabError
-from ..nn.text import (BOS_ID, EOS_ID, SentenceDecoder, decoder_inputs, length_mask, lengths_of, run_lstm,
-                       trimmed)
+from ..nn.text import BOS_ID, EOS_ID, SentenceDecoder, decoder_inputs, length_mask, lengths_of, lengths_from_ids, \
+    run_lstm, trimmed, word_dropout
 from .base import Batch, Loss
 from .registry import register
 from .text_base import TextModel, input_shape_field, vocabulary_field
@@ -38,12 +49,28 @@ class Seq3Config(Config):
 
     input_shape: tuple[int] = input_shape_field()
     vocabulary: tuple[str, ...] = vocabulary_field()
-    embedding_dim: int = field(default=128, metadata={"help": "word embedding size (shared by every part)"})
-    hidden_dim: int = field(default=256, metadata={"help": "LSTM state size of every encoder and decoder"})
+    embedding_dim: int = field(default=128, metadata={"help": "word embedding size (one matrix shared by every part)"})
+    hidden_dim: int = field(default=256, metadata={
+        "help": "LSTM state size of the decoders and of each direction of the shared bidirectional encoder"})
     ratio: float = field(default=0.5, metadata={"help": "middle sequence length as a fraction of the sentence's words"})
-    tau: float = field(default=0.5, metadata={"help": "Gumbel-softmax temperature"})
+    attention: bool = field(default=True, metadata={
+        "help": "the compressor attends over the encoded sentence and the reconstructor over the encoded middle "
+                "sequence (Luong attention, as the paper); off: each decoder reads only the encoder's last state"})
+    tie_embeddings: bool = field(default=True, metadata={
+        "help": "both decoders' output layers are the shared embedding matrix (the paper's tying); off: each has "
+                "its own output layer"})
+    word_keep: float = field(default=0.5, metadata={
+        "help": "probability that a reconstructor input word is kept (else <unk>), so that it must read the "
+                "middle sequence (the paper drops half; 1 = no word dropout)"})
+    tau: float = field(default=0.5, metadata={"help": "Gumbel-softmax temperature (at the start, with --tau-decay)"})
+    tau_decay: float = field(default=0.0, metadata={
+        "help": "τ annealing: τ·exp(−rate·epoch), floored at --tau-min (0 = a constant τ)"})
+    tau_min: float = field(default=0.1, metadata={"help": "the lowest τ the annealing reaches"})
     lm_weight: float = field(default=0.0, metadata={
         "help": "λ, the weight of the language-model prior on the middle sequence (0 = none: a secret code)"})
+    topic_weight: float = field(default=0.0, metadata={
+        "help": "λ_T, the weight of the topic loss: 1 − cosine of the IDF-weighted mean embedding of the input "
+                "words and the mean expected embedding of the middle words (0 = none)"})
     lm_run: str = field(default="", metadata={
         "metavar": "DIR", "help": "run directory of the trained lstm-lm that scores the middle sequence "
                                   "(its weights are copied in when training starts; needed when --lm-weight > 0)"})
@@ -55,8 +82,11 @@ class Seq3Config(Config):
                 f"input_shape must be one length of at least 2, got {list(self.input_shape)}")
         require(min(self.embedding_dim, self.hidden_dim) > 0, "sizes must be positive")
         require(0 < self.ratio <= 1, f"ratio must lie in (0, 1], got {self.ratio}")
-        require(self.tau > 0, f"tau must be positive, got {self.tau}")
+        require(0 < self.word_keep <= 1, f"word_keep must lie in (0, 1], got {self.word_keep}")
+        require(self.tau > 0 and self.tau_min > 0, f"tau and tau_min must be positive, got {self.tau}, {self.tau_min}")
+        require(self.tau_decay >= 0, f"tau_decay must be >= 0, got {self.tau_decay}")
         require(self.lm_weight >= 0, f"lm_weight must be >= 0, got {self.lm_weight}")
+        require(self.topic_weight >= 0, f"topic_weight must be >= 0, got {self.topic_weight}")
 
 
 def _lm_record(run: str) -> dict:
@@ -72,6 +102,46 @@ def _lm_record(run: str) -> dict:
 
 NEEDS_LM = ("--lm-weight above 0 needs the language model that scores the middle sequence: give --lm-run DIR "
             "(a trained lstm-lm run on the same data)")
+BANNED = EOS_ID + 1  # ids below this (<pad>, <bos>, <eos>) are never middle words
+
+
+def straight_through_gumbel(logits: torch.Tensor, tau: float) -> torch.Tensor:
+    """A hard one-hot sample of softmax(logits) forward, the gradient of the relaxed sample
+    softmax((logits + g) / τ) backward, g ~ Gumbel(0, 1) (drawn as −log(−log u), u uniform)."""
+    u = torch.rand_like(logits).clamp_(1e-10, 1 - 1e-7)
+    soft = ((logits - torch.log(-torch.log(u))) / tau).softmax(-1)
+    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
+    return hard + soft - soft.detach()
+
+
+class AttentionDecoder(nn.Module):
+    """An LSTM decoder stepping one word at a time over a memory of encoder states (B, S, 2H):
+    Luong et al. 2015's "general" attention with input feeding. Without attention the output
+    is the LSTM state itself."""
+
+    def __init__(self, embedding: int, hidden: int, attention: bool):
+        super().__init__()
+        self.cell = nn.LSTMCell(embedding + hidden, hidden)
+        self.attention = attention
+        if attention:
+            self.score = nn.Linear(2 * hidden, hidden, bias=False)  # W_a, applied to the memory once
+            self.combine = nn.Linear(2 * hidden + hidden, hidden)   # W_c
+
+    def start(self, memory: torch.Tensor, mask: torch.Tensor, state):
+        keys = self.score(memory) if self.attention else None
+        h, c = state
+        return {"h": h, "c": c, "feed": torch.zeros_like(h), "memory": memory, "keys": keys, "mask": mask}
+
+    def step(self, word: torch.Tensor, carry: dict) -> torch.Tensor:
+        """õ_t (B, H) for input embeddings ``word`` (B, E); ``carry`` moves on a step."""
+        h, c = self.cell(torch.cat([word, carry["feed"]], -1), (carry["h"], carry["c"]))
+        out = h
+        if self.attention:
+            scores = torch.einsum("bsh,bh->bs", carry["keys"], h).masked_fill(~carry["mask"], -1e9)
+            context = torch.einsum("bs,bsh->bh", scores.softmax(-1), carry["memory"])
+            out = torch.tanh(self.combine(torch.cat([context, h], -1)))
+        carry.update(h=h, c=c, feed=out)
+        return out
 
 
 @register("seq3")
@@ -96,11 +166,17 @@ class Seq3(TextModel):
         super().__init__(config)
         v, e, h = max(len(config.vocabulary), 4), config.embedding_dim, config.hidden_dim
         self.embed = nn.Embedding(v, e, padding_idx=0)
-        self.compress_encoder = nn.LSTM(e, h, batch_first=True)
-        self.compress_decoder = nn.LSTM(e, h, batch_first=True)
-        self.compress_output = nn.Linear(h, v)
-        self.reconstruct_encoder = nn.LSTM(e, h, batch_first=True)
-        self.reconstructor = SentenceDecoder(v, e, h)
+        self.encoder = nn.LSTM(e, h, batch_first=True, bidirectional=True)  # reads x and y alike
+        self.bridge = nn.Linear(2 * h, 2 * h)  # the encoder's last states → a decoder's (h_0, c_0)
+        self.compressor = AttentionDecoder(e, h, config.attention)
+        self.reconstructor = AttentionDecoder(e, h, config.attention)
+        if config.tie_embeddings:
+            self.to_embedding = nn.Linear(h, e)  # W_o: logits = E · W_o õ + b
+            self.output_bias = nn.Parameter(torch.zeros(v))
+        else:
+            self.compress_output, self.reconstruct_output = nn.Linear(h, v), nn.Linear(h, v)
+        self.register_buffer("idf", torch.ones(v))
+        self.tau = config.tau
         self.lm = None
         if config.lm_hidden_dim:
             self.lm = SentenceDecoder(v, config.lm_embedding_dim, config.lm_hidden_dim)
@@ -113,70 +189,114 @@ class Seq3(TextModel):
         return self
 
     def prepare(self, data) -> None:
-        """Copy the trained language model's weights in (a fresh run with ``lm_run``)."""
+        """The training sentences' IDF (for the topic loss); the trained language model's weights
+        (a fresh run with ``lm_run``)."""
+        x = data.x.cpu()
+        seen = torch.zeros(len(x), len(self.idf), dtype=torch.bool)
+        seen[torch.arange(len(x)).unsqueeze(1).expand_as(x), x] = True  # sentence i holds word w
+        docs = seen[:, BANNED:].sum(0).double()
+        self.idf[BANNED:] = torch.log((len(x) + 1) / (docs + 1)).to(self.idf)
         if self.lm is None or not self.config.lm_run:
             return
         from ..io import load
         lm = load(self.config.lm_run)
         self.lm.load_state_dict(lm.decoder.state_dict())
 
-    # -- the compressor: x -> middle words --------------------------------------------
+    def schedule(self, epoch: float) -> None:
+        c = self.config
+        self.tau = max(c.tau_min, c.tau * math.exp(-c.tau_decay * epoch)) if c.tau_decay > 0 else c.tau
+
+    # -- shared pieces -----------------------------------------------------------------
+    def encode(self, embedded: torch.Tensor, lengths: torch.Tensor):
+        """(memory (B, S, 2H), its mask (B, S), a decoder's first state (h, c))."""
+        memory, (h, _) = run_lstm(self.encoder, embedded, lengths)
+        h0, c0 = torch.tanh(self.bridge(torch.cat([h[0], h[1]], -1))).chunk(2, -1)
+        return memory, length_mask(lengths, embedded.shape[1]), (h0, c0)
+
+    def logits(self, out: torch.Tensor, which: str) -> torch.Tensor:
+        if self.config.tie_embeddings:
+            return self.to_embedding(out) @ self.embed.weight.t() + self.output_bias
+        return (self.compress_output if which == "compressor" else self.reconstruct_output)(out)
+
     def middle_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
         words = (lengths - 1).clamp(min=1)
         return torch.ceil(words.double() * self.config.ratio).long().clamp(min=1)
 
+    # -- the compressor: x -> middle words --------------------------------------------
     def compress(self, batch: Batch, hard: bool | None = None):
         """(one-hot middle words (B, M, V), the compressor's log-probabilities (B, M, V), middle
-        lengths (B,)). Training draws straight-through Gumbel-softmax samples; evaluation
-        takes the most probable word."""
+        lengths (B,)). Training draws straight-through Gumbel-softmax samples; evaluation takes
+        the most probable word."""
         lengths = lengths_of(batch)
         x = trimmed(batch.x, lengths)
-        _, state = run_lstm(self.compress_encoder, self.embed(x), lengths)
+        memory, mask, state = self.encode(self.embed(x), lengths)
+        carry = self.compressor.start(memory, mask, state)
         m = self.middle_lengths(lengths)
-        steps = int(m.max())
-        word = self.embed(torch.full((len(x), 1), BOS_ID, dtype=torch.int64, device=x.device))
-        onehots, logps = [], []
+        word = self.embed.weight[BOS_ID].expand(len(x), -1)
         sample = self.training if hard is None else not hard
-        for _ in range(steps):
-            out, state = self.compress_decoder(word, state)
-            logits = self.compress_output(out[:, -1])
-            logits = torch.cat([torch.full_like(logits[:, :EOS_ID + 1], -1e9), logits[:, EOS_ID + 1:]], 1)
+        onehots, logps = [], []
+        for _ in range(int(m.max())):
+            logits = self.logits(self.compressor.step(word, carry), "compressor")
+            logits = torch.cat([torch.full_like(logits[:, :BANNED], -1e9), logits[:, BANNED:]], 1)
             logps.append(logits.log_softmax(-1))
-            y = F.gumbel_softmax(logits, tau=self.config.tau, hard=True) if sample else \
+            y = straight_through_gumbel(logits, self.tau) if sample else \
                 F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
             onehots.append(y)
-            word = (y @ self.embed.weight).unsqueeze(1)
+            word = y @ self.embed.weight
         return torch.stack(onehots, 1), torch.stack(logps, 1), m
 
     # -- the reconstructor: middle words -> x ------------------------------------------
+    def reconstructor_outputs(self, x: torch.Tensor, onehots: torch.Tensor, m: torch.Tensor, keep: float):
+        """õ_t (B, T, H) of the reconstructor, teacher-forced on x's words (dropped to <unk>
+        with probability 1 − keep), attending over the encoded middle sequence."""
+        memory, mask, state = self.encode(onehots @ self.embed.weight, m)
+        carry = self.reconstructor.start(memory, mask, state)
+        inputs = self.embed(word_dropout(decoder_inputs(x), keep, self.unk_id))
+        return torch.stack([self.reconstructor.step(inputs[:, t], carry) for t in range(x.shape[1])], 1)
+
     def reconstruction_nll(self, batch: Batch, onehots: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """−log p_rec(x | y) per sentence (B,), over its real tokens."""
         lengths = lengths_of(batch)
         x = trimmed(batch.x, lengths)
-        _, state = run_lstm(self.reconstruct_encoder, onehots @ self.embed.weight, m)
-        return self.reconstructor.nll(decoder_inputs(x), x, lengths, state=state)
+        out = self.reconstructor_outputs(x, onehots, m, self.config.word_keep if self.training else 1.0)
+        rows = length_mask(lengths, x.shape[1]).nonzero(as_tuple=True)
+        nll = F.cross_entropy(self.logits(out[rows], "reconstructor"), x[rows], reduction="none")
+        return torch.zeros(len(x), dtype=nll.dtype, device=nll.device).index_add_(0, rows[0], nll)
 
+    # -- the other terms -----------------------------------------------------------------
     def lm_prior(self, onehots: torch.Tensor, logq: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """Σ_t KL(q_t ‖ p_LM(· | y_<t)) per sentence (B,)."""
+        """Σ_t KL(p_LM(· | y_<t) ‖ q_t) per sentence (B,); the language model reads the sampled
+        words."""
         lm = self.lm
-        bos = lm.embed.weight[BOS_ID].expand(len(m), 1, -1)
-        inputs = torch.cat([bos, onehots[:, :-1] @ lm.embed.weight], 1)
-        out, _ = run_lstm(lm.lstm, inputs, m)
-        logp = lm.output(out).log_softmax(-1)
-        kl = (logq.exp() * (logq - logp)).sum(-1)
+        ids = onehots.argmax(-1).detach()
+        inputs = torch.cat([torch.full_like(ids[:, :1], BOS_ID), ids[:, :-1]], 1)
+        out, _ = run_lstm(lm.lstm, lm.embed(inputs), m)
+        logp = lm.output(out).log_softmax(-1)[..., BANNED:]
+        logp = logp - logp.logsumexp(-1, keepdim=True)  # the LM, renormalised over the words y may take
+        kl = (logp.exp() * (logp - logq[..., BANNED:])).sum(-1)
         return (kl * length_mask(m, onehots.shape[1])).sum(1)
 
+    def topic(self, x: torch.Tensor, lengths: torch.Tensor, logq: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
+        """1 − cos(IDF-weighted mean embedding of x's words, mean expected embedding of y) (B,)."""
+        words = length_mask(lengths - 1, x.shape[1]).float() * self.idf[x]
+        source = (words.unsqueeze(-1) * self.embed(x)).sum(1) / words.sum(1, keepdim=True).clamp(min=1e-6)
+        middle = (length_mask(m, logq.shape[1]).float().unsqueeze(-1) * (logq.exp() @ self.embed.weight)).sum(1)
+        return 1 - F.cosine_similarity(source, middle / m.unsqueeze(1), dim=-1)
+
     def loss(self, batch: Batch) -> Loss:
+        c = self.config
+        if self.lm is None and c.lm_weight > 0:
+            raise VaelabError(NEEDS_LM)
         onehots, logq, m = self.compress(batch)
         recon = self.reconstruction_nll(batch, onehots, m).mean()
         terms, weights = {"recon": recon}, {"recon": 1.0}
-        total = recon
-        if self.lm is None and self.config.lm_weight > 0:
-            raise VaelabError(NEEDS_LM)
         if self.lm is not None:
-            prior = self.lm_prior(onehots, logq, m).mean()
-            terms["lm_prior"], weights["lm_prior"] = prior, self.config.lm_weight
-            total = total + self.config.lm_weight * prior
-        return Loss(total, terms, weights)
+            terms["lm_prior"], weights["lm_prior"] = self.lm_prior(onehots, logq, m).mean(), c.lm_weight
+        if c.topic_weight > 0:
+            lengths = lengths_of(batch)
+            terms["topic"] = self.topic(trimmed(batch.x, lengths), lengths, logq, m).mean()
+            weights["topic"] = c.topic_weight
+        return Loss(sum(weights[k] * terms[k] for k in terms), terms, weights)
 
     # -- looking inside ----------------------------------------------------------------
     @torch.no_grad()
@@ -197,20 +317,30 @@ class Seq3(TextModel):
         onehots, _, m = self.compress(batch, hard=True)
         lengths = lengths_of(batch)
         x = trimmed(batch.x, lengths)
-        _, state = run_lstm(self.reconstruct_encoder, onehots @ self.embed.weight, m)
-        out, _ = run_lstm(self.reconstructor.lstm, self.reconstructor.embed(decoder_inputs(x)), lengths, state)
-        right = (self.reconstructor.output(out).argmax(-1) == x) & length_mask(lengths, x.shape[1])
+        logits = self.logits(self.reconstructor_outputs(x, onehots, m, 1.0), "reconstructor")
+        logits[..., :EOS_ID] = -float("inf")
+        right = (logits.argmax(-1) == x) & length_mask(lengths, x.shape[1])
         return right.sum(1).double() / lengths.double()
 
     @torch.no_grad()
     def reconstruct_from_middle(self, batch: Batch) -> Batch:
         """Greedy decodes of x from the greedy middle sequences."""
-        from ..nn.text import lengths_from_ids
-
         onehots, _, m = self.compress(batch, hard=True)
-        _, state = run_lstm(self.reconstruct_encoder, onehots @ self.embed.weight, m)
-        ids = self.reconstructor.generate(len(m), self.config.input_shape[0], state=state, greedy=True)
-        return Batch(ids, extras={"lengths": lengths_from_ids(ids)})
+        memory, mask, state = self.encode(onehots @ self.embed.weight, m)
+        carry = self.reconstructor.start(memory, mask, state)
+        n, steps = len(m), self.config.input_shape[0]
+        out = torch.zeros(n, steps, dtype=torch.int64, device=m.device)
+        done = torch.zeros(n, dtype=torch.bool, device=m.device)
+        word = torch.full((n,), BOS_ID, dtype=torch.int64, device=m.device)
+        for t in range(steps):
+            logits = self.logits(self.reconstructor.step(self.embed(word), carry), "reconstructor")
+            logits[:, :EOS_ID] = -float("inf")
+            word = logits.argmax(-1) if t < steps - 1 else torch.full_like(word, EOS_ID)
+            out[:, t] = word.masked_fill(done, 0)
+            done |= word == EOS_ID
+            if bool(done.all()):
+                break
+        return Batch(out, extras={"lengths": lengths_from_ids(out)})
 
     @property
     def can_sample(self) -> bool:
