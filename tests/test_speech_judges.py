@@ -41,3 +41,31 @@ def test_voice_conversion_needs_speech_runs(tmp_path, capsys):
 def test_voice_conversion_takes_no_data_option(tmp_path, capsys):
     assert main(["compare", "voice-conversion", "--data", "mnist", "--run", "x", "--out", str(tmp_path)]) != 0
     assert "takes no --data" in capsys.readouterr().err
+
+
+def test_voice_conversion_split_is_val_or_test():
+    from vaelab.compare.voice_conversion import measured_split
+    from vaelab.errors import VaelabError
+
+    with pytest.raises(VaelabError, match="--split bogus: choose val"):
+        measured_split("bogus", ["run"], None)
+
+
+def test_judges_leave_the_held_out_clips_out_of_their_fit(monkeypatch):
+    import vaelab.data.speech as speech
+    from vaelab.evaluation import judges as judges_module
+
+    rows = [(d, s, t) for d in range(2) for s in range(2) for t in range(5, 12)]
+    waves = [tone(110.0 + 70 * s, d, 0.3, seed=t) for d, s, t in rows]
+    labels = np.array(rows)
+    monkeypatch.setattr(speech, "fsdd_waves", lambda root, split: (waves, labels[:, 0], labels[:, 1], labels[:, 2]))
+    fitted = []
+    real_fit = judges_module.fit_classifier
+    monkeypatch.setattr(judges_module, "fit_classifier", lambda x, y, held: fitted.append(len(y)) or real_fit(x, y, held))
+    held_out = [(1, 0, 11), (0, 1, 10)]
+    judges, measured = judges_module.train_judges("unused", RATE, held_out=held_out)
+    assert fitted == [len(rows) - 2, len(rows) - 2]
+    assert measured["takes"].tolist() == [11, 10] and measured["speakers"].tolist() == [0, 1]
+    assert measured["waves"][0] is waves[rows.index((1, 0, 11))]
+    with pytest.raises(ValueError, match="not FSDD training takes"):
+        judges_module.train_judges("unused", RATE, held_out=[(9, 9, 9)])

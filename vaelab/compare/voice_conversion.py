@@ -33,7 +33,7 @@ from ..errors import VaelabError
 from .common import Comparison, prepare_out
 
 COLUMNS = ["audio", "n", "speaker: read as target", "speaker: read as source", "digit kept"]
-REFERENCE_ROW = 0  # each speaker's first test clip (digit 0, take 0) is the one reference take
+REFERENCE_ROW = 0  # each speaker's first measured clip (on the test takes: digit 0, take 0) is the one reference take
 
 
 SPLIT_NAMES = {"val": "validation clips", "test": "test takes"}
