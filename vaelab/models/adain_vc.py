@@ -10,9 +10,10 @@ with instance normalisation (Chou, Yeh & Lee 2019, "AdaIN-VC").
     L = λ_rec · Σ |x − x̂|  +  λ_kl · KL(N(μ, I) ‖ N(0, I)),   KL = ½ Σ μ²
 
 both summed over a clip (mel bands or content channels × true frames), averaged over the
-batch. No speaker labels are used (with ``speaker_clip = other`` they pick, for each clip, another
-clip of its speaker to take the speaker vector from while training; no label enters a loss). λ_kl rises linearly from 0 over the first
-``kl_anneal_epochs`` (the paper: over its first 20,000 of 200,000 steps).
+batch. No speaker label enters the loss. By default (``speaker_clip = other``) the labels pick,
+for each clip, another clip of its speaker whose speaker vector decodes it while training: one
+short clip's own vector also says what was said (the paper's ``own``). λ_kl rises linearly from 0
+over the first ``kl_anneal_epochs`` (the paper: over its first 20,000 of 200,000 steps).
 
 Scaled down from the paper (official code: 80 mel bands at 22 kHz, c_h = 128, C = 128, S = 128,
 six blocks with time subsampling 1,2,1,2,1,2 and a convolution bank; λ_rec = 10, λ_kl = 1 on

@@ -39,6 +39,7 @@ from ..errors import VaelabError
 from ..nn.text import BOS_ID, EOS_ID, SentenceDecoder, decoder_inputs, length_mask, lengths_of, lengths_from_ids, \
     run_lstm, trimmed, word_dropout
 from .base import Batch, Loss
+from .discrete_vae import gumbel_softmax
 from .registry import register
 from .text_base import TextModel, input_shape_field, vocabulary_field
 
@@ -103,15 +104,6 @@ def _lm_record(run: str) -> dict:
 NEEDS_LM = ("--lm-weight above 0 needs the language model that scores the middle sequence: give --lm-run DIR "
             "(a trained lstm-lm run on the same data)")
 BANNED = EOS_ID + 1  # ids below this (<pad>, <bos>, <eos>) are never middle words
-
-
-def straight_through_gumbel(logits: torch.Tensor, tau: float) -> torch.Tensor:
-    """A hard one-hot sample of softmax(logits) forward, the gradient of the relaxed sample
-    softmax((logits + g) / τ) backward, g ~ Gumbel(0, 1) (drawn as −log(−log u), u uniform)."""
-    u = torch.rand_like(logits).clamp_(1e-10, 1 - 1e-7)
-    soft = ((logits - torch.log(-torch.log(u))) / tau).softmax(-1)
-    hard = F.one_hot(soft.argmax(-1), logits.shape[-1]).to(soft.dtype)
-    return hard + soft - soft.detach()
 
 
 class AttentionDecoder(nn.Module):
@@ -239,7 +231,7 @@ class Seq3(TextModel):
             logits = self.logits(self.compressor.step(word, carry), "compressor")
             logits = torch.cat([torch.full_like(logits[:, :BANNED], -1e9), logits[:, BANNED:]], 1)
             logps.append(logits.log_softmax(-1))
-            y = straight_through_gumbel(logits, self.tau) if sample else \
+            y = gumbel_softmax(logits, self.tau, hard=True) if sample else \
                 F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
             onehots.append(y)
             word = y @ self.embed.weight

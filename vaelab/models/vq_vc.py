@@ -43,7 +43,7 @@ from torch import nn
 
 from ..config import Config, require
 from ..nn.quantizer import VectorQuantizer
-from ..nn.speech import EPS, ConvStack, instance_norm, masked_mean, masked_sum, speech_input
+from ..nn.speech import ConvStack, clip_stats, instance_norm, masked_mean, masked_sum, speech_input
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -159,8 +159,7 @@ class VQVC(SpeechModel):
             return None
         s = masked_mean(z - c.detach(), low)
         if self.stats is not None:
-            mu = masked_mean(x, mask)
-            sd = masked_mean((x - mu[..., None]) ** 2, mask).add(EPS).sqrt()
+            mu, sd = clip_stats(x, mask)
             s = s + self.stats(torch.cat([mu, sd.log()], 1))
         return s
 

@@ -22,11 +22,16 @@ def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (h * m).sum(-1) / m.sum(-1).clamp_min(1.0)
 
 
+def clip_stats(h: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(μ, σ), each (B, C): every channel's mean and spread over a clip's true frames."""
+    mu = masked_mean(h, mask)
+    return mu, masked_mean((h - mu[..., None]) ** 2, mask).add(EPS).sqrt()
+
+
 def instance_norm(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(h − μ) / σ per clip and channel over the true frames; padded frames come out 0."""
-    mu = masked_mean(h, mask)[..., None]
-    var = masked_mean((h - mu) ** 2, mask)[..., None]
-    return (h - mu) / torch.sqrt(var + EPS) * mask[:, None, :]
+    mu, sd = clip_stats(h, mask)
+    return (h - mu[..., None]) / sd[..., None] * mask[:, None, :]
 
 
 def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
