@@ -259,3 +259,42 @@ def test_user_text_reads_with_the_ptb_vocabulary_and_refuses_bad_files(tmp_path)
     (tmp_path / "empty.txt").write_text("")
     with pytest.raises(VaelabError, match="holds no sentences"):
         load_dataset(f"text:{tmp_path / 'empty.txt'}", data_dir=SHARED_DATA)
+
+
+def test_curve_points_record_each_stretch_of_an_epoch_at_its_global_step(tmp_path):
+    import json
+
+    ds = tiny_dataset(96)
+    settings = {"epochs": 2, "threads": 1, "batch_size": 16, "val_size": 0, "curve_points": 3}
+    vaelab.train("text-vae", ds, tmp_path / "vae", model_config={**TINY_TEXT, "latent_dim": 4}, config=settings,
+                 progress=False)
+    lines = [json.loads(ln) for ln in (tmp_path / "vae" / "metrics.jsonl").read_text().splitlines()]
+    assert [ln["train_curve"]["step"] for ln in lines] == [[2, 4, 6], [8, 10, 12]]  # 6 steps of 16 an epoch
+    for ln in lines:  # equal stretches: their mean is the epoch's mean
+        curve = ln["train_curve"]
+        assert {"kl", "recon"} <= set(curve) - {"step"} <= set(ln["train"])
+        assert sum(curve["kl"]) / 3 == pytest.approx(ln["train"]["kl"], rel=1e-5)
+        assert len(set(curve["recon"])) == 3  # the stretches differ: not the epoch mean repeated
+
+
+def test_epoch_stretches_weigh_batch_sizes_and_never_outnumber_the_steps():
+    from vaelab.training.terms import EpochTerms
+
+    terms = EpochTerms()
+    for value, size in ((1.0, 10), (3.0, 30), (5.0, 5)):
+        terms.add({"a": torch.tensor(value)}, size)
+    assert terms.stretches(1, 100, 3) == {"step": [103], "a": [pytest.approx((10 + 90 + 25) / 45)]}
+    assert terms.stretches(8, 0, 3) == {"step": [1, 2, 3], "a": [1.0, 3.0, 5.0]}
+
+
+def test_text_collapse_curves_follow_the_steps_within_an_epoch(tmp_path):
+    import json
+
+    from vaelab.compare.text_collapse import text_collapse
+
+    result = text_collapse(tmp_path / "collapse", data="ptb", data_dir=SHARED_DATA, variants_=("plain",),
+                           epochs=1, sentences=64, eval_size=4, hidden=8, embedding=8, latent_dim=2,
+                           nll_samples=2, batch_size=16, threads=1, curve_points=4, progress=False)
+    assert result.rows[0]["variant"] == "plain" and (tmp_path / "collapse" / "curve_kl.png").stat().st_size > 0
+    line = json.loads((tmp_path / "collapse" / "plain" / "metrics.jsonl").read_text())
+    assert line["train_curve"]["step"] == [1, 2, 3, 4]

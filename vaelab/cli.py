@@ -17,7 +17,7 @@ from .outputs import check_outputs
 from .text_cli import print_interpolation, print_reconstructions, print_samples, reads_text
 from .words import count
 
-RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard")
+RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard", "curve_points")
 
 
 _ints = comma_list(int)  # --indices 3,17,42

@@ -197,6 +197,7 @@ SPECIFIC = {
         ("--embedding", "embedding", int, 128, "word embedding size"),
         ("--latent-dim", "latent_dim", int, 32, "size of z"),
         ("--nll-samples", "nll_samples", int, 500, "importance samples for -log p(x)"),
+        ("--curve-points", "curve_points", int, 20, "points per epoch on the KL and reconstruction curves"),
     ]),
     "secret-code": ("seq3's middle sequence without and with the language-model prior (PTB): its perplexity "
                     "under the lstm-lm against real sentences of its length, copied words, reconstruction", [

@@ -136,7 +136,7 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
         same = (rec.get("model") == model and rec.get("data", {}).get("n_train", 0) + held == len(data)
                 and all(rec["config"].get(k) == v for k, v in wanted.items())
                 and all(recorded.get(k) == v for k, v in train_config.items()
-                        if k not in ("epochs", "threads", "device")))
+                        if k not in ("epochs", "threads", "device", "curve_points")))
         if not same:
             raise VaelabError(f"{out} holds a run with other settings; remove it or choose another --out")
         if _finished(out, train_config) and (out / "model.safetensors").exists():

@@ -14,8 +14,10 @@ in the fix switched on:
 Each is measured on the sentences of ``split`` (validation by default: this is a choice between
 settings): ``nelbo`` (the bound, nats per sentence), ``nll`` (importance-sampled with
 ``nll_samples``), ``kl``, ``mutual_information`` I(x; z), ``active_units``, and the perplexities
-of each over words + <eos>. ``curves.png`` plots KL and reconstruction (training means of each
-epoch) against the training step for every variant.
+of each over words + <eos>. ``curve_kl.png`` and ``curve_recon.png`` plot KL and reconstruction
+against the training step for every variant: the training means of ``curve_points`` stretches of
+steps per epoch (``train_curve`` in each run's metrics.jsonl), where collapse happens within the
+first epoch.
 """
 from __future__ import annotations
 
@@ -52,6 +54,7 @@ def text_collapse(out, *, data: str | None = None, data_dir=None, variants_: tup
                   split: str = "val",
                   hidden: int = 128, embedding: int = 128, latent_dim: int = 32, cycles: int = 3,
                   nll_samples: int = 500, batch_size: int = 32, seed: int = 0, threads: int = 0,
+                  curve_points: int = 20,
                   progress: bool = True, **_) -> Comparison:
     """Train each variant (reusing finished runs in ``out``), measure it, plot its curves."""
     t0 = time.perf_counter()
@@ -71,7 +74,7 @@ def text_collapse(out, *, data: str | None = None, data_dir=None, variants_: tup
     held = held.subset(slice(0, eval_size)) if eval_size else held
     net = {"embedding_dim": embedding, "hidden_dim": hidden, "latent_dim": latent_dim, "decoder_dropout": 0.0}
     config = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "threads": threads, "val_size": 0,
-              "monitor": "loss"}
+              "monitor": "loss", "curve_points": curve_points}
     rows, curves = [], {}
     for name in chosen:
         model = fit("text-vae", train, out / name, {**net, **table[name]}, config, progress)
@@ -92,15 +95,16 @@ def text_collapse(out, *, data: str | None = None, data_dir=None, variants_: tup
 
 
 def _curve(path) -> dict[str, list[float]]:
-    """(step, training KL, training recon) of each epoch from a run's metrics.jsonl."""
-    steps, kl, recon = [], [], []
+    """(step, training KL, training recon) from a run's metrics.jsonl: every stretch of
+    ``train_curve`` where the run recorded one, else each epoch's mean."""
+    curve = {"step": [], "kl": [], "recon": []}
     for line in path.read_text().splitlines():
         if line.strip():
             r = json.loads(line)
-            steps.append(r["step"])
-            kl.append(r["train"]["kl"])
-            recon.append(r["train"]["recon"])
-    return {"step": steps, "kl": kl, "recon": recon}
+            part = r.get("train_curve") or {k: [v] for k, v in (("step", r["step"]), *r["train"].items())}
+            for key in curve:
+                curve[key].extend(part[key])
+    return curve
 
 
 def _plot(out, curves: dict) -> list[str]:

@@ -29,6 +29,24 @@ class EpochTerms:
         weights = torch.tensor(self.sizes, dtype=torch.float32, device=self.history[0].device).unsqueeze(1)
         return dict(zip(self.names, ((torch.stack(self.history) * weights).sum(0) / sum(self.sizes)).tolist()))
 
+    def stretches(self, points: int, first_step: int, steps: int) -> dict[str, list[float]]:
+        """The epoch cut into ``points`` contiguous stretches of steps (fewer when it has fewer
+        steps): each stretch's size-weighted term means, at the global step where it ends."""
+        n = len(self.history)
+        points = min(points, n)
+        values = torch.stack(self.history).double()
+        sizes = torch.tensor(self.sizes, dtype=torch.float64, device=values.device)
+        curve: dict[str, list[float]] = {"step": []}
+        curve.update({name: [] for name in self.names})
+        for k in range(points):
+            a, b = k * n // points, (k + 1) * n // points
+            w = sizes[a:b]
+            means = (values[a:b] * w.unsqueeze(1)).sum(0) / w.sum()
+            curve["step"].append(first_step + round(steps * b / n))
+            for name, v in zip(self.names, means.tolist()):
+                curve[name].append(v)
+        return curve
+
     def recent(self, steps: int = 25) -> dict[str, str]:
         """The last steps' means, for the progress bar."""
         return {k: f"{v:.2f}" for k, v in zip(self.names, torch.stack(self.history[-steps:]).mean(0).tolist())}

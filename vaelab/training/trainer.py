@@ -67,6 +67,8 @@ class TrainConfig(Config):
     unlabelled rows is drawn ``labelled_batch_size`` labelled rows per step beside
     ``batch_size`` unlabelled ones (0: in proportion to the two sets, at least 1).
     ``tensorboard`` also writes the values of ``metrics.jsonl`` as TensorBoard scalars.
+    ``curve_points`` > 0 adds the terms' means over that many stretches of each epoch
+    (``train_curve``), so a curve can follow the step where one point per epoch is too coarse.
     ``profile`` names the packaged settings file (:mod:`vaelab.profiles`) the run started from:
     a record only; the settings it holds are applied by ``vaelab train --profile`` or
     :func:`vaelab.profiles.profile_settings`.
@@ -126,6 +128,10 @@ class TrainConfig(Config):
     labelled_batch_size: int = field(default=0, metadata={
         "help": "labelled rows per step beside --batch-size unlabelled ones, for partly labelled data "
                 "(0 = in proportion, at least 1)"})
+    curve_points: int = field(default=0, metadata={
+        "help": "also record the training terms at this many evenly spaced points of each epoch (the mean "
+                "of each stretch of steps) as train_curve in metrics.jsonl, for curves against the step "
+                "(0 = the epoch's mean only)"})
     tensorboard: bool = field(default=False, metadata={
         "help": "also write each epoch's values as TensorBoard scalars into RUN/tensorboard/ (needs the "
                 "tensorboard package)"})
@@ -151,6 +157,7 @@ class TrainConfig(Config):
         require(self.labels >= 0, f"labels must be >= 0 (0 = keep every label), got {self.labels}")
         require(self.patience >= 0, f"patience must be >= 0 (0 = off), got {self.patience}")
         require(self.lr_halve_patience >= 0, f"lr_halve_patience must be >= 0 (0 = off), got {self.lr_halve_patience}")
+        require(self.curve_points >= 0, f"curve_points must be >= 0 (0 = off), got {self.curve_points}")
         require(self.eval_batch_size > 0, f"eval_batch_size must be positive, got {self.eval_batch_size}")
         require(0 <= self.threads <= 4096, f"threads must be >= 0 (0 = all cores), got {self.threads}")
         require(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
@@ -569,6 +576,8 @@ class _Training:
                 "cpu_seconds": round(time.process_time() - t0[1], 3), "train": train_means}
         if val_terms is not None:
             line["val"] = val_terms
+        if self.config.curve_points and terms.history:
+            line["train_curve"] = terms.stretches(self.config.curve_points, c["step"] - self.steps, self.steps)
         if problems:  # named in metrics.jsonl and on stderr; never kept as best while a sound epoch exists
             line.update(diverged=True, warning="; ".join(problems))
             if self.ctx.writer:
