@@ -210,3 +210,46 @@ def test_vq_vc_variants_never_read_the_padding(settings, clips):
     t = int(lengths.min())
     assert torch.allclose(model.reconstruct(batch)[:, :, :t], model.reconstruct(batch.with_x(noisy))[:, :, :t],
                           atol=1e-4)
+
+
+def test_adain_vc_noise_scale_sets_the_training_noise_and_zero_removes_it(clips):
+    torch.manual_seed(0)
+    batch = clips.subset(slice(0, 4)).batch()
+    own = _model("adain-vc", clips).config.to_dict() | {"speaker_clip": "own"}  # no random partner
+    base = build("adain-vc", **own)
+    quiet = build("adain-vc", **{**own, "noise_scale": 0.0})
+    quiet.load_state_dict(base.state_dict())
+    quiet.schedule(10.0)
+    base.schedule(10.0)
+    a, b = quiet.train().loss(batch), quiet.train().loss(batch)
+    assert torch.allclose(a.total, b.total)  # no noise: training is deterministic
+    assert torch.allclose(a.total, quiet.eval().loss(batch).total, atol=1e-4)
+    torch.manual_seed(1)
+    noisy = base.train().loss(batch)
+    assert not torch.allclose(noisy.total, a.total)
+    assert torch.allclose(noisy.terms["kl"], a.terms["kl"])  # the KL is ½ Σ μ² either way
+    with pytest.raises(VaelabError, match="noise_scale"):
+        build("adain-vc", **{**base.config.to_dict(), "noise_scale": -1.0})
+
+
+def test_adain_vc_learned_sigma_is_the_full_gaussian_kl(clips):
+    torch.manual_seed(0)
+    batch = clips.subset(slice(0, 4)).batch()
+    base = _model("adain-vc", clips)
+    learned = build("adain-vc", **{**base.config.to_dict(), "learned_sigma": True})
+    learned.load_state_dict(base.state_dict(), strict=False)
+    # σ starts at 1: the same loss as the fixed unit noise
+    torch.manual_seed(1)
+    a = base.train().loss(batch)
+    torch.manual_seed(1)
+    b = learned.train().loss(batch)
+    assert torch.allclose(a.total, b.total, atol=1e-4)
+    with torch.no_grad():
+        learned.content_log_var.bias.fill_(-2.0)  # σ² = e⁻² everywhere
+    x, mask = speech_input(learned, batch, trim=True)
+    mu = learned.content(x, mask)
+    per_element = torch.exp(torch.tensor(-2.0)) + 2.0 - 1.0
+    expected = 0.5 * ((mu.square() + per_element) * mask[:, None]).sum((1, 2)).mean()
+    assert torch.allclose(learned.loss(batch).terms["kl"], expected, rtol=1e-4)
+    with pytest.raises(VaelabError, match="learned_sigma"):
+        build("adain-vc", **{**base.config.to_dict(), "learned_sigma": True, "noise_scale": 0.5})
