@@ -253,3 +253,33 @@ def test_adain_vc_learned_sigma_is_the_full_gaussian_kl(clips):
     assert torch.allclose(learned.loss(batch).terms["kl"], expected, rtol=1e-4)
     with pytest.raises(VaelabError, match="learned_sigma"):
         build("adain-vc", **{**base.config.to_dict(), "learned_sigma": True, "noise_scale": 0.5})
+
+
+def test_adain_vc_decoder_norm_branch_keeps_the_stream_and_never_reads_the_padding(clips):
+    torch.manual_seed(0)
+    cls = vaelab.models.model_class("adain-vc")
+    model = build("adain-vc", **cls.data_settings(clips, {"input_shape": list(clips.shape), **SMALL,
+                                                          "decoder_norm": "branch"})).eval()
+    batch = clips.subset(slice(0, 4)).batch()
+    noisy = batch.x.clone()
+    lengths = batch.extras["lengths"]
+    for i, t in enumerate(lengths):
+        noisy[i, :, int(t):] = torch.randn_like(noisy[i, :, int(t):]) * 5
+    assert torch.allclose(model.loss(batch).total, model.loss(batch.with_x(noisy)).total, atol=1e-3)
+    t = int(lengths.min())
+    assert torch.allclose(model.reconstruct(batch)[:, :, :t], model.reconstruct(batch.with_x(noisy))[:, :, :t],
+                          atol=1e-4)
+    x, mask = speech_input(model, batch)
+    c, s = model.content(x, mask), model.speaker(x, mask)
+    dec = model.decoder
+    with torch.no_grad():  # AdaIN's γ = -1, β = 0: every branch is silent and the stream passes the content through
+        for adain in dec.adain:
+            adain.affine.weight.zero_()
+            adain.affine.bias.copy_(torch.cat([-torch.ones(dec.out.in_channels), torch.zeros(dec.out.in_channels)]))
+        through = dec.out(dec.inp(c) * mask[:, None])
+        assert torch.allclose(model.decode(c, s, mask), through, atol=1e-5)
+        stream = build("adain-vc", **{**model.config.to_dict(), "decoder_norm": "stream"}).eval()
+        stream.load_state_dict(model.state_dict())
+        assert not torch.allclose(stream.decode(c, s, mask), through, atol=1e-3)
+    with pytest.raises(VaelabError, match="decoder norm"):
+        build("adain-vc", **{**model.config.to_dict(), "decoder_norm": "both"})

@@ -6,6 +6,7 @@ with instance normalisation (Chou, Yeh & Lee 2019, "AdaIN-VC").
     speaker encoder   s = E_s(x) (B, S): convolutions, then the mean over the clip's true frames
     decoder           x̂ = D(z, s) with z = μ + ε, ε ~ N(0, I) while training (z = μ otherwise);
                       every block ends in adaptive instance normalisation γ(s)·IN(h) + β(s)
+                      (``decoder_norm`` branch: only each block's residual branch, as the official code)
 
     L = λ_rec · Σ |x − x̂|  +  λ_kl · KL(N(μ, I) ‖ N(0, I)),   KL = ½ Σ μ²
 
@@ -61,6 +62,9 @@ class AdaINVCConfig(Config):
     learned_sigma: bool = field(default=False, metadata={
         "help": "the content encoder also gives each element's σ, z = μ + σ·ε with the KL of N(μ, σ²) from "
                 "N(0, I), as the official code does (replaces noise_scale)"})
+    decoder_norm: str = field(default="stream", metadata={
+        "help": "where the decoder's AdaIN acts: stream (the whole residual stream after each block) or branch "
+                "(each block's branch only, as the official code: the stream keeps the clip's own scale)"})
     speaker_clip: str = field(default="other", metadata={
         "help": "the clip the speaker vector is taken from while training: own (the paper) or other (another "
                 "clip of the same speaker in the batch, so it cannot carry what this clip says)"})
@@ -76,6 +80,7 @@ class AdaINVCConfig(Config):
         require(not (self.learned_sigma and self.noise_scale != 1.0),
                 "learned_sigma replaces noise_scale: give one of them")
         choice("speaker clip", self.speaker_clip, ("own", "other"))
+        choice("decoder norm", self.decoder_norm, ("stream", "branch"))
         check_front_end(self)
 
 
@@ -94,7 +99,8 @@ class AdaINVC(SpeechModel):
             nn.init.zeros_(self.content_log_var.bias)
         self.speaker_in, self.speaker_net = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks)
         self.speaker_out = nn.Linear(ch, config.speaker_dim)
-        self.decoder = AdaINDecoder(config.content_dim, config.speaker_dim, ch, config.blocks, m)
+        self.decoder = AdaINDecoder(config.content_dim, config.speaker_dim, ch, config.blocks, m,
+                                    norm=config.decoder_norm)
         self.kl_scale = 1.0
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
