@@ -283,3 +283,19 @@ def test_adain_vc_decoder_norm_branch_keeps_the_stream_and_never_reads_the_paddi
         assert not torch.allclose(stream.decode(c, s, mask), through, atol=1e-3)
     with pytest.raises(VaelabError, match="decoder norm"):
         build("adain-vc", **{**model.config.to_dict(), "decoder_norm": "both"})
+
+
+def test_adain_vc_run_saved_before_decoder_norm_loads_with_the_stream_norm(clips, tmp_path):
+    import json
+
+    assert build("adain-vc", **_model("adain-vc", clips).config.to_dict()).config.decoder_norm == "branch"
+    result = vaelab.train("adain-vc", clips, tmp_path / "run", model_config={**SMALL, "decoder_norm": "stream"},
+                          config={"epochs": 1, "batch_size": 8, "threads": 1, "val_size": 0.25}, progress=False)
+    path = tmp_path / "run" / "config.json"
+    record = json.loads(path.read_text())
+    del record["config"]["decoder_norm"]  # as a run saved before the setting existed
+    path.write_text(json.dumps(record))
+    loaded = vaelab.load(tmp_path / "run")
+    assert loaded.config.decoder_norm == "stream"
+    batch = clips.subset(slice(0, 3)).batch()
+    assert torch.allclose(loaded.reconstruct(batch), result.model.eval().reconstruct(batch), atol=1e-5)

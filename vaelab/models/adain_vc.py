@@ -24,13 +24,14 @@ per-element means, Adam 5e-4, batch 128, 200,000 steps): here 64 bands at 8 kHz,
 and no bank (the clips are short: 55 frames on average), sizes settable. The paper's terms are
 per-element means; on per-clip sums its 10:1 balance is λ_rec = 1, λ_kl = M / (5 C) (M mel bands,
 C content channels; ½ in the KL): 64 / (5·32) = 0.4 at these sizes. The defaults (λ_kl = 0.02, the
-speaker vector from another clip of the speaker) were chosen on validation clips (docs/speech.md);
+speaker vector from another clip of the speaker, AdaIN on the decoder's branches) were chosen on
+validation clips (docs/speech.md);
 ``--profile paper`` keeps the paper's own-clip training and balance.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -62,12 +63,16 @@ class AdaINVCConfig(Config):
     learned_sigma: bool = field(default=False, metadata={
         "help": "the content encoder also gives each element's σ, z = μ + σ·ε with the KL of N(μ, σ²) from "
                 "N(0, I), as the official code does (replaces noise_scale)"})
-    decoder_norm: str = field(default="stream", metadata={
-        "help": "where the decoder's AdaIN acts: stream (the whole residual stream after each block) or branch "
-                "(each block's branch only, as the official code: the stream keeps the clip's own scale)"})
+    decoder_norm: str = field(default="branch", metadata={
+        "help": "where the decoder's AdaIN acts: branch (each block's branch only, as the official code: the "
+                "stream keeps the clip's own scale; chosen on validation clips) or stream (the whole residual "
+                "stream after each block)"})
     speaker_clip: str = field(default="other", metadata={
         "help": "the clip the speaker vector is taken from while training: own (the paper) or other (another "
                 "clip of the same speaker in the batch, so it cannot carry what this clip says)"})
+
+    # a saved run whose record lacks a setting was trained before it existed, with this value
+    recorded_before: ClassVar[dict] = {"decoder_norm": "stream"}
 
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
