@@ -210,3 +210,92 @@ def test_vq_vc_variants_never_read_the_padding(settings, clips):
     t = int(lengths.min())
     assert torch.allclose(model.reconstruct(batch)[:, :, :t], model.reconstruct(batch.with_x(noisy))[:, :, :t],
                           atol=1e-4)
+
+
+def test_adain_vc_noise_scale_sets_the_training_noise_and_zero_removes_it(clips):
+    torch.manual_seed(0)
+    batch = clips.subset(slice(0, 4)).batch()
+    own = _model("adain-vc", clips).config.to_dict() | {"speaker_clip": "own"}  # no random partner
+    base = build("adain-vc", **own)
+    quiet = build("adain-vc", **{**own, "noise_scale": 0.0})
+    quiet.load_state_dict(base.state_dict())
+    quiet.schedule(10.0)
+    base.schedule(10.0)
+    a, b = quiet.train().loss(batch), quiet.train().loss(batch)
+    assert torch.allclose(a.total, b.total)  # no noise: training is deterministic
+    assert torch.allclose(a.total, quiet.eval().loss(batch).total, atol=1e-4)
+    torch.manual_seed(1)
+    noisy = base.train().loss(batch)
+    assert not torch.allclose(noisy.total, a.total)
+    assert torch.allclose(noisy.terms["kl"], a.terms["kl"])  # the KL is ½ Σ μ² either way
+    with pytest.raises(VaelabError, match="noise_scale"):
+        build("adain-vc", **{**base.config.to_dict(), "noise_scale": -1.0})
+
+
+def test_adain_vc_learned_sigma_is_the_full_gaussian_kl(clips):
+    torch.manual_seed(0)
+    batch = clips.subset(slice(0, 4)).batch()
+    base = _model("adain-vc", clips)
+    learned = build("adain-vc", **{**base.config.to_dict(), "learned_sigma": True})
+    learned.load_state_dict(base.state_dict(), strict=False)
+    # σ starts at 1: the same loss as the fixed unit noise
+    torch.manual_seed(1)
+    a = base.train().loss(batch)
+    torch.manual_seed(1)
+    b = learned.train().loss(batch)
+    assert torch.allclose(a.total, b.total, atol=1e-4)
+    with torch.no_grad():
+        learned.content_log_var.bias.fill_(-2.0)  # σ² = e⁻² everywhere
+    x, mask = speech_input(learned, batch, trim=True)
+    mu = learned.content(x, mask)
+    per_element = torch.exp(torch.tensor(-2.0)) + 2.0 - 1.0
+    expected = 0.5 * ((mu.square() + per_element) * mask[:, None]).sum((1, 2)).mean()
+    assert torch.allclose(learned.loss(batch).terms["kl"], expected, rtol=1e-4)
+    with pytest.raises(VaelabError, match="learned_sigma"):
+        build("adain-vc", **{**base.config.to_dict(), "learned_sigma": True, "noise_scale": 0.5})
+
+
+def test_adain_vc_decoder_norm_branch_keeps_the_stream_and_never_reads_the_padding(clips):
+    torch.manual_seed(0)
+    cls = vaelab.models.model_class("adain-vc")
+    model = build("adain-vc", **cls.data_settings(clips, {"input_shape": list(clips.shape), **SMALL,
+                                                          "decoder_norm": "branch"})).eval()
+    batch = clips.subset(slice(0, 4)).batch()
+    noisy = batch.x.clone()
+    lengths = batch.extras["lengths"]
+    for i, t in enumerate(lengths):
+        noisy[i, :, int(t):] = torch.randn_like(noisy[i, :, int(t):]) * 5
+    assert torch.allclose(model.loss(batch).total, model.loss(batch.with_x(noisy)).total, atol=1e-3)
+    t = int(lengths.min())
+    assert torch.allclose(model.reconstruct(batch)[:, :, :t], model.reconstruct(batch.with_x(noisy))[:, :, :t],
+                          atol=1e-4)
+    x, mask = speech_input(model, batch)
+    c, s = model.content(x, mask), model.speaker(x, mask)
+    dec = model.decoder
+    with torch.no_grad():  # AdaIN's γ = -1, β = 0: every branch is silent and the stream passes the content through
+        for adain in dec.adain:
+            adain.affine.weight.zero_()
+            adain.affine.bias.copy_(torch.cat([-torch.ones(dec.out.in_channels), torch.zeros(dec.out.in_channels)]))
+        through = dec.out(dec.inp(c) * mask[:, None])
+        assert torch.allclose(model.decode(c, s, mask), through, atol=1e-5)
+        stream = build("adain-vc", **{**model.config.to_dict(), "decoder_norm": "stream"}).eval()
+        stream.load_state_dict(model.state_dict())
+        assert not torch.allclose(stream.decode(c, s, mask), through, atol=1e-3)
+    with pytest.raises(VaelabError, match="decoder norm"):
+        build("adain-vc", **{**model.config.to_dict(), "decoder_norm": "both"})
+
+
+def test_adain_vc_run_saved_before_decoder_norm_loads_with_the_stream_norm(clips, tmp_path):
+    import json
+
+    assert build("adain-vc", **_model("adain-vc", clips).config.to_dict()).config.decoder_norm == "branch"
+    result = vaelab.train("adain-vc", clips, tmp_path / "run", model_config={**SMALL, "decoder_norm": "stream"},
+                          config={"epochs": 1, "batch_size": 8, "threads": 1, "val_size": 0.25}, progress=False)
+    path = tmp_path / "run" / "config.json"
+    record = json.loads(path.read_text())
+    del record["config"]["decoder_norm"]  # as a run saved before the setting existed
+    path.write_text(json.dumps(record))
+    loaded = vaelab.load(tmp_path / "run")
+    assert loaded.config.decoder_norm == "stream"
+    batch = clips.subset(slice(0, 3)).batch()
+    assert torch.allclose(loaded.reconstruct(batch), result.model.eval().reconstruct(batch), atol=1e-5)

@@ -37,7 +37,10 @@ def record_config(record: dict, where: str):
     if not isinstance(name, str):
         raise VaelabError(f"{where}: 'model' must name a registered model")
     cls = model_class(name)
-    return cls, cls.Config.from_dict(record.get("config"), where=f"{where} ({name} config)")
+    config = record.get("config")
+    if isinstance(config, dict):  # a setting added later: what a record without it was trained with
+        config = {**getattr(cls.Config, "recorded_before", {}), **config}
+    return cls, cls.Config.from_dict(config, where=f"{where} ({name} config)")
 
 
 def state_bytes(cls, config) -> int:

@@ -6,11 +6,14 @@ with instance normalisation (Chou, Yeh & Lee 2019, "AdaIN-VC").
     speaker encoder   s = E_s(x) (B, S): convolutions, then the mean over the clip's true frames
     decoder           x̂ = D(z, s) with z = μ + ε, ε ~ N(0, I) while training (z = μ otherwise);
                       every block ends in adaptive instance normalisation γ(s)·IN(h) + β(s)
+                      (``decoder_norm`` branch: only each block's residual branch, as the official code)
 
     L = λ_rec · Σ |x − x̂|  +  λ_kl · KL(N(μ, I) ‖ N(0, I)),   KL = ½ Σ μ²
 
 both summed over a clip (mel bands or content channels × true frames), averaged over the
-batch. No speaker label enters the loss. By default (``speaker_clip = other``) the labels pick,
+batch. ``noise_scale`` σ sets the fixed noise, z = μ + σε (the KL term stays ½ Σ μ², its constant
+dropped); ``learned_sigma`` has the content encoder give each element's σ as the official code
+does, z = μ + σε, KL = ½ Σ (σ² + μ² − 1 − ln σ²). No speaker label enters the loss. By default (``speaker_clip = other``) the labels pick,
 for each clip, another clip of its speaker whose speaker vector decodes it while training: one
 short clip's own vector also says what was said (the paper's ``own``). λ_kl rises linearly from 0
 over the first ``kl_anneal_epochs`` (the paper: over its first 20,000 of 200,000 steps).
@@ -21,13 +24,14 @@ per-element means, Adam 5e-4, batch 128, 200,000 steps): here 64 bands at 8 kHz,
 and no bank (the clips are short: 55 frames on average), sizes settable. The paper's terms are
 per-element means; on per-clip sums its 10:1 balance is λ_rec = 1, λ_kl = M / (5 C) (M mel bands,
 C content channels; ½ in the KL): 64 / (5·32) = 0.4 at these sizes. The defaults (λ_kl = 0.02, the
-speaker vector from another clip of the speaker) were chosen on validation clips (docs/speech.md);
+speaker vector from another clip of the speaker, AdaIN on the decoder's branches) were chosen on
+validation clips (docs/speech.md);
 ``--profile paper`` keeps the paper's own-clip training and balance.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -54,9 +58,21 @@ class AdaINVCConfig(Config):
                 "on sums is M / (5 C): 0.4 at C = 32, see docs)"})
     kl_anneal_epochs: float = field(default=2.0, metadata={
         "help": "epochs over which λ_kl rises linearly from 0 (0 = full weight from the start)"})
+    noise_scale: float = field(default=1.0, metadata={
+        "help": "σ of the fixed noise on the content code while training, z = μ + σ·ε (the paper: 1; 0: none)"})
+    learned_sigma: bool = field(default=False, metadata={
+        "help": "the content encoder also gives each element's σ, z = μ + σ·ε with the KL of N(μ, σ²) from "
+                "N(0, I), as the official code does (replaces noise_scale)"})
+    decoder_norm: str = field(default="branch", metadata={
+        "help": "where the decoder's AdaIN acts: branch (each block's branch only, as the official code: the "
+                "stream keeps the clip's own scale; chosen on validation clips) or stream (the whole residual "
+                "stream after each block)"})
     speaker_clip: str = field(default="other", metadata={
         "help": "the clip the speaker vector is taken from while training: own (the paper) or other (another "
                 "clip of the same speaker in the batch, so it cannot carry what this clip says)"})
+
+    # a saved run whose record lacks a setting was trained before it existed, with this value
+    recorded_before: ClassVar[dict] = {"decoder_norm": "stream"}
 
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
@@ -65,7 +81,11 @@ class AdaINVCConfig(Config):
                 "content_dim, speaker_dim, width and blocks must be >= 1")
         require(self.lambda_rec > 0 and self.lambda_kl >= 0 and self.kl_anneal_epochs >= 0,
                 "lambda_rec must be > 0, lambda_kl and kl_anneal_epochs >= 0")
+        require(self.noise_scale >= 0, f"noise_scale must be >= 0; got {self.noise_scale}")
+        require(not (self.learned_sigma and self.noise_scale != 1.0),
+                "learned_sigma replaces noise_scale: give one of them")
         choice("speaker clip", self.speaker_clip, ("own", "other"))
+        choice("decoder norm", self.decoder_norm, ("stream", "branch"))
         check_front_end(self)
 
 
@@ -78,15 +98,23 @@ class AdaINVC(SpeechModel):
         m, ch = config.input_shape[0], config.width
         self.content_in, self.content_net = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks, norm=True)
         self.content_out = nn.Conv1d(ch, config.content_dim, 1)
+        if config.learned_sigma:  # ln σ² per element, starting at σ = 1 (the fixed noise's)
+            self.content_log_var = nn.Conv1d(ch, config.content_dim, 1)
+            nn.init.zeros_(self.content_log_var.weight)
+            nn.init.zeros_(self.content_log_var.bias)
         self.speaker_in, self.speaker_net = nn.Conv1d(m, ch, 5, padding=2), ConvStack(ch, config.blocks)
         self.speaker_out = nn.Linear(ch, config.speaker_dim)
-        self.decoder = AdaINDecoder(config.content_dim, config.speaker_dim, ch, config.blocks, m)
+        self.decoder = AdaINDecoder(config.content_dim, config.speaker_dim, ch, config.blocks, m,
+                                    norm=config.decoder_norm)
         self.kl_scale = 1.0
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """μ = E_c(x): instance-normalised convolutions, (B, C, T)."""
+        return self.content_out(self._content_hidden(x, mask)) * mask[:, None]
+
+    def _content_hidden(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.content_in(x)) * mask[:, None]
-        return self.content_out(self.content_net(h, mask)) * mask[:, None]
+        return self.content_net(h, mask)
 
     def speaker(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """s = E_s(x): convolutions averaged over the clip's true frames, (B, S)."""
@@ -102,14 +130,21 @@ class AdaINVC(SpeechModel):
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
         x, mask = speech_input(self, batch, trim=True)
-        mu = self.content(x, mask)
-        z = mu + torch.randn_like(mu) * mask[:, None] if self.training else mu
+        h, m = self._content_hidden(x, mask), mask[:, None]
+        mu = self.content_out(h) * m
+        if self.config.learned_sigma:
+            log_var = self.content_log_var(h) * m
+            sigma = torch.exp(0.5 * log_var)
+            kl_elements = log_var.exp() + mu.square() - 1 - log_var
+        else:
+            sigma, kl_elements = self.config.noise_scale, mu.square()
+        z = mu + sigma * torch.randn_like(mu) * m if self.training else mu
         s = self.speaker(x, mask)
         if self.training and self.config.speaker_clip == "other":
             s = s[same_speaker_partner(batch)]
         x_hat = self.decode(z, s, mask)
         per_clip = masked_sum((x - x_hat).abs(), mask)
-        recon, kl = per_clip.mean(), 0.5 * masked_sum(mu.square(), mask).mean()
+        recon, kl = per_clip.mean(), 0.5 * masked_sum(kl_elements, mask).mean()
         w = {"recon_l1": self.config.lambda_rec, "kl": self.config.lambda_kl * self.kl_scale, "recon_l1_per_frame": 0.0}
         return Loss(w["recon_l1"] * recon + w["kl"] * kl,
                     {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}, w)

@@ -75,11 +75,14 @@ class AdaIN(nn.Module):
 
 class AdaINDecoder(nn.Module):
     """Content (B, C, T) and a speaker vector (B, S) -> mel frames (B, M, T): ``blocks`` residual
-    convolutions, each followed by AdaIN on s."""
+    convolutions with AdaIN on s: ``norm`` "stream" normalises the whole stream after each block,
+    h ← ReLU(AdaIN(h + conv(h))); "branch" (as the official AdaIN-VC code) only each block's branch,
+    h ← h + ReLU(AdaIN(conv(h))), so the stream keeps the clip's own scale from the content."""
 
     def __init__(self, content_dim: int, speaker_dim: int, channels: int, blocks: int, n_mels: int,
-                 kernel: int = 5):
+                 kernel: int = 5, norm: str = "stream"):
         super().__init__()
+        self.norm = norm
         pad = kernel // 2
         self.inp = nn.Conv1d(content_dim, channels, 1)
         self.convs = nn.ModuleList(
@@ -91,7 +94,10 @@ class AdaINDecoder(nn.Module):
     def forward(self, c: torch.Tensor, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.inp(c) * mask[:, None, :]
         for conv, adain in zip(self.convs, self.adain):
-            h = torch.relu(adain(h + conv(h), s, mask))
+            if self.norm == "branch":  # only the block's branch is normalised; the stream keeps its scale
+                h = (h + torch.relu(adain(conv(h), s, mask))) * mask[:, None, :]
+            else:
+                h = torch.relu(adain(h + conv(h), s, mask))
         return self.out(h)
 
 
