@@ -132,3 +132,25 @@ def test_the_prior_is_the_papers_kl_from_the_language_model_to_the_compressor():
     backward = ((logq[..., 3:].exp() * (logq[..., 3:] - logp)).sum(-1) * mask).sum(1)
     assert torch.allclose(model.lm_prior(onehots, logq, m), forward, rtol=1e-4)
     assert not torch.allclose(forward, backward, rtol=1e-2)
+
+
+def test_a_greedy_draw_trains_on_the_middle_sequence_evaluation_reads():
+    """--draw greedy: the training middle words are q's most probable ones (the greedy middle
+    sequence), and the relaxed gradient still reaches the compressor; sample draws differ."""
+    ds = tiny_dataset(16)
+    batch = ds.batch()
+    found = {}
+    for draw in ("sample", "greedy"):
+        torch.manual_seed(0)
+        model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT,
+                      draw=draw)
+        greedy, _, m = model.eval().compress(batch)
+        torch.manual_seed(1)
+        drawn, _, _ = model.train().compress(batch)
+        found[draw] = torch.equal(drawn.argmax(-1), greedy.argmax(-1))
+        torch.manual_seed(1)
+        model.loss(batch).total.backward()
+        assert model.compressor.cell.weight_ih.grad.abs().sum() > 0
+    assert found == {"sample": False, "greedy": True}
+    with pytest.raises(VaelabError, match="unknown draw"):
+        build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT, draw="beam")

@@ -212,6 +212,8 @@ SPECIFIC = {
         ("--word-keep", "word_keep", float, 0.5, "probability that a reconstructor input word is kept (else <unk>)"),
         ("--topic-weight", "topic_weight", float, 10.0, "weight of the topic loss (0 = none)"),
         ("--tau", "tau", float, 0.5, "Gumbel-softmax temperature"),
+        ("--draw", "draw", str, "sample", "training middle words: sample (Gumbel-max draws from q) or greedy "
+                                          "(q's most probable word, as evaluation reads)"),
     ]),
     "voice-conversion": ("speech runs on FSDD: speaker and digit judges on real, resynthesised, reconstructed and "
                          "converted clips; speaker x speaker matrix; spectrogram panels", [

@@ -21,7 +21,9 @@ itself: logits = E · W_o õ_t + b. The loss per sentence:
 p_LM is a pretrained, frozen ``lstm-lm`` reading the sampled words (the paper's direction of
 the KL: the compressor's distribution must cover the language model's next-word distribution).
 With λ = 0 nothing asks y to be language: it can become a "secret code" only the reconstructor
-reads. Middle words never include <pad>, <bos> or <eos>. τ may be annealed: τ_e = max(τ_min,
+reads. Middle words never include <pad>, <bos> or <eos>. Training draws each y_t from q_t
+(``draw="sample"``) or takes its most probable word (``draw="greedy"``, what evaluation reads;
+the relaxed gradient is softmax(logits / τ)'s). τ may be annealed: τ_e = max(τ_min,
 τ · exp(−r e)) at fractional epoch e.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import Config, require
+from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.text import BOS_ID, EOS_ID, SentenceDecoder, decoder_inputs, length_mask, lengths_of, lengths_from_ids, \
     run_lstm, trimmed, word_dropout
@@ -67,6 +69,9 @@ class Seq3Config(Config):
     tau_decay: float = field(default=0.0, metadata={
         "help": "τ annealing: τ·exp(−rate·epoch), floored at --tau-min (0 = a constant τ)"})
     tau_min: float = field(default=0.1, metadata={"help": "the lowest τ the annealing reaches"})
+    draw: str = field(default="sample", metadata={
+        "help": "how training picks each middle word: sample (a Gumbel-max draw from q_t, the paper's) or greedy "
+                "(q_t's most probable word, as evaluation reads it); both pass the relaxed gradient at τ"})
     lm_weight: float = field(default=0.0, metadata={
         "help": "λ, the weight of the language-model prior on the middle sequence (0 = none: a secret code)"})
     topic_weight: float = field(default=0.0, metadata={
@@ -86,6 +91,7 @@ class Seq3Config(Config):
         require(0 < self.word_keep <= 1, f"word_keep must lie in (0, 1], got {self.word_keep}")
         require(self.tau > 0 and self.tau_min > 0, f"tau and tau_min must be positive, got {self.tau}, {self.tau_min}")
         require(self.tau_decay >= 0, f"tau_decay must be >= 0, got {self.tau_decay}")
+        choice("draw", self.draw, ("sample", "greedy"))
         require(self.lm_weight >= 0, f"lm_weight must be >= 0, got {self.lm_weight}")
         require(self.topic_weight >= 0, f"topic_weight must be >= 0, got {self.topic_weight}")
 
@@ -231,8 +237,13 @@ class Seq3(TextModel):
             logits = self.logits(self.compressor.step(word, carry), "compressor")
             logits = torch.cat([torch.full_like(logits[:, :BANNED], -1e9), logits[:, BANNED:]], 1)
             logps.append(logits.log_softmax(-1))
-            y = gumbel_softmax(logits, self.tau, hard=True) if sample else \
-                F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+            if not sample:
+                y = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+            elif self.config.draw == "greedy":  # the argmax forward, softmax(logits / τ)'s gradient backward
+                soft = (logits / self.tau).softmax(-1)
+                y = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft) - soft.detach() + soft
+            else:
+                y = gumbel_softmax(logits, self.tau, hard=True)
             onehots.append(y)
             word = y @ self.embed.weight
         return torch.stack(onehots, 1), torch.stack(logps, 1), m
