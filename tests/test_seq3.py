@@ -154,3 +154,28 @@ def test_a_greedy_draw_trains_on_the_middle_sequence_evaluation_reads():
     assert found == {"sample": False, "greedy": True}
     with pytest.raises(VaelabError, match="unknown draw"):
         build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT, draw="beam")
+
+
+def test_compare_secret_code_hands_its_training_settings_to_each_run(monkeypatch, tmp_path):
+    """--draw, --tau-decay, --batch-size and --lr reach the seq3 runs; at their defaults they are
+    left out of the model's settings (so that earlier runs in --out still match)."""
+    import importlib
+    sc = importlib.import_module("vaelab.compare.secret_code")  # the module (the package exports the function)
+    ds = tiny_dataset(30)
+    lm = build("lstm-lm", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT)
+    seen = []
+
+    def fake_fit(family, train, out, net, config, progress):
+        seen.append((net, config))
+        return build(family, input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT)
+
+    monkeypatch.setattr(sc, "load_dataset", lambda *a, **k: ds)
+    monkeypatch.setattr(sc, "load", lambda run: lm)
+    monkeypatch.setattr(sc, "fit", fake_fit)
+    sc.secret_code(tmp_path / "a", lm_run="lm", weights=(0.2,), eval_size=5, progress=False)
+    sc.secret_code(tmp_path / "b", lm_run="lm", weights=(0.2,), eval_size=5, progress=False, draw="greedy",
+                   tau_decay=0.5, batch_size=16, lr=3e-3)
+    (net_a, config_a), (net_b, config_b) = seen
+    assert "draw" not in net_a and "tau_decay" not in net_a and "lr" not in config_a and config_a["batch_size"] == 32
+    assert net_b["draw"] == "greedy" and net_b["tau_decay"] == 0.5 and net_b["lm_weight"] == 0.2
+    assert config_b["batch_size"] == 16 and config_b["lr"] == 3e-3

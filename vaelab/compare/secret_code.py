@@ -90,8 +90,8 @@ def examples(model, data: Batch, n: int = 3) -> list[str]:
 def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple[float, ...] = (0.0, 0.1, 0.3),
                 epochs: int = 4, sentences: int = 6000, train_size: int = 0, eval_size: int = 200,
                 split: str = "val", hidden: int = 128, embedding: int = 64, ratio: float = 0.5,
-                word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, draw: str = "sample",
-                batch_size: int = 32,
+                word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, tau_decay: float = 0.0,
+                draw: str = "sample", batch_size: int = 32, lr: float = 0.0,
                 seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
     """Train a seq3 at each prior weight (reusing finished runs in ``out``) and measure each."""
     t0 = time.perf_counter()
@@ -109,23 +109,29 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
     held = (held.subset(slice(0, eval_size)) if eval_size else held).batch()
     net = {"embedding_dim": embedding, "hidden_dim": hidden, "ratio": ratio, "word_keep": word_keep,
            "topic_weight": topic_weight, "tau": tau, "lm_run": str(lm_run)}
-    if draw != "sample":
+    if draw != "sample":  # left out at the defaults, so that earlier runs in --out still match
         net["draw"] = draw
+    if tau_decay:
+        net["tau_decay"] = tau_decay
     config = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "threads": threads, "val_size": 0}
+    if lr:
+        config["lr"] = lr
     rows, notes = [], []
     for w in weights:
         model = fit("seq3", train, out / f"lm-weight-{w:g}", {**net, "lm_weight": float(w)}, config, progress)
         rows.append({"lm_weight": w, **secret_code_measures(model, lm, held, pool, seed)})
         notes += [f"λ = {w:g}: {e}" for e in examples(model, held)]
     notes = [f"seq3 {embedding}/{hidden} (attentional compressor and reconstructor, tied embeddings, reconstructor "
-             f"word keep {word_keep:g}, topic weight {topic_weight:g}, τ {tau:g}, middle words drawn by {draw}), middle {ratio:g}× the words, "
-             f"{epochs} epochs on the first {len(train):,} "
+             f"word keep {word_keep:g}, topic weight {topic_weight:g}, τ {tau:g}"
+             f"{f' annealed at rate {tau_decay:g}' if tau_decay else ''}, training middle words drawn by {draw}), "
+             f"middle {ratio:g}× the words, {epochs} epochs (batches of {batch_size}"
+             f"{f', learning rate {lr:g}' if lr else ''}) on the first {len(train):,} "
              f"PTB training sentences; measured on the first {len(held):,} sentences of ptb {split}; the prior "
              f"and judge is the lstm-lm in {lm_run}",
              "middle_ppl / real_ppl: perplexities (words + <eos>) of the middle sequences and of real sentences "
              "of the same lengths under that lstm-lm; copied: middle words found in the input; token_accuracy: "
              "the reconstructor's most probable word, reading the true prefix", *notes]
     settings = {"data": "ptb", "split": split, "weights": list(weights), "epochs": epochs, "train_size": len(train),
-                "eval_size": len(held), "network": net}
+                "eval_size": len(held), "batch_size": batch_size, "lr": lr or None, "network": net}
     return Comparison("secret-code", "The secret code of seq3, and the language-model prior", COLUMNS, rows,
                       settings, [], notes, time.perf_counter() - t0)
