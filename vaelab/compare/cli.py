@@ -258,6 +258,9 @@ def add_compare_parser(sub) -> None:
         if name == "completion":
             q.add_argument("--binarize", action="store_true",
                            help="binarized targets (the paper's setting) instead of grey levels (Pyro's)")
+        if name == "secret-code":
+            q.add_argument("--init-from-lm", action="store_true",
+                           help="start each seq3's embedding from the --lm-run language model's")
         if name in ("mixtures", "dvae"):
             q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")
         q.add_argument("--train-size", type=int, default=0, help="first N training images (default: 0 = all)")

@@ -80,6 +80,9 @@ class Seq3Config(Config):
     lm_run: str = field(default="", metadata={
         "metavar": "DIR", "help": "run directory of the trained lstm-lm that scores the middle sequence "
                                   "(its weights are copied in when training starts; needed when --lm-weight > 0)"})
+    init_from_lm: bool = field(default=False, metadata={
+        "help": "start the shared embedding from the --lm-run language model's (its top principal directions, "
+                "scaled to unit spread, when the sizes differ), as the paper starts it from pretrained GloVe vectors"})
     lm_embedding_dim: int = field(default=0, metadata={"option": False, "help": "the prior's embedding size (from lm_run)"})
     lm_hidden_dim: int = field(default=0, metadata={"option": False, "help": "the prior's LSTM size (from lm_run)"})
 
@@ -105,6 +108,24 @@ def _lm_record(run: str) -> dict:
     if record.get("model") != "lstm-lm" and "embedding_dim" not in record.get("config", record):
         raise VaelabError(f"--lm-run {run} is not an lstm-lm run; train one with vaelab train lstm-lm")
     return record.get("config", record)
+
+
+def embedding_start(source: torch.Tensor, size: int) -> torch.Tensor:
+    """A (V, size) start for an embedding from a trained one (V, D): the same matrix when D = size,
+    else its coordinates along its top ``size`` principal directions (zero-padded when size > D);
+    scaled so that its entries spread like nn.Embedding's N(0, 1) start. <pad>'s row is zero."""
+    source = source.detach().double()
+    if source.shape[1] == size:
+        out = source.clone()
+    else:
+        centred = source - source.mean(0)
+        _, _, v = torch.linalg.svd(centred, full_matrices=False)
+        out = torch.zeros(len(source), size, dtype=source.dtype)
+        k = min(size, v.shape[0])
+        out[:, :k] = centred @ v[:k].t()
+    out = out / out[BANNED:].std().clamp(min=1e-12)
+    out[0] = 0
+    return out.float()
 
 
 NEEDS_LM = ("--lm-weight above 0 needs the language model that scores the middle sequence: give --lm-run DIR "
@@ -152,6 +173,9 @@ class Seq3(TextModel):
         settings = super().data_settings(ds, settings)
         if settings.get("lm_weight", 0) > 0 and not settings.get("lm_run"):
             raise VaelabError(NEEDS_LM)
+        if settings.get("init_from_lm") and not settings.get("lm_run"):
+            raise VaelabError("--init-from-lm starts the embedding from the language model's: give --lm-run DIR "
+                              "(a trained lstm-lm run on the same data)")
         if settings.get("lm_run"):
             lm = _lm_record(settings["lm_run"])
             if list(lm.get("vocabulary", [])) != list(settings["vocabulary"]):
@@ -188,7 +212,7 @@ class Seq3(TextModel):
 
     def prepare(self, data) -> None:
         """The training sentences' IDF (for the topic loss); the trained language model's weights
-        (a fresh run with ``lm_run``)."""
+        (a fresh run with ``lm_run``), and with ``init_from_lm`` its embedding as the start of E."""
         x = data.x.cpu()
         seen = torch.zeros(len(x), len(self.idf), dtype=torch.bool)
         seen[torch.arange(len(x)).unsqueeze(1).expand_as(x), x] = True  # sentence i holds word w
@@ -199,6 +223,9 @@ class Seq3(TextModel):
         from ..io import load
         lm = load(self.config.lm_run)
         self.lm.load_state_dict(lm.decoder.state_dict())
+        if self.config.init_from_lm:
+            with torch.no_grad():
+                self.embed.weight.copy_(embedding_start(lm.decoder.embed.weight, self.config.embedding_dim))
 
     def schedule(self, epoch: float) -> None:
         c = self.config
