@@ -48,6 +48,10 @@ def test_lm_prior_reads_a_trained_language_model(tmp_path):
     assert float(loss.total) == pytest.approx(float(loss.terms["recon"] + 0.5 * loss.terms["lm_prior"]), rel=1e-5)
     m = secret_code_measures(model, lm, ds.batch()[:20], ds.batch(), seed=0)
     assert 0 <= m["copied"] <= 1 and 0 <= m["token_accuracy"] <= 1 and m["middle_ppl"] > 1
+    assert 0 < m["q_top"] <= 1 and 0 <= m["q_entropy"] <= math.log(len(lm.config.vocabulary))
+    _, logq, mm = model.eval().compress(ds.batch()[:20], hard=True)
+    top = torch.cat([logq[i, :k].exp().max(-1).values for i, k in enumerate(mm.tolist())])
+    assert m["q_top"] == pytest.approx(float(top.mean()), rel=1e-4)  # q's top probability along the middle words
     assert "  middle: " in (tmp_path / "s" / "text.txt").read_text()
 
 

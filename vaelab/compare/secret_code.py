@@ -13,6 +13,9 @@ it readable (Baziotis et al. 2019).
 - ``copied``: the fraction of middle words that occur in the input sentence;
 - ``token_accuracy``: the fraction of the sentence's tokens (words + <eos>) that the
   reconstructor's most probable word gets right, reading the middle sequence and the true prefix;
+- ``q_top``, ``q_entropy``: the compressor's q_t along the greedy middle sequence: the mean
+  probability of its most probable word (the chance that a training draw with ``draw="sample"``
+  is the word evaluation reads) and the mean entropy (nats);
 - ``recon``, ``lm_prior``, ``topic``: the loss terms on those sentences (nats, nats, 1 − cosine).
 
 Examples (input, middle sequence, greedy reconstruction) at each weight go into the notes.
@@ -31,7 +34,8 @@ from ..io import load
 from ..text_outputs import words
 from .common import Comparison, fit, prepare_out
 
-COLUMNS = ["lm_weight", "middle_ppl", "real_ppl", "ppl_ratio", "copied", "token_accuracy", "recon", "lm_prior", "topic"]
+COLUMNS = ["lm_weight", "middle_ppl", "real_ppl", "ppl_ratio", "copied", "token_accuracy", "q_top", "q_entropy", "recon",
+           "lm_prior", "topic"]
 
 
 @torch.no_grad()
@@ -66,6 +70,10 @@ def secret_code_measures(model, lm, data: Batch, pool: Batch, seed: int = 0) -> 
     nll, tokens = _lm_nll(lm, middle)
     real = _same_lengths(pool, middle.extras["lengths"], seed)
     real_nll, real_tokens = _lm_nll(lm, real)
+    _, logq, m = model.compress(data, hard=True)
+    steps = (torch.arange(logq.shape[1]).unsqueeze(0) < m.unsqueeze(1)).double()
+    top = (logq.max(-1).values.exp().double() * steps).sum() / steps.sum()
+    entropy = ((-(logq.exp() * logq.clamp(min=-1e4)).sum(-1)).double() * steps).sum() / steps.sum()
     copied = []
     for x, y, n, m in zip(data.x, middle.x, data.extras["lengths"], middle.extras["lengths"]):
         inside = set(x[:int(n) - 1].tolist())
@@ -74,7 +82,8 @@ def secret_code_measures(model, lm, data: Batch, pool: Batch, seed: int = 0) -> 
     loss = model.loss(data)
     return {"middle_ppl": middle_ppl, "real_ppl": real_ppl, "ppl_ratio": middle_ppl / real_ppl,
             "copied": sum(copied) / max(len(copied), 1),
-            "token_accuracy": float(model.token_accuracy(data).mean()),
+            "token_accuracy": float(model.token_accuracy(data).mean()), "q_top": float(top),
+            "q_entropy": float(entropy),
             **{k: float(v) for k, v in loss.terms.items()}}
 
 
