@@ -48,6 +48,10 @@ def test_lm_prior_reads_a_trained_language_model(tmp_path):
     assert float(loss.total) == pytest.approx(float(loss.terms["recon"] + 0.5 * loss.terms["lm_prior"]), rel=1e-5)
     m = secret_code_measures(model, lm, ds.batch()[:20], ds.batch(), seed=0)
     assert 0 <= m["copied"] <= 1 and 0 <= m["token_accuracy"] <= 1 and m["middle_ppl"] > 1
+    assert 0 < m["q_top"] <= 1 and 0 <= m["q_entropy"] <= math.log(len(lm.config.vocabulary))
+    _, logq, mm = model.eval().compress(ds.batch()[:20], hard=True)
+    top = torch.cat([logq[i, :k].exp().max(-1).values for i, k in enumerate(mm.tolist())])
+    assert m["q_top"] == pytest.approx(float(top.mean()), rel=1e-4)  # q's top probability along the middle words
     assert "  middle: " in (tmp_path / "s" / "text.txt").read_text()
 
 
@@ -132,3 +136,82 @@ def test_the_prior_is_the_papers_kl_from_the_language_model_to_the_compressor():
     backward = ((logq[..., 3:].exp() * (logq[..., 3:] - logp)).sum(-1) * mask).sum(1)
     assert torch.allclose(model.lm_prior(onehots, logq, m), forward, rtol=1e-4)
     assert not torch.allclose(forward, backward, rtol=1e-2)
+
+
+def test_a_greedy_draw_trains_on_the_middle_sequence_evaluation_reads():
+    """--draw greedy: the training middle words are q's most probable ones (the greedy middle
+    sequence), and the relaxed gradient still reaches the compressor; sample draws differ."""
+    ds = tiny_dataset(16)
+    batch = ds.batch()
+    found = {}
+    for draw in ("sample", "greedy"):
+        torch.manual_seed(0)
+        model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT,
+                      draw=draw)
+        greedy, _, m = model.eval().compress(batch)
+        torch.manual_seed(1)
+        drawn, _, _ = model.train().compress(batch)
+        found[draw] = torch.equal(drawn.argmax(-1), greedy.argmax(-1))
+        torch.manual_seed(1)
+        model.loss(batch).total.backward()
+        assert model.compressor.cell.weight_ih.grad.abs().sum() > 0
+    assert found == {"sample": False, "greedy": True}
+    with pytest.raises(VaelabError, match="unknown draw"):
+        build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT, draw="beam")
+
+
+def test_compare_secret_code_hands_its_training_settings_to_each_run(monkeypatch, tmp_path):
+    """--draw, --tau-decay, --init-from-lm, --batch-size and --lr reach the seq3 runs; at their defaults they are
+    left out of the model's settings (so that earlier runs in --out still match)."""
+    import importlib
+    sc = importlib.import_module("vaelab.compare.secret_code")  # the module (the package exports the function)
+    ds = tiny_dataset(30)
+    lm = build("lstm-lm", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT)
+    seen = []
+
+    def fake_fit(family, train, out, net, config, progress):
+        seen.append((net, config))
+        return build(family, input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT)
+
+    monkeypatch.setattr(sc, "load_dataset", lambda *a, **k: ds)
+    monkeypatch.setattr(sc, "load", lambda run: lm)
+    monkeypatch.setattr(sc, "fit", fake_fit)
+    sc.secret_code(tmp_path / "a", lm_run="lm", weights=(0.2,), eval_size=5, progress=False)
+    sc.secret_code(tmp_path / "b", lm_run="lm", weights=(0.2,), eval_size=5, progress=False, draw="greedy",
+                   tau_decay=0.5, batch_size=16, lr=3e-3, init_from_lm=True)
+    (net_a, config_a), (net_b, config_b) = seen
+    assert not {"draw", "tau_decay", "init_from_lm"} & set(net_a) and "lr" not in config_a and config_a["batch_size"] == 32
+    assert net_b["draw"] == "greedy" and net_b["tau_decay"] == 0.5 and net_b["init_from_lm"] and net_b["lm_weight"] == 0.2
+    assert config_b["batch_size"] == 16 and config_b["lr"] == 3e-3
+
+
+def test_init_from_lm_starts_the_embedding_from_the_language_models(tmp_path):
+    """Same sizes: E starts as the LM's embedding (rescaled); a smaller E: the LM embedding's top
+    principal coordinates, so that words near in the LM are near in E. Without --lm-run: a clear
+    error."""
+    from vaelab.models.seq3 import embedding_start
+    ds = tiny_dataset(80)
+    settings = {"epochs": 1, "threads": 1, "batch_size": 16, "val_size": 0}
+    vaelab.train("lstm-lm", ds, tmp_path / "lm", model_config=TINY_TEXT, config=settings, progress=False)
+    lm = vaelab.load(tmp_path / "lm").decoder.embed.weight.detach()
+    with pytest.raises(VaelabError, match="--init-from-lm"):
+        vaelab.train("seq3", ds, tmp_path / "bad", model_config={**TINY_TEXT, "init_from_lm": True}, config=settings,
+                     progress=False)
+    starts = {}
+    for name, extra in (("plain", {}), ("same", {"init_from_lm": True}),
+                        ("small", {"init_from_lm": True, "embedding_dim": 4})):
+        torch.manual_seed(0)
+        model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"],
+                      **{**TINY_TEXT, "lm_run": str(tmp_path / "lm"), "lm_embedding_dim": 16, "lm_hidden_dim": 16,
+                         **extra})
+        model.prepare(ds.batch())  # what a fresh run does before its first step
+        starts[name] = model.embed.weight.detach()
+    words = slice(3, None)
+    ratio = starts["same"][words] / lm[words]
+    assert torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=1e-3)  # the LM's, one scale
+    assert not torch.allclose(starts["plain"][words], starts["same"][words])
+    assert starts["small"].shape[1] == 4 and float(starts["small"][words].std()) == pytest.approx(1.0, rel=0.05)
+    expected = embedding_start(lm, 4)
+    assert torch.allclose(starts["small"], expected, atol=1e-5)
+    dist = lambda e: torch.cdist(e[words], e[words]).flatten()  # noqa: E731
+    assert float(torch.corrcoef(torch.stack([dist(starts["small"]), dist(lm)]))[0, 1]) > 0.5

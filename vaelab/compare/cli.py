@@ -213,6 +213,11 @@ SPECIFIC = {
         ("--word-keep", "word_keep", float, 0.5, "probability that a reconstructor input word is kept (else <unk>)"),
         ("--topic-weight", "topic_weight", float, 10.0, "weight of the topic loss (0 = none)"),
         ("--tau", "tau", float, 0.5, "Gumbel-softmax temperature"),
+        ("--tau-decay", "tau_decay", float, 0.0, "τ annealing rate per epoch, floored at 0.1 (0 = a constant τ)"),
+        ("--draw", "draw", str, "sample", "training middle words: sample (Gumbel-max draws from q) or greedy "
+                                          "(q's most probable word, as evaluation reads)"),
+        ("--batch-size", "batch_size", int, 32, "sentences per training step"),
+        ("--lr", "lr", float, 0.0, "Adam learning rate (0 = seq3's default, 1e-3)"),
     ]),
     "voice-conversion": ("speech runs on FSDD: speaker and digit judges on real, resynthesised, reconstructed and "
                          "converted clips; speaker x speaker matrix; spectrogram panels", [
@@ -254,6 +259,9 @@ def add_compare_parser(sub) -> None:
         if name == "completion":
             q.add_argument("--binarize", action="store_true",
                            help="binarized targets (the paper's setting) instead of grey levels (Pyro's)")
+        if name == "secret-code":
+            q.add_argument("--init-from-lm", action="store_true",
+                           help="start each seq3's embedding from the --lm-run language model's")
         if name in ("mixtures", "dvae"):
             q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")
         q.add_argument("--train-size", type=int, default=0, help="first N training images (default: 0 = all)")

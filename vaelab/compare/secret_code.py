@@ -13,6 +13,9 @@ it readable (Baziotis et al. 2019).
 - ``copied``: the fraction of middle words that occur in the input sentence;
 - ``token_accuracy``: the fraction of the sentence's tokens (words + <eos>) that the
   reconstructor's most probable word gets right, reading the middle sequence and the true prefix;
+- ``q_top``, ``q_entropy``: the compressor's q_t along the greedy middle sequence: the mean
+  probability of its most probable word (the chance that a training draw with ``draw="sample"``
+  is the word evaluation reads) and the mean entropy (nats);
 - ``recon``, ``lm_prior``, ``topic``: the loss terms on those sentences (nats, nats, 1 − cosine).
 
 Examples (input, middle sequence, greedy reconstruction) at each weight go into the notes.
@@ -31,7 +34,8 @@ from ..io import load
 from ..text_outputs import words
 from .common import Comparison, fit, prepare_out
 
-COLUMNS = ["lm_weight", "middle_ppl", "real_ppl", "ppl_ratio", "copied", "token_accuracy", "recon", "lm_prior", "topic"]
+COLUMNS = ["lm_weight", "middle_ppl", "real_ppl", "ppl_ratio", "copied", "token_accuracy", "q_top", "q_entropy", "recon",
+           "lm_prior", "topic"]
 
 
 @torch.no_grad()
@@ -66,6 +70,10 @@ def secret_code_measures(model, lm, data: Batch, pool: Batch, seed: int = 0) -> 
     nll, tokens = _lm_nll(lm, middle)
     real = _same_lengths(pool, middle.extras["lengths"], seed)
     real_nll, real_tokens = _lm_nll(lm, real)
+    _, logq, m = model.compress(data, hard=True)
+    steps = (torch.arange(logq.shape[1]).unsqueeze(0) < m.unsqueeze(1)).double()
+    top = (logq.max(-1).values.exp().double() * steps).sum() / steps.sum()
+    entropy = ((-(logq.exp() * logq.clamp(min=-1e4)).sum(-1)).double() * steps).sum() / steps.sum()
     copied = []
     for x, y, n, m in zip(data.x, middle.x, data.extras["lengths"], middle.extras["lengths"]):
         inside = set(x[:int(n) - 1].tolist())
@@ -74,7 +82,8 @@ def secret_code_measures(model, lm, data: Batch, pool: Batch, seed: int = 0) -> 
     loss = model.loss(data)
     return {"middle_ppl": middle_ppl, "real_ppl": real_ppl, "ppl_ratio": middle_ppl / real_ppl,
             "copied": sum(copied) / max(len(copied), 1),
-            "token_accuracy": float(model.token_accuracy(data).mean()),
+            "token_accuracy": float(model.token_accuracy(data).mean()), "q_top": float(top),
+            "q_entropy": float(entropy),
             **{k: float(v) for k, v in loss.terms.items()}}
 
 
@@ -90,7 +99,9 @@ def examples(model, data: Batch, n: int = 3) -> list[str]:
 def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple[float, ...] = (0.0, 0.1, 0.3),
                 epochs: int = 4, sentences: int = 6000, train_size: int = 0, eval_size: int = 200,
                 split: str = "val", hidden: int = 128, embedding: int = 64, ratio: float = 0.5,
-                word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, batch_size: int = 32,
+                word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, tau_decay: float = 0.0,
+                draw: str = "sample", batch_size: int = 32, lr: float = 0.0,
+                init_from_lm: bool = False,
                 seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
     """Train a seq3 at each prior weight (reusing finished runs in ``out``) and measure each."""
     t0 = time.perf_counter()
@@ -108,21 +119,32 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
     held = (held.subset(slice(0, eval_size)) if eval_size else held).batch()
     net = {"embedding_dim": embedding, "hidden_dim": hidden, "ratio": ratio, "word_keep": word_keep,
            "topic_weight": topic_weight, "tau": tau, "lm_run": str(lm_run)}
+    if draw != "sample":  # left out at the defaults, so that earlier runs in --out still match
+        net["draw"] = draw
+    if tau_decay:
+        net["tau_decay"] = tau_decay
+    if init_from_lm:
+        net["init_from_lm"] = True
     config = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "threads": threads, "val_size": 0}
+    if lr:
+        config["lr"] = lr
     rows, notes = [], []
     for w in weights:
         model = fit("seq3", train, out / f"lm-weight-{w:g}", {**net, "lm_weight": float(w)}, config, progress)
         rows.append({"lm_weight": w, **secret_code_measures(model, lm, held, pool, seed)})
         notes += [f"λ = {w:g}: {e}" for e in examples(model, held)]
     notes = [f"seq3 {embedding}/{hidden} (attentional compressor and reconstructor, tied embeddings, reconstructor "
-             f"word keep {word_keep:g}, topic weight {topic_weight:g}, τ {tau:g}), middle {ratio:g}× the words, "
-             f"{epochs} epochs on the first {len(train):,} "
+             f"word keep {word_keep:g}, topic weight {topic_weight:g}, τ {tau:g}"
+             f"{f' annealed at rate {tau_decay:g}' if tau_decay else ''}, training middle words drawn by {draw}"
+             f"{', embedding started from the language model' if init_from_lm else ''}), "
+             f"middle {ratio:g}× the words, {epochs} epochs (batches of {batch_size}"
+             f"{f', learning rate {lr:g}' if lr else ''}) on the first {len(train):,} "
              f"PTB training sentences; measured on the first {len(held):,} sentences of ptb {split}; the prior "
              f"and judge is the lstm-lm in {lm_run}",
              "middle_ppl / real_ppl: perplexities (words + <eos>) of the middle sequences and of real sentences "
              "of the same lengths under that lstm-lm; copied: middle words found in the input; token_accuracy: "
              "the reconstructor's most probable word, reading the true prefix", *notes]
     settings = {"data": "ptb", "split": split, "weights": list(weights), "epochs": epochs, "train_size": len(train),
-                "eval_size": len(held), "network": net}
+                "eval_size": len(held), "batch_size": batch_size, "lr": lr or None, "network": net}
     return Comparison("secret-code", "The secret code of seq3, and the language-model prior", COLUMNS, rows,
                       settings, [], notes, time.perf_counter() - t0)

@@ -21,7 +21,9 @@ itself: logits = E · W_o õ_t + b. The loss per sentence:
 p_LM is a pretrained, frozen ``lstm-lm`` reading the sampled words (the paper's direction of
 the KL: the compressor's distribution must cover the language model's next-word distribution).
 With λ = 0 nothing asks y to be language: it can become a "secret code" only the reconstructor
-reads. Middle words never include <pad>, <bos> or <eos>. τ may be annealed: τ_e = max(τ_min,
+reads. Middle words never include <pad>, <bos> or <eos>. Training draws each y_t from q_t
+(``draw="sample"``) or takes its most probable word (``draw="greedy"``, what evaluation reads;
+the relaxed gradient is softmax(logits / τ)'s). τ may be annealed: τ_e = max(τ_min,
 τ · exp(−r e)) at fractional epoch e.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..config import Config, require
+from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.text import BOS_ID, EOS_ID, SentenceDecoder, decoder_inputs, length_mask, lengths_of, lengths_from_ids, \
     run_lstm, trimmed, word_dropout
@@ -67,6 +69,9 @@ class Seq3Config(Config):
     tau_decay: float = field(default=0.0, metadata={
         "help": "τ annealing: τ·exp(−rate·epoch), floored at --tau-min (0 = a constant τ)"})
     tau_min: float = field(default=0.1, metadata={"help": "the lowest τ the annealing reaches"})
+    draw: str = field(default="sample", metadata={
+        "help": "how training picks each middle word: sample (a Gumbel-max draw from q_t, the paper's) or greedy "
+                "(q_t's most probable word, as evaluation reads it); both pass the relaxed gradient at τ"})
     lm_weight: float = field(default=0.0, metadata={
         "help": "λ, the weight of the language-model prior on the middle sequence (0 = none: a secret code)"})
     topic_weight: float = field(default=0.0, metadata={
@@ -75,6 +80,9 @@ class Seq3Config(Config):
     lm_run: str = field(default="", metadata={
         "metavar": "DIR", "help": "run directory of the trained lstm-lm that scores the middle sequence "
                                   "(its weights are copied in when training starts; needed when --lm-weight > 0)"})
+    init_from_lm: bool = field(default=False, metadata={
+        "help": "start the shared embedding from the --lm-run language model's (its top principal directions, "
+                "scaled to unit spread, when the sizes differ), as the paper starts it from pretrained GloVe vectors"})
     lm_embedding_dim: int = field(default=0, metadata={"option": False, "help": "the prior's embedding size (from lm_run)"})
     lm_hidden_dim: int = field(default=0, metadata={"option": False, "help": "the prior's LSTM size (from lm_run)"})
 
@@ -86,6 +94,7 @@ class Seq3Config(Config):
         require(0 < self.word_keep <= 1, f"word_keep must lie in (0, 1], got {self.word_keep}")
         require(self.tau > 0 and self.tau_min > 0, f"tau and tau_min must be positive, got {self.tau}, {self.tau_min}")
         require(self.tau_decay >= 0, f"tau_decay must be >= 0, got {self.tau_decay}")
+        choice("draw", self.draw, ("sample", "greedy"))
         require(self.lm_weight >= 0, f"lm_weight must be >= 0, got {self.lm_weight}")
         require(self.topic_weight >= 0, f"topic_weight must be >= 0, got {self.topic_weight}")
 
@@ -99,6 +108,24 @@ def _lm_record(run: str) -> dict:
     if record.get("model") != "lstm-lm" and "embedding_dim" not in record.get("config", record):
         raise VaelabError(f"--lm-run {run} is not an lstm-lm run; train one with vaelab train lstm-lm")
     return record.get("config", record)
+
+
+def embedding_start(source: torch.Tensor, size: int) -> torch.Tensor:
+    """A (V, size) start for an embedding from a trained one (V, D): the same matrix when D = size,
+    else its coordinates along its top ``size`` principal directions (zero-padded when size > D);
+    scaled so that its entries spread like nn.Embedding's N(0, 1) start. <pad>'s row is zero."""
+    source = source.detach().double()
+    if source.shape[1] == size:
+        out = source.clone()
+    else:
+        centred = source - source.mean(0)
+        _, _, v = torch.linalg.svd(centred, full_matrices=False)
+        out = torch.zeros(len(source), size, dtype=source.dtype)
+        k = min(size, v.shape[0])
+        out[:, :k] = centred @ v[:k].t()
+    out = out / out[BANNED:].std().clamp(min=1e-12)
+    out[0] = 0
+    return out.float()
 
 
 NEEDS_LM = ("--lm-weight above 0 needs the language model that scores the middle sequence: give --lm-run DIR "
@@ -146,6 +173,9 @@ class Seq3(TextModel):
         settings = super().data_settings(ds, settings)
         if settings.get("lm_weight", 0) > 0 and not settings.get("lm_run"):
             raise VaelabError(NEEDS_LM)
+        if settings.get("init_from_lm") and not settings.get("lm_run"):
+            raise VaelabError("--init-from-lm starts the embedding from the language model's: give --lm-run DIR "
+                              "(a trained lstm-lm run on the same data)")
         if settings.get("lm_run"):
             lm = _lm_record(settings["lm_run"])
             if list(lm.get("vocabulary", [])) != list(settings["vocabulary"]):
@@ -182,7 +212,7 @@ class Seq3(TextModel):
 
     def prepare(self, data) -> None:
         """The training sentences' IDF (for the topic loss); the trained language model's weights
-        (a fresh run with ``lm_run``)."""
+        (a fresh run with ``lm_run``), and with ``init_from_lm`` its embedding as the start of E."""
         x = data.x.cpu()
         seen = torch.zeros(len(x), len(self.idf), dtype=torch.bool)
         seen[torch.arange(len(x)).unsqueeze(1).expand_as(x), x] = True  # sentence i holds word w
@@ -193,6 +223,9 @@ class Seq3(TextModel):
         from ..io import load
         lm = load(self.config.lm_run)
         self.lm.load_state_dict(lm.decoder.state_dict())
+        if self.config.init_from_lm:
+            with torch.no_grad():
+                self.embed.weight.copy_(embedding_start(lm.decoder.embed.weight, self.config.embedding_dim))
 
     def schedule(self, epoch: float) -> None:
         c = self.config
@@ -231,8 +264,13 @@ class Seq3(TextModel):
             logits = self.logits(self.compressor.step(word, carry), "compressor")
             logits = torch.cat([torch.full_like(logits[:, :BANNED], -1e9), logits[:, BANNED:]], 1)
             logps.append(logits.log_softmax(-1))
-            y = gumbel_softmax(logits, self.tau, hard=True) if sample else \
-                F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+            if not sample:
+                y = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+            elif self.config.draw == "greedy":  # the argmax forward, softmax(logits / τ)'s gradient backward
+                soft = (logits / self.tau).softmax(-1)
+                y = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft) - soft.detach() + soft
+            else:
+                y = gumbel_softmax(logits, self.tau, hard=True)
             onehots.append(y)
             word = y @ self.embed.weight
         return torch.stack(onehots, 1), torch.stack(logps, 1), m
