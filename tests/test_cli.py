@@ -132,7 +132,7 @@ def test_resume_continues_a_run(npy, tmp_path, capsys):
     assert_one_line_error(code, err, "--latent-dim differs")
     code, _, err = cli(capsys, "train", "vae", "--data", npy, "--out", out, "--resume", "--epochs", "3",
                        "--lr", "0.1", "--no-progress")
-    assert_one_line_error(code, err, "--lr differs", "only --epochs, --threads, --device, --tensorboard may change")
+    assert_one_line_error(code, err, "--lr differs", "only --epochs, --threads, --device, --tensorboard, --curve-points may change")
 
 
 @pytest.mark.parametrize("suffix", [".json", ".toml"])
