@@ -554,16 +554,49 @@ def git(*args: str) -> subprocess.CompletedProcess:
 
 
 def relevant_paths(row: Row) -> list[str]:
-    """What could move the row's figure: its model file, the layers, data, training and
-    evaluation code, and its profile (the staleness test of the table)."""
+    """What could move the row's figure: its model file with the model and layer modules it
+    imports, the data, training and evaluation code, and its profile (the staleness test of
+    the table). A layer module no family of the row imports moves none of its figures."""
     import inspect
 
     from vaelab.models import model_class
 
-    models = sorted({str(Path(inspect.getsourcefile(model_class(f))).resolve().relative_to(REPO))
-                     for f in row.families})
-    return [*models, "vaelab/nn/", "vaelab/data/", "vaelab/training/", "vaelab/evaluation/",
+    files = {Path(inspect.getsourcefile(model_class(f))).resolve() for f in row.families}
+    models = sorted(str(p.relative_to(REPO)) for p in _imported_code(files))
+    return [*models, "vaelab/data/", "vaelab/training/", "vaelab/evaluation/",
             *(f"vaelab/profiles/{f}/" for f in row.families), *(["vaelab/compare/"] if row.compare else [])]
+
+
+def _imported_code(files: set[Path]) -> set[Path]:
+    """``files`` and every module of vaelab/models/ and vaelab/nn/ they import, transitively
+    (read from their ``import`` statements, nothing executed)."""
+    import ast
+
+    roots = (REPO / "vaelab" / "models", REPO / "vaelab" / "nn")
+    seen, todo = set(), list(files)
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            base = path.parent
+            for _ in range(max(node.level - 1, 0)):
+                base = base.parent
+            if node.level == 0:
+                if not (node.module or "").startswith("vaelab."):
+                    continue
+                base, parts = REPO, node.module.split(".")
+            else:
+                parts = node.module.split(".") if node.module else []
+            stem = base.joinpath(*parts)
+            for name in [alias.name for alias in node.names] + [""]:
+                target = (stem / name).with_suffix(".py") if name else stem.with_suffix(".py")
+                if target.is_file() and target.resolve().parent in roots:
+                    todo.append(target.resolve())
+    return seen
 
 
 def _curves(rd: Path) -> dict:

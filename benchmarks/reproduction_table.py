@@ -35,9 +35,10 @@ GROUPS = {  # Row.group: the table's sections, in this order
 }
 
 
-def stale(result: dict, repo: Path = REPO) -> str:
-    """Why the figure may no longer hold ('' if it does): a later commit changed a recorded path."""
-    commit, paths = result.get("commit"), result.get("paths") or []
+def stale(result: dict, repo: Path = REPO, paths: list[str] | None = None) -> str:
+    """Why the figure may no longer hold ('' if it does): a later commit changed one of ``paths``
+    (by default the paths recorded with the figure)."""
+    commit, paths = result.get("commit"), paths if paths is not None else result.get("paths") or []
     if not commit:
         return "no commit recorded"
     known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, capture_output=True)
@@ -101,12 +102,20 @@ def curve_link(row: campaign.Row, runs: Path, docs: Path, result: dict | None) -
     return f"[curve]({IMAGES}/{row.id}.png)" + ("" if result else " (so far)")
 
 
+def training_wall(run: Path) -> float:
+    """Wall seconds of a run's recorded epochs: steps killed at a session's end count no time of
+    their own in progress.json, but their epochs are in metrics.jsonl."""
+    paths = sorted(run.rglob("metrics.jsonl")) if run.exists() else []
+    return sum(float(line.get("seconds") or 0) for path in paths for line in campaign._metrics(path))
+
+
 def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:
     rd = runs / row.id
     result, progress = campaign.read_json(rd / "result.json"), campaign.read_json(rd / "progress.json")
     live = campaign.run_state(rd / "run")
-    why = stale(result, repo) if result else ""
-    times = (f"{hours(result['wall_seconds'])} / {hours(result['cpu_seconds'])}" if result else "–")
+    why = stale(result, repo, campaign.relevant_paths(row)) if result else ""
+    times = (f"{hours(max(result['wall_seconds'], training_wall(rd / 'run')))} / "
+             f"{hours(max(result['cpu_seconds'], result.get('train_seconds', 0.0)))}" if result else "–")
     commit = f"`{result['commit'][:7]}`" if result else "–"
     if not row.trains:
         profile = "none (a comparison's own settings)"
@@ -168,8 +177,10 @@ def render(rows: list[campaign.Row], runs: Path, docs: Path, repo: Path = REPO) 
             "budget (issue 27). **Generated** by `python benchmarks/reproduction_table.py` from the results "
             "that `python benchmarks/campaign.py` saved; do not edit by hand. The test figure is measured once, "
             "on the weights of the epoch validation chose. A figure measured at a commit before a change to the "
-            "files that could move it (the family's model file, `vaelab/nn/`, `vaelab/data/`, "
-            "`vaelab/training/`, `vaelab/evaluation/`, its profile) is marked **stale**.", "",
+            "files that could move it (the family's model file and the modules of `vaelab/models/` and "
+            "`vaelab/nn/` it imports, `vaelab/data/`, `vaelab/training/`, `vaelab/evaluation/`, its profile, "
+            "and `vaelab/compare/` for a comparison's row) is marked **stale**. The wall and CPU times count "
+            "every recorded epoch, those of steps stopped at a session's end included.", "",
             "Run or carry on the campaign (one row at a time, `nice`, one thread; safe to kill at any moment): "
             "`nice python benchmarks/campaign.py [--only ROW]`; see where it stands: "
             "`python benchmarks/campaign.py --status`. Provenance tags: [P] paper text, [O] official code, "

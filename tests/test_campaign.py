@@ -163,6 +163,16 @@ def test_a_figure_is_stale_after_a_change_to_a_recorded_path_only(tmp_path):
     _git(repo, "commit", "-qam", "model")
     assert "vaelab/models/vae.py" in table.stale(result, repo)
     assert "not in this repository" in table.stale({**result, "commit": "0" * 40}, repo)
+    assert table.stale(result, repo, paths=["vaelab/training/"]) == ""  # the row's paths of today, where given
+
+
+def test_a_row_watches_the_layer_modules_its_families_import_and_no_others():
+    rows = {row.id: row for row in campaign.ROWS}
+    m2, adain = campaign.relevant_paths(rows["m2-100"]), campaign.relevant_paths(rows["adain-vc-vc"])
+    assert {"vaelab/models/ssvae.py", "vaelab/models/base.py", "vaelab/nn/mlp.py"} <= set(m2)
+    assert "vaelab/nn/speech.py" not in m2 and not any(p.endswith("/") and "/nn" in p for p in m2)
+    assert {"vaelab/models/adain_vc.py", "vaelab/nn/speech.py"} <= set(adain)
+    assert "vaelab/training/" in m2 and "vaelab/profiles/m2/" in m2
 
 
 def _result(row, **changes):
@@ -188,7 +198,7 @@ def test_the_table_reads_saved_results_only(tmp_path, monkeypatch):
     (runs / "third" / "progress.json").write_text(json.dumps({"epochs": 4, "train_seconds": 1800.0,
                                                               "cpu_seconds": 1908.0, "steps": []}))
     (runs / "third" / "curves.png").write_bytes(b"png")
-    monkeypatch.setattr(table, "stale", lambda result, repo=None: "changed since: vaelab/models/vae.py")
+    monkeypatch.setattr(table, "stale", lambda result, repo=None, paths=None: "changed since: vaelab/models/vae.py")
     page = table.render(rows, runs, tmp_path / "docs")
     tiny_line = [x for x in page.splitlines() if x.startswith("| tiny VAE")][0]
     assert "**5.00 nats**" in tiny_line and "**stale**" in tiny_line and "3 / 10" in tiny_line
@@ -484,7 +494,7 @@ def test_the_table_groups_rows_and_lists_a_family_without_a_figure(tmp_path, mon
     none = campaign.Row("nothing", "conv-ae", "conv-ae", (), "mse", "–", None, "MSE", "p", 0.0, 0, group="headline",
                         reason="its docs claim no figure")
     rows = [tiny(epochs=10, budget=2.0), measured, none]
-    monkeypatch.setattr(table, "stale", lambda result, repo=None: "")
+    monkeypatch.setattr(table, "stale", lambda result, repo=None, paths=None: "")
     page = table.render(rows, runs, tmp_path / "docs")
     lines = page.splitlines()
     first, second = lines.index("## " + table.GROUPS["campaign"][0]), lines.index("## " + table.GROUPS["headline"][0])
