@@ -195,13 +195,8 @@ def test_vq_vc_hop_gives_one_code_per_run_of_frames(clips):
     assert torch.equal(c[:, :, 0], c[:, :, 3]) and not torch.equal(c[:, :, 0], c[:, :, 4 * 4])  # repeated per run
 
 
-@pytest.mark.parametrize("settings", [s for _, s in VARIANTS])
-def test_vq_vc_variants_never_read_the_padding(settings, clips):
-    torch.manual_seed(0)
-    model = _vq(clips, **settings)
-    batch = clips.subset(slice(0, 4)).batch()
-    model.loss(batch)
-    model.eval()
+def _assert_padding_unread(model, batch):
+    """Loud noise in the frames past each clip's length moves neither the loss nor the true frames."""
     noisy = batch.x.clone()
     lengths = batch.extras["lengths"]
     for i, t in enumerate(lengths):
@@ -210,6 +205,16 @@ def test_vq_vc_variants_never_read_the_padding(settings, clips):
     t = int(lengths.min())
     assert torch.allclose(model.reconstruct(batch)[:, :, :t], model.reconstruct(batch.with_x(noisy))[:, :, :t],
                           atol=1e-4)
+
+
+@pytest.mark.parametrize("settings", [s for _, s in VARIANTS])
+def test_vq_vc_variants_never_read_the_padding(settings, clips):
+    torch.manual_seed(0)
+    model = _vq(clips, **settings)
+    batch = clips.subset(slice(0, 4)).batch()
+    model.loss(batch)
+    model.eval()
+    _assert_padding_unread(model, batch)
 
 
 def test_adain_vc_noise_scale_sets_the_training_noise_and_zero_removes_it(clips):
@@ -261,14 +266,7 @@ def test_adain_vc_decoder_norm_branch_keeps_the_stream_and_never_reads_the_paddi
     model = build("adain-vc", **cls.data_settings(clips, {"input_shape": list(clips.shape), **SMALL,
                                                           "decoder_norm": "branch"})).eval()
     batch = clips.subset(slice(0, 4)).batch()
-    noisy = batch.x.clone()
-    lengths = batch.extras["lengths"]
-    for i, t in enumerate(lengths):
-        noisy[i, :, int(t):] = torch.randn_like(noisy[i, :, int(t):]) * 5
-    assert torch.allclose(model.loss(batch).total, model.loss(batch.with_x(noisy)).total, atol=1e-3)
-    t = int(lengths.min())
-    assert torch.allclose(model.reconstruct(batch)[:, :, :t], model.reconstruct(batch.with_x(noisy))[:, :, :t],
-                          atol=1e-4)
+    _assert_padding_unread(model, batch)
     x, mask = speech_input(model, batch)
     c, s = model.content(x, mask), model.speaker(x, mask)
     dec = model.decoder
