@@ -150,10 +150,12 @@ def gumbel_softmax(logits: torch.Tensor, tau: float, hard: bool = False,
     u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
     g = -torch.log((-torch.log(u.clamp_min(1e-20))).clamp_min(1e-20))
     y = torch.softmax((logits + g) / tau, dim=-1)
-    if not hard:
-        return y
-    one_hot = F.one_hot(y.argmax(-1), logits.shape[-1]).to(y)
-    return one_hot - y.detach() + y
+    return straight_through(y) if hard else y
+
+
+def straight_through(y: torch.Tensor) -> torch.Tensor:
+    """The one-hot of each row's argmax forward, ``y``'s gradient backward."""
+    return F.one_hot(y.argmax(-1), y.shape[-1]).to(y) - y.detach() + y
 
 
 def binary_concrete(logits: torch.Tensor, tau: float, hard: bool = False,

@@ -41,7 +41,7 @@ from ..errors import VaelabError
 from ..nn.text import BOS_ID, EOS_ID, SentenceDecoder, decoder_inputs, length_mask, lengths_of, lengths_from_ids, \
     run_lstm, trimmed, word_dropout
 from .base import Batch, Loss
-from .discrete_vae import gumbel_softmax
+from .discrete_vae import gumbel_softmax, straight_through
 from .registry import register
 from .text_base import TextModel, input_shape_field, vocabulary_field
 
@@ -267,8 +267,7 @@ class Seq3(TextModel):
             if not sample:
                 y = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
             elif self.config.draw == "greedy":  # the argmax forward, softmax(logits / τ)'s gradient backward
-                soft = (logits / self.tau).softmax(-1)
-                y = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(soft) - soft.detach() + soft
+                y = straight_through((logits / self.tau).softmax(-1))
             else:
                 y = gumbel_softmax(logits, self.tau, hard=True)
             onehots.append(y)
