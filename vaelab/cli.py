@@ -17,8 +17,6 @@ from .outputs import check_outputs
 from .text_cli import print_interpolation, print_reconstructions, print_samples, reads_text
 from .words import count
 
-RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard", "curve_points")
-
 
 _ints = comma_list(int)  # --indices 3,17,42
 
@@ -532,6 +530,7 @@ def _run_settings(args, model_cls, out: Path, inherited: dict | None = None):
     ``inherited`` training settings sit under the family's defaults and the given ones."""
     from .files import read_run_record
     from .training import TrainConfig, train_config
+    from .training.trainer import RESUME_MAY_CHANGE
 
     model_opts, train_opts = options(model_cls.Config), options(TrainConfig)
     flags = {o.key: o.flag for o in model_opts + train_opts}

@@ -127,6 +127,7 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
     from ..files import read_run_record
     from ..io import load
     from ..training import train
+    from ..training.trainer import RESUME_MAY_CHANGE
 
     if (out / "run.json").exists():
         rec = read_run_record(out / "run.json", "run record")
@@ -136,7 +137,7 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
         same = (rec.get("model") == model and rec.get("data", {}).get("n_train", 0) + held == len(data)
                 and all(rec["config"].get(k) == v for k, v in wanted.items())
                 and all(recorded.get(k) == v for k, v in train_config.items()
-                        if k not in ("epochs", "threads", "device", "curve_points")))
+                        if k not in RESUME_MAY_CHANGE))
         if not same:
             raise VaelabError(f"{out} holds a run with other settings; remove it or choose another --out")
         if _finished(out, train_config) and (out / "model.safetensors").exists():

@@ -46,6 +46,8 @@ from .validation import monitored, validation_terms
 
 VAL_BINARIZATION_SEED = 123
 NONFINITE = ("stop", "skip")
+# Settings a continued run may take anew: how long and where it runs, and what it logs.
+RESUME_MAY_CHANGE = ("epochs", "threads", "device", "tensorboard", "curve_points")
 
 
 @dataclass(frozen=True)
