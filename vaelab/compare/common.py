@@ -128,6 +128,7 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
     from ..io import load
     from ..models.registry import as_trained
     from ..training import train
+    from ..training.rundir import differences
     from ..training.trainer import RESUME_MAY_CHANGE
 
     if (out / "run.json").exists():
@@ -141,7 +142,9 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
                 and all(recorded.get(k) == v for k, v in train_config.items()
                         if k not in RESUME_MAY_CHANGE))
         if not same:
-            raise VaelabError(f"{out} holds a run with other settings; remove it or choose another --out")
+            changed = differences({k: trained.get(k) for k in wanted}, wanted)  # the model's settings, named
+            raise VaelabError(f"{out} holds a run with other settings{f' ({changed})' if changed else ''}; "
+                              "remove it or choose another --out")
         if _finished(out, train_config) and (out / "model.safetensors").exists():
             return load(out)
         train(model, data, out, config=train_config, resume=True, val_data=val_data, progress=progress)
