@@ -258,3 +258,10 @@ def test_init_from_lm_starts_the_embedding_from_the_language_models(tmp_path):
     assert torch.allclose(starts["small"], expected, atol=1e-5)
     dist = lambda e: torch.cdist(e[words], e[words]).flatten()  # noqa: E731
     assert float(torch.corrcoef(torch.stack([dist(starts["small"]), dist(lm)]))[0, 1]) > 0.5
+
+
+def test_the_report_shows_an_old_runs_draw_as_it_was_trained():
+    from vaelab.viz.report import _applicable, _config_class
+
+    assert _applicable(_config_class("seq3"), {"tau": 0.5})["draw"] == "sample"
+    assert _applicable(_config_class("seq3"), {"tau": 0.5, "draw": "greedy"})["draw"] == "greedy"
