@@ -160,9 +160,51 @@ def test_a_greedy_draw_trains_on_the_middle_sequence_evaluation_reads():
         build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT, draw="beam")
 
 
+def test_a_default_seq3_trains_on_the_greedy_middle_sequence():
+    """greedy is the default draw (chosen on validation): training reads the middle words evaluation reads."""
+    ds = tiny_dataset(16)
+    batch = ds.batch()
+    model = build("seq3", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT)
+    assert model.config.draw == "greedy"
+    greedy, _, _ = model.eval().compress(batch)
+    torch.manual_seed(1)
+    drawn, _, _ = model.train().compress(batch)
+    assert torch.equal(drawn.argmax(-1), greedy.argmax(-1))
+
+
+def test_the_paper_profile_draws_samples_and_the_quick_one_keeps_the_default(parsed):
+    assert parsed("seq3", "--profile", "paper")[0].draw == "sample"
+    assert parsed("seq3", "--profile", "quick")[0].draw == "greedy"
+    assert parsed("seq3", "--profile", "paper", "--draw", "greedy")[0].draw == "greedy"
+
+
+def test_a_run_recorded_before_draw_existed_is_reused_as_sampled_and_refused_as_greedy(tmp_path):
+    """A comparison's run in --out whose record lacks draw was trained on samples: --draw sample reuses it
+    (nothing trained again), the greedy default refuses it in one line naming the setting."""
+    import json
+
+    from vaelab.compare.common import fit
+
+    ds = tiny_dataset(24)
+    net = {**TINY_TEXT, "draw": "sample"}
+    config = {"epochs": 1, "batch_size": 8, "threads": 1, "val_size": 0, "seed": 0}
+    out = tmp_path / "run"
+    first = fit("seq3", ds, out, net, config, False)
+    for name in ("run.json", "config.json"):  # as a run saved before the setting existed
+        record = json.loads((out / name).read_text())
+        del record["config"]["draw"]
+        (out / name).write_text(json.dumps(record))
+    metrics = (out / "metrics.jsonl").read_text()
+    again = fit("seq3", ds, out, net, config, False)
+    assert again.config.draw == "sample" and (out / "metrics.jsonl").read_text() == metrics
+    assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), again.state_dict().values()))
+    with pytest.raises(VaelabError, match=r"holds a run with other settings \(draw sample, now greedy\); remove it"):
+        fit("seq3", ds, out, {**net, "draw": "greedy"}, config, False)
+
+
 def test_compare_secret_code_hands_its_training_settings_to_each_run(monkeypatch, tmp_path):
-    """--draw, --tau-decay, --init-from-lm, --batch-size and --lr reach the seq3 runs; at their defaults they are
-    left out of the model's settings (so that earlier runs in --out still match)."""
+    """--draw, --tau-decay, --init-from-lm, --batch-size and --lr reach the seq3 runs; --draw is always recorded
+    (greedy by default), the others are left out at their defaults (so that earlier runs in --out still match)."""
     import importlib
     sc = importlib.import_module("vaelab.compare.secret_code")  # the module (the package exports the function)
     ds = tiny_dataset(30)
@@ -177,11 +219,12 @@ def test_compare_secret_code_hands_its_training_settings_to_each_run(monkeypatch
     monkeypatch.setattr(sc, "load", lambda run: lm)
     monkeypatch.setattr(sc, "fit", fake_fit)
     sc.secret_code(tmp_path / "a", lm_run="lm", weights=(0.2,), eval_size=5, progress=False)
-    sc.secret_code(tmp_path / "b", lm_run="lm", weights=(0.2,), eval_size=5, progress=False, draw="greedy",
+    sc.secret_code(tmp_path / "b", lm_run="lm", weights=(0.2,), eval_size=5, progress=False, draw="sample",
                    tau_decay=0.5, batch_size=16, lr=3e-3, init_from_lm=True)
     (net_a, config_a), (net_b, config_b) = seen
-    assert not {"draw", "tau_decay", "init_from_lm"} & set(net_a) and "lr" not in config_a and config_a["batch_size"] == 32
-    assert net_b["draw"] == "greedy" and net_b["tau_decay"] == 0.5 and net_b["init_from_lm"] and net_b["lm_weight"] == 0.2
+    assert net_a["draw"] == "greedy" and not {"tau_decay", "init_from_lm"} & set(net_a)
+    assert "lr" not in config_a and config_a["batch_size"] == 32
+    assert net_b["draw"] == "sample" and net_b["tau_decay"] == 0.5 and net_b["init_from_lm"] and net_b["lm_weight"] == 0.2
     assert config_b["batch_size"] == 16 and config_b["lr"] == 3e-3
 
 
@@ -215,3 +258,10 @@ def test_init_from_lm_starts_the_embedding_from_the_language_models(tmp_path):
     assert torch.allclose(starts["small"], expected, atol=1e-5)
     dist = lambda e: torch.cdist(e[words], e[words]).flatten()  # noqa: E731
     assert float(torch.corrcoef(torch.stack([dist(starts["small"]), dist(lm)]))[0, 1]) > 0.5
+
+
+def test_the_report_shows_an_old_runs_draw_as_it_was_trained():
+    from vaelab.viz.report import _applicable, _config_class
+
+    assert _applicable(_config_class("seq3"), {"tau": 0.5})["draw"] == "sample"
+    assert _applicable(_config_class("seq3"), {"tau": 0.5, "draw": "greedy"})["draw"] == "greedy"

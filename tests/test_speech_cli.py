@@ -88,3 +88,22 @@ def test_reconstruct_and_encode_speak_audio(speech_run, tmp_path, capsys):
     with np.load(npz) as f:
         assert f["speaker_vector"].shape == (12, 64) and f["content"].shape == (12, 32)
         assert f["lengths"].shape == (12,) and f["speaker"].tolist() == [0] * 6 + [1] * 6
+
+
+def test_resume_of_a_run_recorded_before_decoder_norm_takes_it_as_trained(tmp_path, capsys):
+    """run.json without decoder_norm (recorded before it existed) was trained with the stream norm: --resume
+    accepts --decoder-norm stream and refuses branch, naming both."""
+    import json
+
+    data = speaker_folder(tmp_path / "wav", takes=2)
+    run = tmp_path / "run"
+    args = ["train", "adain-vc", "--data", f"wav:{data}", "--out", run, "--batch-size", "8", "--width", "16",
+            "--blocks", "1", "--threads", "1", "--no-progress"]
+    assert cli(capsys, *args, "--epochs", "1", "--decoder-norm", "stream")[0] == 0
+    record = json.loads((run / "run.json").read_text())
+    del record["config"]["decoder_norm"]
+    (run / "run.json").write_text(json.dumps(record))
+    code, _, err = cli(capsys, *args, "--resume", "--epochs", "2", "--decoder-norm", "branch")
+    assert code == 2 and "--decoder-norm differs (recorded stream, given branch)" in err
+    assert cli(capsys, *args, "--resume", "--epochs", "2", "--decoder-norm", "stream")[0] == 0
+    assert json.loads((run / "run.json").read_text())["config"]["decoder_norm"] == "stream"

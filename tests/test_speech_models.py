@@ -297,3 +297,19 @@ def test_adain_vc_run_saved_before_decoder_norm_loads_with_the_stream_norm(clips
     assert loaded.config.decoder_norm == "stream"
     batch = clips.subset(slice(0, 3)).batch()
     assert torch.allclose(loaded.reconstruct(batch), result.model.eval().reconstruct(batch), atol=1e-5)
+
+
+def test_adain_vc_run_recorded_before_decoder_norm_resumes_with_the_stream_norm(clips, tmp_path):
+    import json
+
+    settings = {"batch_size": 8, "threads": 1, "val_size": 0.25}
+    vaelab.train("adain-vc", clips, tmp_path / "run", model_config={**SMALL, "decoder_norm": "stream"},
+                 config={**settings, "epochs": 1}, progress=False)
+    path = tmp_path / "run" / "run.json"
+    record = json.loads(path.read_text())
+    del record["config"]["decoder_norm"]  # as a run recorded before the setting existed
+    path.write_text(json.dumps(record))
+    result = vaelab.train("adain-vc", clips, tmp_path / "run", config={**settings, "epochs": 2}, resume=True,
+                          progress=False)
+    assert result.model.config.decoder_norm == "stream"
+    assert vaelab.load(tmp_path / "run").config.decoder_norm == "stream"

@@ -529,6 +529,7 @@ def _run_settings(args, model_cls, out: Path, inherited: dict | None = None):
     ``--resume`` of a recorded run, the recorded ones (only RESUME_MAY_CHANGE may differ).
     ``inherited`` training settings sit under the family's defaults and the given ones."""
     from .files import read_run_record
+    from .models.registry import as_trained
     from .training import TrainConfig, train_config
     from .training.trainer import RESUME_MAY_CHANGE
 
@@ -541,8 +542,9 @@ def _run_settings(args, model_cls, out: Path, inherited: dict | None = None):
     recorded = read_run_record(out / "run.json") if args.resume and (out / "run.json").exists() else None
     if not recorded:
         return model_settings or None, train_config(model_cls, {**(inherited or {}), **train_settings})
+    trained = as_trained(model_cls, recorded["config"])
     for key, value in model_settings.items():
-        old = recorded["config"].get(key)
+        old = trained.get(key)
         if _norm(old) != _norm(value):
             raise VaelabError(f"--resume continues the recorded run; {flags[key]} "
                               f"differs (recorded {old}, given {value})")

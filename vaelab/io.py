@@ -13,7 +13,7 @@ import torch
 
 from .errors import VaelabError, brief
 from .files import atomic_write_bytes, atomic_write_json, read_json, read_safetensors, serialize
-from .models.registry import model_class
+from .models.registry import as_trained, model_class
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -38,8 +38,8 @@ def record_config(record: dict, where: str):
         raise VaelabError(f"{where}: 'model' must name a registered model")
     cls = model_class(name)
     config = record.get("config")
-    if isinstance(config, dict):  # a setting added later: what a record without it was trained with
-        config = {**getattr(cls.Config, "recorded_before", {}), **config}
+    if isinstance(config, dict):
+        config = as_trained(cls, config)
     return cls, cls.Config.from_dict(config, where=f"{where} ({name} config)")
 
 

@@ -214,8 +214,9 @@ SPECIFIC = {
         ("--topic-weight", "topic_weight", float, 10.0, "weight of the topic loss (0 = none)"),
         ("--tau", "tau", float, 0.5, "Gumbel-softmax temperature"),
         ("--tau-decay", "tau_decay", float, 0.0, "τ annealing rate per epoch, floored at 0.1 (0 = a constant τ)"),
-        ("--draw", "draw", str, "sample", "training middle words: sample (Gumbel-max draws from q) or greedy "
-                                          "(q's most probable word, as evaluation reads)"),
+        ("--draw", "draw", str, "greedy", "training middle words: greedy (q's most probable word, as evaluation "
+                                          "reads; chosen on validation) or sample (Gumbel-max draws from q, the "
+                                          "paper's)"),
         ("--batch-size", "batch_size", int, 32, "sentences per training step"),
         ("--lr", "lr", float, 0.0, "Adam learning rate (0 = seq3's default, 1e-3)"),
     ]),

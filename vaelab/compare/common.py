@@ -126,7 +126,9 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
     re-running a comparison is cheap."""
     from ..files import read_run_record
     from ..io import load
+    from ..models.registry import as_trained
     from ..training import train
+    from ..training.rundir import differences
     from ..training.trainer import RESUME_MAY_CHANGE
 
     if (out / "run.json").exists():
@@ -134,12 +136,15 @@ def fit(model: str, data: Dataset, out: Path, model_config: dict, train_config: 
         wanted = {k: list(v) if isinstance(v, tuple) else v for k, v in model_config.items()}
         held = 0 if val_data is not None else rec.get("data", {}).get("n_val", 0)  # rows carved for validation
         recorded = {**rec["train"], **rec.get("resolved", {})}  # "auto" as the run resolved it
+        trained = as_trained(model, rec["config"])  # an old record: the settings it was trained with
         same = (rec.get("model") == model and rec.get("data", {}).get("n_train", 0) + held == len(data)
-                and all(rec["config"].get(k) == v for k, v in wanted.items())
+                and all(trained.get(k) == v for k, v in wanted.items())
                 and all(recorded.get(k) == v for k, v in train_config.items()
                         if k not in RESUME_MAY_CHANGE))
         if not same:
-            raise VaelabError(f"{out} holds a run with other settings; remove it or choose another --out")
+            changed = differences({k: trained.get(k) for k in wanted}, wanted)  # the model's settings, named
+            raise VaelabError(f"{out} holds a run with other settings{f' ({changed})' if changed else ''}; "
+                              "remove it or choose another --out")
         if _finished(out, train_config) and (out / "model.safetensors").exists():
             return load(out)
         train(model, data, out, config=train_config, resume=True, val_data=val_data, progress=progress)

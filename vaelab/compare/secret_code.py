@@ -100,7 +100,7 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
                 epochs: int = 4, sentences: int = 6000, train_size: int = 0, eval_size: int = 200,
                 split: str = "val", hidden: int = 128, embedding: int = 64, ratio: float = 0.5,
                 word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, tau_decay: float = 0.0,
-                draw: str = "sample", batch_size: int = 32, lr: float = 0.0,
+                draw: str = "greedy", batch_size: int = 32, lr: float = 0.0,
                 init_from_lm: bool = False,
                 seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
     """Train a seq3 at each prior weight (reusing finished runs in ``out``) and measure each."""
@@ -119,8 +119,7 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
     held = (held.subset(slice(0, eval_size)) if eval_size else held).batch()
     net = {"embedding_dim": embedding, "hidden_dim": hidden, "ratio": ratio, "word_keep": word_keep,
            "topic_weight": topic_weight, "tau": tau, "lm_run": str(lm_run)}
-    if draw != "sample":  # left out at the defaults, so that earlier runs in --out still match
-        net["draw"] = draw
+    net["draw"] = draw  # a run recorded without it drew samples (seq3's recorded_before)
     if tau_decay:
         net["tau_decay"] = tau_decay
     if init_from_lm:

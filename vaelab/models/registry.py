@@ -29,6 +29,14 @@ def model_class(name: str) -> type:
     return _MODELS[name]
 
 
+def as_trained(model: str | type, config: dict) -> dict:
+    """A recorded config with the settings added after it was saved filled in as the run was
+    trained (the Config's ``recorded_before``), so loading, ``--resume`` and a comparison's
+    reuse of its runs read an old record as the same model, not one with today's defaults."""
+    cls = model_class(model) if isinstance(model, str) else model  # a name, a model class or its Config
+    return {**getattr(getattr(cls, "Config", cls), "recorded_before", {}), **config}
+
+
 def build(name: str, **settings):
     """Build a registered model from its config settings, e.g. ``build("vae", latent_dim=2)``."""
     cls = model_class(name)

@@ -21,9 +21,11 @@ itself: logits = E · W_o õ_t + b. The loss per sentence:
 p_LM is a pretrained, frozen ``lstm-lm`` reading the sampled words (the paper's direction of
 the KL: the compressor's distribution must cover the language model's next-word distribution).
 With λ = 0 nothing asks y to be language: it can become a "secret code" only the reconstructor
-reads. Middle words never include <pad>, <bos> or <eos>. Training draws each y_t from q_t
-(``draw="sample"``) or takes its most probable word (``draw="greedy"``, what evaluation reads;
-the relaxed gradient is softmax(logits / τ)'s). τ may be annealed: τ_e = max(τ_min,
+reads. Middle words never include <pad>, <bos> or <eos>. Training takes each y_t as q_t's most
+probable word (``draw="greedy"``, the default: the middle sequence evaluation reads, chosen on
+validation sentences, docs/text.md "The secret code"; the relaxed gradient is
+softmax(logits / τ)'s) or draws it from q_t (``draw="sample"``, the paper's; a run recorded
+before the setting existed was trained so). τ may be annealed: τ_e = max(τ_min,
 τ · exp(−r e)) at fractional epoch e.
 """
 from __future__ import annotations
@@ -31,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -69,9 +72,10 @@ class Seq3Config(Config):
     tau_decay: float = field(default=0.0, metadata={
         "help": "τ annealing: τ·exp(−rate·epoch), floored at --tau-min (0 = a constant τ)"})
     tau_min: float = field(default=0.1, metadata={"help": "the lowest τ the annealing reaches"})
-    draw: str = field(default="sample", metadata={
-        "help": "how training picks each middle word: sample (a Gumbel-max draw from q_t, the paper's) or greedy "
-                "(q_t's most probable word, as evaluation reads it); both pass the relaxed gradient at τ"})
+    draw: str = field(default="greedy", metadata={
+        "help": "how training picks each middle word: greedy (q_t's most probable word, as evaluation reads it; "
+                "the default, chosen on validation sentences) or sample (a Gumbel-max draw from q_t, the paper's); "
+                "both pass the relaxed gradient at τ"})
     lm_weight: float = field(default=0.0, metadata={
         "help": "λ, the weight of the language-model prior on the middle sequence (0 = none: a secret code)"})
     topic_weight: float = field(default=0.0, metadata={
@@ -85,6 +89,9 @@ class Seq3Config(Config):
                 "scaled to unit spread, when the sizes differ), as the paper starts it from pretrained GloVe vectors"})
     lm_embedding_dim: int = field(default=0, metadata={"option": False, "help": "the prior's embedding size (from lm_run)"})
     lm_hidden_dim: int = field(default=0, metadata={"option": False, "help": "the prior's LSTM size (from lm_run)"})
+
+    # a saved run whose record lacks a setting was trained before it existed, with this value
+    recorded_before: ClassVar[dict] = {"draw": "sample"}
 
     def validate(self) -> None:
         require(len(self.input_shape) == 1 and self.input_shape[0] >= 2,

@@ -14,7 +14,7 @@ from ..errors import VaelabError, VaelabWarning
 from ..files import read_run_record
 from ..io import state_bytes
 from ..models.base import Model
-from ..models.registry import build, model_class
+from ..models.registry import as_trained, build, model_class
 from .trainer import TrainConfig, TrainResult, fit
 
 
@@ -106,7 +106,7 @@ def train(model: str | Model, data: str | Dataset, out: str | os.PathLike, *,
         if recorded and model_config is None:
             if recorded.get("model") != model:
                 raise VaelabError(f"--resume: {out} holds a '{recorded.get('model')}' run, not '{model}'")
-            model_config = dict(recorded["config"])
+            model_config = as_trained(model, recorded["config"])
         settings = {"input_shape": list(ds.shape), **(model_config or {})}
         fit_settings = getattr(model_class(model), "data_settings", None)  # e.g. attribute statistics
         settings = fit_settings(ds, settings) if fit_settings else settings

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..errors import VaelabError, brief
 from ..files import WriteError, atomic_write_bytes, fsync_dir, read_run_record, remove_stale_temporaries
+from ..models.registry import as_trained
 from .checkpoint import previous_path
 
 RUN_FILES = ("run.json", "config.json", "model.safetensors", "metrics.jsonl", "samples.png",
@@ -72,6 +73,8 @@ class RunDir:
             self.say(f"--resume: no run in {self.root} yet; starting a new one")
             return False
         recorded = read_run_record(self.record)
+        if recorded.get("model") == record.get("model") and isinstance(recorded.get("config"), dict):
+            recorded = {**recorded, "config": as_trained(record["model"], recorded["config"])}
         for key in ("model", "config", "stage"):
             if recorded.get(key) != record.get(key):
                 raise VaelabError(f"--resume: the run in {self.root} is a different model "

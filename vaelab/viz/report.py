@@ -314,12 +314,15 @@ def _settings(p: RunReport) -> str:
 
 def _applicable(config_cls, settings):
     """The recorded settings that take effect (no sigma for a Bernoulli likelihood, no channels
-    for an MLP), by each config field's ``applies`` metadata; all of them where the config is unknown."""
+    for an MLP), by each config field's ``applies`` metadata, with those an old record lacks as
+    it was trained; all of them where the config is unknown."""
     from ..config import applicable_settings
+
+    from ..models.registry import as_trained
 
     if config_cls is None or not isinstance(settings, dict):
         return settings
-    return applicable_settings(config_cls, settings)
+    return applicable_settings(config_cls, as_trained(config_cls, settings))
 
 
 def _config_class(model) -> type | None:
