@@ -130,3 +130,22 @@ def test_cli_bad_input_is_one_line(tmp_path, capsys, case, message):
     assert main(["curves", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_training_lines_follow_the_points_within_each_epoch_when_recorded(tmp_path):
+    """--curve-points: the training terms are drawn at their steps (fractional epochs); an epoch
+    without a curve keeps its mean at its end; validation stays one point an epoch."""
+    first = json.loads(_line(1, 9.0, val=8.0))
+    first["train_curve"] = {"step": [5, 10], "recon": [12.0, 6.0], "kl": [3.0, 1.0]}
+    second = json.loads(_line(2, 5.0, val=4.0))
+    second["train_curve"] = {"step": [12, 20], "recon": [5.5, 4.5], "kl": [1.0, 1.0]}
+    run = _run(tmp_path / "r", [json.dumps(first), json.dumps(second), _line(3, 4.0, val=3.5)])
+    (h,) = histories([run])
+    assert h.within["recon"] == ([0.5, 1.0, 1.2, 2.0, 3.0], [12.0, 6.0, 5.5, 4.5, 4.0])
+    fig = curves_figure([h])
+    recon = next(ax for ax in fig.axes if ax.get_title() == "recon")
+    train_line, val_line = recon.get_lines()
+    assert list(train_line.get_xdata()) == [0.5, 1.0, 1.2, 2.0, 3.0]
+    assert list(val_line.get_xdata()) == [1, 2, 3]
+    (plain,) = histories([_run(tmp_path / "p", [_line(1, 9.0), _line(2, 7.0)])])
+    assert plain.within == {}

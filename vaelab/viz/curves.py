@@ -1,5 +1,8 @@
 """Training curves: every loss term, validation value and the learning rate against epoch,
-read from runs' ``metrics.jsonl`` (one JSON line per epoch, written by the trainer).
+read from runs' ``metrics.jsonl`` (one JSON line per epoch, written by the trainer). A run
+trained with ``--curve-points N`` also records each epoch's training terms at N points
+(``train_curve``); its training lines follow those points, at fractional epochs, so a
+collapse within the first epoch shows.
 
 A resumed run may hold an epoch twice (a crash after the line, before the checkpoint): the
 last line for an epoch wins, as it is the one the checkpoint continued from. A run of
@@ -29,6 +32,7 @@ class History:
     run: Path
     epochs: list[int]
     series: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    within: dict[str, tuple[list[float], list[float]]] = field(default_factory=dict)  # name: (epochs, values)
 
     @property
     def seconds(self) -> float:
@@ -138,7 +142,32 @@ def history(label: str, run: Path, records: list[dict]) -> History:
     keys += [("", k) for k in ("lr", "seconds") if any(k in r for r in records)]
     series = {key: [_number((r.get(key[0]) or {}).get(key[1]) if key[0] else r.get(key[1])) for r in records]
               for key in keys}
-    return History(label, run, epochs, series)
+    return History(label, run, epochs, series, within_epochs(records))
+
+
+def within_epochs(records: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    """Each training term at the points of the epochs' ``train_curve`` (empty without one), placed
+    at fractional epochs by step: a point at step s of epoch e, which ran steps (a, b], lies at
+    e − 1 + (s − a) / (b − a). An epoch without a curve keeps its mean at its end."""
+    if not any(isinstance(r.get("train_curve"), dict) for r in records):
+        return {}
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    previous = {r["epoch"]: r.get("step") for r in records}
+    for r in records:
+        e, end, curve = r["epoch"], r.get("step"), r.get("train_curve")
+        start = previous.get(e - 1, 0 if e == 1 else None)
+        if isinstance(curve, dict) and isinstance(curve.get("step"), list):
+            steps = curve["step"]
+            span = (end - start) if isinstance(end, int) and isinstance(start, int) and end > start else None
+            xs = [e - 1 + ((s - start) / span if span else (k + 1) / len(steps)) for k, s in enumerate(steps)]
+            points = {k: v for k, v in curve.items() if k != "step" and isinstance(v, list) and len(v) == len(xs)}
+        else:
+            xs, points = [float(e)], {k: [v] for k, v in (r.get("train") or {}).items()}
+        for name, values in points.items():
+            ex, ey = out.setdefault(name, ([], []))
+            ex += xs
+            ey += [_number(v) for v in values]
+    return out
 
 
 def _number(value) -> float:
@@ -213,8 +242,11 @@ def _panel(ax, name: str, found: list[History]) -> None:
             ys = h.series.get((part, name))
             if ys is None or (part == "" and name != "lr"):
                 continue
+            xs = h.epochs
+            if part == "train" and name in h.within:  # the points within each epoch, not its mean
+                xs, ys = h.within[name]
             positive = positive and all(y > 0 for y in ys if math.isfinite(y))
-            ax.plot(h.epochs, ys, style, color=colours(i % 10), marker="o" if len(ys) <= 30 else None,
+            ax.plot(xs, ys, style, color=colours(i % 10), marker="o" if len(ys) <= 30 else None,
                     markersize=2.5, label=f"{h.label} (val)" if part == "val" else h.label)
     if name == "lr" and positive:
         ax.set_yscale("log")
