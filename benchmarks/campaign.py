@@ -27,6 +27,12 @@ one, run again, reuses the models it had trained. A row may train first and hand
 the comparison (``{run}``), or read another row's run (``{row:ID}``, e.g. seq3 reads the
 language model of ``lstm-lm-ptb``) and wait until that row is measured. A family with no
 measurable headline is a row with a ``reason``: listed in the table, never run.
+
+A figure measured before a change to its paths is stale (``stale``). ``--confirm ROW`` vouches
+that it still holds without training it again: the recorded evaluation at HEAD gives the same
+figure, and a short training probe (``--probe-epochs``) saves bit-identical weights and metrics
+with the measured commit's code (a temporary git worktree) and with HEAD's; result.json then
+records ``confirmed``, and staleness counts from there (``confirm_row``).
 """
 from __future__ import annotations
 
