@@ -820,6 +820,8 @@ class NotConfirmed(Exception):
 
 
 TIMING = ("seconds", "cpu_seconds")  # metrics.jsonl keys that differ between any two runs
+# A probe's epochs bound the last stage; a family that trains more first is bounded here too.
+PROBE_OPTIONS = {"m1m2": ("--m1-epochs", "1"), "stacked-ae": ("--pretrain-epochs", "1")}
 
 
 def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) -> dict:
@@ -877,8 +879,10 @@ def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) 
         "commit": head, "at": _now(), "from": base, "seconds": round(time.monotonic() - t0, 1),
         "probe_epochs": probe_epochs,
         "how": f"`{result['eval_command']}` at {head[:7]} gave the recorded {row.metric} ({figure}, exactly); "
-               f"{probe_epochs} epochs of `{result['command']}` (one thread) at {base[:7]} and at {head[:7]} saved "
-               f"bit-identical weights ({probed})"}}
+               f"{probe_epochs} epochs of `{result['command']}` (one thread"
+               f"{''.join(' ' + o for o in PROBE_OPTIONS.get(row.family, ()))}) at {base[:7]} and at {head[:7]} "
+               f"saved bit-identical weights ({probed}) and the same training and validation terms in "
+               f"metrics.jsonl every epoch (timings aside)"}}
     write_json(rd / "result.json", result)
     return result
 
@@ -888,11 +892,9 @@ def git_in(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _runs_path(command: str, runs: Path) -> list[str]:
-    """A recorded command's words, RUNS standing for the runs directory."""
-    import shlex
-
+    """A recorded command's words (recorded joined by spaces), RUNS standing for the runs directory."""
     return [str(runs) + word[4:] if word == "RUNS" or word.startswith("RUNS/") else word
-            for word in shlex.split(command)]
+            for word in command.split()]
 
 
 def confirm_evaluation(row: Row, result: dict, runs: Path, repo: Path, log: Path) -> str:
@@ -945,11 +947,12 @@ def probe(tree: Path, command: str, out: Path, epochs: int, log: Path, who: str)
     """``epochs`` epochs of the recorded training command with ``tree``'s code into ``out``:
     the first fresh, each further one by ``--resume`` (the campaign trains in chunks). Only
     options every commit's trainer knows are added (--epochs, --resume, --no-progress, and
-    run_step's --threads 1)."""
-    cmd = _runs_path(command, Path("RUNS"))
-    if "--out" not in cmd:
+    run_step's --threads 1; a first stage's epochs, PROBE_OPTIONS)."""
+    cmd = command.split()
+    if "--out" not in cmd or len(cmd) < 3:
         raise NotConfirmed(f"the recorded command `{command}` has no --out")
     cmd[cmd.index("--out") + 1] = str(out)
+    cmd += PROBE_OPTIONS.get(cmd[2], ())
     for epoch in range(1, epochs + 1):
         more = ["--epochs", str(epoch), "--no-progress"] + (["--resume"] if epoch > 1 else [])
         step = run_step(cmd + more, log, tree=tree)
@@ -1004,8 +1007,7 @@ def confirm_training(result: dict, repo: Path, base: str, epochs: int, log: Path
             raise NotConfirmed(f"the training code moved: after {epochs} probe epochs at {base[:7]} and at HEAD, "
                                f"{differs}; re-run the row")
         n = len(list((Path(tmp) / "new").rglob("model.safetensors")))
-    return (f"{n} model{'s' if n > 1 else ''}, every tensor) and the same training and validation terms in "
-            f"metrics.jsonl every epoch (timings aside")
+    return f"{n} model{'s' if n > 1 else ''}, every tensor"
 
 
 def confirm(rows: list[Row], ids: list[str], runs: Path, repo: Path = REPO, probe_epochs: int = 2) -> int:

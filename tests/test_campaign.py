@@ -732,3 +732,23 @@ def test_confirm_for_real_on_a_tiny_run_then_a_trainer_change_that_moves_it(tmp_
     result = json.loads((runs / "tiny" / "result.json").read_text())
     assert result["confirmed"]["commit"] == refactor and "trainer.py" in campaign.stale(result, repo)
     assert _git_out(repo, "worktree", "list").count("\n") == 1  # every probe's worktree removed
+
+
+def test_a_probe_trains_the_recorded_command_briefly_into_its_own_directory(tmp_path, monkeypatch):
+    steps = []
+
+    def step(cmd, log, stdout=None, tree=None):
+        steps.append((cmd, tree))
+        return {"command": " ".join(cmd), "rc": 0 if len(steps) < 3 else 1, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+
+    monkeypatch.setattr(campaign, "run_step", step)
+    command = "vaelab train m1m2 --data mnist --profile paper --labels 100 --out RUNS/m1m2-100/run"
+    campaign.probe(tmp_path / "tree", command, tmp_path / "out", 2, tmp_path / "log", "abc1234")
+    first, second = steps[0][0], steps[1][0]
+    assert first[:3] == ["vaelab", "train", "m1m2"] and first[first.index("--out") + 1] == str(tmp_path / "out")
+    assert first[first.index("--m1-epochs") + 1] == "1"  # the first stage bounded too
+    assert first[first.index("--epochs") + 1] == "1" and "--resume" not in first
+    assert second[second.index("--epochs") + 1] == "2" and "--resume" in second
+    assert steps[0][1] == tmp_path / "tree"
+    with pytest.raises(campaign.NotConfirmed, match="probe at abc1234 exited with status 1"):
+        campaign.probe(tmp_path / "tree", command, tmp_path / "again", 1, tmp_path / "log", "abc1234")
