@@ -935,7 +935,8 @@ def worktree_at(repo: Path, commit: str):
     try:
         added = git_in(repo, "worktree", "add", "--detach", str(tree), commit)
         if added.returncode != 0:
-            raise NotConfirmed(f"could not check out {commit[:7]}: {added.stderr.strip().splitlines()[-1:]}")
+            said = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+            raise NotConfirmed(f"could not check out {commit[:7]} into a temporary worktree: {said}")
         yield tree
     finally:
         git_in(repo, "worktree", "remove", "--force", str(tree))
