@@ -3,6 +3,7 @@ one row after another, within a CPU-hour budget per row (issue 27's table).
 
     python benchmarks/campaign.py [--only ROW] [--runs DIR]      # run (or carry on)
     python benchmarks/campaign.py --status                       # done / running / left, time
+    python benchmarks/campaign.py --confirm ROW [ROW ...]        # a stale figure still holds? (no retraining)
 
 Each row trains with ``vaelab train FAMILY --profile paper ...`` under ``nice``, one thread, one
 job at a time, each step a subprocess. A row whose paper length exceeds its budget trains in
@@ -26,6 +27,12 @@ one, run again, reuses the models it had trained. A row may train first and hand
 the comparison (``{run}``), or read another row's run (``{row:ID}``, e.g. seq3 reads the
 language model of ``lstm-lm-ptb``) and wait until that row is measured. A family with no
 measurable headline is a row with a ``reason``: listed in the table, never run.
+
+A figure measured before a change to its paths is stale (``stale``). ``--confirm ROW`` vouches
+that it still holds without training it again: the recorded evaluation at HEAD gives the same
+figure, and a short training probe (``--probe-epochs``) saves bit-identical weights and metrics
+with the measured commit's code (a temporary git worktree) and with HEAD's; result.json then
+records ``confirmed``, and staleness counts from there (``confirm_row``).
 """
 from __future__ import annotations
 
@@ -466,19 +473,20 @@ def waits_for(row: Row) -> list[str]:
     return [o[5:-1] for o in (row.compare.options if row.compare else ()) if o.startswith("{row:") and o.endswith("}")]
 
 
-def run_step(cmd: list[str], log: Path, stdout: Path | None = None) -> dict:
+def run_step(cmd: list[str], log: Path, stdout: Path | None = None, tree: Path = REPO) -> dict:
     """One subprocess under nice, one thread; its wall and CPU seconds and exit status.
-    ``vaelab ...`` runs this checkout's vaelab with --threads 1; ``python -m MODULE ...`` (a
-    check, one thread of its own) runs as written."""
+    ``vaelab ...`` runs the vaelab of ``tree`` (this checkout, or an older commit's worktree
+    for ``--confirm``) with --threads 1; ``python -m MODULE ...`` (a check, one thread of its
+    own) runs as written."""
     if cmd[0] == "python":
         argv = ["nice", "-n", "10", sys.executable, *cmd[1:]]
     else:
         argv = ["nice", "-n", "10", sys.executable, "-m", "vaelab", *cmd[1:], "--threads", "1"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
     before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as err, open(stdout, "wb") if stdout else contextlib.nullcontext(err) as out:
-        rc = subprocess.run(argv, stdout=out, stderr=err, env=env, cwd=REPO).returncode
+        rc = subprocess.run(argv, stdout=out, stderr=err, env=env, cwd=tree).returncode
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"command": " ".join(cmd), "rc": rc, "wall": round(time.monotonic() - t0, 3), "cpu": round(cpu, 3),
@@ -552,6 +560,32 @@ def train_row(row: Row, rd: Path) -> None:
 
 def git(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+
+
+def stale(result: dict, repo: Path = REPO, paths: list[str] | None = None) -> str:
+    """Why the figure may no longer hold ('' if it does): a commit after the one it was measured
+    at, or after the one a confirmation (``--confirm``) last vouched for it at, changed one of
+    ``paths`` (by default the paths recorded with the figure)."""
+    paths = paths if paths is not None else result.get("paths") or []
+    if not result.get("commit"):
+        return "no commit recorded"
+    base = since(result)
+    known = subprocess.run(["git", "cat-file", "-e", f"{base}^{{commit}}"], cwd=repo, capture_output=True)
+    if known.returncode != 0:
+        return f"commit {base[:7]} is not in this repository"
+    diff = subprocess.run(["git", "diff", "--quiet", base, "HEAD", "--", *paths], cwd=repo, capture_output=True)
+    if diff.returncode == 1:
+        changed = subprocess.run(["git", "diff", "--name-only", base, "HEAD", "--", *paths], cwd=repo,
+                                 capture_output=True, text=True).stdout.split()
+        return f"changed since: {', '.join(changed[:3])}{' …' if len(changed) > 3 else ''}"
+    return "measured with uncommitted changes" if result.get("dirty") else ""
+
+
+def since(result: dict) -> str:
+    """The commit whose code the figure is known to hold for: the last confirmation's, else the
+    commit it was measured at."""
+    confirmed = result.get("confirmed")
+    return confirmed["commit"] if isinstance(confirmed, dict) and confirmed.get("commit") else result["commit"]
 
 
 def relevant_paths(row: Row) -> list[str]:
@@ -776,6 +810,227 @@ def run_row(row: Row, runs: Path) -> dict | None:
     return result
 
 
+# -- confirming a stale figure without training it again ------------------------------------------
+class Refused(Exception):
+    """The row cannot be confirmed (one line: why, and what to do instead)."""
+
+
+class NotConfirmed(Exception):
+    """The checks ran and disagree (one line: what differs); the figure stays stale."""
+
+
+TIMING = ("seconds", "cpu_seconds")  # metrics.jsonl keys that differ between any two runs
+# A probe's epochs bound the last stage; a family that trains more first is bounded here too.
+PROBE_OPTIONS = {"m1m2": ("--m1-epochs", "1"), "stacked-ae": ("--pretrain-epochs", "1")}
+
+
+def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) -> dict:
+    """Vouch, without training the row again, that its stale figure still holds at HEAD:
+
+    1. the recorded evaluation (``eval_command``) run at HEAD on the row's saved run gives the
+       recorded figure exactly (the evaluation and model code read the weights as before);
+    2. a short probe of the recorded training command (``probe_epochs`` epochs, the first fresh,
+       the rest by ``--resume`` as the campaign trains, one thread), run with the code of the
+       commit the figure holds for (a temporary ``git worktree``) and with HEAD's, saves
+       bit-identical weights and the same training and validation terms every epoch (the
+       training code still takes the same path).
+
+    Both agreeing, result.json records ``confirmed`` (HEAD, when, how), and staleness counts
+    from HEAD on. Raises Refused when the row cannot be confirmed, NotConfirmed when a check
+    disagrees (result.json untouched)."""
+    rd = row_dir(runs, row)
+    if row.reason:
+        raise Refused(f"row {row.id} has no measurable figure ({row.reason}); nothing to confirm")
+    result = read_json(rd / "result.json")
+    if result is None:
+        raise Refused(f"row {row.id} is not measured yet (no {rd / 'result.json'}); run it first: "
+                      f"python benchmarks/campaign.py --only {row.id}")
+    if row.compare or not result.get("eval_command") or not row.trains:
+        raise Refused(f"row {row.id} is measured by a comparison, which --confirm does not check; re-run it, it "
+                      f"is short (delete {rd / 'result.json'}, then --only {row.id})")
+    if row.prior is not None:
+        raise Refused(f"row {row.id} trains a prior after its run, which the probe does not cover; re-run it")
+    if result.get("dirty"):
+        raise Refused(f"row {row.id} was measured with uncommitted changes, so no commit holds the code that "
+                      f"trained it; re-run it")
+    why = stale(result, repo, relevant_paths(row))
+    if not why:
+        raise Refused(f"row {row.id}: nothing to confirm, its figure is not stale (no change to its paths since "
+                      f"{since(result)[:7]})")
+    if "not in this repository" in why:
+        raise Refused(f"row {row.id}: {why}, so its code cannot be probed; re-run it")
+    run = rd / "run"
+    if not (run / "run.json").is_file():
+        raise Refused(f"row {row.id}'s run directory {run} is gone (no run.json); re-run the row")
+    dirty = git_in(repo, "status", "--porcelain").stdout.split("\n")
+    if any(line.strip() for line in dirty):
+        raise Refused(f"the working tree has uncommitted changes ({dirty[0].strip()} …); commit or stash them: "
+                      f"a confirmation holds for a committed HEAD")
+    head, base = git_in(repo, "rev-parse", "HEAD").stdout.strip(), since(result)
+    t0, log = time.monotonic(), rd / "confirm.log"
+    print(f"[{row.id}] stale ({why}); confirming at {head[:7]} against {base[:7]}", flush=True)
+    figure = confirm_evaluation(row, result, runs, repo, log)
+    print(f"[{row.id}] the evaluation at {head[:7]} gives the recorded figure ({figure}); probing the training "
+          f"code, {probe_epochs} epochs at each commit", flush=True)
+    probed = confirm_training(result, repo, base, probe_epochs, log)
+    if (read_json(rd / "result.json") or {}).get("measured") != result.get("measured"):
+        raise NotConfirmed(f"row {row.id} was measured again while it was being confirmed; confirm it again")
+    result = {**result, "confirmed": {
+        "commit": head, "at": _now(), "from": base, "seconds": round(time.monotonic() - t0, 1),
+        "probe_epochs": probe_epochs,
+        "how": f"`{result['eval_command']}` at {head[:7]} gave the recorded {row.metric} ({figure}, exactly); "
+               f"{probe_epochs} epochs of `{result['command']}` (one thread"
+               f"{''.join(' ' + o for o in PROBE_OPTIONS.get(row.family, ()))}) at {base[:7]} and at {head[:7]} "
+               f"saved bit-identical weights ({probed}) and the same training and validation terms in "
+               f"metrics.jsonl every epoch (timings aside)"}}
+    write_json(rd / "result.json", result)
+    return result
+
+
+def git_in(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+
+
+def _runs_path(command: str, runs: Path) -> list[str]:
+    """A recorded command's words (recorded joined by spaces), RUNS standing for the runs directory."""
+    return [str(runs) + word[4:] if word == "RUNS" or word.startswith("RUNS/") else word
+            for word in command.split()]
+
+
+def confirm_evaluation(row: Row, result: dict, runs: Path, repo: Path, log: Path) -> str:
+    """Run the recorded evaluation with ``repo``'s code (seeded: the same run gives the same
+    JSON every time); its figure must equal the recorded one exactly. Returns it, as shown."""
+    import tempfile
+
+    cmd = _runs_path(result["eval_command"], runs)
+    if cmd[0] == "vaelab":
+        cmd.append("--no-progress")
+    with tempfile.TemporaryDirectory(prefix="vaelab-confirm-") as tmp:
+        out = Path(tmp) / "eval.json"
+        step = run_step(cmd, log, stdout=out, tree=repo)
+        if step["rc"] != 0:
+            raise NotConfirmed(f"`{result['eval_command']}` exited with status {step['rc']} at HEAD; see {log}")
+        obj = read_json(out)
+    if obj is None:
+        raise NotConfirmed(f"`{result['eval_command']}` printed no JSON at HEAD; see {log}")
+    try:
+        value, of = read_figure(obj, row, "the evaluation at HEAD")
+    except StepFailed as exc:
+        raise NotConfirmed(str(exc)) from None
+    if value != result.get("value") or of != result.get("of"):
+        raise NotConfirmed(f"the evaluation at HEAD gives {row.metric} {shown(row, row.figure(value), of)}, the "
+                           f"recorded {shown(row, result['figure'], result.get('of'))}; re-run the row")
+    return shown(row, row.figure(value), of)
+
+
+@contextlib.contextmanager
+def worktree_at(repo: Path, commit: str):
+    """A detached ``git worktree`` of ``commit`` in a temporary directory, removed afterwards
+    (on failure too)."""
+    import shutil
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="vaelab-confirm-tree-"))
+    tree = tmp / "tree"
+    try:
+        added = git_in(repo, "worktree", "add", "--detach", str(tree), commit)
+        if added.returncode != 0:
+            said = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
+            raise NotConfirmed(f"could not check out {commit[:7]} into a temporary worktree: {said}")
+        yield tree
+    finally:
+        git_in(repo, "worktree", "remove", "--force", str(tree))
+        shutil.rmtree(tmp, ignore_errors=True)
+        git_in(repo, "worktree", "prune")
+
+
+def probe(tree: Path, command: str, out: Path, epochs: int, log: Path, who: str) -> None:
+    """``epochs`` epochs of the recorded training command with ``tree``'s code into ``out``:
+    the first fresh, each further one by ``--resume`` (the campaign trains in chunks). Only
+    options every commit's trainer knows are added (--epochs, --resume, --no-progress, and
+    run_step's --threads 1; a first stage's epochs, PROBE_OPTIONS)."""
+    cmd = command.split()
+    if "--out" not in cmd or len(cmd) < 3:
+        raise NotConfirmed(f"the recorded command `{command}` has no --out")
+    cmd[cmd.index("--out") + 1] = str(out)
+    cmd += PROBE_OPTIONS.get(cmd[2], ())
+    for epoch in range(1, epochs + 1):
+        more = ["--epochs", str(epoch), "--no-progress"] + (["--resume"] if epoch > 1 else [])
+        step = run_step(cmd + more, log, tree=tree)
+        if step["rc"] != 0:
+            raise NotConfirmed(f"the training probe at {who} exited with status {step['rc']}; see {log}")
+
+
+def compare_probes(old: Path, new: Path) -> str:
+    """'' when the two probe runs saved bit-identical weights and the same metrics (timings
+    aside), else the first difference in words."""
+    import math
+
+    from safetensors.torch import load_file
+
+    models = sorted(p.relative_to(old) for p in old.rglob("model.safetensors"))
+    if not models:
+        return "the probe saved no model.safetensors"
+    if models != sorted(p.relative_to(new) for p in new.rglob("model.safetensors")):
+        return "the probes saved their models in different places (a run of stages changed)"
+    for rel in models:
+        a, b = load_file(old / rel), load_file(new / rel)
+        if a.keys() != b.keys():
+            return f"{rel}: tensors {sorted(a.keys() ^ b.keys())[:3]} are in one model only"
+        for name in sorted(a):
+            if a[name].dtype != b[name].dtype or a[name].shape != b[name].shape or not a[name].equal(b[name]):
+                delta = (a[name].double() - b[name].double()).abs().max().item() if a[name].shape == b[name].shape \
+                    else math.nan
+                return f"{rel}: tensor {name} differs (largest difference {delta:.3g})"
+    for path in sorted(old.rglob("metrics.jsonl")):
+        rel = path.relative_to(old)
+        mine, theirs = _metrics(path), _metrics(new / rel)
+        if len(mine) != len(theirs):
+            return f"{rel}: {len(mine)} epochs against {len(theirs)}"
+        for x, y in zip(mine, theirs):
+            for key in sorted((x.keys() & y.keys()) - set(TIMING)):
+                if x[key] != y[key]:
+                    return f"{rel}: epoch {x.get('epoch')} {key} {x[key]} against {y[key]}"
+    return ""
+
+
+def confirm_training(result: dict, repo: Path, base: str, epochs: int, log: Path) -> str:
+    """The probe at ``base`` (its own code, in a temporary worktree) and at HEAD; NotConfirmed
+    naming the first difference. Returns what was compared, in words."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="vaelab-confirm-probe-") as tmp:
+        with worktree_at(repo, base) as tree:
+            probe(tree, result["command"], Path(tmp) / "old", epochs, log, base[:7])
+        probe(repo, result["command"], Path(tmp) / "new", epochs, log, "HEAD")
+        differs = compare_probes(Path(tmp) / "old", Path(tmp) / "new")
+        if differs:
+            raise NotConfirmed(f"the training code moved: after {epochs} probe epochs at {base[:7]} and at HEAD, "
+                               f"{differs}; re-run the row")
+        n = len(list((Path(tmp) / "new").rglob("model.safetensors")))
+    return f"{n} model{'s' if n > 1 else ''}, every tensor"
+
+
+def confirm(rows: list[Row], ids: list[str], runs: Path, repo: Path = REPO, probe_epochs: int = 2) -> int:
+    """``--confirm ROW ...``: 0 when every row was confirmed, 1 when a check disagreed, 2 when
+    a row could not be confirmed (each one line)."""
+    by_id, code = {r.id: r for r in rows}, 0
+    for row_id in ids:
+        try:
+            result = confirm_row(by_id[row_id], runs, repo, probe_epochs)
+        except Refused as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            code = max(code, 2)
+        except NotConfirmed as exc:
+            print(f"[{row_id}] not confirmed, still stale: {exc}", file=sys.stderr)
+            code = max(code, 1)
+        else:
+            c = result["confirmed"]
+            print(f"[{row_id}] confirmed at {c['commit'][:7]} (measured at {result['commit'][:7]}) in "
+                  f"{c['seconds']:.0f} s: {c['how']}", flush=True)
+    return code
+
+
 # -- the campaign's lock and status --------------------------------------------------------------
 @contextlib.contextmanager
 def campaign_lock(runs: Path):
@@ -870,6 +1125,13 @@ def main(argv: list[str] | None = None, rows: list[Row] | None = None) -> int:
     p.add_argument("--runs", default=str(DEFAULT_RUNS), help="where the rows' runs and results live "
                    "(default: runs/campaign)")
     p.add_argument("--status", action="store_true", help="print each row's state and time, run nothing")
+    p.add_argument("--confirm", nargs="+", metavar="ROW", help="confirm that these rows' stale figures still hold at "
+                   "HEAD, without training them again: their recorded evaluation at HEAD must give the recorded "
+                   "figure, and a short training probe at the recorded commit and at HEAD bit-identical weights; "
+                   "recorded in result.json (needs a clean working tree)")
+    p.add_argument("--probe-epochs", type=int, default=2, metavar="N",
+                   help="epochs of --confirm's training probe at each commit, the first fresh, the rest resumed "
+                        "(default: 2)")
     p.add_argument("--data-dir", default=os.environ.get("VAELAB_DATA_DIR") or
                    (str(SHARED_DATA) if SHARED_DATA.exists() else None),
                    help="dataset directory, passed to every step as VAELAB_DATA_DIR "
@@ -878,10 +1140,16 @@ def main(argv: list[str] | None = None, rows: list[Row] | None = None) -> int:
     if args.data_dir:
         os.environ["VAELAB_DATA_DIR"] = args.data_dir
     runs = Path(args.runs).resolve()
-    unknown = sorted(set(args.only or ()) - {r.id for r in rows})
+    unknown = sorted(set(args.only or ()) - {r.id for r in rows}) + [c for c in args.confirm or ()
+                                                                      if c not in {r.id for r in rows}]
     if unknown:
         print(f"error: unknown row {unknown[0]}; the rows are {', '.join(r.id for r in rows)}", file=sys.stderr)
         return 2
+    if args.confirm:
+        if args.probe_epochs < 1:
+            print(f"error: --probe-epochs must be at least 1, got {args.probe_epochs}", file=sys.stderr)
+            return 2
+        return confirm(rows, args.confirm, runs, probe_epochs=args.probe_epochs)
     chosen = [r for r in rows if not args.only or r.id in args.only]
     if args.status:
         print("\n".join(status_lines(chosen, runs)))

@@ -7,13 +7,13 @@ RUNS/ROW/progress.json and the run directory's metrics and checkpoint while it t
 RUNS/ROW/curves.png) and the rows' declarations. A
 figure measured at a commit before a change to the files that could move it (the paths the
 result recorded: the family's model file, vaelab/training/, vaelab/evaluation/, its profile, ...)
-is marked stale until the row is run again.
+is marked stale until the row is run again or ``campaign.py --confirm ROW`` confirms it at a later
+commit (then changes count from that commit).
 """
 from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,21 +35,7 @@ GROUPS = {  # Row.group: the table's sections, in this order
 }
 
 
-def stale(result: dict, repo: Path = REPO, paths: list[str] | None = None) -> str:
-    """Why the figure may no longer hold ('' if it does): a later commit changed one of ``paths``
-    (by default the paths recorded with the figure)."""
-    commit, paths = result.get("commit"), paths if paths is not None else result.get("paths") or []
-    if not commit:
-        return "no commit recorded"
-    known = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=repo, capture_output=True)
-    if known.returncode != 0:
-        return f"commit {commit[:7]} is not in this repository"
-    diff = subprocess.run(["git", "diff", "--quiet", commit, "HEAD", "--", *paths], cwd=repo, capture_output=True)
-    if diff.returncode == 1:
-        changed = subprocess.run(["git", "diff", "--name-only", commit, "HEAD", "--", *paths], cwd=repo,
-                                 capture_output=True, text=True).stdout.split()
-        return f"changed since: {', '.join(changed[:3])}{' …' if len(changed) > 3 else ''}"
-    return "measured with uncommitted changes" if result.get("dirty") else ""
+stale = campaign.stale  # the table and `campaign.py --confirm` judge staleness alike
 
 
 def hours(seconds: float) -> str:
@@ -117,6 +103,9 @@ def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:
     times = (f"{hours(max(result['wall_seconds'], training_wall(rd / 'run')))} / "
              f"{hours(max(result['cpu_seconds'], result.get('train_seconds', 0.0)))}" if result else "–")
     commit = f"`{result['commit'][:7]}`" if result else "–"
+    confirmed = (result or {}).get("confirmed")
+    if isinstance(confirmed, dict) and confirmed.get("commit"):
+        commit += f" (confirmed at `{confirmed['commit'][:7]}`)"
     if not row.trains:
         profile = "none (a comparison's own settings)"
     elif row.profile:
@@ -179,8 +168,13 @@ def render(rows: list[campaign.Row], runs: Path, docs: Path, repo: Path = REPO) 
             "on the weights of the epoch validation chose. A figure measured at a commit before a change to the "
             "files that could move it (the family's model file and the modules of `vaelab/models/` and "
             "`vaelab/nn/` it imports, `vaelab/data/`, `vaelab/training/`, `vaelab/evaluation/`, its profile, "
-            "and `vaelab/compare/` for a comparison's row) is marked **stale**. The wall and CPU times count "
-            "every recorded epoch, those of steps stopped at a session's end included.", "",
+            "and `vaelab/compare/` for a comparison's row) is marked **stale**, until the row is run again or "
+            "`python benchmarks/campaign.py --confirm ROW` confirms the figure at a later commit without "
+            "training it again: the recorded evaluation, run at that commit on the row's saved run, gives the "
+            "recorded figure exactly, and a two-epoch training probe of the row's command (one thread) saves "
+            "bit-identical weights and metrics with the code of the measured commit and with the later one "
+            "(\"confirmed at\" beside the commit; staleness then counts from that commit). The wall and CPU "
+            "times count every recorded epoch, those of steps stopped at a session's end included.", "",
             "Run or carry on the campaign (one row at a time, `nice`, one thread; safe to kill at any moment): "
             "`nice python benchmarks/campaign.py [--only ROW]`; see where it stands: "
             "`python benchmarks/campaign.py --status`. Provenance tags: [P] paper text, [O] official code, "

@@ -1,6 +1,6 @@
 """benchmarks/campaign.py and benchmarks/reproduction_table.py: a tiny row on the bundled digits.
 
-The campaign's steps are subprocesses (a few seconds each to start), so the two tests that run
+The campaign's steps are subprocesses (a few seconds each to start), so the tests that run
 one are the slow ones here; budget, staleness and table tests need no training.
 """
 from __future__ import annotations
@@ -539,3 +539,216 @@ def test_a_row_that_trains_hands_its_run_to_its_comparison(tmp_path, monkeypatch
     assert (round(result["figure"], 6), result["reached"], result["split"], result["n"]) == (69.0, False, "test", 1500)
     assert campaign.train_command(row, Path("R"))[:5] == ["vaelab", "train", "adain-vc", "--data", "fsdd"]
     assert "--profile" not in campaign.train_command(row, Path("R"))  # the documented command: family defaults
+
+
+# -- confirming a stale figure (--confirm) ------------------------------------------------------------
+EVAL = "vaelab eval RUNS/tiny/run --data digits --split test --json"
+TRAIN = "vaelab train vae --data digits --profile quick --val-size 200 --out RUNS/tiny/run"
+
+
+def _measured(tmp_path, value=-90.0):
+    """A git repository whose first commit measured the tiny row, and a runs directory holding its result."""
+    repo = tmp_path / "repo"
+    (repo / "vaelab" / "training").mkdir(parents=True)
+    (repo / "vaelab" / "training" / "loop.py").write_text("a = 1\n")
+    (repo / "README.md").write_text("x\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    measured = _git(repo, "commit", "-qm", "one")
+    runs = tmp_path / "runs"
+    (runs / "tiny" / "run").mkdir(parents=True)
+    (runs / "tiny" / "run" / "run.json").write_text("{}")
+    result = {**_result(tiny(), figure=value, value=value, of=None, commit=measured, dirty=False,
+                        paths=["vaelab/training/"], measured="2026-01-01T00:00:00Z"),
+              "eval_command": EVAL, "command": TRAIN}
+    (runs / "tiny" / "result.json").write_text(json.dumps(result))
+    return repo, runs, measured
+
+
+def _change(repo, text, message="trainer"):
+    (repo / "vaelab" / "training" / "loop.py").write_text(text)
+    return _git(repo, "commit", "-qam", message)
+
+
+def _fake_eval(value, seen=None):
+    def step(cmd, log, stdout=None, tree=None):
+        if seen is not None:
+            seen.append((cmd, tree))
+        stdout.write_text(json.dumps({"split": "test", "elbo": value}))
+        return {"command": " ".join(cmd), "rc": 0, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+    return step
+
+
+def _fake_probe(seen, moved=False):
+    """Writes what a training probe saves: a model and metrics (the HEAD tree's weights moved, if asked)."""
+    import torch
+    from safetensors.torch import save_file
+
+    def probe(tree, command, out, epochs, log, who):
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+        seen.append((tree, head, who, command, epochs))
+        out.mkdir(parents=True)
+        shift = 1e-7 if moved and who == "HEAD" else 0.0
+        save_file({"w": torch.arange(4.0) + shift}, str(out / "model.safetensors"))
+        lines = [{"epoch": e, "seconds": 1.0 + len(seen), "train": {"loss": 3.0 / e}} for e in range(1, epochs + 1)]
+        (out / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return probe
+
+
+def test_confirm_records_a_stale_figure_that_still_holds_and_staleness_counts_from_it(tmp_path, monkeypatch, capsys):
+    repo, runs, measured = _measured(tmp_path)
+    head = _change(repo, "a = 1  # a refactor\n")
+    assert "vaelab/training/loop.py" in campaign.stale(json.loads((runs / "tiny" / "result.json").read_text()), repo)
+    evals, probes = [], []
+    monkeypatch.setattr(campaign, "run_step", _fake_eval(-90.0, evals))
+    monkeypatch.setattr(campaign, "probe", _fake_probe(probes))
+    assert campaign.confirm([tiny()], ["tiny"], runs, repo, probe_epochs=2) == 0
+    assert "[tiny] confirmed at " + head[:7] in capsys.readouterr().out
+    # the recorded evaluation, RUNS being the runs directory, with HEAD's code
+    assert evals[0][0][:3] == ["vaelab", "eval", str(runs / "tiny" / "run")] and evals[0][1] == repo
+    # the probe ran the recorded command at the measured commit (a worktree, gone since) and at HEAD
+    (old_tree, old_head, _, command, epochs), (new_tree, new_head, who, _, _) = probes
+    assert (old_head, new_head, new_tree, who, command, epochs) == (measured, head, repo, "HEAD", TRAIN, 2)
+    assert not old_tree.exists() and str(old_tree) not in _git_out(repo, "worktree", "list")
+    result = json.loads((runs / "tiny" / "result.json").read_text())
+    assert result["commit"] == measured and result["confirmed"]["commit"] == head
+    assert result["confirmed"]["from"] == measured and "bit-identical" in result["confirmed"]["how"]
+    assert campaign.stale(result, repo) == "" and table.stale(result, repo) == ""
+    page = table.render([tiny()], runs, tmp_path / "docs", repo)
+    line = next(x for x in page.splitlines() if x.startswith("| tiny VAE"))
+    assert f"`{measured[:7]}` (confirmed at `{head[:7]}`)" in line and "**stale**" not in line
+    # A later change to its paths makes it stale again; nothing to confirm until then.
+    with pytest.raises(campaign.Refused, match="nothing to confirm"):
+        campaign.confirm_row(tiny(), runs, repo)
+    _change(repo, "a = 2\n")
+    assert "vaelab/training/loop.py" in campaign.stale(result, repo)
+
+
+def _git_out(repo, *args):
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout
+
+
+@pytest.mark.parametrize("moved", ["probe", "eval"])
+def test_a_figure_whose_checks_disagree_stays_stale(tmp_path, monkeypatch, capsys, moved):
+    repo, runs, _ = _measured(tmp_path)
+    _change(repo, "a = 2\n")
+    before = (runs / "tiny" / "result.json").read_text()
+    probes = []
+    monkeypatch.setattr(campaign, "run_step", _fake_eval(-90.0 if moved == "probe" else -90.5))
+    monkeypatch.setattr(campaign, "probe", _fake_probe(probes, moved=True))
+    assert campaign.confirm([tiny()], ["tiny"], runs, repo) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("[tiny] not confirmed, still stale")
+    if moved == "probe":
+        assert "tensor w differs" in err and "re-run the row" in err
+        assert not probes[0][0].exists()  # the worktree is removed after the probe
+    else:
+        assert "-90.50 nats, the recorded -90.00 nats" in err and not probes  # no probe after a wrong figure
+    assert (runs / "tiny" / "result.json").read_text() == before
+    assert campaign.stale(json.loads(before), repo)
+
+
+def test_probes_differ_in_their_terms_but_not_their_timings(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    for name, loss, seconds in (("a", 1.5, 3.0), ("b", 1.5, 4.0), ("c", 1.25, 3.0)):
+        (tmp_path / name / "stage").mkdir(parents=True)
+        save_file({"w": torch.ones(2)}, str(tmp_path / name / "stage" / "model.safetensors"))
+        (tmp_path / name / "stage" / "metrics.jsonl").write_text(json.dumps(
+            {"epoch": 1, "seconds": seconds, "cpu_seconds": seconds, "train": {"loss": loss}}) + "\n")
+    assert campaign.compare_probes(tmp_path / "a", tmp_path / "b") == ""
+    assert "epoch 1 train" in campaign.compare_probes(tmp_path / "a", tmp_path / "c")
+    (tmp_path / "d").mkdir()
+    assert "no model.safetensors" in campaign.compare_probes(tmp_path / "d", tmp_path / "a")
+
+
+def test_confirm_refuses_in_one_line_what_it_cannot_confirm(tmp_path, monkeypatch, capsys):
+    repo, runs, _ = _measured(tmp_path)
+    monkeypatch.setattr(campaign, "run_step", lambda *a, **k: pytest.fail("nothing may run"))
+    monkeypatch.setattr(campaign, "probe", lambda *a, **k: pytest.fail("nothing may run"))
+    rows = [tiny(), _renamed(tiny(), "later"), compare_row()]
+    (runs / "parzen").mkdir()
+    (runs / "parzen" / "result.json").write_text(json.dumps({**_result(compare_row()), "commit": "0" * 40}))
+
+    def refused(row_id):
+        assert campaign.confirm(rows, [row_id], runs, repo) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("error: ")
+        return err
+
+    assert "nothing to confirm" in refused("tiny")  # not stale
+    assert "not measured yet" in refused("later") and "--only later" in refused("later")
+    assert "re-run it, it is short" in refused("parzen")
+    _change(repo, "a = 2\n")
+    (repo / "README.md").write_text("edited\n")
+    assert "uncommitted changes" in refused("tiny")
+    _git(repo, "commit", "-qam", "docs")
+    (runs / "tiny" / "run" / "run.json").unlink()
+    assert "run directory" in refused("tiny") and "is gone" in refused("tiny")
+    dirty = json.loads((runs / "tiny" / "result.json").read_text())
+    (runs / "tiny" / "result.json").write_text(json.dumps({**dirty, "dirty": True}))
+    assert "uncommitted changes" in refused("tiny") and "re-run it" in refused("tiny")
+    assert campaign.main(["--runs", str(runs), "--confirm", "nope"], rows) == 2
+    assert "unknown row nope" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_confirm_for_real_on_a_tiny_run_then_a_trainer_change_that_moves_it(tmp_path, capsys):
+    """This checkout's vaelab committed in a scratch repository: a refactor of the trainer is
+    confirmed (real evaluation, real probes at both commits); a changed seed is not."""
+    repo, runs = tmp_path / "repo", tmp_path / "runs"
+    repo.mkdir()
+    archive = subprocess.run(["git", "archive", "HEAD", "vaelab"], cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    measured = _git(repo, "commit", "-qm", "measured")
+    env = {**os.environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"}
+    run = runs / "tiny" / "run"
+    for cmd in (TRAIN.replace("RUNS", str(runs)) + " --epochs 1", EVAL.replace("RUNS", str(runs))):
+        out = subprocess.run([sys.executable, "-m", *cmd.split(), "--threads", "1", "--no-progress"], cwd=repo,
+                             env=env, capture_output=True, text=True, check=True).stdout
+    value = json.loads(out)["elbo"]
+    result = {**_result(tiny(), figure=value, value=value, of=None, commit=measured, dirty=False,
+                        paths=["vaelab/training/"], measured="2026-01-01T00:00:00Z"),
+              "eval_command": EVAL, "command": TRAIN}
+    (runs / "tiny" / "result.json").write_text(json.dumps(result))
+    assert run.is_dir()
+
+    trainer = repo / "vaelab" / "training" / "trainer.py"
+    trainer.write_text(trainer.read_text() + "\n# a refactor that moves no figure\n")
+    refactor = _git(repo, "commit", "-qam", "refactor")
+    assert campaign.confirm([tiny()], ["tiny"], runs, repo, probe_epochs=2) == 0
+    assert json.loads((runs / "tiny" / "result.json").read_text())["confirmed"]["commit"] == refactor
+
+    text = trainer.read_text()
+    assert "torch.manual_seed(seed + self.ctx.rank)" in text
+    trainer.write_text(text.replace("torch.manual_seed(seed + self.ctx.rank)", "torch.manual_seed(seed + 1)"))
+    _git(repo, "commit", "-qam", "another seed")
+    capsys.readouterr()
+    assert campaign.confirm([tiny()], ["tiny"], runs, repo, probe_epochs=1) == 1
+    assert "differs" in capsys.readouterr().err
+    result = json.loads((runs / "tiny" / "result.json").read_text())
+    assert result["confirmed"]["commit"] == refactor and "trainer.py" in campaign.stale(result, repo)
+    assert _git_out(repo, "worktree", "list").count("\n") == 1  # every probe's worktree removed
+
+
+def test_a_probe_trains_the_recorded_command_briefly_into_its_own_directory(tmp_path, monkeypatch):
+    steps = []
+
+    def step(cmd, log, stdout=None, tree=None):
+        steps.append((cmd, tree))
+        return {"command": " ".join(cmd), "rc": 0 if len(steps) < 3 else 1, "wall": 1.0, "cpu": 1.0, "finished": "now"}
+
+    monkeypatch.setattr(campaign, "run_step", step)
+    command = "vaelab train m1m2 --data mnist --profile paper --labels 100 --out RUNS/m1m2-100/run"
+    campaign.probe(tmp_path / "tree", command, tmp_path / "out", 2, tmp_path / "log", "abc1234")
+    first, second = steps[0][0], steps[1][0]
+    assert first[:3] == ["vaelab", "train", "m1m2"] and first[first.index("--out") + 1] == str(tmp_path / "out")
+    assert first[first.index("--m1-epochs") + 1] == "1"  # the first stage bounded too
+    assert first[first.index("--epochs") + 1] == "1" and "--resume" not in first
+    assert second[second.index("--epochs") + 1] == "2" and "--resume" in second
+    assert steps[0][1] == tmp_path / "tree"
+    with pytest.raises(campaign.NotConfirmed, match="probe at abc1234 exited with status 1"):
+        campaign.probe(tmp_path / "tree", command, tmp_path / "again", 1, tmp_path / "log", "abc1234")
