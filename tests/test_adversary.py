@@ -149,3 +149,18 @@ def test_the_cli_trains_with_the_option_and_converts_with_the_run(tmp_path, caps
                  str(data / "spk1" / "w1_0.wav"), "-o", str(out), "--threads", "1"])
     assert code == 0, capsys.readouterr().err
     assert sf.info(str(out)).samplerate == 8000
+
+
+def test_vq_vc_soft_histogram_sums_to_one_and_reads_only_true_frames(clips):
+    model = _model("vq-vc", clips, speaker_adversary=1.0).eval()
+    batch = clips.subset(slice(0, 4)).batch()
+    x, mask = vaelab.nn.speech.speech_input(model, batch)
+    z = model.frames(x, mask)
+    h = model.soft_histogram(z, mask)
+    assert h.shape == (4, model.config.codebook_size) and torch.allclose(h.sum(1), torch.ones(4))
+    i = int(batch.extras["lengths"].argmin())
+    t = int(batch.extras["lengths"][i])
+    assert t < z.shape[2]
+    junk = z.clone()
+    junk[i, :, t:] = torch.randn_like(junk[i, :, t:])
+    assert torch.allclose(model.soft_histogram(junk, mask), h, atol=1e-6)

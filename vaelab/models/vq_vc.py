@@ -28,7 +28,7 @@ on the validation clips: docs/speech.md):
 - ``instance_norm``: each encoder block's channels instance-normalised over the clip (as VQVC+,
   Wu, Chen & Lee 2020).
 - ``speaker_adversary`` W > 0: adds W · CE of a speaker classifier (:mod:`vaelab.nn.adversary`)
-  reading the clip's soft code histogram, mean_t softmax_k(−‖z_t − e_k‖²), through a gradient
+  reading the clip's soft code histogram, mean_t softmax_k(−κ‖z_t − e_k‖²), through a gradient
   reversal: the classifier learns the speaker, the encoder is pushed to make the histogram hide it.
 
 Scaled down from the paper (mel input, conv encoder/decoder of 512 channels, codebook of 256 at
@@ -51,6 +51,9 @@ from ..nn.speech import ConvStack, clip_stats, instance_norm, masked_mean, maske
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
+
+# κ of the speaker adversary's soft code histogram, softmax_k(−κ‖z − e_k‖²) (see VQVC.soft_histogram)
+HISTOGRAM_SHARPNESS = 30.0
 
 
 @dataclass(frozen=True)
@@ -156,11 +159,15 @@ class VQVC(SpeechModel):
         return c.transpose(1, 2), codes, codebook, commitment
 
     def soft_histogram(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, K): each clip's mean over its true code frames of softmax_k(−‖z − e_k‖²), the
-        differentiable counterpart of its code histogram (the codebook held fixed: only z moves)."""
+        """(B, K): each clip's mean over its true code frames of softmax_k(−κ‖z − e_k‖²), the
+        differentiable counterpart of its code histogram (the codebook held fixed: only z moves).
+        The codes are unit vectors, so ‖z − e‖² lies in [0, 4]: at κ = 1 each frame's shares differ
+        by at most a factor e⁴ and the histogram is far flatter than the hard one; κ =
+        HISTOGRAM_SHARPNESS brings it near the hard assignment while keeping a gradient near the
+        codes' boundaries."""
         b, d, t = z.shape
         dist = squared_distances(z.transpose(1, 2).reshape(-1, d), self.quantizer.codebook.detach())
-        p = torch.softmax(-dist, 1).view(b, t, -1).transpose(1, 2)
+        p = torch.softmax(-HISTOGRAM_SHARPNESS * dist, 1).view(b, t, -1).transpose(1, 2)
         return masked_mean(p, mask)
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
