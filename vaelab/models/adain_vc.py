@@ -18,6 +18,12 @@ for each clip, another clip of its speaker whose speaker vector decodes it while
 short clip's own vector also says what was said (the paper's ``own``). λ_kl rises linearly from 0
 over the first ``kl_anneal_epochs`` (the paper: over its first 20,000 of 200,000 steps).
 
+``speaker_adversary`` W > 0 adds W · CE of a speaker classifier (:mod:`vaelab.nn.adversary`) that
+reads each content channel's mean and spread over the clip through a gradient reversal: the
+classifier learns the speaker, the content encoder is pushed to hide it (the labels then enter the
+loss). The time mean alone would tell it nothing: μ is a 1×1 convolution of instance-normalised
+units, so its mean over a clip is the same for every clip.
+
 Scaled down from the paper (official code: 80 mel bands at 22 kHz, c_h = 128, C = 128, S = 128,
 six blocks with time subsampling 1,2,1,2,1,2 and a convolution bank; λ_rec = 10, λ_kl = 1 on
 per-element means, Adam 5e-4, batch 128, 200,000 steps): here 64 bands at 8 kHz, no subsampling
@@ -38,7 +44,8 @@ from torch import nn
 
 from ..config import Config, choice, require
 from ..errors import VaelabError
-from ..nn.speech import AdaINDecoder, ConvStack, masked_mean, masked_sum, speech_input
+from ..nn.adversary import SpeakerAdversary, data_speakers
+from ..nn.speech import AdaINDecoder, ConvStack, clip_stats, masked_mean, masked_sum, speech_input
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -70,6 +77,10 @@ class AdaINVCConfig(Config):
     speaker_clip: str = field(default="other", metadata={
         "help": "the clip the speaker vector is taken from while training: own (the paper) or other (another "
                 "clip of the same speaker in the batch, so it cannot carry what this clip says)"})
+    speaker_adversary: float = field(default=0.0, metadata={
+        "help": "W, weight of an adversarial speaker classifier on the content code's per-clip mean and spread, "
+                "behind a gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; "
+                "0 = off, no classifier)"})
 
     # a saved run whose record lacks a setting was trained before it existed, with this value
     recorded_before: ClassVar[dict] = {"decoder_norm": "stream"}
@@ -85,6 +96,7 @@ class AdaINVCConfig(Config):
         require(not (self.learned_sigma and self.noise_scale != 1.0),
                 "learned_sigma replaces noise_scale: give one of them")
         choice("speaker clip", self.speaker_clip, ("own", "other"))
+        require(self.speaker_adversary >= 0, f"speaker_adversary must be >= 0; got {self.speaker_adversary}")
         choice("decoder norm", self.decoder_norm, ("stream", "branch"))
         check_front_end(self)
 
@@ -107,6 +119,8 @@ class AdaINVC(SpeechModel):
         self.decoder = AdaINDecoder(config.content_dim, config.speaker_dim, ch, config.blocks, m,
                                     norm=config.decoder_norm)
         self.kl_scale = 1.0
+        if config.speaker_adversary > 0:  # only then: a run without it keeps its state dict
+            self.adversary = SpeakerAdversary(2 * config.content_dim, data_speakers(config.front_end))
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """μ = E_c(x): instance-normalised convolutions, (B, C, T)."""
@@ -146,8 +160,16 @@ class AdaINVC(SpeechModel):
         per_clip = masked_sum((x - x_hat).abs(), mask)
         recon, kl = per_clip.mean(), 0.5 * masked_sum(kl_elements, mask).mean()
         w = {"recon_l1": self.config.lambda_rec, "kl": self.config.lambda_kl * self.kl_scale, "recon_l1_per_frame": 0.0}
-        return Loss(w["recon_l1"] * recon + w["kl"] * kl,
-                    {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}, w)
+        terms = {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}
+        total = w["recon_l1"] * recon + w["kl"] * kl
+        if self.config.speaker_adversary > 0:
+            # μ's time mean is the same for every clip (instance-normalised hidden units under a 1×1 conv),
+            # so the adversary reads each channel's mean and spread over the clip's true frames
+            terms["speaker_adv"], terms["speaker_adv_accuracy"] = self.adversary.term(
+                torch.cat(clip_stats(mu, mask), 1), batch)
+            w |= {"speaker_adv": self.config.speaker_adversary, "speaker_adv_accuracy": 0.0}
+            total = total + w["speaker_adv"] * terms["speaker_adv"]
+        return Loss(total, terms, w)
 
 
 def same_speaker_partner(batch) -> torch.Tensor:

@@ -27,6 +27,9 @@ on the validation clips: docs/speech.md):
   than the frames, van den Oord et al. 2017).
 - ``instance_norm``: each encoder block's channels instance-normalised over the clip (as VQVC+,
   Wu, Chen & Lee 2020).
+- ``speaker_adversary`` W > 0: adds W · CE of a speaker classifier (:mod:`vaelab.nn.adversary`)
+  reading the clip's soft code histogram, mean_t softmax_k(−κ‖z_t − e_k‖²), through a gradient
+  reversal: the classifier learns the speaker, the encoder is pushed to make the histogram hide it.
 
 Scaled down from the paper (mel input, conv encoder/decoder of 512 channels, codebook of 256 at
 24 kHz): 64 mel bands at 8 kHz, sizes settable. As the paper, the frame codes are normalised
@@ -42,11 +45,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, require
-from ..nn.quantizer import VectorQuantizer
+from ..nn.adversary import SpeakerAdversary, data_speakers
+from ..nn.quantizer import VectorQuantizer, squared_distances
 from ..nn.speech import ConvStack, clip_stats, instance_norm, masked_mean, masked_sum, speech_input
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
+
+# κ of the speaker adversary's soft code histogram, softmax_k(−κ‖z − e_k‖²) (see VQVC.soft_histogram)
+HISTOGRAM_SHARPNESS = 30.0
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,10 @@ class VQVCConfig(Config):
     instance_norm: bool = field(default=False, metadata={
         "help": "instance-normalise the encoder's channels after each block (as VQVC+), removing each clip's "
                 "channel means and spreads before quantization"})
+    speaker_adversary: float = field(default=0.0, metadata={
+        "help": "W, weight of an adversarial speaker classifier on the clip's soft code histogram, behind a "
+                "gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; 0 = off, "
+                "no classifier)"})
 
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
@@ -81,6 +92,7 @@ class VQVCConfig(Config):
                 "codebook_size must be >= 2, code_dim and width >= 1, blocks >= 0")
         require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         require(self.beta >= 0 and self.revive_after >= 0, "beta and revive_after must be >= 0")
+        require(self.speaker_adversary >= 0, f"speaker_adversary must be >= 0; got {self.speaker_adversary}")
         require(self.speaker in ("residual", "none"), f"speaker must be one of: residual, none; got {self.speaker!r}")
         require(not (self.input_norm and self.speaker == "none"),
                 "input_norm needs speaker residual: the clip's band statistics it removes come back only "
@@ -105,6 +117,8 @@ class VQVC(SpeechModel):
                                          revive_after=config.revive_after)
         self.dec_in, self.dec, self.dec_out = nn.Conv1d(d, ch, 5, padding=2), ConvStack(ch, config.blocks), \
             nn.Conv1d(ch, m, 1)
+        if config.speaker_adversary > 0:  # only then: a run without it keeps its state dict
+            self.adversary = SpeakerAdversary(config.codebook_size, data_speakers(config.front_end))
 
     def code_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """(B, ⌈T / hop⌉): 1 where a run of hop frames holds a true frame."""
@@ -144,6 +158,18 @@ class VQVC(SpeechModel):
         commitment = masked_sum((z - e.detach()).square(), mask)
         return c.transpose(1, 2), codes, codebook, commitment
 
+    def soft_histogram(self, z: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, K): each clip's mean over its true code frames of softmax_k(−κ‖z − e_k‖²), the
+        differentiable counterpart of its code histogram (the codebook held fixed: only z moves).
+        The codes are unit vectors, so ‖z − e‖² lies in [0, 4]: at κ = 1 each frame's shares differ
+        by at most a factor e⁴ and the histogram is far flatter than the hard one; κ =
+        HISTOGRAM_SHARPNESS brings it near the hard assignment while keeping a gradient near the
+        codes' boundaries."""
+        b, d, t = z.shape
+        dist = squared_distances(z.transpose(1, 2).reshape(-1, d), self.quantizer.codebook.detach())
+        p = torch.softmax(-HISTOGRAM_SHARPNESS * dist, 1).view(b, t, -1).transpose(1, 2)
+        return masked_mean(p, mask)
+
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self._up(self.quantize(self.frames(x, mask), self.code_mask(mask))[0], mask)
 
@@ -182,9 +208,14 @@ class VQVC(SpeechModel):
         per_clip = masked_sum((x - self.decode(self._up(c, mask), s, mask)).abs(), mask)
         recon, codebook, commitment = per_clip.mean(), codebook.mean(), commitment.mean()
         w = {"recon_l1": 1.0, "codebook": 1.0, "commitment": self.config.beta, "recon_l1_per_frame": 0.0}
-        return Loss(recon + codebook + self.config.beta * commitment,
-                    {"recon_l1": recon, "codebook": codebook, "commitment": commitment,
-                     "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}, w)
+        terms = {"recon_l1": recon, "codebook": codebook, "commitment": commitment,
+                 "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}
+        total = recon + codebook + self.config.beta * commitment
+        if self.config.speaker_adversary > 0:
+            terms["speaker_adv"], terms["speaker_adv_accuracy"] = self.adversary.term(self.soft_histogram(z, low), batch)
+            w |= {"speaker_adv": self.config.speaker_adversary, "speaker_adv_accuracy": 0.0}
+            total = total + w["speaker_adv"] * terms["speaker_adv"]
+        return Loss(total, terms, w)
 
     def epoch_figures(self) -> dict[str, float]:
         return self.quantizer.epoch_figures()
