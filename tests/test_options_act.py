@@ -88,7 +88,7 @@ def _sequences(reads: str) -> Dataset:
         x, lengths, _ = encode_lines(lines, settings, "test")
         return Dataset("sentences", x, extras={"lengths": lengths}, front_end=settings)
     from vaelab.data.audio import front_end, log_mel, pad_clips
-    settings = front_end(n_mels=16, max_frames=24)
+    settings = {**front_end(n_mels=16, max_frames=24), "speakers": ["low", "high"]}  # the two synthetic voices
     t = torch.arange(1200) / 8000
     waves = [(0.3 * torch.sin(2 * torch.pi * (110 + 70 * (i % 2)) * (1 + i % 3) * t[:800 + 50 * i])).numpy()
              for i in range(N)]
