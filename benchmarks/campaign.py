@@ -558,8 +558,8 @@ def train_row(row: Row, rd: Path) -> None:
             raise StepFailed(f"training stopped at epoch {after.epochs} of {target}; see {rd / 'log.txt'}")
 
 
-def git(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+def git(*args: str, repo: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
 
 
 def stale(result: dict, repo: Path = REPO, paths: list[str] | None = None) -> str:
@@ -570,13 +570,10 @@ def stale(result: dict, repo: Path = REPO, paths: list[str] | None = None) -> st
     if not result.get("commit"):
         return "no commit recorded"
     base = since(result)
-    known = subprocess.run(["git", "cat-file", "-e", f"{base}^{{commit}}"], cwd=repo, capture_output=True)
-    if known.returncode != 0:
+    if git("cat-file", "-e", f"{base}^{{commit}}", repo=repo).returncode != 0:
         return f"commit {base[:7]} is not in this repository"
-    diff = subprocess.run(["git", "diff", "--quiet", base, "HEAD", "--", *paths], cwd=repo, capture_output=True)
-    if diff.returncode == 1:
-        changed = subprocess.run(["git", "diff", "--name-only", base, "HEAD", "--", *paths], cwd=repo,
-                                 capture_output=True, text=True).stdout.split()
+    if git("diff", "--quiet", base, "HEAD", "--", *paths, repo=repo).returncode == 1:
+        changed = git("diff", "--name-only", base, "HEAD", "--", *paths, repo=repo).stdout.split()
         return f"changed since: {', '.join(changed[:3])}{' …' if len(changed) > 3 else ''}"
     return "measured with uncommitted changes" if result.get("dirty") else ""
 
@@ -862,11 +859,11 @@ def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) 
     run = rd / "run"
     if not (run / "run.json").is_file():
         raise Refused(f"row {row.id}'s run directory {run} is gone (no run.json); re-run the row")
-    dirty = git_in(repo, "status", "--porcelain").stdout.split("\n")
+    dirty = git("status", "--porcelain", repo=repo).stdout.split("\n")
     if any(line.strip() for line in dirty):
         raise Refused(f"the working tree has uncommitted changes ({dirty[0].strip()} …); commit or stash them: "
                       f"a confirmation holds for a committed HEAD")
-    head, base = git_in(repo, "rev-parse", "HEAD").stdout.strip(), since(result)
+    head, base = git("rev-parse", "HEAD", repo=repo).stdout.strip(), since(result)
     t0, log = time.monotonic(), rd / "confirm.log"
     print(f"[{row.id}] stale ({why}); confirming at {head[:7]} against {base[:7]}", flush=True)
     figure = confirm_evaluation(row, result, runs, repo, log)
@@ -885,10 +882,6 @@ def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) 
                f"metrics.jsonl every epoch (timings aside)"}}
     write_json(rd / "result.json", result)
     return result
-
-
-def git_in(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
 
 
 def _runs_path(command: str, runs: Path) -> list[str]:
@@ -933,15 +926,15 @@ def worktree_at(repo: Path, commit: str):
     tmp = Path(tempfile.mkdtemp(prefix="vaelab-confirm-tree-"))
     tree = tmp / "tree"
     try:
-        added = git_in(repo, "worktree", "add", "--detach", str(tree), commit)
+        added = git("worktree", "add", "--detach", str(tree), commit, repo=repo)
         if added.returncode != 0:
             said = (added.stderr.strip().splitlines() or ["git worktree add failed"])[-1]
             raise NotConfirmed(f"could not check out {commit[:7]} into a temporary worktree: {said}")
         yield tree
     finally:
-        git_in(repo, "worktree", "remove", "--force", str(tree))
+        git("worktree", "remove", "--force", str(tree), repo=repo)
         shutil.rmtree(tmp, ignore_errors=True)
-        git_in(repo, "worktree", "prune")
+        git("worktree", "prune", repo=repo)
 
 
 def probe(tree: Path, command: str, out: Path, epochs: int, log: Path, who: str) -> None:
