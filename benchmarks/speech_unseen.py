@@ -4,6 +4,10 @@ and convert every test clip of those 5 into the 6th from one reference take (its
 training takes; the model never heard the held-out speaker). One line per fold.
 
     python benchmarks/speech_unseen.py --folds 0,1,2,3,4,5 --model adain-vc --epochs 10 --out runs/unseen
+    python benchmarks/speech_unseen.py --model adain-vc --set hop=4 --set speaker_adversary=30 --out runs/unseen-hop4
+
+``--set NAME=VALUE`` gives the family an option (its config field name; the value read as JSON
+where it parses, else as text).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ def fold(k: int, args, judges) -> dict:
     out = Path(args.out) / f"fold-{k}"
     start = time.time()
     if not (out / "model.safetensors").is_file():
-        vaelab.train(args.model, train.subset(train.extras["speaker"] != k), out,
+        vaelab.train(args.model, train.subset(train.extras["speaker"] != k), out, model_config=args.settings,
                      config={"epochs": args.epochs, "batch_size": 32, "threads": 1}, progress=False)
     seconds = time.time() - start
     model = vaelab.load(out).eval()
@@ -46,14 +50,28 @@ def fold(k: int, args, judges) -> dict:
             "digit_kept": float((d_hat == test.y[rows].numpy()).mean())}
 
 
+def setting(text: str) -> tuple[str, object]:
+    """NAME=VALUE -> (name, value), the value parsed as JSON where it can be (3, 0.5, true)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"--set takes NAME=VALUE, got {text!r}")
+    try:
+        return name.replace("-", "_"), json.loads(value)
+    except json.JSONDecodeError:
+        return name.replace("-", "_"), value
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--folds", default="0,1,2,3,4,5")
     p.add_argument("--model", default="adain-vc")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--sources", type=int, default=0, help="source clips per fold (0 = all 250)")
+    p.add_argument("--set", type=setting, action="append", default=[], dest="settings", metavar="NAME=VALUE",
+                   help="a model option, e.g. --set hop=4 (repeatable)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
+    args.settings = dict(args.settings)
     torch.set_num_threads(1)
     judges, _ = train_judges(resolve_data_dir() / "fsdd")
     for k in (int(v) for v in args.folds.split(",")):

@@ -260,6 +260,26 @@ def test_adain_vc_learned_sigma_is_the_full_gaussian_kl(clips):
         build("adain-vc", **{**base.config.to_dict(), "learned_sigma": True, "noise_scale": 0.5})
 
 
+def test_adain_vc_hop_gives_one_content_code_per_run_and_counts_its_kl_once(clips):
+    torch.manual_seed(0)
+    base = _model("adain-vc", clips)
+    hopped = build("adain-vc", **{**base.config.to_dict(), "hop": 4}).eval()
+    hopped.load_state_dict(base.state_dict())  # the hop has no weights of its own
+    batch = clips.subset(slice(0, 4)).batch()
+    _assert_padding_unread(hopped, batch)
+    x, mask = speech_input(hopped, batch, trim=True)
+    c, full = hopped.content(x, mask), base.eval().content(x, mask)
+    assert c.shape == full.shape
+    assert torch.equal(c[:, :, 0], c[:, :, 3]) and not torch.equal(c[:, :, 0], c[:, :, 4])  # repeated per run
+    assert torch.allclose(c[:, :, 0], full[:, :, :4].mean(2), atol=1e-5)  # the mean of its run's frames
+    one = clips.subset(slice(0, 1)).batch()  # eval: z = μ, KL = ½ Σ μ² over the clip's codes, not its frames
+    x1, m1 = speech_input(hopped, one, trim=True)
+    codes = hopped.content(x1, m1)[0, :, ::4][:, :-(-int(m1.sum()) // 4)]
+    assert torch.allclose(hopped.loss(one).terms["kl"], 0.5 * codes.square().sum(), rtol=1e-4)
+    with pytest.raises(VaelabError, match="hop"):
+        build("adain-vc", **{**base.config.to_dict(), "hop": 0})
+
+
 def test_adain_vc_decoder_norm_branch_keeps_the_stream_and_never_reads_the_padding(clips):
     torch.manual_seed(0)
     cls = vaelab.models.model_class("adain-vc")

@@ -45,7 +45,8 @@ from torch import nn
 from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.adversary import SpeakerAdversary, data_speakers
-from ..nn.speech import AdaINDecoder, ConvStack, clip_stats, masked_mean, masked_sum, speech_input
+from ..nn.speech import (AdaINDecoder, ConvStack, clip_stats, hop_mask, hop_pool, hop_repeat, masked_mean, masked_sum,
+                         speech_input)
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -77,6 +78,10 @@ class AdaINVCConfig(Config):
     speaker_clip: str = field(default="other", metadata={
         "help": "the clip the speaker vector is taken from while training: own (the paper) or other (another "
                 "clip of the same speaker in the batch, so it cannot carry what this clip says)"})
+    hop: int = field(default=1, metadata={
+        "help": "frames per content code: μ is averaged over runs of this many frames and each code repeated "
+                "over its frames for the decoder, a bottleneck in time (the paper subsamples 8×; 1 = a code "
+                "per 8 ms frame)"})
     speaker_adversary: float = field(default=0.0, metadata={
         "help": "W, weight of an adversarial speaker classifier on the content code's per-clip mean and spread, "
                 "behind a gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; "
@@ -97,6 +102,7 @@ class AdaINVCConfig(Config):
                 "learned_sigma replaces noise_scale: give one of them")
         choice("speaker clip", self.speaker_clip, ("own", "other"))
         require(self.speaker_adversary >= 0, f"speaker_adversary must be >= 0; got {self.speaker_adversary}")
+        require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         choice("decoder norm", self.decoder_norm, ("stream", "branch"))
         check_front_end(self)
 
@@ -123,8 +129,10 @@ class AdaINVC(SpeechModel):
             self.adversary = SpeakerAdversary(2 * config.content_dim, data_speakers(config.front_end))
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """μ = E_c(x): instance-normalised convolutions, (B, C, T)."""
-        return self.content_out(self._content_hidden(x, mask)) * mask[:, None]
+        """μ = E_c(x): instance-normalised convolutions, one per run of hop frames repeated over
+        its frames, (B, C, T)."""
+        r = self.config.hop
+        return hop_repeat(hop_pool(self.content_out(self._content_hidden(x, mask)), mask, r), mask, r)
 
     def _content_hidden(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.content_in(x)) * mask[:, None]
@@ -144,21 +152,22 @@ class AdaINVC(SpeechModel):
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
         x, mask = speech_input(self, batch, trim=True)
-        h, m = self._content_hidden(x, mask), mask[:, None]
-        mu = self.content_out(h) * m
+        h, r = self._content_hidden(x, mask), self.config.hop
+        low = hop_mask(mask, r)                                      # the content code's frames
+        mu = hop_pool(self.content_out(h), mask, r)
         if self.config.learned_sigma:
-            log_var = self.content_log_var(h) * m
+            log_var = hop_pool(self.content_log_var(h), mask, r)
             sigma = torch.exp(0.5 * log_var)
             kl_elements = log_var.exp() + mu.square() - 1 - log_var
         else:
             sigma, kl_elements = self.config.noise_scale, mu.square()
-        z = mu + sigma * torch.randn_like(mu) * m if self.training else mu
+        z = mu + sigma * torch.randn_like(mu) * low[:, None] if self.training else mu
         s = self.speaker(x, mask)
         if self.training and self.config.speaker_clip == "other":
             s = s[same_speaker_partner(batch)]
-        x_hat = self.decode(z, s, mask)
+        x_hat = self.decode(hop_repeat(z, mask, r), s, mask)
         per_clip = masked_sum((x - x_hat).abs(), mask)
-        recon, kl = per_clip.mean(), 0.5 * masked_sum(kl_elements, mask).mean()
+        recon, kl = per_clip.mean(), 0.5 * masked_sum(kl_elements, low).mean()
         w = {"recon_l1": self.config.lambda_rec, "kl": self.config.lambda_kl * self.kl_scale, "recon_l1_per_frame": 0.0}
         terms = {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}
         total = w["recon_l1"] * recon + w["kl"] * kl
@@ -166,7 +175,7 @@ class AdaINVC(SpeechModel):
             # μ's time mean is the same for every clip (instance-normalised hidden units under a 1×1 conv),
             # so the adversary reads each channel's mean and spread over the clip's true frames
             terms["speaker_adv"], terms["speaker_adv_accuracy"] = self.adversary.term(
-                torch.cat(clip_stats(mu, mask), 1), batch)
+                torch.cat(clip_stats(mu, low), 1), batch)
             w |= {"speaker_adv": self.config.speaker_adversary, "speaker_adv_accuracy": 0.0}
             total = total + w["speaker_adv"] * terms["speaker_adv"]
         return Loss(total, terms, w)

@@ -47,7 +47,8 @@ from torch import nn
 from ..config import Config, require
 from ..nn.adversary import SpeakerAdversary, data_speakers
 from ..nn.quantizer import VectorQuantizer, squared_distances
-from ..nn.speech import ConvStack, clip_stats, instance_norm, masked_mean, masked_sum, speech_input
+from ..nn.speech import (ConvStack, clip_stats, hop_mask, hop_pool, hop_repeat, instance_norm, masked_mean, masked_sum,
+                         speech_input)
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -122,8 +123,7 @@ class VQVC(SpeechModel):
 
     def code_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """(B, ⌈T / hop⌉): 1 where a run of hop frames holds a true frame."""
-        r = self.config.hop
-        return mask if r == 1 else F.max_pool1d(mask[:, None], r, r, ceil_mode=True)[:, 0]
+        return hop_mask(mask, self.config.hop)
 
     def frames(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """z = E(x), one per run of hop frames (the mean over its true frames), each normalised to
@@ -132,16 +132,11 @@ class VQVC(SpeechModel):
             x = instance_norm(x, mask)
         h = torch.relu(self.enc_in(x)) * mask[:, None]
         z = self.enc_out(self.enc(h, mask)) * mask[:, None]
-        r = self.config.hop
-        if r > 1:
-            count = F.avg_pool1d(mask[:, None], r, r, ceil_mode=True)
-            z = F.avg_pool1d(z, r, r, ceil_mode=True) / count.clamp_min(1e-6)
-        return F.normalize(z, dim=1) * self.code_mask(mask)[:, None]
+        return F.normalize(hop_pool(z, mask, self.config.hop), dim=1) * self.code_mask(mask)[:, None]
 
     def _up(self, c: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Codes (B, D, T') repeated over their hop frames: (B, D, T), 0 on padding."""
-        r = self.config.hop
-        return c if r == 1 else c.repeat_interleave(r, dim=2)[:, :, :mask.shape[1]] * mask[:, None]
+        return hop_repeat(c, mask, self.config.hop)
 
     def quantize(self, z: torch.Tensor, mask: torch.Tensor):
         """(c (B, D, T), codes (B, T) with −1 on padding, codebook and commitment sums (B,)):

@@ -5,12 +5,15 @@ statistics and sums never see the padding.
   frames of each clip (instance normalisation removes a clip's global channel statistics,
   which is where AdaIN-VC's content encoder drops the speaker).
 - :class:`ConvStack`: 1-D residual convolutions along time (same length out as in).
+- :func:`hop_mask`, :func:`hop_pool`, :func:`hop_repeat`: one code per run of r frames (the mean
+  of its true frames) and back, a bottleneck in time.
 - :class:`AdaIN`: instance normalisation followed by a scale and shift predicted from a
   speaker vector (Huang & Belongie 2017; the AdaIN-VC decoder).
 """
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 EPS = 1e-5
@@ -37,6 +40,24 @@ def instance_norm(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def masked_sum(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """(B,): Σ over channels and true frames of values (B, C, T): the per-clip sum."""
     return (values * mask[:, None, :]).sum((1, 2))
+
+
+def hop_mask(mask: torch.Tensor, r: int) -> torch.Tensor:
+    """(B, ⌈T / r⌉): 1 where a run of r frames holds a true frame."""
+    return mask if r == 1 else F.max_pool1d(mask[:, None], r, r, ceil_mode=True)[:, 0]
+
+
+def hop_pool(h: torch.Tensor, mask: torch.Tensor, r: int) -> torch.Tensor:
+    """(B, C, ⌈T / r⌉): the mean of h (B, C, T) over each run of r frames' true frames, 0 on padding."""
+    if r == 1:
+        return h * mask[:, None]
+    count = F.avg_pool1d(mask[:, None], r, r, ceil_mode=True)
+    return F.avg_pool1d(h * mask[:, None], r, r, ceil_mode=True) / count.clamp_min(1e-6)
+
+
+def hop_repeat(c: torch.Tensor, mask: torch.Tensor, r: int) -> torch.Tensor:
+    """Codes (B, C, ⌈T / r⌉) repeated over their r frames: (B, C, T), 0 on padding."""
+    return c if r == 1 else c.repeat_interleave(r, dim=2)[:, :, :mask.shape[1]] * mask[:, None]
 
 
 class ConvStack(nn.Module):
