@@ -26,8 +26,10 @@ units, so its mean over a clip is the same for every clip.
 
 Scaled down from the paper (official code: 80 mel bands at 22 kHz, c_h = 128, C = 128, S = 128,
 six blocks with time subsampling 1,2,1,2,1,2 and a convolution bank; λ_rec = 10, λ_kl = 1 on
-per-element means, Adam 5e-4, batch 128, 200,000 steps): here 64 bands at 8 kHz, no subsampling
-and no bank (the clips are short: 55 frames on average), sizes settable. The paper's terms are
+per-element means, Adam 5e-4, batch 128, 200,000 steps): here 64 bands at 8 kHz, no bank,
+and no subsampling by default (the clips are short: 55 frames on average); ``hop`` r > 1 averages μ
+over runs of r frames, one content code per run repeated for the decoder, a bottleneck in time in
+place of the official strided encoder. Sizes settable. The paper's terms are
 per-element means; on per-clip sums its 10:1 balance is λ_rec = 1, λ_kl = M / (5 C) (M mel bands,
 C content channels; ½ in the KL): 64 / (5·32) = 0.4 at these sizes. The defaults (λ_kl = 0.02, the
 speaker vector from another clip of the speaker, AdaIN on the decoder's branches) were chosen on
