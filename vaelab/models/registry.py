@@ -1,6 +1,9 @@
 """The one place model names resolve: CLI, ``vaelab.build``, ``vaelab.load`` and benchmarks."""
 from __future__ import annotations
 
+import dataclasses
+
+from ..config import _jsonable
 from ..errors import VaelabError
 
 _MODELS: dict[str, type] = {}
@@ -31,10 +34,26 @@ def model_class(name: str) -> type:
 
 def as_trained(model: str | type, config: dict) -> dict:
     """A recorded config with the settings added after it was saved filled in as the run was
-    trained (the Config's ``recorded_before``), so loading, ``--resume`` and a comparison's
-    reuse of its runs read an old record as the same model, not one with today's defaults."""
+    trained, so loading, ``--resume`` and a comparison's reuse of its runs read an old record as
+    the same model, not one with today's defaults. A setting is added at the behaviour the family
+    had before it, so a missing one reads as its default; one whose default changed since says
+    what it was in the Config's ``recorded_before``."""
     cls = model_class(model) if isinstance(model, str) else model  # a name, a model class or its Config
-    return {**getattr(getattr(cls, "Config", cls), "recorded_before", {}), **config}
+    config_cls = getattr(cls, "Config", cls)
+    return {**_defaults(config_cls), **getattr(config_cls, "recorded_before", {}), **config}
+
+
+def _defaults(config_cls: type) -> dict:
+    """Every field's default as ``config.json`` records it (fields without one left out)."""
+    if not dataclasses.is_dataclass(config_cls):
+        return {}
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = _jsonable(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = _jsonable(f.default_factory())
+    return out
 
 
 def build(name: str, **settings):
