@@ -101,9 +101,10 @@ class Seq3Config(Config):
                 "scaled to unit spread, when the sizes differ), as the paper starts it from pretrained GloVe vectors"})
     copy: bool = field(default=False, metadata={
         "help": "a pointer-generator reconstructor (See, Liu & Manning 2017, \"Get To The Point\"; an extension "
-                "beyond SEQ³'s reconstructor, off by default): p(w) = p_gen·p_vocab(w) + (1 − p_gen)·Σ_{i: y_i = w} "
-                "a_t,i, a_t its attention over the middle sequence, p_gen = σ(w_g·[c_t; h_t; input]), so that it "
-                "can copy the middle words it attends to (needs attention)"})
+                "beyond SEQ³'s reconstructor, off by default): p(w) = p_gen·p_vocab(w) + "
+                "(1 − p_gen)·Σ_{i: y_i = w} a_t,i, a_t its attention over the middle sequence, "
+                "p_gen = σ(w_g·[c_t; h_t; input]), so that it can copy the middle words it attends to "
+                "(needs attention)"})
     lm_embedding_dim: int = field(default=0, metadata={"option": False, "help": "the prior's embedding size (from lm_run)"})
     lm_hidden_dim: int = field(default=0, metadata={"option": False, "help": "the prior's LSTM size (from lm_run)"})
 
