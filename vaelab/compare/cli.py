@@ -263,6 +263,9 @@ def add_compare_parser(sub) -> None:
         if name == "secret-code":
             q.add_argument("--init-from-lm", action="store_true",
                            help="start each seq3's embedding from the --lm-run language model's")
+            q.add_argument("--copy", action="store_true",
+                           help="a pointer-generator reconstructor (See et al. 2017; beyond SEQ³'s): it may copy "
+                                "the middle words it attends to")
         if name in ("mixtures", "dvae"):
             q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")
         q.add_argument("--train-size", type=int, default=0, help="first N training images (default: 0 = all)")

@@ -101,7 +101,7 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
                 split: str = "val", hidden: int = 128, embedding: int = 64, ratio: float = 0.5,
                 word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, tau_decay: float = 0.0,
                 draw: str = "greedy", batch_size: int = 32, lr: float = 0.0,
-                init_from_lm: bool = False,
+                init_from_lm: bool = False, copy: bool = False,
                 seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
     """Train a seq3 at each prior weight (reusing finished runs in ``out``) and measure each."""
     t0 = time.perf_counter()
@@ -124,6 +124,8 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
         net["tau_decay"] = tau_decay
     if init_from_lm:
         net["init_from_lm"] = True
+    if copy:  # recorded only when on, so that the runs of earlier commands still match
+        net["copy"] = True
     config = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "threads": threads, "val_size": 0}
     if lr:
         config["lr"] = lr
@@ -135,7 +137,8 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
     notes = [f"seq3 {embedding}/{hidden} (attentional compressor and reconstructor, tied embeddings, reconstructor "
              f"word keep {word_keep:g}, topic weight {topic_weight:g}, τ {tau:g}"
              f"{f' annealed at rate {tau_decay:g}' if tau_decay else ''}, training middle words drawn by {draw}"
-             f"{', embedding started from the language model' if init_from_lm else ''}), "
+             f"{', embedding started from the language model' if init_from_lm else ''}"
+             f"{', a pointer-generator reconstructor that can copy middle words' if copy else ''}), "
              f"middle {ratio:g}× the words, {epochs} epochs (batches of {batch_size}"
              f"{f', learning rate {lr:g}' if lr else ''}) on the first {len(train):,} "
              f"PTB training sentences; measured on the first {len(held):,} sentences of ptb {split}; the prior "

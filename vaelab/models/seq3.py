@@ -27,6 +27,18 @@ validation sentences, docs/text.md "The secret code"; the relaxed gradient is
 softmax(logits / τ)'s) or draws it from q_t (``draw="sample"``, the paper's; a run recorded
 before the setting existed was trained so). τ may be annealed: τ_e = max(τ_min,
 τ · exp(−r e)) at fractional epoch e.
+
+``copy`` (off by default) is an extension beyond SEQ³'s reconstructor, not the paper's: a
+**pointer-generator reconstructor** (See, Liu & Manning 2017, "Get To The Point") that may copy
+the middle words it attends to. Its next-word distribution is the mixture
+
+    p(w) = p_gen · p_vocab(w) + (1 − p_gen) · Σ_{i: y_i = w} a_t,i,
+    p_gen = σ(w_g · [c_t; h_t; e(x_t)] + b_g),
+
+a_t the reconstructor's attention over the middle positions (zero on padding), c_t its context,
+h_t its LSTM state and e(x_t) its input word's embedding. The reconstruction term, the token
+accuracy and the greedy reconstructions all read this mixture (in log space); it needs
+``attention``.
 """
 from __future__ import annotations
 
@@ -87,11 +99,17 @@ class Seq3Config(Config):
     init_from_lm: bool = field(default=False, metadata={
         "help": "start the shared embedding from the --lm-run language model's (its top principal directions, "
                 "scaled to unit spread, when the sizes differ), as the paper starts it from pretrained GloVe vectors"})
+    copy: bool = field(default=False, metadata={
+        "help": "a pointer-generator reconstructor (See, Liu & Manning 2017, \"Get To The Point\"; an extension "
+                "beyond SEQ³'s reconstructor, off by default): p(w) = p_gen·p_vocab(w) + "
+                "(1 − p_gen)·Σ_{i: y_i = w} a_t,i, a_t its attention over the middle sequence, "
+                "p_gen = σ(w_g·[c_t; h_t; input]), so that it can copy the middle words it attends to "
+                "(needs attention)"})
     lm_embedding_dim: int = field(default=0, metadata={"option": False, "help": "the prior's embedding size (from lm_run)"})
     lm_hidden_dim: int = field(default=0, metadata={"option": False, "help": "the prior's LSTM size (from lm_run)"})
 
     # a saved run whose record lacks a setting was trained before it existed, with this value
-    recorded_before: ClassVar[dict] = {"draw": "sample"}
+    recorded_before: ClassVar[dict] = {"draw": "sample", "copy": False}
 
     def validate(self) -> None:
         require(len(self.input_shape) == 1 and self.input_shape[0] >= 2,
@@ -104,6 +122,7 @@ class Seq3Config(Config):
         choice("draw", self.draw, ("sample", "greedy"))
         require(self.lm_weight >= 0, f"lm_weight must be >= 0, got {self.lm_weight}")
         require(self.topic_weight >= 0, f"topic_weight must be >= 0, got {self.topic_weight}")
+        require(self.attention or not self.copy, NEEDS_ATTENTION)
 
 
 def _lm_record(run: str) -> dict:
@@ -138,20 +157,42 @@ def embedding_start(source: torch.Tensor, size: int) -> torch.Tensor:
 NEEDS_LM = ("--lm-weight above 0 needs the language model that scores the middle sequence: give --lm-run DIR "
             "(a trained lstm-lm run on the same data)")
 BANNED = EOS_ID + 1  # ids below this (<pad>, <bos>, <eos>) are never middle words
+NEEDS_ATTENTION = ("--copy (the pointer-generator reconstructor) copies the middle words the reconstructor "
+                   "attends to, so it needs attention: drop --no-attention, or drop --copy")
+
+
+def copy_log_mixture(logp_vocab: torch.Tensor, gate: torch.Tensor, copy: torch.Tensor) -> torch.Tensor:
+    """log(p_gen · p_vocab + (1 − p_gen) · copy) with p_gen = σ(gate), in log space: logsumexp(log p_gen
+    + log p_vocab, log(1 − p_gen) + log copy). ``logp_vocab`` and ``copy`` are (…, V), or both taken at
+    one word each (…); ``gate`` is (…). Where the copy mass is 0 the value is the first term alone, and
+    the gradient with respect to the mass is still the mixture's, (1 − p_gen) / (p_gen · p_vocab), not
+    log's infinite one (nor 0): a word not among the middle words still tells the compressor its worth."""
+    gate = gate.unsqueeze(-1) if copy.dim() == gate.dim() + 1 else gate
+    generated, switch = F.logsigmoid(gate) + logp_vocab, F.logsigmoid(-gate)  # log p_gen·p_vocab, log(1 − p_gen)
+    some = copy > 0
+    log_copy = torch.where(some, copy, torch.ones_like(copy)).log().masked_fill(~some, -math.inf)
+    logp = torch.logaddexp(generated, switch + log_copy)
+    slope = (switch - generated).clamp(max=80).exp()  # d log p / d copy at copy = 0 (capped below overflow)
+    return logp + torch.where(some, torch.zeros_like(copy), copy * slope)  # + 0 forward, the slope backward
 
 
 class AttentionDecoder(nn.Module):
     """An LSTM decoder stepping one word at a time over a memory of encoder states (B, S, 2H):
     Luong et al. 2015's "general" attention with input feeding. Without attention the output
-    is the LSTM state itself."""
+    is the LSTM state itself. Each step leaves its attention weights a_t (B, S) in the carry
+    (``"weights"``, zero on padded positions), and with ``copy`` the pointer-generator's gate
+    logit w_g · [c_t; h_t; input] + b_g (B,) (``"gate"``; p_gen = σ of it)."""
 
-    def __init__(self, embedding: int, hidden: int, attention: bool):
+    def __init__(self, embedding: int, hidden: int, attention: bool, copy: bool = False):
         super().__init__()
         self.cell = nn.LSTMCell(embedding + hidden, hidden)
         self.attention = attention
+        self.copy = copy
         if attention:
             self.score = nn.Linear(2 * hidden, hidden, bias=False)  # W_a, applied to the memory once
             self.combine = nn.Linear(2 * hidden + hidden, hidden)   # W_c
+        if copy:  # built only when on: a model without it keeps its parameters, and their draws, as before
+            self.gate = nn.Linear(2 * hidden + hidden + embedding, 1)  # w_g, b_g over [c_t; h_t; input]
 
     def start(self, memory: torch.Tensor, mask: torch.Tensor, state):
         keys = self.score(memory) if self.attention else None
@@ -164,8 +205,12 @@ class AttentionDecoder(nn.Module):
         out = h
         if self.attention:
             scores = torch.einsum("bsh,bh->bs", carry["keys"], h).masked_fill(~carry["mask"], -1e9)
-            context = torch.einsum("bs,bsh->bh", scores.softmax(-1), carry["memory"])
+            weights = scores.softmax(-1)  # exactly 0 on padded positions (exp underflows)
+            context = torch.einsum("bs,bsh->bh", weights, carry["memory"])
             out = torch.tanh(self.combine(torch.cat([context, h], -1)))
+            carry["weights"] = weights
+            if self.copy:
+                carry["gate"] = self.gate(torch.cat([context, h, word], -1)).squeeze(-1)
         carry.update(h=h, c=c, feed=out)
         return out
 
@@ -198,7 +243,7 @@ class Seq3(TextModel):
         self.encoder = nn.LSTM(e, h, batch_first=True, bidirectional=True)  # reads x and y alike
         self.bridge = nn.Linear(2 * h, 2 * h)  # the encoder's last states → a decoder's (h_0, c_0)
         self.compressor = AttentionDecoder(e, h, config.attention)
-        self.reconstructor = AttentionDecoder(e, h, config.attention)
+        self.reconstructor = AttentionDecoder(e, h, config.attention, config.copy)  # copy: p_gen's gate
         if config.tie_embeddings:
             self.to_embedding = nn.Linear(h, e)  # W_o: logits = E · W_o õ + b
             self.output_bias = nn.Parameter(torch.zeros(v))
@@ -282,21 +327,54 @@ class Seq3(TextModel):
         return torch.stack(onehots, 1), torch.stack(logps, 1), m
 
     # -- the reconstructor: middle words -> x ------------------------------------------
-    def reconstructor_outputs(self, x: torch.Tensor, onehots: torch.Tensor, m: torch.Tensor, keep: float):
-        """õ_t (B, T, H) of the reconstructor, teacher-forced on x's words (dropped to <unk>
-        with probability 1 − keep), attending over the encoded middle sequence."""
+    def reconstructor_steps(self, x: torch.Tensor, onehots: torch.Tensor, m: torch.Tensor, keep: float):
+        """(õ_t (B, T, H), and with ``copy`` the attention a_t over the middle positions (B, T, M)
+        and p_gen's gate logits (B, T), else None, None) of the reconstructor, teacher-forced on
+        x's words (dropped to <unk> with probability 1 − keep), attending over the encoded middle
+        sequence."""
         memory, mask, state = self.encode(onehots @ self.embed.weight, m)
         carry = self.reconstructor.start(memory, mask, state)
         inputs = self.embed(word_dropout(decoder_inputs(x), keep, self.unk_id))
-        return torch.stack([self.reconstructor.step(inputs[:, t], carry) for t in range(x.shape[1])], 1)
+        outs, weights, gates = [], [], []
+        for t in range(x.shape[1]):
+            outs.append(self.reconstructor.step(inputs[:, t], carry))
+            if self.config.copy:
+                weights.append(carry["weights"])
+                gates.append(carry["gate"])
+        if not self.config.copy:
+            return torch.stack(outs, 1), None, None
+        return torch.stack(outs, 1), torch.stack(weights, 1), torch.stack(gates, 1)
+
+    def reconstructor_outputs(self, x: torch.Tensor, onehots: torch.Tensor, m: torch.Tensor, keep: float):
+        """õ_t (B, T, H) of the reconstructor (:meth:`reconstructor_steps`)."""
+        return self.reconstructor_steps(x, onehots, m, keep)[0]
+
+    def copy_logp(self, out: torch.Tensor, weights: torch.Tensor, gate: torch.Tensor,
+                  onehots: torch.Tensor) -> torch.Tensor:
+        """log p(w) (B, V) of the pointer-generator's mixture at one step, from õ_t (B, H), the
+        attention a_t (B, M), the gate logit (B,) and the middle words' one-hots (B, M, V)."""
+        # a_t @ onehots: the copy distribution read off the straight-through one-hots rather than their
+        # argmax ids (the same forward), so that the copy path also passes a gradient to the compressor
+        copy = torch.einsum("bm,bmv->bv", weights, onehots)
+        return copy_log_mixture(self.logits(out, "reconstructor").log_softmax(-1), gate, copy)
 
     def reconstruction_nll(self, batch: Batch, onehots: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
-        """−log p_rec(x | y) per sentence (B,), over its real tokens."""
+        """−log p_rec(x | y) per sentence (B,), over its real tokens (with ``copy``, of the mixture)."""
         lengths = lengths_of(batch)
         x = trimmed(batch.x, lengths)
-        out = self.reconstructor_outputs(x, onehots, m, self.config.word_keep if self.training else 1.0)
+        out, weights, gate = self.reconstructor_steps(x, onehots, m, self.config.word_keep if self.training else 1.0)
         rows = length_mask(lengths, x.shape[1]).nonzero(as_tuple=True)
-        nll = F.cross_entropy(self.logits(out[rows], "reconstructor"), x[rows], reduction="none")
+        logits = self.logits(out[rows], "reconstructor")
+        if self.config.copy:
+            # (a_t @ onehots)[x_t] = Σ_i a_t,i · onehots[i, x_t]: the copy mass of each target word, taken
+            # from the straight-through one-hots (not their argmax ids) so that the compressor gets this
+            # path's gradient too; only the target's entry of the copy distribution enters the NLL
+            picked = onehots.gather(2, x.unsqueeze(1).expand(-1, onehots.shape[1], -1))  # (B, M, T)
+            mass = torch.einsum("btm,bmt->bt", weights, picked)[rows]
+            target = logits.log_softmax(-1).gather(1, x[rows].unsqueeze(1)).squeeze(1)
+            nll = -copy_log_mixture(target, gate[rows], mass)
+        else:
+            nll = F.cross_entropy(logits, x[rows], reduction="none")
         return torch.zeros(len(x), dtype=nll.dtype, device=nll.device).index_add_(0, rows[0], nll)
 
     # -- the other terms -----------------------------------------------------------------
@@ -349,18 +427,29 @@ class Seq3(TextModel):
     @torch.no_grad()
     def token_accuracy(self, batch: Batch) -> torch.Tensor:
         """Per sentence: the fraction of its tokens (words + <eos>) that the reconstructor's most
-        probable word gets right, reading the greedy middle sequence and the true prefix."""
+        probable word (with ``copy``, the mixture's) gets right, reading the greedy middle sequence
+        and the true prefix."""
         onehots, _, m = self.compress(batch, hard=True)
         lengths = lengths_of(batch)
         x = trimmed(batch.x, lengths)
-        logits = self.logits(self.reconstructor_outputs(x, onehots, m, 1.0), "reconstructor")
-        logits[..., :EOS_ID] = -float("inf")
-        right = (logits.argmax(-1) == x) & length_mask(lengths, x.shape[1])
+        out, weights, gate = self.reconstructor_steps(x, onehots, m, 1.0)
+        if self.config.copy:  # the mixture's most probable word, a step (B, V) at a time
+            guess = []
+            for t in range(x.shape[1]):
+                logp = self.copy_logp(out[:, t], weights[:, t], gate[:, t], onehots)
+                logp[:, :EOS_ID] = -float("inf")
+                guess.append(logp.argmax(-1))
+            guess = torch.stack(guess, 1)
+        else:
+            logits = self.logits(out, "reconstructor")
+            logits[..., :EOS_ID] = -float("inf")
+            guess = logits.argmax(-1)
+        right = (guess == x) & length_mask(lengths, x.shape[1])
         return right.sum(1).double() / lengths.double()
 
     @torch.no_grad()
     def reconstruct_from_middle(self, batch: Batch) -> Batch:
-        """Greedy decodes of x from the greedy middle sequences."""
+        """Greedy decodes of x from the greedy middle sequences (with ``copy``, of the mixture)."""
         onehots, _, m = self.compress(batch, hard=True)
         memory, mask, state = self.encode(onehots @ self.embed.weight, m)
         carry = self.reconstructor.start(memory, mask, state)
@@ -369,7 +458,11 @@ class Seq3(TextModel):
         done = torch.zeros(n, dtype=torch.bool, device=m.device)
         word = torch.full((n,), BOS_ID, dtype=torch.int64, device=m.device)
         for t in range(steps):
-            logits = self.logits(self.reconstructor.step(self.embed(word), carry), "reconstructor")
+            out_t = self.reconstructor.step(self.embed(word), carry)
+            if self.config.copy:
+                logits = self.copy_logp(out_t, carry["weights"], carry["gate"], onehots)
+            else:
+                logits = self.logits(out_t, "reconstructor")
             logits[:, :EOS_ID] = -float("inf")
             word = logits.argmax(-1) if t < steps - 1 else torch.full_like(word, EOS_ID)
             out[:, t] = word.masked_fill(done, 0)
