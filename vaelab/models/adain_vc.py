@@ -89,7 +89,7 @@ class AdaINVCConfig(Config):
                 "behind a gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; "
                 "0 = off, no classifier)"})
 
-    # a saved run whose record lacks a setting was trained before it existed, with this value
+    # settings whose default changed: a saved record lacking one was trained with this value (others read as default)
     recorded_before: ClassVar[dict] = {"decoder_norm": "stream"}
 
     def validate(self) -> None:

@@ -108,8 +108,8 @@ class Seq3Config(Config):
     lm_embedding_dim: int = field(default=0, metadata={"option": False, "help": "the prior's embedding size (from lm_run)"})
     lm_hidden_dim: int = field(default=0, metadata={"option": False, "help": "the prior's LSTM size (from lm_run)"})
 
-    # a saved run whose record lacks a setting was trained before it existed, with this value
-    recorded_before: ClassVar[dict] = {"draw": "sample", "copy": False}
+    # settings whose default changed: a saved record lacking one was trained with this value (others read as default)
+    recorded_before: ClassVar[dict] = {"draw": "sample"}
 
     def validate(self) -> None:
         require(len(self.input_shape) == 1 and self.input_shape[0] >= 2,
