@@ -353,9 +353,8 @@ class Seq3(TextModel):
                   onehots: torch.Tensor) -> torch.Tensor:
         """log p(w) (B, V) of the pointer-generator's mixture at one step, from õ_t (B, H), the
         attention a_t (B, M), the gate logit (B,) and the middle words' one-hots (B, M, V)."""
-        # a_t @ onehots: the copy distribution read off the straight-through one-hots rather than their
-        # argmax ids (the same forward), so that the copy path also passes a gradient to the compressor
-        copy = torch.einsum("bm,bmv->bv", weights, onehots)
+        # a_t @ onehots: the copy distribution over the middle words, held fixed (see reconstruction_nll)
+        copy = torch.einsum("bm,bmv->bv", weights, onehots.detach())
         return copy_log_mixture(self.logits(out, "reconstructor").log_softmax(-1), gate, copy)
 
     def reconstruction_nll(self, batch: Batch, onehots: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
@@ -366,10 +365,13 @@ class Seq3(TextModel):
         rows = length_mask(lengths, x.shape[1]).nonzero(as_tuple=True)
         logits = self.logits(out[rows], "reconstructor")
         if self.config.copy:
-            # (a_t @ onehots)[x_t] = Σ_i a_t,i · onehots[i, x_t]: the copy mass of each target word, taken
-            # from the straight-through one-hots (not their argmax ids) so that the compressor gets this
-            # path's gradient too; only the target's entry of the copy distribution enters the NLL
-            picked = onehots.gather(2, x.unsqueeze(1).expand(-1, onehots.shape[1], -1))  # (B, M, T)
+            # (a_t @ onehots)[x_t] = Σ_i a_t,i · onehots[i, x_t]: the copy mass of each target word. The
+            # middle words are held fixed here: the compressor learns from the reconstruction through the
+            # encoded middle sequence only, as without copy. (Through the straight-through one-hots this
+            # path pushes each missing target word in with slope (1 − p_gen) / (p_gen · p_vocab), largest
+            # for rare words: on validation sentences the middle sequences became rare words, 11× real
+            # perplexity, docs/text.md.) Only the target's entry enters the NLL
+            picked = onehots.detach().gather(2, x.unsqueeze(1).expand(-1, onehots.shape[1], -1))  # (B, M, T)
             mass = torch.einsum("btm,bmt->bt", weights, picked)[rows]
             target = logits.log_softmax(-1).gather(1, x[rows].unsqueeze(1)).squeeze(1)
             nll = -copy_log_mixture(target, gate[rows], mass)
