@@ -280,6 +280,35 @@ def test_adain_vc_hop_gives_one_content_code_per_run_and_counts_its_kl_once(clip
         build("adain-vc", **{**base.config.to_dict(), "hop": 0})
 
 
+def test_envelope_keeps_a_smooth_spectrum_and_drops_a_fine_ripple():
+    from vaelab.nn.speech import envelope
+
+    bands = torch.arange(64, dtype=torch.float32)
+    smooth = torch.cos(torch.pi / 64 * (bands + 0.5) * 3)        # DCT shape 3: kept by K = 20
+    ripple = torch.cos(torch.pi / 64 * (bands + 0.5) * 40)       # DCT shape 40: a harmonic comb, dropped
+    x = (2.0 + smooth + ripple)[None, :, None].repeat(1, 1, 5)
+    assert torch.allclose(envelope(x, 20), (2.0 + smooth)[None, :, None].expand(1, 64, 5), atol=1e-4)
+    assert torch.allclose(envelope(x, 64), x, atol=1e-4)
+
+
+def test_adain_vc_content_lifter_feeds_the_content_encoder_the_envelope_only(clips):
+    torch.manual_seed(0)
+    base = _model("adain-vc", clips)
+    lifted = build("adain-vc", **{**base.config.to_dict(), "content_lifter": 8}).eval()
+    assert lifted.state_dict().keys() == base.state_dict().keys()  # no weights of its own
+    lifted.load_state_dict(base.state_dict())
+    batch = clips.subset(slice(0, 4)).batch()
+    _assert_padding_unread(lifted, batch)
+    x, mask = speech_input(lifted, batch)
+    from vaelab.nn.speech import envelope
+
+    fine = x - envelope(x, 8)  # what the lifter removes changes nothing of the content code
+    assert torch.allclose(lifted.content(x, mask), lifted.content(x + 3 * fine, mask), atol=1e-4)
+    assert not torch.allclose(base.eval().content(x, mask), base.content(x + 3 * fine, mask), atol=1e-4)
+    with pytest.raises(VaelabError, match="content_lifter"):
+        build("adain-vc", **{**base.config.to_dict(), "content_lifter": 65})
+
+
 def test_adain_vc_decoder_norm_branch_keeps_the_stream_and_never_reads_the_padding(clips):
     torch.manual_seed(0)
     cls = vaelab.models.model_class("adain-vc")

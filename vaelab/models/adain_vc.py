@@ -47,8 +47,8 @@ from torch import nn
 from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.adversary import SpeakerAdversary, data_speakers
-from ..nn.speech import (AdaINDecoder, ConvStack, clip_stats, hop_mask, hop_pool, hop_repeat, masked_mean, masked_sum,
-                         speech_input)
+from ..nn.speech import (AdaINDecoder, ConvStack, clip_stats, envelope, hop_mask, hop_pool, hop_repeat, masked_mean,
+                         masked_sum, speech_input)
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -84,6 +84,10 @@ class AdaINVCConfig(Config):
         "help": "frames per content code: μ is averaged over runs of this many frames and each code repeated "
                 "over its frames for the decoder, a bottleneck in time (the paper subsamples 8×; 1 = a code "
                 "per 8 ms frame)"})
+    content_lifter: int = field(default=0, metadata={
+        "help": "K > 0: the content encoder reads each frame's spectrum smoothed along frequency, its first K "
+                "DCT coefficients (the mel-cepstrum, as MFCCs) mapped back: the envelope that says what is said, "
+                "without the harmonics that carry the pitch (0 = the log-mel frames as they are)"})
     speaker_adversary: float = field(default=0.0, metadata={
         "help": "W, weight of an adversarial speaker classifier on the content code's per-clip mean and spread, "
                 "behind a gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; "
@@ -105,6 +109,8 @@ class AdaINVCConfig(Config):
         choice("speaker clip", self.speaker_clip, ("own", "other"))
         require(self.speaker_adversary >= 0, f"speaker_adversary must be >= 0; got {self.speaker_adversary}")
         require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
+        require(0 <= self.content_lifter <= self.input_shape[0],
+                f"content_lifter must lie in 0..{self.input_shape[0]} (the mel bands), got {self.content_lifter}")
         choice("decoder norm", self.decoder_norm, ("stream", "branch"))
         check_front_end(self)
 
@@ -137,6 +143,8 @@ class AdaINVC(SpeechModel):
         return hop_repeat(hop_pool(self.content_out(self._content_hidden(x, mask)), mask, r), mask, r)
 
     def _content_hidden(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.config.content_lifter:
+            x = envelope(x, self.config.content_lifter)
         h = torch.relu(self.content_in(x)) * mask[:, None]
         return self.content_net(h, mask)
 

@@ -7,10 +7,15 @@ statistics and sums never see the padding.
 - :class:`ConvStack`: 1-D residual convolutions along time (same length out as in).
 - :func:`hop_mask`, :func:`hop_pool`, :func:`hop_repeat`: one code per run of r frames (the mean
   of its true frames) and back, a bottleneck in time.
+- :func:`envelope`: each frame's log-mel spectrum smoothed along frequency (its first K DCT
+  coefficients, the mel-cepstrum, mapped back): the formants kept, the harmonics' fine structure
+  (the pitch) dropped.
 - :class:`AdaIN`: instance normalisation followed by a scale and shift predicted from a
   speaker vector (Huang & Belongie 2017; the AdaIN-VC decoder).
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +63,17 @@ def hop_pool(h: torch.Tensor, mask: torch.Tensor, r: int) -> torch.Tensor:
 def hop_repeat(c: torch.Tensor, mask: torch.Tensor, r: int) -> torch.Tensor:
     """Codes (B, C, ⌈T / r⌉) repeated over their r frames: (B, C, T), 0 on padding."""
     return c if r == 1 else c.repeat_interleave(r, dim=2)[:, :, :mask.shape[1]] * mask[:, None]
+
+
+def envelope(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x (B, M, T) log-mel frames projected on the first k orthonormal DCT-II basis vectors along the
+    M bands and back (liftering, as MFCCs keep the first coefficients): the spectral envelope."""
+    m = x.shape[1]
+    n = torch.arange(m, dtype=torch.float64)
+    basis = torch.cos(math.pi / m * (n[None, :] + 0.5) * n[:k, None]) * math.sqrt(2.0 / m)
+    basis[0] /= math.sqrt(2.0)
+    project = (basis.t() @ basis).to(x)  # (M, M), symmetric: keeps the k smoothest shapes of a frame
+    return torch.einsum("nm,bmt->bnt", project, x)
 
 
 class ConvStack(nn.Module):
