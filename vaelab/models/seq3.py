@@ -166,7 +166,8 @@ def copy_log_mixture(logp_vocab: torch.Tensor, gate: torch.Tensor, copy: torch.T
     + log p_vocab, log(1 − p_gen) + log copy). ``logp_vocab`` and ``copy`` are (…, V), or both taken at
     one word each (…); ``gate`` is (…). Where the copy mass is 0 the value is the first term alone, and
     the gradient with respect to the mass is still the mixture's, (1 − p_gen) / (p_gen · p_vocab), not
-    log's infinite one (nor 0): a word not among the middle words still tells the compressor its worth."""
+    log's infinite one (nor 0): exact in value and gradient everywhere (the model holds the middle words
+    fixed in the mass, so that slope reaches no parameter there)."""
     gate = gate.unsqueeze(-1) if copy.dim() == gate.dim() + 1 else gate
     generated, switch = F.logsigmoid(gate) + logp_vocab, F.logsigmoid(-gate)  # log p_gen·p_vocab, log(1 − p_gen)
     some = copy > 0
