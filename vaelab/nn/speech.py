@@ -15,6 +15,7 @@ statistics and sums never see the padding.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -68,12 +69,17 @@ def hop_repeat(c: torch.Tensor, mask: torch.Tensor, r: int) -> torch.Tensor:
 def envelope(x: torch.Tensor, k: int) -> torch.Tensor:
     """x (B, M, T) log-mel frames projected on the first k orthonormal DCT-II basis vectors along the
     M bands and back (liftering, as MFCCs keep the first coefficients): the spectral envelope."""
-    m = x.shape[1]
+    return torch.einsum("nm,bmt->bnt", _lifter(x.shape[1], k).to(x), x)
+
+
+@functools.lru_cache(maxsize=8)
+def _lifter(m: int, k: int) -> torch.Tensor:
+    """(M, M) float64 projection on the first k DCT-II basis vectors: symmetric, it keeps the k
+    smoothest shapes of a frame (built once per size, not every step)."""
     n = torch.arange(m, dtype=torch.float64)
     basis = torch.cos(math.pi / m * (n[None, :] + 0.5) * n[:k, None]) * math.sqrt(2.0 / m)
     basis[0] /= math.sqrt(2.0)
-    project = (basis.t() @ basis).to(x)  # (M, M), symmetric: keeps the k smoothest shapes of a frame
-    return torch.einsum("nm,bmt->bnt", project, x)
+    return basis.t() @ basis
 
 
 class ConvStack(nn.Module):
