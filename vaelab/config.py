@@ -95,17 +95,6 @@ class Config:
     def to_dict(self) -> dict:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
-    @classmethod
-    def defaults(cls) -> dict:
-        """Every field's default as ``to_dict`` records it (fields without one left out)."""
-        out = {}
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                out[f.name] = _jsonable(f.default)
-            elif f.default_factory is not dataclasses.MISSING:
-                out[f.name] = _jsonable(f.default_factory())
-        return out
-
     def applicable(self) -> dict:
         """The settings that take effect with the others as they are (see :func:`applicable_settings`)."""
         return applicable_settings(type(self), self.to_dict())

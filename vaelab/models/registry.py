@@ -1,7 +1,9 @@
 """The one place model names resolve: CLI, ``vaelab.build``, ``vaelab.load`` and benchmarks."""
 from __future__ import annotations
 
-from ..config import Config
+import dataclasses
+
+from ..config import _jsonable
 from ..errors import VaelabError
 
 _MODELS: dict[str, type] = {}
@@ -38,8 +40,20 @@ def as_trained(model: str | type, config: dict) -> dict:
     what it was in the Config's ``recorded_before``."""
     cls = model_class(model) if isinstance(model, str) else model  # a name, a model class or its Config
     config_cls = getattr(cls, "Config", cls)
-    defaults = config_cls.defaults() if isinstance(config_cls, type) and issubclass(config_cls, Config) else {}
-    return {**defaults, **getattr(config_cls, "recorded_before", {}), **config}
+    return {**_defaults(config_cls), **getattr(config_cls, "recorded_before", {}), **config}
+
+
+def _defaults(config_cls: type) -> dict:
+    """Every field's default as ``config.json`` records it (fields without one left out)."""
+    if not dataclasses.is_dataclass(config_cls):
+        return {}
+    out = {}
+    for f in dataclasses.fields(config_cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = _jsonable(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = _jsonable(f.default_factory())
+    return out
 
 
 def build(name: str, **settings):
