@@ -363,3 +363,88 @@ def test_adain_vc_run_recorded_before_decoder_norm_resumes_with_the_stream_norm(
                           progress=False)
     assert result.model.config.decoder_norm == "stream" and result.model.config.hop == 1
     assert vaelab.load(tmp_path / "run").config.decoder_norm == "stream"
+
+
+def test_warp_bands_moves_a_formant_by_its_factor_and_alpha_one_is_the_identity():
+    from vaelab.data.audio import FRONT_END, band_centres
+    from vaelab.nn.speech import warp_bands
+
+    c = band_centres(FRONT_END)
+    peak = 1000.0
+    x = torch.exp(-((c.float() - peak) / 60.0) ** 2)[None, :, None].repeat(3, 1, 4)  # one formant at 1 kHz
+    out = warp_bands(x, torch.tensor([1.0, 1.2, 1 / 1.2]), c)
+    assert torch.equal(out[0], x[0])
+    for i, alpha in ((1, 1.2), (2, 1 / 1.2)):
+        moved = c[int(out[i, :, 0].argmax())]
+        assert abs(moved / (peak * alpha) - 1) < 0.05, (alpha, moved)
+    assert torch.isfinite(out).all() and out.max() <= 1 + 1e-6  # interpolation never overshoots
+
+
+def test_adain_vc_content_warp_perturbs_only_the_content_input_while_training(clips):
+    torch.manual_seed(0)
+    base = _model("adain-vc", clips)
+    warped = build("adain-vc", **{**base.config.to_dict(), "content_warp": 0.2})
+    assert warped.state_dict().keys() == base.state_dict().keys()  # no weights of its own
+    warped.load_state_dict(base.state_dict())
+    batch = clips.subset(slice(0, 4)).batch()
+    base.eval(), warped.eval()
+    assert torch.equal(warped.loss(batch).total, base.loss(batch).total)  # evaluation reads the clip as it is
+    seen = []
+    hook = warped.content_in.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    speaker_seen = []
+    hook2 = warped.speaker_in.register_forward_hook(lambda m, i, o: speaker_seen.append(i[0].detach()))
+    warped.train()
+    warped.loss(batch)
+    hook.remove(), hook2.remove()
+    x, _ = speech_input(warped, batch, trim=True)
+    assert not torch.allclose(seen[0], x, atol=1e-3)   # the content encoder read a warped clip
+    assert torch.equal(speaker_seen[0], x)             # the speaker encoder the clip itself
+    for bad in (-0.1, 1.0):
+        with pytest.raises(VaelabError, match="content_warp"):
+            build("adain-vc", **{**base.config.to_dict(), "content_warp": bad})
+
+
+def test_warp_factors_share_one_alpha_per_group_within_the_bound():
+    from vaelab.nn.speech import warp_factors
+
+    torch.manual_seed(0)
+    groups = torch.tensor([3, 1, 3, 3, 1, 7] * 50)
+    alpha = warp_factors(groups, 0.25)
+    for g in (1, 3, 7):
+        assert torch.unique(alpha[groups == g]).numel() == 1
+    many = warp_factors(torch.arange(2000), 0.25)
+    assert many.min() >= 1 / 1.25 - 1e-6 and many.max() <= 1.25 + 1e-6
+    assert many.min() < 0.85 and many.max() > 1.2 and abs(many.log().mean()) < 0.02  # spread both ways
+
+
+def test_adain_vc_voice_warp_gives_each_speaker_a_new_voice_in_input_and_target(clips):
+    torch.manual_seed(0)
+    base = _model("adain-vc", clips)
+    voiced = build("adain-vc", **{**base.config.to_dict(), "voice_warp": 0.2})
+    assert voiced.state_dict().keys() == base.state_dict().keys()
+    voiced.load_state_dict(base.state_dict())
+    batch = clips.subset([0, 1, 6, 7, 2, 8]).batch()
+    assert batch.extras["speaker"].unique().numel() == 2
+    assert torch.equal(voiced.eval().loss(batch).total, base.eval().loss(batch).total)
+    content, speaker = [], []
+    h1 = voiced.content_in.register_forward_hook(lambda m, i, o: content.append(i[0].detach()))
+    h2 = voiced.speaker_in.register_forward_hook(lambda m, i, o: speaker.append(i[0].detach()))
+    voiced.train().loss(batch)
+    h1.remove(), h2.remove()
+    x, _ = speech_input(voiced, batch, trim=True)
+    assert torch.equal(content[0], speaker[0]) and not torch.allclose(content[0], x, atol=1e-3)
+    from vaelab.data.audio import FRONT_END, band_centres
+    from vaelab.nn.speech import warp_bands
+
+    # one α per speaker: each warped clip is its clip warped by the factor its speaker's other clips got
+    c = band_centres({**FRONT_END, **voiced.front_end})
+    grid = torch.exp(torch.linspace(-0.19, 0.19, 381))
+    speakers = batch.extras["speaker"]
+    best = [int(((warp_bands(x[i:i + 1].expand(len(grid), -1, -1), grid, c) - content[0][i]).abs()
+                 .sum((1, 2))).argmin()) for i in range(len(x))]
+    for s in speakers.unique():
+        picks = {best[i] for i in range(len(x)) if speakers[i] == s}
+        assert max(picks) - min(picks) <= 1, (int(s), picks)
+    assert len({best[i] for i in range(len(x))}) > 1  # the two speakers got different voices
+    with pytest.raises(VaelabError, match="voice_warp"):
+        build("adain-vc", **{**base.config.to_dict(), "voice_warp": 1.5})

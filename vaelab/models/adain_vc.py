@@ -18,6 +18,13 @@ for each clip, another clip of its speaker whose speaker vector decodes it while
 short clip's own vector also says what was said (the paper's ``own``). λ_kl rises linearly from 0
 over the first ``kl_anneal_epochs`` (the paper: over its first 20,000 of 200,000 steps).
 
+``content_warp`` a > 0 perturbs the content encoder's input while training: each clip's frequency
+axis scaled by a random α (vocal-tract length perturbation), the information-perturbation idea of
+NANSY (Choi et al. 2021) and ContentVec (Qian et al. 2022) in its simplest form. An extension beyond
+the paper, off by default. ``voice_warp`` a > 0 warps whole clips instead, one α per speaker and
+batch, the warped clip being also the target: data augmentation that turns the training speakers
+into many voices (Jaitly & Hinton 2013), for speakers never heard in training.
+
 ``speaker_adversary`` W > 0 adds W · CE of a speaker classifier (:mod:`vaelab.nn.adversary`) that
 reads each content channel's mean and spread over the clip through a gradient reversal: the
 classifier learns the speaker, the content encoder is pushed to hide it (the labels then enter the
@@ -37,7 +44,6 @@ validation clips (docs/speech.md);
 ``--profile paper`` keeps the paper's own-clip training and balance.
 """
 from __future__ import annotations
-
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -47,8 +53,9 @@ from torch import nn
 from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.adversary import SpeakerAdversary, data_speakers
+from ..data.audio import FRONT_END, band_centres
 from ..nn.speech import (AdaINDecoder, ConvStack, clip_stats, envelope, hop_mask, hop_pool, hop_repeat, masked_mean,
-                         masked_sum, speech_input)
+                         masked_sum, speech_input, warp_bands, warp_factors)
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -88,6 +95,16 @@ class AdaINVCConfig(Config):
         "help": "K > 0: the content encoder reads each frame's spectrum smoothed along frequency, its first K "
                 "DCT coefficients (the mel-cepstrum, as MFCCs) mapped back: the envelope that says what is said, "
                 "without the harmonics that carry the pitch (0 = the log-mel frames as they are)"})
+    content_warp: float = field(default=0.0, metadata={
+        "help": "a > 0: while training, the content encoder reads each clip with its frequency axis scaled by a "
+                "random α, ln α uniform within ±ln(1 + a) (vocal-tract length perturbation): the voice's formants "
+                "and pitch move, what is said does not, so the content code cannot tell the speaker by them; the "
+                "speaker encoder and the reconstruction target see the clip as it is (0 = off)"})
+    voice_warp: float = field(default=0.0, metadata={
+        "help": "a > 0: while training, all of a speaker's clips in a batch are scaled along frequency by one "
+                "random α for that speaker, ln α uniform within ±ln(1 + a) (vocal-tract length perturbation as data "
+                "augmentation): new voices from the training speakers, for a speaker encoder that must serve "
+                "voices it never heard; the reconstruction target is the warped clip (0 = off)"})
     speaker_adversary: float = field(default=0.0, metadata={
         "help": "W, weight of an adversarial speaker classifier on the content code's per-clip mean and spread, "
                 "behind a gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; "
@@ -107,6 +124,8 @@ class AdaINVCConfig(Config):
         require(not (self.learned_sigma and self.noise_scale != 1.0),
                 "learned_sigma replaces noise_scale: give one of them")
         choice("speaker clip", self.speaker_clip, ("own", "other"))
+        require(0 <= self.content_warp < 1 and 0 <= self.voice_warp < 1,
+                f"content_warp and voice_warp must lie in [0, 1), got {self.content_warp}, {self.voice_warp}")
         require(self.speaker_adversary >= 0, f"speaker_adversary must be >= 0; got {self.speaker_adversary}")
         require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         require(0 <= self.content_lifter <= self.input_shape[0],
@@ -148,6 +167,27 @@ class AdaINVC(SpeechModel):
         h = torch.relu(self.content_in(x)) * mask[:, None]
         return self.content_net(h, mask)
 
+    def _perturbed(self, x: torch.Tensor) -> torch.Tensor:
+        """x with each clip's frequency axis scaled by its own random α (``content_warp``; x itself when 0)."""
+        a = self.config.content_warp
+        if a <= 0:
+            return x
+        return self._warp(x, warp_factors(torch.arange(len(x), device=x.device), a))
+
+    def _new_voices(self, x: torch.Tensor, batch) -> torch.Tensor:
+        """x with every speaker's clips scaled along frequency by one random α per speaker (``voice_warp``):
+        the batch's speakers become new voices, the same for all of a speaker's clips (x itself when 0)."""
+        a = self.config.voice_warp
+        if a <= 0:
+            return x
+        speakers = batch.extras.get("speaker") if isinstance(batch, Batch) else None
+        groups = torch.arange(len(x)) if speakers is None else speakers   # unlabelled: a voice per clip
+        return self._warp(x, warp_factors(groups.to(x.device), a))
+
+    def _warp(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        bands = {**FRONT_END, "n_mels": self.config.input_shape[0], **self.front_end}  # the data's, where recorded
+        return warp_bands(x, alpha, band_centres(bands))
+
     def speaker(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """s = E_s(x): convolutions averaged over the clip's true frames, (B, S)."""
         h = torch.relu(self.speaker_in(x)) * mask[:, None]
@@ -162,7 +202,9 @@ class AdaINVC(SpeechModel):
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
         x, mask = speech_input(self, batch, trim=True)
-        h, r = self._content_hidden(x, mask), self.config.hop
+        if self.training:
+            x = self._new_voices(x, batch)
+        h, r = self._content_hidden(self._perturbed(x) if self.training else x, mask), self.config.hop
         low = hop_mask(mask, r)                                      # the content code's frames
         mu = hop_pool(self.content_out(h), mask, r)
         if self.config.learned_sigma:

@@ -10,6 +10,8 @@ statistics and sums never see the padding.
 - :func:`envelope`: each frame's log-mel spectrum smoothed along frequency (its first K DCT
   coefficients, the mel-cepstrum, mapped back): the formants kept, the harmonics' fine structure
   (the pitch) dropped.
+- :func:`warp_bands`, :func:`warp_factors`: each clip's frequency axis scaled by a factor
+  (vocal-tract length perturbation): the voice's formants and pitch move, what is said stays.
 - :class:`AdaIN`: instance normalisation followed by a scale and shift predicted from a
   speaker vector (Huang & Belongie 2017; the AdaIN-VC decoder).
 """
@@ -80,6 +82,29 @@ def _lifter(m: int, k: int) -> torch.Tensor:
     basis = torch.cos(math.pi / m * (n[None, :] + 0.5) * n[:k, None]) * math.sqrt(2.0 / m)
     basis[0] /= math.sqrt(2.0)
     return basis.t() @ basis
+
+
+def warp_bands(x: torch.Tensor, alpha: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """x (B, M, T) log-mel frames with each clip's frequency axis scaled by α (B,): band i reads the
+    spectrum at centres[i] / α, linearly between the two nearest bands, clamped at the edges (vocal-tract
+    length perturbation, Jaitly & Hinton 2013: formants and harmonics move together, as in a longer
+    or shorter vocal tract). ``centres`` (M,): the bands' centre frequencies, increasing."""
+    c = centres.to(device=x.device, dtype=torch.float64)
+    f = (c[None, :] / alpha.to(c)[:, None]).clamp(c[0], c[-1])                  # (B, M) frequency each band reads
+    hi = torch.searchsorted(c, f.contiguous()).clamp(1, len(c) - 1)
+    lo = hi - 1
+    w = ((f - c[lo]) / (c[hi] - c[lo])).to(x.dtype)[..., None]
+    frames = x.shape[2]
+    return (torch.gather(x, 1, lo[..., None].expand(-1, -1, frames)) * (1 - w)
+            + torch.gather(x, 1, hi[..., None].expand(-1, -1, frames)) * w)
+
+
+def warp_factors(groups: torch.Tensor, a: float) -> torch.Tensor:
+    """(B,) random α with ln α uniform within ±ln(1 + a), one α shared by all clips of a group
+    (``groups`` (B,) integer ids, e.g. the speaker labels: one new voice per speaker)."""
+    _, which = torch.unique(groups, return_inverse=True)
+    bound = math.log1p(a)
+    return torch.empty(int(which.max()) + 1, device=groups.device).uniform_(-bound, bound).exp()[which]
 
 
 class ConvStack(nn.Module):
