@@ -366,8 +366,8 @@ def test_adain_vc_run_recorded_before_decoder_norm_resumes_with_the_stream_norm(
 
 
 def test_warp_bands_moves_a_formant_by_its_factor_and_alpha_one_is_the_identity():
-    from vaelab.data.audio import FRONT_END, band_centres
-    from vaelab.nn.speech import warp_bands
+    from vaelab.data.audio import FRONT_END
+    from vaelab.nn.speech import band_centres, warp_bands
 
     c = band_centres(FRONT_END)
     peak = 1000.0
@@ -433,8 +433,8 @@ def test_adain_vc_voice_warp_gives_each_speaker_a_new_voice_in_input_and_target(
     h1.remove(), h2.remove()
     x, _ = speech_input(voiced, batch, trim=True)
     assert torch.equal(content[0], speaker[0]) and not torch.allclose(content[0], x, atol=1e-3)
-    from vaelab.data.audio import FRONT_END, band_centres
-    from vaelab.nn.speech import warp_bands
+    from vaelab.data.audio import FRONT_END
+    from vaelab.nn.speech import band_centres, warp_bands
 
     # one α per speaker: each warped clip is its clip warped by the factor its speaker's other clips got
     c = band_centres({**FRONT_END, **voiced.front_end})

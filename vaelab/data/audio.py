@@ -12,7 +12,6 @@ mask their sums over the padded frames.
 """
 from __future__ import annotations
 
-import functools
 import io
 import math
 import os
@@ -134,19 +133,6 @@ def log_mel(wave: np.ndarray, settings: dict) -> np.ndarray:
         y=wave, sr=settings["sample_rate"], n_fft=settings["n_fft"], hop_length=settings["hop_length"],
         n_mels=settings["n_mels"], fmin=settings["fmin"], fmax=settings["fmax"], power=settings["power"])
     return ((np.log(mel + settings["log_offset"]) - settings["shift"]) / settings["scale"]).astype(np.float32)
-
-
-def band_centres(settings: dict) -> torch.Tensor:
-    """(n_mels,) float64: the centre frequency in Hz of each mel band of the front end ``settings``
-    (librosa's Slaney mel scale, as :func:`log_mel` analyses)."""
-    return torch.from_numpy(_band_centres(int(settings["n_mels"]), float(settings["fmin"]), float(settings["fmax"])))
-
-
-@functools.lru_cache(maxsize=8)
-def _band_centres(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
-    import librosa
-
-    return librosa.mel_frequencies(n_mels + 2, fmin=fmin, fmax=fmax)[1:-1].astype(np.float64)
 
 
 def silence_value(settings: dict) -> float:

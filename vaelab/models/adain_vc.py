@@ -53,9 +53,9 @@ from torch import nn
 from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.adversary import SpeakerAdversary, data_speakers
-from ..data.audio import FRONT_END, band_centres
-from ..nn.speech import (AdaINDecoder, ConvStack, clip_stats, envelope, hop_mask, hop_pool, hop_repeat, masked_mean,
-                         masked_sum, speech_input, warp_bands, warp_factors)
+from ..data.audio import FRONT_END
+from ..nn.speech import (AdaINDecoder, ConvStack, band_centres, clip_stats, envelope, hop_mask, hop_pool, hop_repeat,
+                         masked_mean, masked_sum, speech_input, warp_bands, warp_factors)
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape

@@ -84,6 +84,19 @@ def _lifter(m: int, k: int) -> torch.Tensor:
     return basis.t() @ basis
 
 
+def band_centres(settings: dict) -> torch.Tensor:
+    """(n_mels,) float64: the centre frequency in Hz of each mel band of the front end ``settings``
+    (librosa's Slaney mel scale, as :func:`vaelab.data.audio.log_mel` analyses)."""
+    return torch.from_numpy(_band_centres(int(settings["n_mels"]), float(settings["fmin"]), float(settings["fmax"])))
+
+
+@functools.lru_cache(maxsize=8)
+def _band_centres(n_mels: int, fmin: float, fmax: float):
+    import librosa
+
+    return librosa.mel_frequencies(n_mels=n_mels + 2, fmin=fmin, fmax=fmax)[1:-1].astype("float64")
+
+
 def warp_bands(x: torch.Tensor, alpha: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
     """x (B, M, T) log-mel frames with each clip's frequency axis scaled by α (B,): band i reads the
     spectrum at centres[i] / α, linearly between the two nearest bands, clamped at the edges (vocal-tract
