@@ -448,3 +448,27 @@ def test_adain_vc_voice_warp_gives_each_speaker_a_new_voice_in_input_and_target(
     assert len({best[i] for i in range(len(x))}) > 1  # the two speakers got different voices
     with pytest.raises(VaelabError, match="voice_warp"):
         build("adain-vc", **{**base.config.to_dict(), "voice_warp": 1.5})
+
+
+def test_vq_vc_content_warp_codes_a_warped_clip_and_takes_the_voice_from_the_clip_itself(clips):
+    torch.manual_seed(0)
+    base = _model("vq-vc", clips)
+    warped = build("vq-vc", **{**base.config.to_dict(), "content_warp": 0.2})
+    assert warped.state_dict().keys() == base.state_dict().keys()
+    batch = clips.subset([0, 1, 6, 7]).batch()
+    base.train().loss(batch)                       # the codebook's k-means start, then the same book in both
+    warped.load_state_dict(base.state_dict())
+    assert torch.equal(warped.eval().loss(batch).total, base.eval().loss(batch).total)
+    seen = []
+    hook = warped.enc_in.register_forward_hook(lambda m, i, o: seen.append(i[0].detach()))
+    before = warped.quantizer.counts.sum().item()
+    warped.train().loss(batch)
+    hook.remove()
+    x, mask = speech_input(warped, batch, trim=True)
+    from vaelab.nn.speech import instance_norm
+
+    clean = instance_norm(x, mask)                  # the encoder's input (input_norm) of the clip as it is
+    assert len(seen) == 2 and not torch.allclose(seen[0], clean, atol=1e-3) and torch.allclose(seen[1], clean)
+    assert warped.quantizer.counts.sum().item() - before == int(mask.sum())  # the book counts the coded pass only
+    with pytest.raises(VaelabError, match="content_warp"):
+        build("vq-vc", **{**base.config.to_dict(), "content_warp": 0.2, "speaker": "none", "input_norm": False})

@@ -53,9 +53,8 @@ from torch import nn
 from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.adversary import SpeakerAdversary, data_speakers
-from ..data.audio import FRONT_END
-from ..nn.speech import (AdaINDecoder, ConvStack, band_centres, clip_stats, envelope, hop_mask, hop_pool, hop_repeat,
-                         masked_mean, masked_sum, speech_input, warp_bands, warp_factors)
+from ..nn.speech import (AdaINDecoder, ConvStack, clip_stats, envelope, hop_mask, hop_pool, hop_repeat, masked_mean,
+                         masked_sum, random_warp, speech_input)
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -169,24 +168,14 @@ class AdaINVC(SpeechModel):
 
     def _perturbed(self, x: torch.Tensor) -> torch.Tensor:
         """x with each clip's frequency axis scaled by its own random α (``content_warp``; x itself when 0)."""
-        a = self.config.content_warp
-        if a <= 0:
-            return x
-        return self._warp(x, warp_factors(torch.arange(len(x), device=x.device), a))
+        return random_warp(x, self.config.content_warp, self.front_end)
 
     def _new_voices(self, x: torch.Tensor, batch) -> torch.Tensor:
         """x with every speaker's clips scaled along frequency by one random α per speaker (``voice_warp``):
-        the batch's speakers become new voices, the same for all of a speaker's clips (x itself when 0)."""
-        a = self.config.voice_warp
-        if a <= 0:
-            return x
+        the batch's speakers become new voices, the same for all of a speaker's clips (x itself when 0;
+        unlabelled clips get a voice each)."""
         speakers = batch.extras.get("speaker") if isinstance(batch, Batch) else None
-        groups = torch.arange(len(x)) if speakers is None else speakers   # unlabelled: a voice per clip
-        return self._warp(x, warp_factors(groups.to(x.device), a))
-
-    def _warp(self, x: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        bands = {**FRONT_END, "n_mels": self.config.input_shape[0], **self.front_end}  # the data's, where recorded
-        return warp_bands(x, alpha, band_centres(bands))
+        return random_warp(x, self.config.voice_warp, self.front_end, speakers)
 
     def speaker(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """s = E_s(x): convolutions averaged over the clip's true frames, (B, S)."""

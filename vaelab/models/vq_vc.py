@@ -27,6 +27,9 @@ on the validation clips: docs/speech.md):
   than the frames, van den Oord et al. 2017).
 - ``instance_norm``: each encoder block's channels instance-normalised over the clip (as VQVC+,
   Wu, Chen & Lee 2020).
+- ``content_warp`` a > 0: while training, the codes are made from the clip warped along frequency by
+  a random α (vocal-tract length perturbation, as in NANSY and ContentVec's information
+  perturbation); the speaker vector from the clip as it is. An extension beyond the paper.
 - ``speaker_adversary`` W > 0: adds W · CE of a speaker classifier (:mod:`vaelab.nn.adversary`)
   reading the clip's soft code histogram, mean_t softmax_k(−κ‖z_t − e_k‖²), through a gradient
   reversal: the classifier learns the speaker, the encoder is pushed to make the histogram hide it.
@@ -48,7 +51,7 @@ from ..config import Config, require
 from ..nn.adversary import SpeakerAdversary, data_speakers
 from ..nn.quantizer import VectorQuantizer, squared_distances
 from ..nn.speech import (ConvStack, clip_stats, hop_mask, hop_pool, hop_repeat, instance_norm, masked_mean, masked_sum,
-                         speech_input)
+                         random_warp, speech_input)
 from .base import Batch, Loss
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
@@ -81,6 +84,11 @@ class VQVCConfig(Config):
     instance_norm: bool = field(default=False, metadata={
         "help": "instance-normalise the encoder's channels after each block (as VQVC+), removing each clip's "
                 "channel means and spreads before quantization"})
+    content_warp: float = field(default=0.0, metadata={
+        "help": "a > 0: while training, the codes are made from each clip with its frequency axis scaled by a "
+                "random α, ln α uniform within ±ln(1 + a) (vocal-tract length perturbation): formants and pitch "
+                "move, what is said does not, so the codes cannot tell the voice by them; the speaker vector and "
+                "the reconstruction target come from the clip as it is (0 = off)"})
     speaker_adversary: float = field(default=0.0, metadata={
         "help": "W, weight of an adversarial speaker classifier on the clip's soft code histogram, behind a "
                 "gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; 0 = off, "
@@ -94,6 +102,9 @@ class VQVCConfig(Config):
         require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         require(self.beta >= 0 and self.revive_after >= 0, "beta and revive_after must be >= 0")
         require(self.speaker_adversary >= 0, f"speaker_adversary must be >= 0; got {self.speaker_adversary}")
+        require(0 <= self.content_warp < 1, f"content_warp must lie in [0, 1), got {self.content_warp}")
+        require(not (self.content_warp and self.speaker == "none"),
+                "content_warp needs speaker residual: with speaker none the codes must also carry the voice")
         require(self.speaker in ("residual", "none"), f"speaker must be one of: residual, none; got {self.speaker!r}")
         require(not (self.input_norm and self.speaker == "none"),
                 "input_norm needs speaker residual: the clip's band statistics it removes come back only "
@@ -197,9 +208,17 @@ class VQVC(SpeechModel):
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
         x, mask = speech_input(self, batch, trim=True)
-        z, low = self.frames(x, mask), self.code_mask(mask)
+        warp = self.training and self.config.content_warp > 0
+        z, low = self.frames(random_warp(x, self.config.content_warp, self.front_end) if warp else x, mask), \
+            self.code_mask(mask)
         c, _, codebook, commitment = self.quantize(z, low)
-        s = self._speaker(x, z, c, mask, low)
+        if warp:  # the speaker vector from the clip as it is: its own codes, looked up without training the book
+            z0 = self.frames(x, mask)
+            with torch.no_grad():
+                c0 = self.quantize(z0, low)[0]
+            s = self._speaker(x, z0, c0, mask, low)
+        else:
+            s = self._speaker(x, z, c, mask, low)
         per_clip = masked_sum((x - self.decode(self._up(c, mask), s, mask)).abs(), mask)
         recon, codebook, commitment = per_clip.mean(), codebook.mean(), commitment.mean()
         w = {"recon_l1": 1.0, "codebook": 1.0, "commitment": self.config.beta, "recon_l1_per_frame": 0.0}

@@ -10,7 +10,7 @@ statistics and sums never see the padding.
 - :func:`envelope`: each frame's log-mel spectrum smoothed along frequency (its first K DCT
   coefficients, the mel-cepstrum, mapped back): the formants kept, the harmonics' fine structure
   (the pitch) dropped.
-- :func:`warp_bands`, :func:`warp_factors`: each clip's frequency axis scaled by a factor
+- :func:`warp_bands`, :func:`warp_factors`, :func:`random_warp`: each clip's frequency axis scaled by a factor
   (vocal-tract length perturbation): the voice's formants and pitch move, what is said stays.
 - :class:`AdaIN`: instance normalisation followed by a scale and shift predicted from a
   speaker vector (Huang & Belongie 2017; the AdaIN-VC decoder).
@@ -118,6 +118,19 @@ def warp_factors(groups: torch.Tensor, a: float) -> torch.Tensor:
     _, which = torch.unique(groups, return_inverse=True)
     bound = math.log1p(a)
     return torch.empty(int(which.max()) + 1, device=groups.device).uniform_(-bound, bound).exp()[which]
+
+
+def random_warp(x: torch.Tensor, a: float, front_end: dict | None, groups: torch.Tensor | None = None) -> torch.Tensor:
+    """x (B, M, T) with each clip, or each group of clips (``groups`` (B,) ids: one α per group), scaled
+    along frequency by a random α, ln α uniform within ±ln(1 + a); x itself when a = 0. ``front_end``:
+    the data's log-mel settings (the default front end's band edges where none are recorded)."""
+    if a <= 0:
+        return x
+    from ..data.audio import FRONT_END
+
+    groups = torch.arange(len(x)) if groups is None else groups
+    bands = {**FRONT_END, "n_mels": x.shape[1], **(front_end or {})}
+    return warp_bands(x, warp_factors(groups.to(x.device), a), band_centres(bands))
 
 
 class ConvStack(nn.Module):
