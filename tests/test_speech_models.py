@@ -332,6 +332,29 @@ def test_adain_vc_decoder_norm_branch_keeps_the_stream_and_never_reads_the_paddi
         build("adain-vc", **{**model.config.to_dict(), "decoder_norm": "both"})
 
 
+def test_adain_vc_decoder_norm_branch_last_normalises_the_stream_once_after_the_blocks(clips):
+    from vaelab.nn.speech import instance_norm
+
+    torch.manual_seed(0)
+    base = _model("adain-vc", clips).eval()
+    model = build("adain-vc", **{**base.config.to_dict(), "decoder_norm": "branch-last"}).eval()
+    assert set(model.state_dict()) - set(base.state_dict()) == {"decoder.last.affine.weight", "decoder.last.affine.bias"}
+    batch = clips.subset(slice(0, 4)).batch()
+    _assert_padding_unread(model, batch)
+    x, mask = speech_input(model, batch)
+    c, s = model.content(x, mask), model.speaker(x, mask)
+    dec = model.decoder
+    with torch.no_grad():  # branches silenced (γ = -1) and the last AdaIN plain (γ = β = 0): out(ReLU(IN(inp(c))))
+        for adain in dec.adain:
+            adain.affine.weight.zero_()
+            adain.affine.bias.copy_(torch.cat([-torch.ones(dec.out.in_channels), torch.zeros(dec.out.in_channels)]))
+        dec.last.affine.weight.zero_(), dec.last.affine.bias.zero_()
+        expected = dec.out(torch.relu(instance_norm(dec.inp(c) * mask[:, None], mask)))
+        assert torch.allclose(model.decode(c, s, mask), expected, atol=1e-5)
+        dec.last.affine.bias[0] = 2.0  # a scale γ from the speaker on one channel moves the output
+        assert not torch.allclose(model.decode(c, s, mask), expected, atol=1e-3)
+
+
 def test_adain_vc_run_saved_before_decoder_norm_loads_with_the_stream_norm(clips, tmp_path):
     import json
 

@@ -81,8 +81,9 @@ class AdaINVCConfig(Config):
                 "N(0, I), as the official code does (replaces noise_scale)"})
     decoder_norm: str = field(default="branch", metadata={
         "help": "where the decoder's AdaIN acts: branch (each block's branch only, as the official code: the "
-                "stream keeps the clip's own scale; chosen on validation clips) or stream (the whole residual "
-                "stream after each block)"})
+                "stream keeps the clip's own scale; chosen on validation clips), stream (the whole residual "
+                "stream after each block) or branch-last (branch, then the stream once after the last block: the "
+                "output's movement within the clip set by the speaker)"})
     speaker_clip: str = field(default="other", metadata={
         "help": "the clip the speaker vector is taken from while training: own (the paper) or other (another "
                 "clip of the same speaker in the batch, so it cannot carry what this clip says)"})
@@ -129,7 +130,7 @@ class AdaINVCConfig(Config):
         require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         require(0 <= self.content_lifter <= self.input_shape[0],
                 f"content_lifter must lie in 0..{self.input_shape[0]} (the mel bands), got {self.content_lifter}")
-        choice("decoder norm", self.decoder_norm, ("stream", "branch"))
+        choice("decoder norm", self.decoder_norm, ("stream", "branch", "branch-last"))
         check_front_end(self)
 
 

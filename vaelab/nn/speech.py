@@ -171,7 +171,9 @@ class AdaINDecoder(nn.Module):
     """Content (B, C, T) and a speaker vector (B, S) -> mel frames (B, M, T): ``blocks`` residual
     convolutions with AdaIN on s: ``norm`` "stream" normalises the whole stream after each block,
     h ← ReLU(AdaIN(h + conv(h))); "branch" (as the official AdaIN-VC code) only each block's branch,
-    h ← h + ReLU(AdaIN(conv(h))), so the stream keeps the clip's own scale from the content."""
+    h ← h + ReLU(AdaIN(conv(h))), so the stream keeps the clip's own scale from the content;
+    "branch-last" as branch, then the stream once after the last block, h ← ReLU(AdaIN(h)): the
+    output's movement within the clip set by the speaker, the blocks' detail by the content."""
 
     def __init__(self, content_dim: int, speaker_dim: int, channels: int, blocks: int, n_mels: int,
                  kernel: int = 5, norm: str = "stream"):
@@ -183,15 +185,19 @@ class AdaINDecoder(nn.Module):
             nn.Sequential(nn.Conv1d(channels, channels, kernel, padding=pad), nn.ReLU(),
                           nn.Conv1d(channels, channels, kernel, padding=pad)) for _ in range(blocks))
         self.adain = nn.ModuleList(AdaIN(channels, speaker_dim) for _ in range(blocks))
+        if norm == "branch-last":  # only then: the other norms keep their state dicts
+            self.last = AdaIN(channels, speaker_dim)
         self.out = nn.Conv1d(channels, n_mels, 1)
 
     def forward(self, c: torch.Tensor, s: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = self.inp(c) * mask[:, None, :]
         for conv, adain in zip(self.convs, self.adain):
-            if self.norm == "branch":  # only the block's branch is normalised; the stream keeps its scale
-                h = (h + torch.relu(adain(conv(h), s, mask))) * mask[:, None, :]
-            else:
+            if self.norm == "stream":
                 h = torch.relu(adain(h + conv(h), s, mask))
+            else:  # only the block's branch is normalised; the stream keeps its scale
+                h = (h + torch.relu(adain(conv(h), s, mask))) * mask[:, None, :]
+        if self.norm == "branch-last":
+            h = torch.relu(self.last(h, s, mask))
         return self.out(h)
 
 
