@@ -26,7 +26,7 @@ GROUPS = {"all 220 (the judge)": slice(0, 220), "voice: mean, spread, delta spre
 
 def main() -> None:
     import vaelab
-    from vaelab.compare.voice_conversion import REFERENCE_ROW, _clip_keys, measured_split
+    from vaelab.compare.voice_conversion import _clip_keys, conversion_pairs, measured_split
     from vaelab.data import resolve_data_dir
     from vaelab.data.audio import invert
     from vaelab.data.speech import fsdd_waves
@@ -50,25 +50,19 @@ def main() -> None:
     judges = {name: fit_classifier(x[:, cols], speakers[keep], held)[0] for name, cols in GROUPS.items()}
     digit_judge = fit_classifier(x, digits[keep], held)[0]
 
-    sp, lengths, said = val.extras["speaker"].numpy(), val.extras["lengths"].numpy(), val.y.numpy()
+    lengths, said = val.extras["lengths"].numpy(), val.y.numpy()
     feats, source, target, digit = [], [], [], []
     with torch.no_grad():
-        for b in range(6):
-            r = int(np.flatnonzero(sp == b)[REFERENCE_ROW])
-            reference = val.subset(slice(r, r + 1)).batch()
-            for a in (a for a in range(6) if a != b):
-                rows = np.flatnonzero(sp == a)
-                rows = rows[np.linspace(0, len(rows) - 1, args.sources_per_pair).round().astype(int)]
-                converted = model.convert(val.subset(torch.from_numpy(rows)).batch(), [reference])
-                clips = []
-                for i, q in enumerate(rows):
-                    c = converted[i, :, :int(lengths[q])]
-                    mean = c.mean(1, keepdim=True)
-                    clips.append(invert(mean + (c - mean) * args.scale, fe))
-                feats.append(feature_matrix(clips, rate))
-                source += [a] * len(rows)
-                target += [b] * len(rows)
-                digit += said[rows].tolist()
+        for a, b, rows, _, _, converted in conversion_pairs(model, val, args.sources_per_pair):
+            clips = []
+            for i, q in enumerate(rows):
+                c = converted[i, :, :int(lengths[q])]
+                mean = c.mean(1, keepdim=True)
+                clips.append(invert(mean + (c - mean) * args.scale, fe))
+            feats.append(feature_matrix(clips, rate))
+            source += [a] * len(rows)
+            target += [b] * len(rows)
+            digit += said[rows].tolist()
     f, source, target = np.concatenate(feats), np.array(source), np.array(target)
     print(f"{args.run}: {len(f)} conversions of validation clips, scale {args.scale:g}; "
           f"digit kept {np.mean(digit_judge.predict(f) == np.array(digit)):.3f}")

@@ -670,3 +670,23 @@ def test_npy_object_arrays_are_never_unpickled(tmp_path):
         with pytest.raises(VaelabError, match=r"holds Python objects \(dtype=object\)"):
             vaelab.load_dataset(f"npy:{tmp_path / name}")
     assert not marker.exists()
+
+
+def test_a_second_ctrl_c_while_the_previous_checkpoint_is_kept_leaves_no_temporary(tmp_path, monkeypatch):
+    """The race a real double Ctrl-C can hit (test_ctrl_c_in_a_subprocess[2]): KeyboardInterrupt
+    while ``last`` is being kept as ``last.prev`` propagates, leaves ``last`` and the old ``prev``
+    as they were and no temporary behind."""
+    import vaelab.training.checkpoint as ckpt
+
+    last = tmp_path / "last.safetensors"
+    last.write_bytes(b"the latest")
+    previous_path(last).write_bytes(b"the one before")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt.os, "replace", interrupted)  # the temporary exists by then
+    with pytest.raises(KeyboardInterrupt):
+        ckpt._keep_previous(last)
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert last.read_bytes() == b"the latest" and previous_path(last).read_bytes() == b"the one before"

@@ -69,3 +69,28 @@ def test_judges_leave_the_held_out_clips_out_of_their_fit(monkeypatch):
     assert measured["waves"][0] is waves[rows.index((1, 0, 11))]
     with pytest.raises(ValueError, match="not FSDD training takes"):
         judges_module.train_judges("unused", RATE, held_out=[(9, 9, 9)])
+
+
+def test_conversion_pairs_convert_each_speakers_clips_with_every_other_speakers_reference():
+    import torch
+
+    from vaelab.compare.voice_conversion import REFERENCE_ROW, conversion_pairs
+    from vaelab.data.sources import Dataset
+
+    speakers = torch.arange(6).repeat_interleave(5).roll(7)  # rows of a speaker not contiguous
+    clips = Dataset("fsdd-like", torch.arange(30.0).view(30, 1, 1), y=torch.zeros(30, dtype=torch.long),
+                    extras={"speaker": speakers, "lengths": torch.ones(30, dtype=torch.long)})
+
+    class Echo:  # "converts" to (source row, reference row)
+        def convert(self, batch, references):
+            return torch.stack([batch.x[:, 0, 0], references[0].x[:, 0, 0].expand(len(batch.x))], 1)
+
+    seen = []
+    for a, b, rows, batch, reference, converted in conversion_pairs(Echo(), clips, per_pair=3):
+        assert a != b and len(rows) == 3 and (speakers[rows] == a).all()
+        first_of_b = int(torch.nonzero(speakers == b)[REFERENCE_ROW])
+        assert converted[:, 0].tolist() == [float(r) for r in rows] and (converted[:, 1] == first_of_b).all()
+        seen.append((a, b))
+    assert sorted(seen) == [(a, b) for a in range(6) for b in range(6) if a != b]
+    every = [rows for a, b, rows, *_ in conversion_pairs(Echo(), clips, per_pair=0)]
+    assert all(len(rows) == 5 for rows in every)

@@ -141,31 +141,38 @@ def _row(audio: str, s_hat, d_hat, target, source, digits) -> dict:
             "speaker: read as source": float((s_hat == source).mean()), "digit kept": float((d_hat == digits).mean())}
 
 
-def _conversions(model, test, judge_x, per_pair: int, panels: list, name: str):
-    """Every ordered pair (a, b), a ≠ b: the source clips of a with b's reference take."""
-    speakers, digits = test.extras["speaker"].numpy(), test.y.numpy()
-    k = len(FSDD_SPEAKERS)
-    matrix = np.zeros((k, k))
-    s_all, d_all, target, source, kept = [], [], [], [], []
-    for b in range(k):
+def conversion_pairs(model, clips, per_pair: int):
+    """Every ordered pair of speakers (a, b), a ≠ b, in turn: ``(a, b, rows, batch, reference,
+    converted)``, the clips of a (``per_pair`` of them spread over the takes, all when 0) converted
+    with b's reference take; one place, so the table and the diagnostics convert the same clips."""
+    speakers = clips.extras["speaker"].numpy()
+    for b in range(len(FSDD_SPEAKERS)):
         ref_row = int(np.flatnonzero(speakers == b)[REFERENCE_ROW])
-        reference = test.subset(slice(ref_row, ref_row + 1)).batch()
-        for a in range(k):
+        reference = clips.subset(slice(ref_row, ref_row + 1)).batch()
+        for a in range(len(FSDD_SPEAKERS)):
             if a == b:
                 continue
             rows = np.flatnonzero(speakers == a)
             if per_pair:
                 rows = rows[np.linspace(0, len(rows) - 1, per_pair).round().astype(int)]
-            batch = test.subset(torch.from_numpy(rows)).batch()
-            converted = model.convert(batch, [reference])
-            s_hat, d_hat = judge_x(converted, rows)
-            matrix[a, b] = float((s_hat == b).mean())
-            s_all.append(s_hat), d_all.append(d_hat), target.append(np.full(len(rows), b))
-            source.append(np.full(len(rows), a)), kept.append(digits[rows])
-            if len(panels) < 9 and a == (b + 1) % k and b < 3:
-                t, tr = int(batch.extras["lengths"][0]), int(reference.extras["lengths"][0])
-                panels.append((f"{name} {FSDD_SPEAKERS[a]}→{FSDD_SPEAKERS[b]}",
-                               [batch.x[0, :, :t].numpy(), reference.x[0, :, :tr].numpy(), converted[0, :, :t].numpy()]))
+            batch = clips.subset(torch.from_numpy(rows)).batch()
+            yield a, b, rows, batch, reference, model.convert(batch, [reference])
+
+
+def _conversions(model, test, judge_x, per_pair: int, panels: list, name: str):
+    """Every ordered pair (a, b), a ≠ b: the source clips of a with b's reference take."""
+    digits, k = test.y.numpy(), len(FSDD_SPEAKERS)
+    matrix = np.zeros((k, k))
+    s_all, d_all, target, source, kept = [], [], [], [], []
+    for a, b, rows, batch, reference, converted in conversion_pairs(model, test, per_pair):
+        s_hat, d_hat = judge_x(converted, rows)
+        matrix[a, b] = float((s_hat == b).mean())
+        s_all.append(s_hat), d_all.append(d_hat), target.append(np.full(len(rows), b))
+        source.append(np.full(len(rows), a)), kept.append(digits[rows])
+        if len(panels) < 9 and a == (b + 1) % k and b < 3:
+            t, tr = int(batch.extras["lengths"][0]), int(reference.extras["lengths"][0])
+            panels.append((f"{name} {FSDD_SPEAKERS[a]}→{FSDD_SPEAKERS[b]}",
+                           [batch.x[0, :, :t].numpy(), reference.x[0, :, :tr].numpy(), converted[0, :, :t].numpy()]))
     cat = np.concatenate
     return matrix, _row(f"{name}: conversions, 30 speaker pairs", cat(s_all), cat(d_all), cat(target), cat(source),
                         cat(kept))

@@ -44,6 +44,7 @@ validation clips (docs/speech.md);
 ``--profile paper`` keeps the paper's own-clip training and balance.
 """
 from __future__ import annotations
+
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 

@@ -80,16 +80,18 @@ def _keep_previous(path: Path) -> None:
         return
     prev = previous_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{prev.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
+        os.close(fd)
         os.unlink(tmp)
         try:
             os.link(path, tmp)
         except OSError:  # file systems without hard links
             shutil.copyfile(path, tmp)
         os.replace(tmp, prev)
-    except OSError as exc:
+    except BaseException as exc:  # a second Ctrl-C in here too: no temporary left behind
         Path(tmp).unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
         raise WriteError(f"cannot keep {path} as {prev.name}: {exc.strerror or brief(exc)}; "
                          "the checkpoint itself is unchanged") from None
     fsync_dir(path.parent)
