@@ -591,23 +591,29 @@ def since(result: dict) -> str:
 def relevant_paths(row: Row) -> list[str]:
     """What could move the row's figure: its model file with the model and layer modules it
     imports, the data, training and evaluation code, and its profile (the staleness test of
-    the table). A layer module no family of the row imports moves none of its figures."""
+    the table); for a comparison's row, also the comparison's module, the comparison modules
+    and layers it imports, and the comparisons' command line (their defaults). A layer module
+    no family of the row imports moves none of its figures, nor another comparison's module."""
     import inspect
 
+    from vaelab.compare import COMPARISONS
     from vaelab.models import model_class
 
     files = {Path(inspect.getsourcefile(model_class(f))).resolve() for f in row.families}
-    models = sorted(str(p.relative_to(REPO)) for p in _imported_code(files))
-    return [*models, "vaelab/data/", "vaelab/training/", "vaelab/evaluation/",
-            *(f"vaelab/profiles/{f}/" for f in row.families), *(["vaelab/compare/"] if row.compare else [])]
+    if row.compare:
+        files |= {Path(inspect.getsourcefile(COMPARISONS[row.compare.name])).resolve(),
+                  (REPO / "vaelab" / "compare" / "cli.py").resolve()}
+    code = sorted(str(p.relative_to(REPO)) for p in _imported_code(files))
+    return [*code, "vaelab/data/", "vaelab/training/", "vaelab/evaluation/",
+            *(f"vaelab/profiles/{f}/" for f in row.families)]
 
 
 def _imported_code(files: set[Path]) -> set[Path]:
-    """``files`` and every module of vaelab/models/ and vaelab/nn/ they import, transitively
-    (read from their ``import`` statements, nothing executed)."""
+    """``files`` and every module of vaelab/models/, vaelab/nn/ and vaelab/compare/ they import,
+    transitively (read from their ``import`` statements, nothing executed)."""
     import ast
 
-    roots = (REPO / "vaelab" / "models", REPO / "vaelab" / "nn")
+    roots = (REPO / "vaelab" / "models", REPO / "vaelab" / "nn", REPO / "vaelab" / "compare")
     seen, todo = set(), list(files)
     while todo:
         path = todo.pop()

@@ -175,6 +175,16 @@ def test_a_row_watches_the_layer_modules_its_families_import_and_no_others():
     assert "vaelab/training/" in m2 and "vaelab/profiles/m2/" in m2
 
 
+def test_a_comparison_row_watches_its_comparison_and_what_it_imports_not_the_others():
+    rows = {row.id: row for row in campaign.ROWS}
+    parzen, adain = campaign.relevant_paths(rows["aae-parzen-normal"]), campaign.relevant_paths(rows["adain-vc-vc"])
+    assert {"vaelab/compare/aae_vs_vae.py", "vaelab/compare/common.py", "vaelab/compare/cli.py",
+            "vaelab/nn/priors.py", "vaelab/models/aae.py"} <= set(parzen)
+    assert "vaelab/compare/voice_conversion.py" not in parzen and "vaelab/compare/" not in parzen
+    assert "vaelab/compare/voice_conversion.py" in adain and "vaelab/compare/aae_vs_vae.py" not in adain
+    assert not any(p.startswith("vaelab/compare/") for p in campaign.relevant_paths(rows["m2-100"]))
+
+
 def _result(row, **changes):
     return {"row": row.id, "figure": 5.0, "value": 5.0, "unit": row.unit, "split": "test", "n": 10, "reached": False,
             "epochs": 3, "paper_epochs": 10, "best_epoch": 2, "stopped": "budget", "wall_seconds": 7200.0,
@@ -383,7 +393,7 @@ def test_a_compare_row_reads_its_figure_from_the_picked_results_row(tmp_path, mo
     assert "--split" not in calls[0]  # aae-vs-vae has no split: it measures the test images
     assert (result["value"], result["figure"], result["goal"], result["reached"]) == (146.2, 146.2, 340.0, False)
     assert result["stopped"] == "comparison" and result["n"] == 100 and result["cpu_seconds"] == 1.5
-    assert "vaelab/compare/" in result["paths"] and "vaelab/models/aae.py" in result["paths"]
+    assert "vaelab/compare/aae_vs_vae.py" in result["paths"] and "vaelab/models/aae.py" in result["paths"]
     # A goal that is another column of the same row, and a goal-less (reported) row.
     vs = campaign.measure_row(compare_row("mmd", metric="mmd2", goal="parzen_nats", better="lower"), runs / "mmd", runs)
     assert (vs["figure"], vs["goal"], vs["reached"]) == (0.012, 146.2, True)
