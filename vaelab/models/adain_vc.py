@@ -31,6 +31,14 @@ classifier learns the speaker, the content encoder is pushed to hide it (the lab
 loss). The time mean alone would tell it nothing: μ is a 1×1 convolution of instance-normalised
 units, so its mean over a clip is the same for every clip.
 
+``adversarial`` W > 0 adds conversions to training (:mod:`vaelab.nn.critic`): each clip's content
+decoded with the speaker vector of a clip by another speaker of the batch, x̃ = D(z, s_j), judged
+frame by frame by a critic that tells real frames from converted ones and names their speaker
+(least squares, with an auxiliary speaker classifier; the second stage of Chou et al. 2018 judges
+conversions so). The model phase adds W · (Σ_t (D(x̃)_t − 1)² + Σ_t CE(speaker_t(x̃), k_j)), the
+critic phase fits the critic on real clips against the conversions. Against the L1 term's
+over-smoothed output and the source's voice left in it; needs speaker labels. Off by default.
+
 Scaled down from the paper (official code: 80 mel bands at 22 kHz, c_h = 128, C = 128, S = 128,
 six blocks with time subsampling 1,2,1,2,1,2 and a convolution bank; λ_rec = 10, λ_kl = 1 on
 per-element means, Adam 5e-4, batch 128, 200,000 steps): here 64 bands at 8 kHz, no bank,
@@ -46,7 +54,7 @@ validation clips (docs/speech.md);
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
@@ -54,9 +62,10 @@ from torch import nn
 from ..config import Config, choice, require
 from ..errors import VaelabError
 from ..nn.adversary import SpeakerAdversary, data_speakers
+from ..nn.critic import FrameCritic, critic_terms, generator_terms
 from ..nn.speech import (AdaINDecoder, ConvStack, clip_stats, envelope, hop_mask, hop_pool, hop_repeat, masked_mean,
                          masked_sum, random_warp, speech_input)
-from .base import Batch, Loss
+from .base import Batch, Loss, Phase
 from .registry import register
 from .speech import SpeechModel, check_front_end, front_end, input_shape
 
@@ -111,6 +120,15 @@ class AdaINVCConfig(Config):
                 "behind a gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; "
                 "0 = off, no classifier)"})
 
+    adversarial: float = field(default=0.0, metadata={
+        "help": "W > 0: while training, each clip's content is also decoded in the voice of a clip by another speaker, "
+                "and a critic of mel frames, trained beside the model, judges these conversions: the model is pushed "
+                "by W times their real/fake and target-speaker terms, summed over their frames (an LSGAN with an "
+                "auxiliary speaker classifier, as Chou et al. 2018 judge conversions; needs speaker labels; 0 = off, "
+                "no critic)"})
+    critic_lr_scale: float = field(default=1.0, metadata={
+        "help": "the critic's learning rate as a multiple of --lr (with --adversarial)"})
+
     # settings whose default changed: a saved record lacking one was trained with this value (others read as default)
     recorded_before: ClassVar[dict] = {"decoder_norm": "stream"}
 
@@ -128,6 +146,10 @@ class AdaINVCConfig(Config):
         require(0 <= self.content_warp < 1 and 0 <= self.voice_warp < 1,
                 f"content_warp and voice_warp must lie in [0, 1), got {self.content_warp}, {self.voice_warp}")
         require(self.speaker_adversary >= 0, f"speaker_adversary must be >= 0; got {self.speaker_adversary}")
+        require(self.adversarial >= 0 and self.critic_lr_scale > 0,
+                f"adversarial must be >= 0 and critic_lr_scale > 0; got {self.adversarial}, {self.critic_lr_scale}")
+        require(not (self.adversarial > 0 and self.voice_warp > 0),
+                "adversarial judges conversions into the data's speakers, whose voices voice_warp changes: give one")
         require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         require(0 <= self.content_lifter <= self.input_shape[0],
                 f"content_lifter must lie in 0..{self.input_shape[0]} (the mel bands), got {self.content_lifter}")
@@ -155,6 +177,8 @@ class AdaINVC(SpeechModel):
         self.kl_scale = 1.0
         if config.speaker_adversary > 0:  # only then: a run without it keeps its state dict
             self.adversary = SpeakerAdversary(2 * config.content_dim, data_speakers(config.front_end))
+        if config.adversarial > 0:  # only then, as the adversary
+            self.critic = FrameCritic(m, len(_speaker_names(config.front_end)), ch)
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """μ = E_c(x): instance-normalised convolutions, one per run of hop frames repeated over
@@ -192,6 +216,9 @@ class AdaINVC(SpeechModel):
         self.kl_scale = 1.0 if anneal <= 0 else min(1.0, epoch / anneal)
 
     def loss(self, batch: Batch | torch.Tensor) -> Loss:
+        return self._loss(batch, self._codes(batch))
+
+    def _codes(self, batch: Batch | torch.Tensor) -> Codes:
         x, mask = speech_input(self, batch, trim=True)
         if self.training:
             x = self._new_voices(x, batch)
@@ -205,23 +232,102 @@ class AdaINVC(SpeechModel):
         else:
             sigma, kl_elements = self.config.noise_scale, mu.square()
         z = mu + sigma * torch.randn_like(mu) * low[:, None] if self.training else mu
-        s = self.speaker(x, mask)
+        return Codes(x, mask, low, mu, hop_repeat(z, mask, r), kl_elements, self.speaker(x, mask))
+
+    def _loss(self, batch, c: Codes) -> Loss:
+        s = c.s
         if self.training and self.config.speaker_clip == "other":
             s = s[same_speaker_partner(batch)]
-        x_hat = self.decode(hop_repeat(z, mask, r), s, mask)
-        per_clip = masked_sum((x - x_hat).abs(), mask)
-        recon, kl = per_clip.mean(), 0.5 * masked_sum(kl_elements, low).mean()
+        x_hat = self.decode(c.z, s, c.mask)
+        per_clip = masked_sum((c.x - x_hat).abs(), c.mask)
+        recon, kl = per_clip.mean(), 0.5 * masked_sum(c.kl_elements, c.low).mean()
         w = {"recon_l1": self.config.lambda_rec, "kl": self.config.lambda_kl * self.kl_scale, "recon_l1_per_frame": 0.0}
-        terms = {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / mask.sum(1)).mean()}
+        terms = {"recon_l1": recon, "kl": kl, "recon_l1_per_frame": (per_clip / c.mask.sum(1)).mean()}
         total = w["recon_l1"] * recon + w["kl"] * kl
         if self.config.speaker_adversary > 0:
             # μ's time mean is the same for every clip (instance-normalised hidden units under a 1×1 conv),
             # so the adversary reads each channel's mean and spread over the clip's true frames
             terms["speaker_adv"], terms["speaker_adv_accuracy"] = self.adversary.term(
-                torch.cat(clip_stats(mu, low), 1), batch)
+                torch.cat(clip_stats(c.mu, c.low), 1), batch)
             w |= {"speaker_adv": self.config.speaker_adversary, "speaker_adv_accuracy": 0.0}
             total = total + w["speaker_adv"] * terms["speaker_adv"]
         return Loss(total, terms, w)
+
+    # -- the adversarial conversions (``adversarial`` > 0) ------------------------------------------
+    def phases(self) -> dict[str, Phase]:
+        if self.config.adversarial <= 0:
+            return super().phases()
+        model = lambda: [p for n, p in self.named_parameters() if not n.startswith("critic.")]  # noqa: E731
+        return {"model": Phase(model, self.generator_loss),
+                "critic": Phase(self.critic.parameters, self.critic_loss, lr_scale=self.config.critic_lr_scale,
+                                betas=(0.5, 0.999))}
+
+    def _conversions(self, batch, c: Codes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(x̃, k̃, k): each clip's content in the voice of a clip by another speaker of the batch, that
+        speaker, and the clip's own."""
+        speakers = _speakers(batch, self.critic.speakers)
+        partner = other_speaker_partner(speakers)
+        return self.decode(c.z, c.s[partner], c.mask), speakers[partner], speakers
+
+    def generator_loss(self, batch: Batch | torch.Tensor) -> Loss:
+        """The model's loss plus W · the critic's real/fake and target-speaker terms on its conversions."""
+        c = self._codes(batch)
+        loss = self._loss(batch, c)
+        fake, targets, _ = self._conversions(batch, c)
+        adv, w = generator_terms(self.critic, fake, targets, c.mask), self.config.adversarial
+        total = loss.total + w * (adv["adv_real_fake"] + adv["adv_speaker"])
+        return Loss(total, loss.terms | adv,
+                    loss.weights | {"adv_real_fake": w, "adv_speaker": w, "adv_speaker_accuracy": 0.0})
+
+    def critic_loss(self, batch: Batch | torch.Tensor) -> Loss:
+        """The critic's terms on the batch's real clips against the model's conversions (no gradient to the model)."""
+        with torch.no_grad():
+            c = self._codes(batch)
+            fake, _, speakers = self._conversions(batch, c)
+        terms = critic_terms(self.critic, c.x, fake, speakers, c.mask)
+        return Loss(terms["critic_real_fake"] + terms["critic_speaker"], terms,
+                    {"critic_real_fake": 1.0, "critic_speaker": 1.0, "critic_speaker_accuracy": 0.0})
+
+
+class Codes(NamedTuple):
+    """One pass of the encoders: the (possibly trimmed) input and its mask, the content code's
+    frames, μ, the sampled code repeated to the frames, the KL's elements, each clip's speaker vector."""
+    x: torch.Tensor
+    mask: torch.Tensor
+    low: torch.Tensor
+    mu: torch.Tensor
+    z: torch.Tensor
+    kl_elements: torch.Tensor
+    s: torch.Tensor
+
+
+def _speaker_names(front_end) -> list:
+    names = (front_end or {}).get("speakers") if isinstance(front_end, dict) else None
+    if not names or len(names) < 2:
+        raise VaelabError("adversarial needs data with at least 2 named speakers (fsdd or wav:FOLDER with a "
+                          "sub-folder per speaker); give --adversarial 0 otherwise")
+    return names
+
+
+def _speakers(batch, count: int) -> torch.Tensor:
+    labels = batch.extras.get("speaker") if isinstance(batch, Batch) else None
+    if labels is None:
+        raise VaelabError("adversarial needs each clip's speaker (extras['speaker']): train on fsdd or wav:FOLDER, "
+                          "or give --adversarial 0")
+    labels = labels.to(batch.x.device).long()
+    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= count):
+        raise VaelabError(f"adversarial was built for the {count} speakers of its training data; this data has "
+                          f"speaker index {int(labels.max())}: give clips of those speakers")
+    return labels
+
+
+def other_speaker_partner(speakers: torch.Tensor) -> torch.Tensor:
+    """For each clip, a random clip of the batch by another speaker (itself if the batch has one speaker)."""
+    n = len(speakers)
+    other = speakers[:, None] != speakers[None, :]
+    score = torch.rand(n, n, device=speakers.device).masked_fill(~other, -1.0)
+    score[torch.arange(n), torch.arange(n)] = torch.where(other.any(1), -2.0, 0.5)
+    return score.argmax(1)
 
 
 def same_speaker_partner(batch) -> torch.Tensor:
