@@ -32,7 +32,10 @@ A figure measured before a change to its paths is stale (``stale``). ``--confirm
 that it still holds without training it again: the recorded evaluation at HEAD gives the same
 figure, and a short training probe (``--probe-epochs``) saves bit-identical weights and metrics
 with the measured commit's code (a temporary git worktree) and with HEAD's; result.json then
-records ``confirmed``, and staleness counts from there (``confirm_row``).
+records ``confirmed``, and staleness counts from there (``confirm_row``). The campaign does this
+itself for every stale row it passes (``refresh``): it confirms a trained row, and runs a
+comparison's row again (after the same training probe where the row trains), keeping the
+earlier comparison under RUNS/superseded/; a row it cannot bring up to HEAD stays stale.
 """
 from __future__ import annotations
 
@@ -708,6 +711,7 @@ def run_compare(row: Row, rd: Path, runs: Path) -> tuple[dict, Path, str]:
     if results is None:
         raise StepFailed(f"`vaelab compare {row.compare.name}` wrote no results.json in {out}; see {rd / 'log.txt'}")
     write_json(out / "campaign.json", {"command": " ".join(cmd), "row": row.id, "cpu": step["cpu"],
+                                       "commit": git("rev-parse", "HEAD", repo=REPO).stdout.strip(),
                                        "wall": step["wall"], "finished": step["finished"]})
     return results, out, row.id
 
@@ -759,8 +763,8 @@ def measure_row(row: Row, rd: Path, runs: Path | None = None) -> dict:
         "command": " ".join(row_command(row, Path("RUNS"))),
         "eval_command": " ".join(test_command(row, Path("RUNS"))),
         "shared": ran_by if shared else "",
-        "commit": git("rev-parse", "HEAD").stdout.strip(),
-        "dirty": bool(git("status", "--porcelain", "--", *paths).stdout.strip()), "paths": paths,
+        "commit": git("rev-parse", "HEAD", repo=REPO).stdout.strip(),
+        "dirty": bool(git("status", "--porcelain", "--", *paths, repo=REPO).stdout.strip()), "paths": paths,
         "curves": "curves.png" if trained else None, "measured": _now()}
     write_json(rd / "result.json", result)
     return result
@@ -794,7 +798,7 @@ def run_row(row: Row, runs: Path) -> dict | None:
     rd = row_dir(runs, row)
     done = read_json(rd / "result.json")
     if done is not None:
-        return done
+        return refresh(row, runs, done)
     if row.reason:
         print(f"[{row.id}] not measured: {row.reason}", flush=True)
         return None
@@ -814,6 +818,49 @@ def run_row(row: Row, runs: Path) -> dict | None:
     print(f"[{row.id}] {result['metric']} {shown(row, result['figure'], result['of'])} on {result['split']} {where}; "
           f"goal {goal_text(row)}: {mark}", flush=True)
     return result
+
+
+def refresh(row: Row, runs: Path, done: dict) -> dict:
+    """A measured row whose figure a later commit made stale (a change to its paths, not
+    uncommitted changes) is brought up to HEAD where that is cheap: a trained row by
+    ``confirm_row`` (no retraining); a comparison's row by running its comparison again, its
+    earlier output kept under RUNS/superseded/, after (for a row that trains) the same training
+    probe as ``confirm_row``. Where a check is refused or disagrees, the row stays stale, said in
+    one line. Returns the row's result as it stands."""
+    why = stale(done, REPO, relevant_paths(row))
+    if not why.startswith("changed since"):
+        return done
+    try:
+        if not row.compare:
+            result = confirm_row(row, runs, REPO)
+            print(f"[{row.id}] confirmed at {result['confirmed']['commit'][:7]}: {result['confirmed']['how']}",
+                  flush=True)
+            return result
+        if row.trains:
+            _probe_for(row, done, runs)
+    except (Refused, NotConfirmed) as exc:
+        print(f"[{row.id}] stale ({why}) and left so: {exc}", flush=True)
+        return done
+    head = git("rev-parse", "HEAD", repo=REPO).stdout.strip()
+    out = compare_dir(runs, row)
+    if out.exists() and (read_json(out / "campaign.json") or {}).get("commit") != head:
+        keep = runs / "superseded" / f"{out.name}-{done['commit'][:7]}"
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(out, keep if not keep.exists() else keep.with_name(f"{keep.name}-{int(time.time())}"))
+    print(f"[{row.id}] stale ({why}): its comparison runs again at {head[:7]}", flush=True)
+    write_json(runs / "current.json", {"row": row.id, "pid": os.getpid(), "since": _now()})
+    return measure_row(row, row_dir(runs, row), runs)
+
+
+def _probe_for(row: Row, done: dict, runs: Path) -> None:
+    """``confirm_row``'s training probe for a trained comparison's row (its checks of the tree first)."""
+    if done.get("dirty"):
+        raise Refused("it was measured with uncommitted changes, so no commit holds the code that trained it")
+    if git("status", "--porcelain", repo=REPO).stdout.strip():
+        raise Refused("the working tree has uncommitted changes; the training probe needs a committed HEAD")
+    if not (row_dir(runs, row) / "run" / "run.json").is_file():
+        raise Refused(f"its run directory {row_dir(runs, row) / 'run'} is gone")
+    confirm_training(done, REPO, since(done), 2, row_dir(runs, row) / "confirm.log")
 
 
 # -- confirming a stale figure without training it again ------------------------------------------

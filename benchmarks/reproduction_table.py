@@ -174,7 +174,9 @@ def render(rows: list[campaign.Row], runs: Path, docs: Path, repo: Path = REPO) 
             "training it again: the recorded evaluation, run at that commit on the row's saved run, gives the "
             "recorded figure exactly, and a two-epoch training probe of the row's command (one thread) saves "
             "bit-identical weights and metrics with the code of the measured commit and with the later one "
-            "(\"confirmed at\" beside the commit; staleness then counts from that commit). The wall and CPU "
+            "(\"confirmed at\" beside the commit; staleness then counts from that commit). The campaign does "
+            "so itself for each stale row it passes, and runs a stale comparison again (after the same probe "
+            "where the row trains). The wall and CPU "
             "times count every recorded epoch, those of steps stopped at a session's end included.", "",
             "Run or carry on the campaign (one row at a time, `nice`, one thread; safe to kill at any moment): "
             "`nice python benchmarks/campaign.py [--only ROW]`; see where it stands: "

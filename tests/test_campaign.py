@@ -762,3 +762,61 @@ def test_a_probe_trains_the_recorded_command_briefly_into_its_own_directory(tmp_
     assert steps[0][1] == tmp_path / "tree"
     with pytest.raises(campaign.NotConfirmed, match="probe at abc1234 exited with status 1"):
         campaign.probe(tmp_path / "tree", command, tmp_path / "again", 1, tmp_path / "log", "abc1234")
+
+
+def test_a_stale_row_is_brought_up_to_head_once_and_its_earlier_comparison_kept(tmp_path, monkeypatch, capsys):
+    repo, runs, measured = _measured(tmp_path)
+    monkeypatch.setattr(campaign, "REPO", repo)
+    monkeypatch.setattr(campaign, "relevant_paths", lambda row: ["vaelab/training/"])
+    parzen, mmd = compare_row(), compare_row("mmd", metric="mmd2", goal=None)
+    out = runs / "compare" / "aae-vs-vae"
+    out.mkdir(parents=True)
+    (out / "results.json").write_text(json.dumps(RESULTS))
+    for row in (parzen, mmd):
+        (runs / row.id).mkdir()
+        (runs / row.id / "result.json").write_text(json.dumps(_result(row, commit=measured, dirty=False)))
+    calls, evals, probes = [], [], []
+    monkeypatch.setattr(campaign, "run_step", lambda cmd, log, stdout=None, tree=None: (
+        fake_compare(calls) if "compare" in cmd else _fake_eval(-90.0, evals))(cmd, log, stdout))
+    monkeypatch.setattr(campaign, "probe", _fake_probe(probes))
+    for row in (tiny(), parzen, mmd):  # nothing changed since: each result is read as it is
+        assert campaign.run_row(row, runs)["commit"] == measured
+    assert not calls and not evals
+    head = _change(repo, "a = 1  # a refactor\n")
+    (repo / "notes.txt").write_text("uncommitted\n")  # dirty: a confirmation is refused, the row stays stale
+    assert campaign.run_row(tiny(), runs)["commit"] == measured and not evals
+    assert "[tiny] stale (changed since: vaelab/training/loop.py) and left so: the working tree" in capsys.readouterr().out
+    (repo / "notes.txt").unlink()
+    assert campaign.run_row(tiny(), runs)["confirmed"]["commit"] == head and len(evals) == 1
+    # the comparison runs again once, for both rows that read it; the earlier output is kept
+    assert campaign.run_row(parzen, runs)["commit"] == head and len(calls) == 1
+    assert campaign.run_row(mmd, runs)["commit"] == head and len(calls) == 1
+    assert (runs / "superseded" / f"aae-vs-vae-{measured[:7]}" / "results.json").is_file()
+    assert json.loads((out / "campaign.json").read_text())["commit"] == head
+    assert "its comparison runs again at " + head[:7] in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("moved", [False, True])
+def test_a_stale_trained_comparison_is_probed_before_it_is_measured_again(tmp_path, monkeypatch, capsys, moved):
+    repo, runs, measured = _measured(tmp_path)
+    monkeypatch.setattr(campaign, "REPO", repo)
+    monkeypatch.setattr(campaign, "relevant_paths", lambda row: ["vaelab/training/"])
+    row = compare_row("vc", trains=True)
+    (runs / "vc" / "run").mkdir(parents=True)
+    (runs / "vc" / "run" / "run.json").write_text("{}")
+    (runs / "vc" / "result.json").write_text(json.dumps({**_result(row, commit=measured, dirty=False),
+                                                         "command": TRAIN}))
+    head = _change(repo, "a = 1  # a refactor\n")
+    calls, probes = [], []
+    compare = fake_compare(calls)
+    monkeypatch.setattr(campaign, "run_step", lambda cmd, log, stdout=None: compare(cmd, log) if "compare" in cmd
+                        else {"command": " ".join(cmd), "rc": 0, "wall": 0.1, "cpu": 0.1, "finished": "now"})
+    monkeypatch.setattr(campaign, "train_row", lambda row, rd: None)
+    monkeypatch.setattr(campaign, "probe", _fake_probe(probes, moved=moved))
+    result = campaign.run_row(row, runs)
+    assert [(p[1], p[3]) for p in probes] == [(measured, TRAIN), (head, TRAIN)]
+    if moved:  # the training code moves the weights: the figure stays stale, the comparison is not run
+        assert result["commit"] == measured and not calls
+        assert "the training code moved" in capsys.readouterr().out
+    else:
+        assert result["commit"] == head and len(calls) == 1
