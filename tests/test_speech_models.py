@@ -375,17 +375,21 @@ def test_adain_vc_run_recorded_before_decoder_norm_resumes_with_the_stream_norm(
     import json
 
     settings = {"batch_size": 8, "threads": 1, "val_size": 0.25}
-    vaelab.train("adain-vc", clips, tmp_path / "run", model_config={**SMALL, "decoder_norm": "stream"},
+    vaelab.train("adain-vc", clips, tmp_path / "run",
+                 model_config={**SMALL, "decoder_norm": "stream", "adversarial": 0.0},
                  config={**settings, "epochs": 1}, progress=False)
     path = tmp_path / "run" / "run.json"
     record = json.loads(path.read_text())
     del record["config"]["decoder_norm"]  # as a run recorded before the setting existed
+    del record["config"]["adversarial"]  # nor the critic: trained without one
     del record["config"]["hop"]  # a setting added later at the behaviour it had: read as its default
     path.write_text(json.dumps(record))
     result = vaelab.train("adain-vc", clips, tmp_path / "run", config={**settings, "epochs": 2}, resume=True,
                           progress=False)
     assert result.model.config.decoder_norm == "stream" and result.model.config.hop == 1
-    assert vaelab.load(tmp_path / "run").config.decoder_norm == "stream"
+    assert result.model.config.adversarial == 0.0 and not hasattr(result.model, "critic")
+    loaded = vaelab.load(tmp_path / "run")
+    assert loaded.config.decoder_norm == "stream" and loaded.config.adversarial == 0.0
 
 
 def test_warp_bands_moves_a_formant_by_its_factor_and_alpha_one_is_the_identity():

@@ -37,7 +37,8 @@ frame by frame by a critic that tells real frames from converted ones and names 
 (least squares, with an auxiliary speaker classifier; the second stage of Chou et al. 2018 judges
 conversions so). The model phase adds W · (Σ_t (D(x̃)_t − 1)² + Σ_t CE(speaker_t(x̃), k_j)), the
 critic phase fits the critic on real clips against the conversions. Against the L1 term's
-over-smoothed output and the source's voice left in it; needs speaker labels. Off by default.
+over-smoothed output and the source's voice left in it; needs speaker labels. W = 1 by default,
+chosen on validation clips (docs/speech.md); 0 is the paper's reconstruction-only training.
 
 Scaled down from the paper (official code: 80 mel bands at 22 kHz, c_h = 128, C = 128, S = 128,
 six blocks with time subsampling 1,2,1,2,1,2 and a convolution bank; λ_rec = 10, λ_kl = 1 on
@@ -47,8 +48,8 @@ over runs of r frames, one content code per run repeated for the decoder, a bott
 place of the official strided encoder. Sizes settable. The paper's terms are
 per-element means; on per-clip sums its 10:1 balance is λ_rec = 1, λ_kl = M / (5 C) (M mel bands,
 C content channels; ½ in the KL): 64 / (5·32) = 0.4 at these sizes. The defaults (λ_kl = 0.02, the
-speaker vector from another clip of the speaker, AdaIN on the decoder's branches) were chosen on
-validation clips (docs/speech.md);
+speaker vector from another clip of the speaker, AdaIN on the decoder's branches, the critic at
+W = 1) were chosen on validation clips (docs/speech.md);
 ``--profile paper`` keeps the paper's own-clip training and balance.
 """
 from __future__ import annotations
@@ -120,17 +121,17 @@ class AdaINVCConfig(Config):
                 "behind a gradient reversal: the encoder is pushed to hide the speaker (needs speaker labels; "
                 "0 = off, no classifier)"})
 
-    adversarial: float = field(default=0.0, metadata={
+    adversarial: float = field(default=1.0, metadata={
         "help": "W > 0: while training, each clip's content is also decoded in the voice of a clip by another speaker, "
                 "and a critic of mel frames, trained beside the model, judges these conversions: the model is pushed "
                 "by W times their real/fake and target-speaker terms, summed over their frames (an LSGAN with an "
-                "auxiliary speaker classifier, as Chou et al. 2018 judge conversions; needs speaker labels; 0 = off, "
-                "no critic)"})
+                "auxiliary speaker classifier, as Chou et al. 2018 judge conversions; needs speaker labels; W = 1 "
+                "chosen on validation clips; 0 = off, no critic, the paper's reconstruction alone)"})
     critic_lr_scale: float = field(default=1.0, metadata={
         "help": "the critic's learning rate as a multiple of --lr (with --adversarial)"})
 
     # settings whose default changed: a saved record lacking one was trained with this value (others read as default)
-    recorded_before: ClassVar[dict] = {"decoder_norm": "stream"}
+    recorded_before: ClassVar[dict] = {"decoder_norm": "stream", "adversarial": 0.0}
 
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
@@ -148,8 +149,6 @@ class AdaINVCConfig(Config):
         require(self.speaker_adversary >= 0, f"speaker_adversary must be >= 0; got {self.speaker_adversary}")
         require(self.adversarial >= 0 and self.critic_lr_scale > 0,
                 f"adversarial must be >= 0 and critic_lr_scale > 0; got {self.adversarial}, {self.critic_lr_scale}")
-        require(not (self.adversarial > 0 and self.voice_warp > 0),
-                "adversarial judges conversions into the data's speakers, whose voices voice_warp changes: give one")
         require(self.hop >= 1, f"hop must be >= 1, got {self.hop}")
         require(0 <= self.content_lifter <= self.input_shape[0],
                 f"content_lifter must lie in 0..{self.input_shape[0]} (the mel bands), got {self.content_lifter}")
