@@ -62,7 +62,7 @@ from torch import nn
 
 from ..config import Config, choice, require
 from ..errors import VaelabError
-from ..nn.adversary import SpeakerAdversary, data_speakers
+from ..nn.adversary import SpeakerAdversary, data_speakers, speaker_labels
 from ..nn.critic import FrameCritic, critic_terms, generator_terms
 from ..nn.speech import (AdaINDecoder, ConvStack, clip_stats, envelope, hop_mask, hop_pool, hop_repeat, masked_mean,
                          masked_sum, random_warp, speech_input)
@@ -177,7 +177,7 @@ class AdaINVC(SpeechModel):
         if config.speaker_adversary > 0:  # only then: a run without it keeps its state dict
             self.adversary = SpeakerAdversary(2 * config.content_dim, data_speakers(config.front_end))
         if config.adversarial > 0:  # only then, as the adversary
-            self.critic = FrameCritic(m, len(_speaker_names(config.front_end)), ch)
+            self.critic = FrameCritic(m, data_speakers(config.front_end, "adversarial"), ch)
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """μ = E_c(x): instance-normalised convolutions, one per run of hop frames repeated over
@@ -264,7 +264,7 @@ class AdaINVC(SpeechModel):
     def _conversions(self, batch, c: Codes) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(x̃, k̃, k): each clip's content in the voice of a clip by another speaker of the batch, that
         speaker, and the clip's own."""
-        speakers = _speakers(batch, self.critic.speakers)
+        speakers = speaker_labels(batch, self.critic.speakers, "adversarial")
         partner = other_speaker_partner(speakers)
         return self.decode(c.z, c.s[partner], c.mask), speakers[partner], speakers
 
@@ -298,26 +298,6 @@ class Codes(NamedTuple):
     z: torch.Tensor
     kl_elements: torch.Tensor
     s: torch.Tensor
-
-
-def _speaker_names(front_end) -> list:
-    names = (front_end or {}).get("speakers") if isinstance(front_end, dict) else None
-    if not names or len(names) < 2:
-        raise VaelabError("adversarial needs data with at least 2 named speakers (fsdd or wav:FOLDER with a "
-                          "sub-folder per speaker); give --adversarial 0 otherwise")
-    return names
-
-
-def _speakers(batch, count: int) -> torch.Tensor:
-    labels = batch.extras.get("speaker") if isinstance(batch, Batch) else None
-    if labels is None:
-        raise VaelabError("adversarial needs each clip's speaker (extras['speaker']): train on fsdd or wav:FOLDER, "
-                          "or give --adversarial 0")
-    labels = labels.to(batch.x.device).long()
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= count):
-        raise VaelabError(f"adversarial was built for the {count} speakers of its training data; this data has "
-                          f"speaker index {int(labels.max())}: give clips of those speakers")
-    return labels
 
 
 def other_speaker_partner(speakers: torch.Tensor) -> torch.Tensor:

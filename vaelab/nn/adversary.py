@@ -41,27 +41,30 @@ def reverse_gradient(x: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
     return GradientReversal.apply(x, scale)
 
 
-def speaker_labels(batch, speakers: int) -> torch.Tensor:
-    """The batch's speaker indices (``extras["speaker"]``), each in [0, speakers)."""
+def speaker_labels(batch, speakers: int, option: str = "speaker_adversary") -> torch.Tensor:
+    """The batch's speaker indices (``extras["speaker"]``), each in [0, speakers); the errors name
+    ``option``, the setting that needs them."""
     from ..data.batch import Batch
 
+    flag = "--" + option.replace("_", "-")
     labels = batch.extras.get("speaker") if isinstance(batch, Batch) else None
     if labels is None:
-        raise VaelabError("speaker_adversary needs each clip's speaker (extras['speaker']): train on fsdd or "
-                          "wav:FOLDER (a sub-folder or file-name prefix per speaker), or give --speaker-adversary 0")
+        raise VaelabError(f"{option} needs each clip's speaker (extras['speaker']): train on fsdd or "
+                          f"wav:FOLDER (a sub-folder or file-name prefix per speaker), or give {flag} 0")
     labels = labels.to(batch.x.device).long()
     if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= speakers):
-        raise VaelabError(f"speaker_adversary was built for the {speakers} speakers of its training data; this "
+        raise VaelabError(f"{option} was built for the {speakers} speakers of its training data; this "
                           f"data has speaker index {int(labels.max())}: give clips of those speakers")
     return labels
 
 
-def data_speakers(front_end) -> int:
-    """The number of speakers the data's front end records (``front_end["speakers"]``)."""
+def data_speakers(front_end, option: str = "speaker_adversary") -> int:
+    """The number of speakers the data's front end records (``front_end["speakers"]``); the error
+    names ``option``, the setting that needs them."""
     names = (front_end or {}).get("speakers") if isinstance(front_end, dict) else None
     if not names or len(names) < 2:
-        raise VaelabError("speaker_adversary needs data with at least 2 named speakers (fsdd or wav:FOLDER with a "
-                          "sub-folder per speaker); give --speaker-adversary 0 otherwise")
+        raise VaelabError(f"{option} needs data with at least 2 named speakers (fsdd or wav:FOLDER with a "
+                          f"sub-folder per speaker); give --{option.replace('_', '-')} 0 otherwise")
     return len(names)
 
 
