@@ -323,7 +323,7 @@ def test_the_command_serves_a_run_and_stops_cleanly_on_ctrl_c(synthetic_small, t
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
-    assert proc.returncode == 0 and err.strip() == "stopped"
+    assert proc.returncode == 0 and err.strip() == "stopped", f"exit {proc.returncode}; stderr: {err[-3000:]}"
 
 
 def test_the_page_files_are_package_data():
