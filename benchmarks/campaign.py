@@ -849,7 +849,10 @@ def refresh(row: Row, runs: Path, done: dict) -> dict:
         os.replace(out, keep if not keep.exists() else keep.with_name(f"{keep.name}-{int(time.time())}"))
     print(f"[{row.id}] stale ({why}): its comparison runs again at {head[:7]}", flush=True)
     write_json(runs / "current.json", {"row": row.id, "pid": os.getpid(), "since": _now()})
-    return measure_row(row, row_dir(runs, row), runs)
+    result = measure_row(row, row_dir(runs, row), runs)
+    print(f"[{row.id}] {result['metric']} {shown(row, result['figure'], result['of'])} on {result['split']}, measured "
+          f"again at {head[:7]} (it was {shown(row, done['figure'], done.get('of'))})", flush=True)
+    return result
 
 
 def _probe_for(row: Row, done: dict, runs: Path) -> None:
