@@ -4,6 +4,7 @@ one row after another, within a CPU-hour budget per row (issue 27's table).
     python benchmarks/campaign.py [--only ROW] [--runs DIR]      # run (or carry on)
     python benchmarks/campaign.py --status                       # done / running / left, time
     python benchmarks/campaign.py --confirm ROW [ROW ...]        # a stale figure still holds? (no retraining)
+    python benchmarks/campaign.py --rerun ROW [--only ROW]       # train and measure a measured row again
 
 Each row trains with ``vaelab train FAMILY --profile paper ...`` under ``nice``, one thread, one
 job at a time, each step a subprocess. A row whose paper length exceeds its budget trains in
@@ -16,6 +17,12 @@ atomically beside them (RUNS/ROW/progress.json after every step, RUNS/ROW/test.j
 RUNS/ROW/result.json when measured), so it survives SIGKILL at any moment: the next start
 resumes every run where its last checkpoint left it. ``benchmarks/reproduction_table.py``
 turns the results into docs/reproduction.md.
+
+Run directories are scratch (ignored by git, gone with their machine); what a row measured is
+also kept in benchmarks/results/ROW.json, committed with the table (``save_result``). A row
+whose result is there and whose directory is not is done; its figure can no longer be confirmed
+(there are no weights to evaluate), so a later change to its paths leaves it stale until
+``--rerun ROW`` trains it again. A row whose directory exists without a result is in progress.
 
 A headline that is a comparison (AAE's Parzen log-likelihood, the sentence and speech tables,
 PCA against the autoencoders, ...) is a row with a ``Compare``: its step is
@@ -55,6 +62,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO / "runs" / "campaign"
+RESULTS = REPO / "benchmarks" / "results"  # committed copies of each row's result.json
 SHARED_DATA = REPO.parent / "shared" / "data"
 HOUR = 3600.0
 sys.path.insert(0, str(REPO))  # this checkout's vaelab, in this process and (PYTHONPATH) in every step
@@ -408,6 +416,37 @@ def _recorded_train(stage: Path) -> dict:
 # -- the row's own files --------------------------------------------------------------------
 def row_dir(runs: Path, row: Row) -> Path:
     return runs / row.id
+
+
+def results_dir(runs: Path) -> Path:
+    """Where measured results outlive their run directories: benchmarks/results/ (committed)
+    for the default runs, RUNS/results/ for any other (a test's, a user's own campaign)."""
+    return RESULTS if runs.resolve() == DEFAULT_RUNS.resolve() else runs / "results"
+
+
+def saved_result(runs: Path, row_id: str) -> dict | None:
+    """The row's measured result: its own result.json, else the kept copy when the row's
+    directory is gone (a directory without a result is a run in progress, a rerun's included)."""
+    rd = runs / row_id
+    if rd.exists():
+        return read_json(rd / "result.json")
+    return read_json(results_dir(runs) / f"{row_id}.json")
+
+
+def save_result(runs: Path, result: dict) -> None:
+    """result.json beside the run, and its kept copy in ``results_dir``."""
+    write_json(runs / result["row"] / "result.json", result)
+    write_json(results_dir(runs) / f"{result['row']}.json", result)
+
+
+def rerun(runs: Path, row_id: str) -> str:
+    """Make a measured row train and measure again: its result is moved aside (the kept copy
+    stays until the new one replaces it) and its directory made, so the row reads as in progress."""
+    rd = runs / row_id
+    rd.mkdir(parents=True, exist_ok=True)
+    if (rd / "result.json").exists():
+        os.replace(rd / "result.json", rd / f"result.before-{int(time.time())}.json")
+    return f"[{row_id}] runs again: its earlier figure stays in {results_dir(runs) / (row_id + '.json')} until then"
 
 
 def read_json(path: Path) -> dict | None:
@@ -766,7 +805,7 @@ def measure_row(row: Row, rd: Path, runs: Path | None = None) -> dict:
         "commit": git("rev-parse", "HEAD", repo=REPO).stdout.strip(),
         "dirty": bool(git("status", "--porcelain", "--", *paths, repo=REPO).stdout.strip()), "paths": paths,
         "curves": "curves.png" if trained else None, "measured": _now()}
-    write_json(rd / "result.json", result)
+    save_result(runs, result)
     return result
 
 
@@ -796,7 +835,7 @@ def goal_text(row: Row) -> str:
 
 def run_row(row: Row, runs: Path) -> dict | None:
     rd = row_dir(runs, row)
-    done = read_json(rd / "result.json")
+    done = saved_result(runs, row.id)
     if done is not None:
         return refresh(row, runs, done)
     if row.reason:
@@ -807,7 +846,10 @@ def run_row(row: Row, runs: Path) -> dict | None:
         return None
     missing = [w for w in waits_for(row) if read_json(runs / w / "result.json") is None]
     if missing:
-        print(f"[{row.id}] waits for row {missing[0]}: its comparison reads that row's run", flush=True)
+        lost = saved_result(runs, missing[0]) is not None
+        print(f"[{row.id}] waits for row {missing[0]}: its comparison reads that row's run"
+              + (f", which is not on this machine (its figure is kept; train it again: --rerun {missing[0]})"
+                 if lost else ""), flush=True)
         return None
     write_json(runs / "current.json", {"row": row.id, "pid": os.getpid(), "since": _now()})
     if row.trains:
@@ -862,7 +904,7 @@ def _probe_for(row: Row, done: dict, runs: Path) -> None:
     if git("status", "--porcelain", repo=REPO).stdout.strip():
         raise Refused("the working tree has uncommitted changes; the training probe needs a committed HEAD")
     if not (row_dir(runs, row) / "run" / "run.json").is_file():
-        raise Refused(f"its run directory {row_dir(runs, row) / 'run'} is gone")
+        raise Refused(f"its run directory {row_dir(runs, row) / 'run'} is gone; train it again: --rerun {row.id}")
     confirm_training(done, REPO, since(done), 2, row_dir(runs, row) / "confirm.log")
 
 
@@ -897,7 +939,7 @@ def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) 
     rd = row_dir(runs, row)
     if row.reason:
         raise Refused(f"row {row.id} has no measurable figure ({row.reason}); nothing to confirm")
-    result = read_json(rd / "result.json")
+    result = saved_result(runs, row.id)
     if result is None:
         raise Refused(f"row {row.id} is not measured yet (no {rd / 'result.json'}); run it first: "
                       f"python benchmarks/campaign.py --only {row.id}")
@@ -917,7 +959,7 @@ def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) 
         raise Refused(f"row {row.id}: {why}, so its code cannot be probed; re-run it")
     run = rd / "run"
     if not (run / "run.json").is_file():
-        raise Refused(f"row {row.id}'s run directory {run} is gone (no run.json); re-run the row")
+        raise Refused(f"row {row.id}'s run directory {run} is gone (no run.json); train it again: --rerun {row.id}")
     dirty = git("status", "--porcelain", repo=repo).stdout.split("\n")
     if any(line.strip() for line in dirty):
         raise Refused(f"the working tree has uncommitted changes ({dirty[0].strip()} …); commit or stash them: "
@@ -939,7 +981,7 @@ def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) 
                f"{''.join(' ' + o for o in PROBE_OPTIONS.get(row.family, ()))}) at {base[:7]} and at {head[:7]} "
                f"saved bit-identical weights ({probed}) and the same training and validation terms in "
                f"metrics.jsonl every epoch (timings aside)"}}
-    write_json(rd / "result.json", result)
+    save_result(runs, result)
     return result
 
 
@@ -1125,14 +1167,14 @@ def row_state(row: Row, runs: Path, running_row: str | None, result: dict | None
     if running_row == row.id:
         return "running"
     if any(read_json(runs / w / "result.json") is None for w in waits_for(row)):
-        return "waiting"
+        return "waiting"  # for another row's run, not only its figure
     return "left" if row.budget_hours > 0 or not row.trains else "no budget"
 
 
 def row_status(row: Row, runs: Path, running_row: str | None) -> dict:
     rd = row_dir(runs, row)
     st = run_state(rd / "run")
-    result = read_json(rd / "result.json")
+    result = saved_result(runs, row.id)
     paper = row.paper_epochs
     state = row_state(row, runs, running_row, result)
     per_epoch = statistics.median(st.epoch_seconds) if st.epoch_seconds else None
@@ -1181,6 +1223,9 @@ def main(argv: list[str] | None = None, rows: list[Row] | None = None) -> int:
                    "HEAD, without training them again: their recorded evaluation at HEAD must give the recorded "
                    "figure, and a short training probe at the recorded commit and at HEAD bit-identical weights; "
                    "recorded in result.json (needs a clean working tree)")
+    p.add_argument("--rerun", action="append", metavar="ROW", help="train and measure this measured row again "
+                   "(repeatable), e.g. when its run directory is gone and another row reads it or its figure is "
+                   "stale; its figure stays in the table until the new one replaces it")
     p.add_argument("--probe-epochs", type=int, default=2, metavar="N",
                    help="epochs of --confirm's training probe at each commit, the first fresh, the rest resumed "
                         "(default: 2)")
@@ -1192,8 +1237,8 @@ def main(argv: list[str] | None = None, rows: list[Row] | None = None) -> int:
     if args.data_dir:
         os.environ["VAELAB_DATA_DIR"] = args.data_dir
     runs = Path(args.runs).resolve()
-    unknown = sorted(set(args.only or ()) - {r.id for r in rows}) + [c for c in args.confirm or ()
-                                                                      if c not in {r.id for r in rows}]
+    unknown = [c for c in [*(args.only or ()), *(args.confirm or ()), *(args.rerun or ())]
+               if c not in {r.id for r in rows}]
     if unknown:
         print(f"error: unknown row {unknown[0]}; the rows are {', '.join(r.id for r in rows)}", file=sys.stderr)
         return 2
@@ -1203,6 +1248,8 @@ def main(argv: list[str] | None = None, rows: list[Row] | None = None) -> int:
             return 2
         return confirm(rows, args.confirm, runs, probe_epochs=args.probe_epochs)
     chosen = [r for r in rows if not args.only or r.id in args.only]
+    for row_id in args.rerun or ():
+        print(rerun(runs, row_id), flush=True)
     if args.status:
         print("\n".join(status_lines(chosen, runs)))
         return 0

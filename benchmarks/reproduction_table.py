@@ -3,6 +3,7 @@
     python benchmarks/reproduction_table.py [--runs runs/campaign] [--out docs/reproduction.md]
 
 Reads only what ``benchmarks/campaign.py`` saved per row (RUNS/ROW/result.json once measured,
+or its committed copy benchmarks/results/ROW.json where the run directory is gone;
 RUNS/ROW/progress.json and the run directory's metrics and checkpoint while it trains,
 RUNS/ROW/curves.png) and the rows' declarations. A
 figure measured at a commit before a change to the files that could move it (the paths the
@@ -79,10 +80,9 @@ def epochs(row: campaign.Row, result: dict | None) -> str:
 
 def curve_link(row: campaign.Row, runs: Path, docs: Path, result: dict | None) -> str:
     """The row's learning curve (so far, while it trains), copied next to the page; '–' before any."""
-    src = runs / row.id / "curves.png"
-    if not src.exists():
-        return "–"
-    dest = docs / IMAGES / f"{row.id}.png"
+    src, dest = runs / row.id / "curves.png", docs / IMAGES / f"{row.id}.png"
+    if not src.exists():  # a measured row whose run is gone keeps the curve copied when it was measured
+        return f"[curve]({IMAGES}/{row.id}.png)" if result and result.get("curves") and dest.exists() else "–"
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
     return f"[curve]({IMAGES}/{row.id}.png)" + ("" if result else " (so far)")
@@ -97,7 +97,7 @@ def training_wall(run: Path) -> float:
 
 def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:
     rd = runs / row.id
-    result, progress = campaign.read_json(rd / "result.json"), campaign.read_json(rd / "progress.json")
+    result, progress = campaign.saved_result(runs, row.id), campaign.read_json(rd / "progress.json")
     live = campaign.run_state(rd / "run")
     why = stale(result, repo, campaign.relevant_paths(row)) if result else ""
     times = (f"{hours(max(result['wall_seconds'], training_wall(rd / 'run')))} / "
@@ -121,7 +121,7 @@ def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:
 def details(row: campaign.Row, runs: Path) -> list[str]:
     shown_runs = Path("runs/campaign")
     run = f"{shown_runs}/{row.id}/run"
-    result = campaign.read_json(runs / row.id / "result.json")
+    result = campaign.saved_result(runs, row.id)
     lines = [f"### {row.title} (`{row.id}`)", "", f"- Paper: {row.paper}. {row.protocol}."]
     if row.reason:
         return lines + [f"- Not measured: {row.reason}.", ""]
@@ -138,6 +138,11 @@ def details(row: campaign.Row, runs: Path) -> list[str]:
     lines += [f"- Command: {train}test figure: `{test}`, {source}." + (
                   f" Runs after row `{waits[0]}`, whose run it reads." if waits else ""),
               f"- Budget: {budget}" + (f"; {row.note}." if row.note else ".")]
+    if result and not (runs / row.id).exists():
+        lines.append(f"- Kept in `benchmarks/results/{row.id}.json`"
+                     + (f" ({result['recovered']})" if result.get("recovered") else "")
+                     + f". No run directory here: after a change it is trained again, not confirmed "
+                     f"(`python benchmarks/campaign.py --rerun {row.id} --only {row.id}`).")
     if row.trains and result and result["stopped"] == "budget" and result["paper_epochs"] > result["epochs"]:
         lines.append(f"- The budget ended the run at epoch {result['epochs']} of {result['paper_epochs']}; to "
                      f"finish it: `{' '.join(campaign.train_command(row, Path(run)))} --resume --epochs "
@@ -149,7 +154,7 @@ def footer(rows: list[campaign.Row], runs: Path) -> list[str]:
     used = left = 0.0
     for row in rows:
         rd = runs / row.id
-        record = campaign.read_json(rd / "result.json") or campaign.read_json(rd / "progress.json") or {}
+        record = campaign.saved_result(runs, row.id) or campaign.read_json(rd / "progress.json") or {}
         trained = max(record.get("train_seconds", 0.0), campaign.run_state(rd / "run").train_seconds)
         used += max(record.get("cpu_seconds", 0.0), trained)
         if "figure" not in record and row.budget_hours > 0 and not row.reason:
@@ -164,7 +169,8 @@ def render(rows: list[campaign.Row], runs: Path, docs: Path, repo: Path = REPO) 
     head = ["# Reproduction table", "",
             "Every family's headline figure beside its paper's, run toward the paper's length under a CPU-hour "
             "budget (issue 27). **Generated** by `python benchmarks/reproduction_table.py` from the results "
-            "that `python benchmarks/campaign.py` saved; do not edit by hand. The test figure is measured once, "
+            "that `python benchmarks/campaign.py` saved (each row's result.json, kept also in "
+            "`benchmarks/results/ROW.json`, committed, since run directories are not); do not edit by hand. The test figure is measured once, "
             "on the weights of the epoch validation chose. A figure measured at a commit before a change to the "
             "files that could move it (the family's model file and the modules of `vaelab/models/` and "
             "`vaelab/nn/` it imports, `vaelab/data/`, `vaelab/training/`, `vaelab/evaluation/`, its profile, "

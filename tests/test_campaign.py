@@ -821,3 +821,34 @@ def test_a_stale_trained_comparison_is_probed_before_it_is_measured_again(tmp_pa
         assert "the training code moved" in capsys.readouterr().out
     else:
         assert result["commit"] == head and len(calls) == 1
+
+
+def test_a_measured_row_outlives_its_run_directory_until_it_is_run_again(tmp_path, monkeypatch, capsys):
+    """The kept copy (RUNS/results/ROW.json here, benchmarks/results/ for the default runs) is
+    the figure once the run directory is gone: not run again, shown in the table, and a row that
+    reads the lost run says how to bring it back; --rerun trains it again and replaces it."""
+    calls = []
+    monkeypatch.setattr(campaign, "run_step", fake_compare(calls))
+    runs = tmp_path / "runs"
+    row = compare_row()
+    first = campaign.run_row(row, runs)
+    kept = runs / "results" / "parzen.json"
+    assert json.loads(kept.read_text()) == first == json.loads((runs / "parzen" / "result.json").read_text())
+    assert campaign.results_dir(campaign.DEFAULT_RUNS) == REPO / "benchmarks" / "results"
+    for lost in (runs / "parzen", runs / "compare"):
+        subprocess.run(["rm", "-r", str(lost)], check=True)
+    assert campaign.run_row(row, runs) == first and len(calls) == 1  # done: nothing runs
+    assert campaign.status_lines([row], runs)[0].split()[1] == "done"
+    page = table.render([row], runs, tmp_path / "docs")
+    assert "**146.20 nats**" in page and "--rerun parzen --only parzen" in page
+    reader = dataclasses.replace(compare_row("reader"), compare=campaign.Compare(
+        "secret-code", ("--lm-run", "{row:parzen}"), pick=RESULTS_PICK))
+    assert campaign.run_row(reader, runs) is None
+    assert "not on this machine (its figure is kept; train it again: --rerun parzen)" in capsys.readouterr().out
+    # --rerun: the row reads as in progress (the kept figure stays meanwhile), then measures again.
+    assert campaign.main(["--runs", str(runs), "--rerun", "parzen", "--status"], [row]) == 0
+    assert campaign.saved_result(runs, "parzen") is None and kept.exists()
+    again = campaign.run_row(row, runs)
+    assert len(calls) == 2 and json.loads(kept.read_text()) == again
+    campaign.rerun(runs, "parzen")  # a row whose directory is here: its result is moved aside, not lost
+    assert [p.name.split("-")[0] for p in (runs / "parzen").glob("result*.json")] == ["result.before"]
