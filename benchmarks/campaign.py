@@ -63,6 +63,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_RUNS = REPO / "runs" / "campaign"
 RESULTS = REPO / "benchmarks" / "results"  # committed copies of each row's result.json
+CODE = (".", ":(exclude)benchmarks/results", ":(exclude)docs")  # what a probe needs committed: not what the campaign writes
 SHARED_DATA = REPO.parent / "shared" / "data"
 HOUR = 3600.0
 sys.path.insert(0, str(REPO))  # this checkout's vaelab, in this process and (PYTHONPATH) in every step
@@ -901,7 +902,7 @@ def _probe_for(row: Row, done: dict, runs: Path) -> None:
     """``confirm_row``'s training probe for a trained comparison's row (its checks of the tree first)."""
     if done.get("dirty"):
         raise Refused("it was measured with uncommitted changes, so no commit holds the code that trained it")
-    if git("status", "--porcelain", repo=REPO).stdout.strip():
+    if git("status", "--porcelain", "--", *CODE, repo=REPO).stdout.strip():
         raise Refused("the working tree has uncommitted changes; the training probe needs a committed HEAD")
     if not (row_dir(runs, row) / "run" / "run.json").is_file():
         raise Refused(f"its run directory {row_dir(runs, row) / 'run'} is gone; train it again: --rerun {row.id}")
@@ -960,7 +961,7 @@ def confirm_row(row: Row, runs: Path, repo: Path = REPO, probe_epochs: int = 2) 
     run = rd / "run"
     if not (run / "run.json").is_file():
         raise Refused(f"row {row.id}'s run directory {run} is gone (no run.json); train it again: --rerun {row.id}")
-    dirty = git("status", "--porcelain", repo=repo).stdout.split("\n")
+    dirty = git("status", "--porcelain", "--", *CODE, repo=repo).stdout.split("\n")
     if any(line.strip() for line in dirty):
         raise Refused(f"the working tree has uncommitted changes ({dirty[0].strip()} …); commit or stash them: "
                       f"a confirmation holds for a committed HEAD")
