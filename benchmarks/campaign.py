@@ -425,13 +425,29 @@ def results_dir(runs: Path) -> Path:
     return RESULTS if runs.resolve() == DEFAULT_RUNS.resolve() else runs / "results"
 
 
+def kept_result(runs: Path, row_id: str) -> dict | None:
+    """The copy of the row's last measured result in ``results_dir``."""
+    return read_json(results_dir(runs) / f"{row_id}.json")
+
+
 def saved_result(runs: Path, row_id: str) -> dict | None:
-    """The row's measured result: its own result.json, else the kept copy when the row's
-    directory is gone (a directory without a result is a run in progress, a rerun's included)."""
+    """The row's measured result as the campaign sees it: its own result.json, else the kept
+    copy when the row's directory is gone (a directory without a result is a run in progress,
+    a rerun's included: to be trained on, not skipped)."""
     rd = runs / row_id
     if rd.exists():
         return read_json(rd / "result.json")
-    return read_json(results_dir(runs) / f"{row_id}.json")
+    return kept_result(runs, row_id)
+
+
+def shown_result(runs: Path, row_id: str) -> tuple[dict | None, bool]:
+    """(the figure to show, whether the row is being measured again meanwhile): a rerun in
+    progress shows its last measured figure until the new one replaces it."""
+    result = saved_result(runs, row_id)
+    if result is not None:
+        return result, False
+    kept = kept_result(runs, row_id)
+    return kept, kept is not None
 
 
 def save_result(runs: Path, result: dict) -> None:
@@ -1175,12 +1191,12 @@ def row_state(row: Row, runs: Path, running_row: str | None, result: dict | None
 def row_status(row: Row, runs: Path, running_row: str | None) -> dict:
     rd = row_dir(runs, row)
     st = run_state(rd / "run")
-    result = saved_result(runs, row.id)
+    result, again = shown_result(runs, row.id)
     paper = row.paper_epochs
-    state = row_state(row, runs, running_row, result)
+    state = "again" if again else row_state(row, runs, running_row, result)
     per_epoch = statistics.median(st.epoch_seconds) if st.epoch_seconds else None
     budget = row.budget_hours * HOUR
-    if result or row.budget_hours <= 0 or row.reason:
+    if result and not again or row.budget_hours <= 0 or row.reason:
         remaining = 0.0
     else:  # a comparison's own training is not visible from here: its whole budget until it is measured
         remaining = max(0.0, budget - (st.train_seconds if row.trains and not row.compare else 0.0))

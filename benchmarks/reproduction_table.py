@@ -44,7 +44,7 @@ def hours(seconds: float) -> str:
 
 
 def ours(row: campaign.Row, result: dict | None, live: campaign.RunState, progress: dict | None,
-         why_stale: str) -> str:
+         why_stale: str, again: bool = False) -> str:
     """The measured figure, or while the row trains what its run directory (or, between steps,
     its progress file) says now."""
     if row.reason:
@@ -65,6 +65,10 @@ def ours(row: campaign.Row, result: dict | None, live: campaign.RunState, progre
     against = (f"; goal {result['goal']:.4g}" if isinstance(row.goal, str) and result.get("goal") is not None else "")
     text = (f"**{campaign.shown(row, result['figure'], result.get('of'))}** ({result['split']}, n = {result.get('n')}"
             f"{against}; {mark})")
+    if again:
+        epochs = max(live.epochs, int((progress or {}).get("epochs") or 0))
+        text += (f"; being measured again ({epochs} epoch{'s' if epochs != 1 else ''} so far)" if row.trains
+                 else "; being measured again")
     return f"{text} **stale** ({why_stale})" if why_stale else text
 
 
@@ -78,10 +82,10 @@ def epochs(row: campaign.Row, result: dict | None) -> str:
             f"{result['stopped']})")
 
 
-def curve_link(row: campaign.Row, runs: Path, docs: Path, result: dict | None) -> str:
+def curve_link(row: campaign.Row, runs: Path, docs: Path, result: dict | None, again: bool = False) -> str:
     """The row's learning curve (so far, while it trains), copied next to the page; '–' before any."""
     src, dest = runs / row.id / "curves.png", docs / IMAGES / f"{row.id}.png"
-    if not src.exists():  # a measured row whose run is gone keeps the curve copied when it was measured
+    if not src.exists() or again:  # a measured row keeps the curve copied when it was measured
         return f"[curve]({IMAGES}/{row.id}.png)" if result and result.get("curves") and dest.exists() else "–"
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
@@ -97,7 +101,7 @@ def training_wall(run: Path) -> float:
 
 def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:
     rd = runs / row.id
-    result, progress = campaign.saved_result(runs, row.id), campaign.read_json(rd / "progress.json")
+    (result, again), progress = campaign.shown_result(runs, row.id), campaign.read_json(rd / "progress.json")
     live = campaign.run_state(rd / "run")
     why = stale(result, repo, campaign.relevant_paths(row)) if result else ""
     times = (f"{hours(max(result['wall_seconds'], training_wall(rd / 'run')))} / "
@@ -113,15 +117,15 @@ def table_line(row: campaign.Row, runs: Path, docs: Path, repo: Path) -> str:
     else:
         profile = "family defaults + the row's options"
     families = ", ".join(f"`{f}`" for f in row.families)
-    cells = [row.title, families, row.paper, campaign.goal_text(row), ours(row, result, live, progress, why),
-             epochs(row, result), times, profile, commit, curve_link(row, runs, docs, result), row.earlier or "–"]
+    cells = [row.title, families, row.paper, campaign.goal_text(row), ours(row, result, live, progress, why, again),
+             epochs(row, result), times, profile, commit, curve_link(row, runs, docs, result, again), row.earlier or "–"]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
 def details(row: campaign.Row, runs: Path) -> list[str]:
     shown_runs = Path("runs/campaign")
     run = f"{shown_runs}/{row.id}/run"
-    result = campaign.saved_result(runs, row.id)
+    result, _ = campaign.shown_result(runs, row.id)
     lines = [f"### {row.title} (`{row.id}`)", "", f"- Paper: {row.paper}. {row.protocol}."]
     if row.reason:
         return lines + [f"- Not measured: {row.reason}.", ""]
@@ -154,7 +158,7 @@ def footer(rows: list[campaign.Row], runs: Path) -> list[str]:
     used = left = 0.0
     for row in rows:
         rd = runs / row.id
-        record = campaign.saved_result(runs, row.id) or campaign.read_json(rd / "progress.json") or {}
+        record = campaign.shown_result(runs, row.id)[0] or campaign.read_json(rd / "progress.json") or {}
         trained = max(record.get("train_seconds", 0.0), campaign.run_state(rd / "run").train_seconds)
         used += max(record.get("cpu_seconds", 0.0), trained)
         if "figure" not in record and row.budget_hours > 0 and not row.reason:

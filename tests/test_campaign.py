@@ -848,6 +848,8 @@ def test_a_measured_row_outlives_its_run_directory_until_it_is_run_again(tmp_pat
     # --rerun: the row reads as in progress (the kept figure stays meanwhile), then measures again.
     assert campaign.main(["--runs", str(runs), "--rerun", "parzen", "--status"], [row]) == 0
     assert campaign.saved_result(runs, "parzen") is None and kept.exists()
+    assert campaign.status_lines([row], runs)[0].split()[1] == "again"
+    assert "**146.20 nats** (test, n = 100; not reached); being measured again" in table.render([row], runs, tmp_path)
     again = campaign.run_row(row, runs)
     assert len(calls) == 2 and json.loads(kept.read_text()) == again
     campaign.rerun(runs, "parzen")  # a row whose directory is here: its result is moved aside, not lost
