@@ -220,9 +220,10 @@ def test_compare_secret_code_hands_its_training_settings_to_each_run(monkeypatch
     monkeypatch.setattr(sc, "fit", fake_fit)
     sc.secret_code(tmp_path / "a", lm_run="lm", weights=(0.2,), eval_size=5, progress=False)
     sc.secret_code(tmp_path / "b", lm_run="lm", weights=(0.2,), eval_size=5, progress=False, draw="sample",
-                   tau_decay=0.5, batch_size=16, lr=3e-3, init_from_lm=True)
+                   tau_decay=0.5, batch_size=16, lr=3e-3, init_from_lm=True, lm_fusion=0.5)
     (net_a, config_a), (net_b, config_b) = seen
-    assert net_a["draw"] == "greedy" and not {"tau_decay", "init_from_lm"} & set(net_a)
+    assert net_a["draw"] == "greedy" and not {"tau_decay", "init_from_lm", "lm_fusion"} & set(net_a)
+    assert net_b["lm_fusion"] == 0.5
     assert "lr" not in config_a and config_a["batch_size"] == 32
     assert net_b["draw"] == "sample" and net_b["tau_decay"] == 0.5 and net_b["init_from_lm"] and net_b["lm_weight"] == 0.2
     assert config_b["batch_size"] == 16 and config_b["lr"] == 3e-3

@@ -13,6 +13,8 @@ it readable (Baziotis et al. 2019).
 - ``copied``: the fraction of middle words that occur in the input sentence;
 - ``token_accuracy``: the fraction of the sentence's tokens (words + <eos>) that the
   reconstructor's most probable word gets right, reading the middle sequence and the true prefix;
+- ``lm_accuracy``: the same for the language model alone, reading only the true prefix: what a
+  reconstructor gets without reading the middle sequence at all;
 - ``q_top``, ``q_entropy``: the compressor's q_t along the greedy middle sequence: the mean
   probability of its most probable word (the chance that a training draw with ``draw="sample"``
   is the word evaluation reads) and the mean entropy (nats);
@@ -31,10 +33,11 @@ from ..data import load_dataset
 from ..data.batch import Batch
 from ..errors import VaelabError
 from ..io import load
+from ..nn.text import EOS_ID, decoder_inputs, length_mask, lengths_of, run_lstm, trimmed
 from ..text_outputs import words
 from .common import Comparison, fit, prepare_out
 
-COLUMNS = ["lm_weight", "middle_ppl", "real_ppl", "ppl_ratio", "copied", "token_accuracy", "q_top", "q_entropy", "recon",
+COLUMNS = ["lm_weight", "middle_ppl", "real_ppl", "ppl_ratio", "copied", "token_accuracy", "lm_accuracy", "q_top", "q_entropy", "recon",
            "lm_prior", "topic"]
 
 
@@ -47,6 +50,21 @@ def _lm_nll(lm, batch: Batch, batch_size: int = 500) -> tuple[float, int]:
         total += float(lm.sentence_nll(part).double().sum())
         tokens += int(part.extras["lengths"].sum())
     return total, tokens
+
+
+@torch.no_grad()
+def lm_accuracy(lm, batch: Batch) -> float:
+    """The mean over sentences of the fraction of tokens (words + <eos>) that the language
+    model's most probable next word gets right, reading the true prefix (``token_accuracy``'s
+    measure for a reader of nothing else)."""
+    lengths = lengths_of(batch)
+    x = trimmed(batch.x, lengths)
+    decoder = lm.decoder
+    out, _ = run_lstm(decoder.lstm, decoder.embed(decoder_inputs(x)), lengths)
+    logits = decoder.output(out)
+    logits[..., :EOS_ID] = -float("inf")
+    right = (logits.argmax(-1) == x) & length_mask(lengths, x.shape[1])
+    return float((right.sum(1).double() / lengths.double()).mean())
 
 
 def _same_lengths(pool: Batch, lengths: torch.Tensor, seed: int) -> Batch:
@@ -82,7 +100,8 @@ def secret_code_measures(model, lm, data: Batch, pool: Batch, seed: int = 0) -> 
     loss = model.loss(data)
     return {"middle_ppl": middle_ppl, "real_ppl": real_ppl, "ppl_ratio": middle_ppl / real_ppl,
             "copied": sum(copied) / max(len(copied), 1),
-            "token_accuracy": float(model.token_accuracy(data).mean()), "q_top": float(top),
+            "token_accuracy": float(model.token_accuracy(data).mean()), "lm_accuracy": lm_accuracy(lm, data),
+            "q_top": float(top),
             "q_entropy": float(entropy),
             **{k: float(v) for k, v in loss.terms.items()}}
 
@@ -101,7 +120,7 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
                 split: str = "val", hidden: int = 128, embedding: int = 64, ratio: float = 0.5,
                 word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, tau_decay: float = 0.0,
                 draw: str = "greedy", batch_size: int = 32, lr: float = 0.0,
-                init_from_lm: bool = False, copy: bool = False,
+                init_from_lm: bool = False, copy: bool = False, lm_fusion: float = 0.0,
                 seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
     """Train a seq3 at each prior weight (reusing finished runs in ``out``) and measure each."""
     t0 = time.perf_counter()
@@ -126,6 +145,8 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
         net["init_from_lm"] = True
     if copy:  # recorded only when on, so that the runs of earlier commands still match
         net["copy"] = True
+    if lm_fusion:
+        net["lm_fusion"] = float(lm_fusion)
     config = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "threads": threads, "val_size": 0}
     if lr:
         config["lr"] = lr
@@ -138,7 +159,8 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
              f"word keep {word_keep:g}, topic weight {topic_weight:g}, τ {tau:g}"
              f"{f' annealed at rate {tau_decay:g}' if tau_decay else ''}, training middle words drawn by {draw}"
              f"{', embedding started from the language model' if init_from_lm else ''}"
-             f"{', a pointer-generator reconstructor that can copy middle words' if copy else ''}), "
+             f"{', a pointer-generator reconstructor that can copy middle words' if copy else ''}"
+             f"{f', the reconstructor fused with the language model (β {lm_fusion:g})' if lm_fusion else ''}), "
              f"middle {ratio:g}× the words, {epochs} epochs (batches of {batch_size}"
              f"{f', learning rate {lr:g}' if lr else ''}) on the first {len(train):,} "
              f"PTB training sentences; measured on the first {len(held):,} sentences of ptb {split}; the prior "

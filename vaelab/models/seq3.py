@@ -39,6 +39,17 @@ a_t the reconstructor's attention over the middle positions (zero on padding), c
 h_t its LSTM state and e(x_t) its input word's embedding. The reconstruction term, the token
 accuracy and the greedy reconstructions all read this mixture (in log space); it needs
 ``attention``.
+
+``lm_fusion`` β (0, off, by default) is another extension beyond SEQ³: **shallow fusion**
+(Gulcehre et al. 2015, "On Using Monolingual Corpora in Neural Machine Translation") of the
+reconstructor with the frozen language model that is also the prior. The reconstructor's
+next-word logits become
+
+    logits_t + β · log p_LM(x_t | x_<t),
+
+the language model reading the true prefix (never the dropped words), in training, in the
+token accuracy and in the greedy reconstructions alike. The reconstructor then need only learn
+what the language model cannot know: which words the middle sequence says come next.
 """
 from __future__ import annotations
 
@@ -105,6 +116,10 @@ class Seq3Config(Config):
                 "(1 − p_gen)·Σ_{i: y_i = w} a_t,i, a_t its attention over the middle sequence, "
                 "p_gen = σ(w_g·[c_t; h_t; input]), so that it can copy the middle words it attends to "
                 "(needs attention)"})
+    lm_fusion: float = field(default=0.0, metadata={
+        "help": "β, shallow fusion (Gulcehre et al. 2015; an extension beyond SEQ³, off by default): the "
+                "reconstructor's next-word logits plus β · the --lm-run language model's log-probabilities given the "
+                "true prefix, so that it learns only what the language model cannot know (0 = off)"})
     lm_embedding_dim: int = field(default=0, metadata={"option": False, "help": "the prior's embedding size (from lm_run)"})
     lm_hidden_dim: int = field(default=0, metadata={"option": False, "help": "the prior's LSTM size (from lm_run)"})
 
@@ -122,6 +137,7 @@ class Seq3Config(Config):
         choice("draw", self.draw, ("sample", "greedy"))
         require(self.lm_weight >= 0, f"lm_weight must be >= 0, got {self.lm_weight}")
         require(self.topic_weight >= 0, f"topic_weight must be >= 0, got {self.topic_weight}")
+        require(self.lm_fusion >= 0, f"lm_fusion must be >= 0, got {self.lm_fusion}")
         require(self.attention or not self.copy, NEEDS_ATTENTION)
 
 
@@ -154,6 +170,8 @@ def embedding_start(source: torch.Tensor, size: int) -> torch.Tensor:
     return out.float()
 
 
+NEEDS_FUSION_LM = ("--lm-fusion above 0 fuses the reconstructor with a language model: give --lm-run DIR (a trained "
+                   "lstm-lm run on the same data)")
 NEEDS_LM = ("--lm-weight above 0 needs the language model that scores the middle sequence: give --lm-run DIR "
             "(a trained lstm-lm run on the same data)")
 BANNED = EOS_ID + 1  # ids below this (<pad>, <bos>, <eos>) are never middle words
@@ -226,6 +244,8 @@ class Seq3(TextModel):
         settings = super().data_settings(ds, settings)
         if settings.get("lm_weight", 0) > 0 and not settings.get("lm_run"):
             raise VaelabError(NEEDS_LM)
+        if settings.get("lm_fusion", 0) > 0 and not settings.get("lm_run"):
+            raise VaelabError(NEEDS_FUSION_LM)
         if settings.get("init_from_lm") and not settings.get("lm_run"):
             raise VaelabError("--init-from-lm starts the embedding from the language model's: give --lm-run DIR "
                               "(a trained lstm-lm run on the same data)")
@@ -351,12 +371,15 @@ class Seq3(TextModel):
         return self.reconstructor_steps(x, onehots, m, keep)[0]
 
     def copy_logp(self, out: torch.Tensor, weights: torch.Tensor, gate: torch.Tensor,
-                  onehots: torch.Tensor) -> torch.Tensor:
+                  onehots: torch.Tensor, fused: torch.Tensor | None = None) -> torch.Tensor:
         """log p(w) (B, V) of the pointer-generator's mixture at one step, from õ_t (B, H), the
-        attention a_t (B, M), the gate logit (B,) and the middle words' one-hots (B, M, V)."""
+        attention a_t (B, M), the gate logit (B,) and the middle words' one-hots (B, M, V)
+        (``fused``: the fusion term added to the vocabulary logits)."""
         # a_t @ onehots: the copy distribution over the middle words, held fixed (see reconstruction_nll)
         copy = torch.einsum("bm,bmv->bv", weights, onehots.detach())
-        return copy_log_mixture(self.logits(out, "reconstructor").log_softmax(-1), gate, copy)
+        logits = self.logits(out, "reconstructor")
+        logits = logits if fused is None else logits + fused
+        return copy_log_mixture(logits.log_softmax(-1), gate, copy)
 
     def reconstruction_nll(self, batch: Batch, onehots: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """−log p_rec(x | y) per sentence (B,), over its real tokens (with ``copy``, of the mixture)."""
@@ -365,6 +388,9 @@ class Seq3(TextModel):
         out, weights, gate = self.reconstructor_steps(x, onehots, m, self.config.word_keep if self.training else 1.0)
         rows = length_mask(lengths, x.shape[1]).nonzero(as_tuple=True)
         logits = self.logits(out[rows], "reconstructor")
+        fused = self.fusion(x, lengths)
+        if fused is not None:
+            logits = logits + fused[rows]
         if self.config.copy:
             # (a_t @ onehots)[x_t] = Σ_i a_t,i · onehots[i, x_t]: the copy mass of each target word. The
             # middle words are held fixed here: the compressor learns from the reconstruction through the
@@ -399,6 +425,26 @@ class Seq3(TextModel):
         source = (words.unsqueeze(-1) * self.embed(x)).sum(1) / words.sum(1, keepdim=True).clamp(min=1e-6)
         middle = (length_mask(m, logq.shape[1]).float().unsqueeze(-1) * (logq.exp() @ self.embed.weight)).sum(1)
         return 1 - F.cosine_similarity(source, middle / m.unsqueeze(1), dim=-1)
+
+    def fusion(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor | None:
+        """β · log p_LM(x_t | x_<t) (B, T, V), the language model reading the true prefix; None
+        without fusion."""
+        if not self.config.lm_fusion:
+            return None
+        if self.lm is None:
+            raise VaelabError(NEEDS_FUSION_LM)
+        with torch.no_grad():
+            out, _ = run_lstm(self.lm.lstm, self.lm.embed(decoder_inputs(x)), lengths)
+            return self.config.lm_fusion * self.lm.output(out).log_softmax(-1)
+
+    def fusion_step(self, word: torch.Tensor, state):
+        """(β · log p_LM(· | the words so far) (B, V), the language model's next state) for
+        stepwise decoding; (None, None) without fusion."""
+        if not self.config.lm_fusion:
+            return None, None
+        with torch.no_grad():
+            out, state = self.lm.lstm(self.lm.embed(word).unsqueeze(1), state)
+            return self.config.lm_fusion * self.lm.output(out[:, 0]).log_softmax(-1), state
 
     def loss(self, batch: Batch) -> Loss:
         c = self.config
@@ -436,15 +482,18 @@ class Seq3(TextModel):
         lengths = lengths_of(batch)
         x = trimmed(batch.x, lengths)
         out, weights, gate = self.reconstructor_steps(x, onehots, m, 1.0)
+        fused = self.fusion(x, lengths)
         if self.config.copy:  # the mixture's most probable word, a step (B, V) at a time
             guess = []
             for t in range(x.shape[1]):
-                logp = self.copy_logp(out[:, t], weights[:, t], gate[:, t], onehots)
+                logp = self.copy_logp(out[:, t], weights[:, t], gate[:, t], onehots,
+                                      None if fused is None else fused[:, t])
                 logp[:, :EOS_ID] = -float("inf")
                 guess.append(logp.argmax(-1))
             guess = torch.stack(guess, 1)
         else:
             logits = self.logits(out, "reconstructor")
+            logits = logits if fused is None else logits + fused
             logits[..., :EOS_ID] = -float("inf")
             guess = logits.argmax(-1)
         right = (guess == x) & length_mask(lengths, x.shape[1])
@@ -460,12 +509,15 @@ class Seq3(TextModel):
         out = torch.zeros(n, steps, dtype=torch.int64, device=m.device)
         done = torch.zeros(n, dtype=torch.bool, device=m.device)
         word = torch.full((n,), BOS_ID, dtype=torch.int64, device=m.device)
+        lm_state = None
         for t in range(steps):
             out_t = self.reconstructor.step(self.embed(word), carry)
+            fused, lm_state = self.fusion_step(word, lm_state)
             if self.config.copy:
-                logits = self.copy_logp(out_t, carry["weights"], carry["gate"], onehots)
+                logits = self.copy_logp(out_t, carry["weights"], carry["gate"], onehots, fused)
             else:
                 logits = self.logits(out_t, "reconstructor")
+                logits = logits if fused is None else logits + fused
             logits[:, :EOS_ID] = -float("inf")
             word = logits.argmax(-1) if t < steps - 1 else torch.full_like(word, EOS_ID)
             out[:, t] = word.masked_fill(done, 0)
