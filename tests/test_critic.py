@@ -117,3 +117,46 @@ def test_a_run_with_the_critic_trains_saves_loads_and_converts(clips, tmp_path):
     reference = clips.subset(slice(3, 4)).batch()
     assert torch.allclose(loaded.convert(batch, [reference]), result.model.eval().convert(batch, [reference]),
                           atol=1e-5)
+
+
+def test_the_default_critic_is_spectrally_normalised_and_its_scores_stay_bounded():
+    """Each layer's weight has largest singular value 1 once its power iteration settles, so the
+    scores of frames far out of range grow at most in proportion to them, by a factor the kernels
+    set; without it, by the product of the layers' norms, which training can raise without end."""
+    torch.manual_seed(0)
+    critic = FrameCritic(8, 3, channels=16, layers=2, spectral=True).train()
+    mask = torch.ones(2, 20)
+    x = torch.randn(2, 8, 20)
+    for _ in range(30):  # each training forward takes one power-iteration step
+        critic(x, mask)
+    for layer in [*critic.convs, critic.out]:
+        weight = layer.weight.detach().flatten(1)
+        assert float(torch.linalg.matrix_norm(weight, ord=2)) == pytest.approx(1.0, rel=1e-3)
+    critic.eval()
+    big = 1000 * x
+    with torch.no_grad():
+        score, logits = critic(big, mask)
+    # a kernel-5 convolution with σ(W) = 1 stretches a signal at most √5 times: two of them, then a 1×1
+    assert float(torch.cat([score[:, None], logits], 1).norm()) <= 5 * float(big.norm()) + 1.0
+    plain = FrameCritic(8, 3, channels=16, layers=2)
+    assert not any("parametrizations" in k for k in plain.state_dict())
+
+
+def test_a_run_recorded_before_critic_norm_loads_its_plain_critic(clips, tmp_path):
+    import json
+
+    settings = {"batch_size": 8, "threads": 1, "val_size": 0.25, "epochs": 1}
+    vaelab.train("adain-vc", clips, tmp_path / "run", model_config={**SMALL, "critic_norm": "none"}, config=settings,
+                 progress=False)
+    for name in ("run.json", "config.json"):
+        path = tmp_path / "run" / name
+        record = json.loads(path.read_text())
+        config = record.get("config", record)
+        config.pop("critic_norm", None)  # as a run recorded before the setting existed
+        path.write_text(json.dumps(record))
+    loaded = vaelab.load(tmp_path / "run")
+    assert loaded.config.critic_norm == "none" and not any("parametrizations" in k for k in loaded.state_dict())
+    assert _model(clips).config.critic_norm == "spectral"
+    assert any("parametrizations" in k for k in _model(clips).state_dict())
+    with pytest.raises(VaelabError, match="critic norm"):
+        _model(clips, critic_norm="weight")

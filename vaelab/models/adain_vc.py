@@ -129,9 +129,12 @@ class AdaINVCConfig(Config):
                 "chosen on validation clips; 0 = off, no critic, the paper's reconstruction alone)"})
     critic_lr_scale: float = field(default=1.0, metadata={
         "help": "the critic's learning rate as a multiple of --lr (with --adversarial)"})
+    critic_norm: str = field(default="spectral", metadata={
+        "help": "the critic's layers: spectral (each weight divided by its largest singular value, Miyato et al. "
+                "2018; the default: without it a default run diverged after 21 epochs) or none (with --adversarial)"})
 
     # settings whose default changed: a saved record lacking one was trained with this value (others read as default)
-    recorded_before: ClassVar[dict] = {"decoder_norm": "stream", "adversarial": 0.0}
+    recorded_before: ClassVar[dict] = {"decoder_norm": "stream", "adversarial": 0.0, "critic_norm": "none"}
 
     def validate(self) -> None:
         require(len(self.input_shape) == 2 and min(self.input_shape) >= 1,
@@ -153,6 +156,7 @@ class AdaINVCConfig(Config):
         require(0 <= self.content_lifter <= self.input_shape[0],
                 f"content_lifter must lie in 0..{self.input_shape[0]} (the mel bands), got {self.content_lifter}")
         choice("decoder norm", self.decoder_norm, ("stream", "branch", "branch-last"))
+        choice("critic norm", self.critic_norm, ("spectral", "none"))
         check_front_end(self)
 
 
@@ -177,7 +181,8 @@ class AdaINVC(SpeechModel):
         if config.speaker_adversary > 0:  # only then: a run without it keeps its state dict
             self.adversary = SpeakerAdversary(2 * config.content_dim, data_speakers(config.front_end))
         if config.adversarial > 0:  # only then, as the adversary
-            self.critic = FrameCritic(m, data_speakers(config.front_end, "adversarial"), ch)
+            self.critic = FrameCritic(m, data_speakers(config.front_end, "adversarial"), ch,
+                                      spectral=config.critic_norm == "spectral")
 
     def content(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """μ = E_c(x): instance-normalised convolutions, one per run of hop frames repeated over
