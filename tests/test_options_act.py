@@ -46,6 +46,7 @@ ELSEWHERE = {
     ("seq3", "lm_run"): "the prior term, with a trained lstm-lm run (tests/test_seq3.py)",
     ("seq3", "lm_weight"): "the prior term, with a trained lstm-lm run (tests/test_seq3.py)",
     ("seq3", "init_from_lm"): "prepare: a trained lstm-lm run's embedding starts E (tests/test_seq3.py)",
+    ("seq3", "lm_fusion"): "the reconstructor's logits, with a trained lstm-lm run (tests/test_seq3_fusion.py)",
     # on these 8 clips the k-means start leaves no code idle within two steps
     ("vq-vc", "revive_after"): "the quantizer's dead-code revival (tests/test_vqvae.py, VectorQuantizer)",
 }
