@@ -1,7 +1,8 @@
 """Unseen-speaker conversion on FSDD: train a speech family on 5 of the 6 speakers' training takes
 and convert every test clip of those 5 into the 6th from one reference take (its test take 0 of
 "zero"), judged as in ``vaelab compare voice-conversion`` (judges trained on all six speakers' real
-training takes; the model never heard the held-out speaker). One line per fold.
+training takes; the model never heard the held-out speaker). One line per fold; a fold stopped
+part-way carries on from its last epoch when the same command is run again.
 
     python benchmarks/speech_unseen.py --folds 0,1,2,3,4,5 --model adain-vc --epochs 10 --out runs/unseen
     python benchmarks/speech_unseen.py --model adain-vc --set hop=4 --set speaker_adversary=30 --out runs/unseen-hop4
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +29,11 @@ from vaelab.evaluation.judges import train_judges
 def fold(k: int, args, judges) -> dict:
     train = load_dataset("fsdd", "train")
     out = Path(args.out) / f"fold-{k}"
-    start = time.time()
-    if not (out / "model.safetensors").is_file():
+    if epochs_done(out) < args.epochs:  # the weights are written every epoch: a killed fold carries on
         vaelab.train(args.model, train.subset(train.extras["speaker"] != k), out, model_config=args.settings,
-                     config={"epochs": args.epochs, "batch_size": 32, "threads": 1}, progress=False)
-    seconds = time.time() - start
+                     config={"epochs": args.epochs, "batch_size": 32, "threads": 1}, progress=False,
+                     resume=(out / "run.json").is_file())
+    seconds = sum(line.get("seconds", 0.0) for line in metrics(out))
     model = vaelab.load(out).eval()
     test = load_dataset("fsdd", "test")
     speakers, lengths = test.extras["speaker"], test.extras["lengths"]
@@ -48,6 +48,23 @@ def fold(k: int, args, judges) -> dict:
     return {"fold": k, "held_out": FSDD_SPEAKERS[k], "n": len(rows), "train_seconds": round(seconds, 1),
             "read_as_target": float((s_hat == k).mean()),
             "digit_kept": float((d_hat == test.y[rows].numpy()).mean())}
+
+
+def metrics(out: Path) -> list[dict]:
+    """The run's metrics.jsonl lines, a line cut by a kill skipped."""
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    rows = []
+    for line in lines:
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def epochs_done(out: Path) -> int:
+    return max((int(line.get("epoch", 0)) for line in metrics(out)), default=0)
 
 
 def setting(text: str) -> tuple[str, object]:
