@@ -33,7 +33,9 @@ def fold(k: int, args, judges) -> dict:
         vaelab.train(args.model, train.subset(train.extras["speaker"] != k), out, model_config=args.settings,
                      config={"epochs": args.epochs, "batch_size": 32, "threads": 1}, progress=False,
                      resume=(out / "run.json").is_file())
-    seconds = sum(line.get("seconds", 0.0) for line in metrics(out))
+    lines = metrics(out)
+    seconds = sum(line.get("seconds", 0.0) for line in lines)
+    cpu_seconds = sum(line.get("cpu_seconds", line.get("seconds", 0.0)) for line in lines)
     model = vaelab.load(out).eval()
     test = load_dataset("fsdd", "test")
     speakers, lengths = test.extras["speaker"], test.extras["lengths"]
@@ -46,6 +48,7 @@ def fold(k: int, args, judges) -> dict:
     waves = [invert(converted[i], settings, int(lengths[r])) for i, r in enumerate(rows.tolist())]
     s_hat, d_hat = judges.judge(waves)
     return {"fold": k, "held_out": FSDD_SPEAKERS[k], "n": len(rows), "train_seconds": round(seconds, 1),
+            "train_cpu_seconds": round(cpu_seconds, 1),
             "read_as_target": float((s_hat == k).mean()),
             "digit_kept": float((d_hat == test.y[rows].numpy()).mean())}
 
