@@ -444,3 +444,26 @@ def test_threads_are_set_inside_the_block_and_restored_after():
         assert torch.get_num_threads() == 1
         raise RuntimeError
     assert torch.get_num_threads() == before
+
+
+def test_one_thread_holds_for_numpys_matrix_products_too():
+    """librosa's and scikit-learn's products run in numpy's BLAS, which torch's count does not
+    reach: `--threads 1` must hold there as well, inside the block and after set_threads."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from vaelab.threads import set_threads, threads
+
+    def blas() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    with threadpool_limits(2):
+        assert blas() == {2}  # numpy's BLAS is loaded and can be told; the checks below can fail
+        with threads(1):
+            assert blas() == {1}
+        assert blas() == {2}  # the caller's again
+        previous = torch.get_num_threads()
+        try:
+            set_threads(1)
+            assert blas() == {1} and torch.get_num_threads() == 1
+        finally:
+            torch.set_num_threads(previous)
