@@ -1,8 +1,9 @@
 """Unseen-speaker conversion on FSDD: train a speech family on 5 of the 6 speakers' training takes
 and convert every test clip of those 5 into the 6th from one reference take (its test take 0 of
 "zero"), judged as in ``vaelab compare voice-conversion`` (judges trained on all six speakers' real
-training takes; the model never heard the held-out speaker). One line per fold; a fold stopped
-part-way carries on from its last epoch when the same command is run again.
+training takes; the model never heard the held-out speaker). One line per fold, with ``read_as``,
+whom the speaker judge hears in the conversions; a fold stopped part-way carries on from its last
+epoch when the same command is run again, and a trained one is only judged.
 
     python benchmarks/speech_unseen.py --folds 0,1,2,3,4,5 --model adain-vc --epochs 10 --out runs/unseen
     python benchmarks/speech_unseen.py --model adain-vc --set hop=4 --set speaker_adversary=30 --out runs/unseen-hop4
@@ -50,7 +51,8 @@ def fold(k: int, args, judges) -> dict:
     return {"fold": k, "held_out": FSDD_SPEAKERS[k], "n": len(rows), "train_seconds": round(seconds, 1),
             "train_cpu_seconds": round(cpu_seconds, 1),
             "read_as_target": float((s_hat == k).mean()),
-            "digit_kept": float((d_hat == test.y[rows].numpy()).mean())}
+            "digit_kept": float((d_hat == test.y[rows].numpy()).mean()),
+            "read_as": {name: float((s_hat == i).mean()) for i, name in enumerate(FSDD_SPEAKERS) if (s_hat == i).any()}}
 
 
 def metrics(out: Path) -> list[dict]:
