@@ -25,6 +25,7 @@ from vaelab.data import load_dataset, resolve_data_dir
 from vaelab.data.audio import invert
 from vaelab.data.speech import FSDD_SPEAKERS
 from vaelab.evaluation.judges import train_judges
+from vaelab.viz.curves import metrics_lines
 
 
 def fold(k: int, args, judges) -> dict:
@@ -56,20 +57,13 @@ def fold(k: int, args, judges) -> dict:
 
 
 def metrics(out: Path) -> list[dict]:
-    """The run's metrics.jsonl lines, a line cut by a kill skipped."""
+    """The run's epoch records (none before its first epoch)."""
     path = out / "metrics.jsonl"
-    lines = path.read_text().splitlines() if path.is_file() else []
-    rows = []
-    for line in lines:
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
+    return metrics_lines(path) if path.is_file() else []
 
 
 def epochs_done(out: Path) -> int:
-    return max((int(line.get("epoch", 0)) for line in metrics(out)), default=0)
+    return max((int(line["epoch"]) for line in metrics(out)), default=0)
 
 
 def setting(text: str) -> tuple[str, object]:
