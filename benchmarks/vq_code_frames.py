@@ -18,6 +18,7 @@ import vaelab
 from vaelab.data import load_dataset
 from vaelab.evaluation.judges import fit_classifier
 from vaelab.nn.speech import speech_input
+from vaelab.threads import set_threads
 
 DB_PER_NAT = 10 / math.log(10)
 
@@ -53,7 +54,7 @@ def main() -> None:
     p.add_argument("run", help="a vq-vc run (or any speech model with frame codes)")
     p.add_argument("--db", default="10,20,30", help="speech thresholds below each clip's loudest frame (dB)")
     args = p.parse_args()
-    torch.set_num_threads(1)
+    set_threads(1)  # torch and numpy's BLAS alike
     model = vaelab.load(args.run).eval()
     if not hasattr(model, "frame_codes"):
         raise SystemExit(f"{args.run} has no frame codes: give a vq-vc run")
