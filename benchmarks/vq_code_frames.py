@@ -16,6 +16,7 @@ import torch
 
 import vaelab
 from vaelab.data import load_dataset
+from vaelab.errors import VaelabError
 from vaelab.evaluation.judges import fit_classifier
 from vaelab.nn.speech import speech_input
 from vaelab.threads import set_threads
@@ -55,7 +56,10 @@ def main() -> None:
     p.add_argument("--db", default="10,20,30", help="speech thresholds below each clip's loudest frame (dB)")
     args = p.parse_args()
     set_threads(1)  # torch and numpy's BLAS alike
-    model = vaelab.load(args.run).eval()
+    try:
+        model = vaelab.load(args.run).eval()
+    except VaelabError as exc:
+        raise SystemExit(f"error: {exc}") from None
     if not hasattr(model, "frame_codes"):
         raise SystemExit(f"{args.run} has no frame codes: give a vq-vc run")
     ds = load_dataset("fsdd", "train")
