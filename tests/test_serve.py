@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -324,6 +325,24 @@ def test_the_command_serves_a_run_and_stops_cleanly_on_ctrl_c(synthetic_small, t
     finally:
         proc.kill()
     assert proc.returncode == 0 and err.strip() == "stopped", f"exit {proc.returncode}; stderr: {err[-3000:]}"
+
+
+def test_closing_ends_idle_connections_and_waits_for_their_threads(server):
+    """A browser's keep-alive connection must not leave a request thread running into the
+    interpreter's shutdown (a daemon thread stopped there, inside torch, aborts the process)."""
+    srv = start_in_thread(server.explorer)
+    conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1], timeout=10)
+    conn.request("POST", "/api/runs/0/decode", body=json.dumps({"z": [0] * 8}),
+                 headers={"Content-Type": "application/json"})
+    assert conn.getresponse().read()  # answered; the connection stays open, its thread waiting
+    assert srv.open_connections() == 1
+    started = time.monotonic()
+    srv.shutdown()
+    srv.server_close()
+    assert srv.open_connections() == 0
+    assert not [t for t in threading.enumerate() if "process_request_thread" in t.name]
+    assert time.monotonic() - started < 3  # not the 10-second idle timeout
+    conn.close()
 
 
 def test_the_page_files_are_package_data():

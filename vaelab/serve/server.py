@@ -29,6 +29,7 @@ MAX_JSON_BYTES = 64 * 1024  # a code of a few thousand numbers
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024
 IDLE_TIMEOUT_S = 10.0  # a connection that sends nothing for this long is closed
 MAX_CONNECTIONS = 64  # open at once; a browser uses about six
+CLOSE_GRACE_S = 5.0  # closing waits this long for a request being answered (a decode) to finish
 STATIC = {"/": "index.html", "/index.html": "index.html", "/static/app.js": "app.js",
           "/static/style.css": "style.css"}
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -188,7 +189,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class ExplorerServer(ThreadingHTTPServer):
-    """A threading HTTP server holding the explorer; request threads never outlive it."""
+    """A threading HTTP server holding the explorer; request threads never outlive it: closing
+    ends their connections and waits for them (:meth:`server_close`)."""
 
     daemon_threads = True
     request_queue_size = MAX_CONNECTIONS  # the listen backlog: 5 by default, so a burst waited on SYN retries
@@ -197,6 +199,8 @@ class ExplorerServer(ThreadingHTTPServer):
         self.explorer = explorer
         self.allowed_hosts = _loopback_names(address[0])
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._open: dict[threading.Thread, socket.socket] = {}  # each request thread's connection
+        self._open_lock = threading.Lock()
         super().__init__(address, Handler)
 
     def process_request(self, request, client_address):
@@ -213,10 +217,38 @@ class ExplorerServer(ThreadingHTTPServer):
         super().process_request(request, client_address)
 
     def process_request_thread(self, request, client_address):
+        with self._open_lock:
+            self._open[threading.current_thread()] = request
         try:
             super().process_request_thread(request, client_address)
         finally:
+            with self._open_lock:
+                self._open.pop(threading.current_thread(), None)
             self._slots.release()
+
+    def server_close(self):
+        """Stop listening, end every open connection, and wait (up to CLOSE_GRACE_S) for their
+        threads. Request threads are daemons, so that a stalled client cannot keep the process
+        alive; but a daemon thread still running when the interpreter shuts down is stopped
+        wherever it is, and stopped inside torch's C++ that aborts the process (exit −6) after
+        a clean "stopped". An idle keep-alive connection ends at once; a request being answered
+        finishes first."""
+        super().server_close()
+        with self._open_lock:
+            open_now = list(self._open.items())
+        for _, request in open_now:
+            try:
+                request.shutdown(socket.SHUT_RD)  # a thread waiting for the next request reads EOF
+            except OSError:
+                pass
+        for thread, _ in open_now:
+            if thread is not threading.current_thread():
+                thread.join(CLOSE_GRACE_S)
+
+    def open_connections(self) -> int:
+        """How many request threads are running (tests, and the close above)."""
+        with self._open_lock:
+            return sum(t.is_alive() for t in self._open)
 
     def handle_error(self, request, client_address):
         """A client that hangs up or stalls is routine; anything else is one line, not a traceback."""
