@@ -120,7 +120,7 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
                 split: str = "val", hidden: int = 128, embedding: int = 64, ratio: float = 0.5,
                 word_keep: float = 0.5, topic_weight: float = 10.0, tau: float = 0.5, tau_decay: float = 0.0,
                 draw: str = "greedy", batch_size: int = 32, lr: float = 0.0,
-                init_from_lm: bool = False, copy: bool = False, lm_fusion: float = 0.0,
+                init_from_lm: bool = False, copy: bool = False, point: bool = False, lm_fusion: float = 0.0,
                 seed: int = 0, threads: int = 0, progress: bool = True, **_) -> Comparison:
     """Train a seq3 at each prior weight (reusing finished runs in ``out``) and measure each."""
     t0 = time.perf_counter()
@@ -145,6 +145,8 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
         net["init_from_lm"] = True
     if copy:  # recorded only when on, so that the runs of earlier commands still match
         net["copy"] = True
+    if point:
+        net["point"] = True
     if lm_fusion:
         net["lm_fusion"] = float(lm_fusion)
     config = {"epochs": epochs, "batch_size": batch_size, "seed": seed, "threads": threads, "val_size": 0}
@@ -160,6 +162,7 @@ def secret_code(out, *, lm_run: str | None = None, data_dir=None, weights: tuple
              f"{f' annealed at rate {tau_decay:g}' if tau_decay else ''}, training middle words drawn by {draw}"
              f"{', embedding started from the language model' if init_from_lm else ''}"
              f"{', a pointer-generator reconstructor that can copy middle words' if copy else ''}"
+             f"{', a pointer compressor choosing each middle word among the input' if point else ''}"
              f"{f', the reconstructor fused with the language model (β {lm_fusion:g})' if lm_fusion else ''}), "
              f"middle {ratio:g}× the words, {epochs} epochs (batches of {batch_size}"
              f"{f', learning rate {lr:g}' if lr else ''}) on the first {len(train):,} "

@@ -116,6 +116,12 @@ class Seq3Config(Config):
                 "(1 − p_gen)·Σ_{i: y_i = w} a_t,i, a_t its attention over the middle sequence, "
                 "p_gen = σ(w_g·[c_t; h_t; input]), so that it can copy the middle words it attends to "
                 "(needs attention)"})
+    point: bool = field(default=False, metadata={
+        "help": "a pointer compressor (Vinyals et al. 2015's pointer network; an extension beyond SEQ³'s compressor, "
+                "off by default): each middle word is a word of the input, chosen by the compressor's attention over "
+                "the sentence, q_t(w) = Σ_{i: x_i = w} a_t,i, so that copying in order is its easiest move; the prior "
+                "is then KL(q_t ‖ p_LM) (SEQ³'s KL(p_LM ‖ q_t) is infinite where q_t covers only the input's words) "
+                "(needs attention)"})
     lm_fusion: float = field(default=0.0, metadata={
         "help": "β, shallow fusion (Gulcehre et al. 2015; an extension beyond SEQ³, off by default): the "
                 "reconstructor's next-word logits plus β · the --lm-run language model's log-probabilities given the "
@@ -139,6 +145,7 @@ class Seq3Config(Config):
         require(self.topic_weight >= 0, f"topic_weight must be >= 0, got {self.topic_weight}")
         require(self.lm_fusion >= 0, f"lm_fusion must be >= 0, got {self.lm_fusion}")
         require(self.attention or not self.copy, NEEDS_ATTENTION)
+        require(self.attention or not self.point, POINT_NEEDS_ATTENTION)
 
 
 def _lm_record(run: str) -> dict:
@@ -175,6 +182,8 @@ NEEDS_FUSION_LM = ("--lm-fusion above 0 fuses the reconstructor with a language 
 NEEDS_LM = ("--lm-weight above 0 needs the language model that scores the middle sequence: give --lm-run DIR "
             "(a trained lstm-lm run on the same data)")
 BANNED = EOS_ID + 1  # ids below this (<pad>, <bos>, <eos>) are never middle words
+POINT_NEEDS_ATTENTION = ("--point (the pointer compressor) chooses each middle word by its attention over the "
+                         "sentence, so it needs attention: drop --no-attention, or drop --point")
 NEEDS_ATTENTION = ("--copy (the pointer-generator reconstructor) copies the middle words the reconstructor "
                    "attends to, so it needs attention: drop --no-attention, or drop --copy")
 
@@ -195,11 +204,21 @@ def copy_log_mixture(logp_vocab: torch.Tensor, gate: torch.Tensor, copy: torch.T
     return logp + torch.where(some, torch.zeros_like(copy), copy * slope)  # + 0 forward, the slope backward
 
 
+def pointer_logits(scores: torch.Tensor, x: torch.Tensor, vocabulary: int) -> torch.Tensor:
+    """log q_t(w) (B, V) of a pointer over the sentence ``x`` (B, S): the attention over its
+    positions (from the scores (B, S), padding already masked), positions holding <eos> left
+    out, gathered onto the words there, q_t(w) = Σ_{i: x_i = w} a_t,i; words not in the
+    sentence get log 1e-30 (no probability, a finite logit)."""
+    scores = scores[:, :x.shape[1]].masked_fill(x < BANNED, -1e9)
+    q = torch.zeros(len(x), vocabulary, dtype=scores.dtype, device=scores.device)
+    return q.scatter_add_(1, x, scores.softmax(-1)).clamp(min=1e-30).log()
+
+
 class AttentionDecoder(nn.Module):
     """An LSTM decoder stepping one word at a time over a memory of encoder states (B, S, 2H):
     Luong et al. 2015's "general" attention with input feeding. Without attention the output
     is the LSTM state itself. Each step leaves its attention weights a_t (B, S) in the carry
-    (``"weights"``, zero on padded positions), and with ``copy`` the pointer-generator's gate
+    (``"weights"``, zero on padded positions; ``"scores"``, the logits they are the softmax of), and with ``copy`` the pointer-generator's gate
     logit w_g · [c_t; h_t; input] + b_g (B,) (``"gate"``; p_gen = σ of it)."""
 
     def __init__(self, embedding: int, hidden: int, attention: bool, copy: bool = False):
@@ -227,7 +246,7 @@ class AttentionDecoder(nn.Module):
             weights = scores.softmax(-1)  # exactly 0 on padded positions (exp underflows)
             context = torch.einsum("bs,bsh->bh", weights, carry["memory"])
             out = torch.tanh(self.combine(torch.cat([context, h], -1)))
-            carry["weights"] = weights
+            carry["weights"], carry["scores"] = weights, scores
             if self.copy:
                 carry["gate"] = self.gate(torch.cat([context, h, word], -1)).squeeze(-1)
         carry.update(h=h, c=c, feed=out)
@@ -334,8 +353,12 @@ class Seq3(TextModel):
         sample = self.training if hard is None else not hard
         onehots, logps = [], []
         for _ in range(int(m.max())):
-            logits = self.logits(self.compressor.step(word, carry), "compressor")
-            logits = torch.cat([torch.full_like(logits[:, :BANNED], -1e9), logits[:, BANNED:]], 1)
+            out = self.compressor.step(word, carry)
+            if self.config.point:
+                logits = pointer_logits(carry["scores"], x, len(self.idf))
+            else:
+                logits = self.logits(out, "compressor")
+                logits = torch.cat([torch.full_like(logits[:, :BANNED], -1e9), logits[:, BANNED:]], 1)
             logps.append(logits.log_softmax(-1))
             if not sample:
                 y = F.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
@@ -416,7 +439,11 @@ class Seq3(TextModel):
         out, _ = run_lstm(lm.lstm, lm.embed(inputs), m)
         logp = lm.output(out).log_softmax(-1)[..., BANNED:]
         logp = logp - logp.logsumexp(-1, keepdim=True)  # the LM, renormalised over the words y may take
-        kl = (logp.exp() * (logp - logq[..., BANNED:])).sum(-1)
+        if self.config.point:  # KL(q_t ‖ p_LM): q_t lives on the input's words
+            q = logq[..., BANNED:].exp()
+            kl = (q * (logq[..., BANNED:] - logp)).sum(-1)
+        else:
+            kl = (logp.exp() * (logp - logq[..., BANNED:])).sum(-1)
         return (kl * length_mask(m, onehots.shape[1])).sum(1)
 
     def topic(self, x: torch.Tensor, lengths: torch.Tensor, logq: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
