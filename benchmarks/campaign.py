@@ -6,7 +6,8 @@ one row after another, within a CPU-hour budget per row (issue 27's table).
     python benchmarks/campaign.py --confirm ROW [ROW ...]        # a stale figure still holds? (no retraining)
     python benchmarks/campaign.py --rerun ROW [--only ROW]       # train and measure a measured row again
 
-Each row trains with ``vaelab train FAMILY --profile paper ...`` under ``nice``, one thread, one
+Each row trains with ``vaelab train FAMILY --profile paper ...`` under ``nice`` (and the
+campaign's scheduling group lowered too: :func:`yield_to_foreground`), one thread, one
 job at a time, each step a subprocess. A row whose paper length exceeds its budget trains in
 chunks (``--resume --epochs N``, extending) until its recorded training time (the per-epoch
 ``cpu_seconds`` of metrics.jsonl, or ``seconds`` where a line lacks them) reaches the budget; then the test figure is measured once, on the
@@ -533,6 +534,19 @@ def compare_command(row: Row, runs: Path, out: Path | None = None) -> list[str]:
 def waits_for(row: Row) -> list[str]:
     """The rows whose runs this row's comparison reads (``{row:ID}``)."""
     return [o[5:-1] for o in (row.compare.options if row.compare else ()) if o.startswith("{row:") and o.endswith("}")]
+
+
+def yield_to_foreground(autogroup: Path = Path("/proc/self/autogroup"), nice: int = 19) -> bool:
+    """Lower this process's scheduling group to ``nice``; whether it could. Linux shares the CPU
+    between sessions' groups before ``nice`` counts within one, so a campaign started in a session
+    of its own (``setsid``, another terminal) competes with the user's work as an equal whatever
+    each step's ``nice``; lowered, its group takes only what the user's work leaves. Steps inherit
+    the group. Where there are no groups (or no permission) nothing changes."""
+    try:
+        autogroup.write_text(f"{nice}\n")
+        return True
+    except OSError:
+        return False
 
 
 def run_step(cmd: list[str], log: Path, stdout: Path | None = None, tree: Path = REPO) -> dict:
@@ -1282,4 +1296,5 @@ def main(argv: list[str] | None = None, rows: list[Row] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    yield_to_foreground()  # here, not in main(): the tests call main() in their own process
     sys.exit(main())

@@ -854,3 +854,10 @@ def test_a_measured_row_outlives_its_run_directory_until_it_is_run_again(tmp_pat
     assert len(calls) == 2 and json.loads(kept.read_text()) == again
     campaign.rerun(runs, "parzen")  # a row whose directory is here: its result is moved aside, not lost
     assert [p.name.split("-")[0] for p in (runs / "parzen").glob("result*.json")] == ["result.before"]
+
+
+def test_the_campaign_lowers_its_scheduling_group_where_there_is_one(tmp_path):
+    group = tmp_path / "autogroup"
+    group.write_text("/autogroup-1 nice 0\n")
+    assert campaign.yield_to_foreground(group, nice=19) and group.read_text() == "19\n"
+    assert not campaign.yield_to_foreground(tmp_path / "none" / "autogroup")  # no groups: nothing, no error
