@@ -266,6 +266,9 @@ def add_compare_parser(sub) -> None:
             q.add_argument("--copy", action="store_true",
                            help="a pointer-generator reconstructor (See et al. 2017; beyond SEQ³'s): it may copy "
                                 "the middle words it attends to")
+            q.add_argument("--point", action="store_true",
+                           help="a pointer compressor (Vinyals et al. 2015; beyond SEQ³'s): each middle word is "
+                                "one of the input's, chosen by its attention over the sentence")
         if name in ("mixtures", "dvae"):
             q.add_argument("--no-frey", dest="frey", action="store_false", help="skip the Frey Face part")
         q.add_argument("--train-size", type=int, default=0, help="first N training images (default: 0 = all)")
