@@ -33,7 +33,7 @@ from ..data import load_dataset
 from ..data.batch import Batch
 from ..errors import VaelabError
 from ..io import load
-from ..nn.text import EOS_ID, decoder_inputs, length_mask, lengths_of, run_lstm, trimmed
+from ..nn.text import EOS_ID, decoder_inputs, length_mask, lengths_of, trimmed
 from ..text_outputs import words
 from .common import Comparison, fit, prepare_out
 
@@ -59,9 +59,7 @@ def lm_accuracy(lm, batch: Batch) -> float:
     measure for a reader of nothing else)."""
     lengths = lengths_of(batch)
     x = trimmed(batch.x, lengths)
-    decoder = lm.decoder
-    out, _ = run_lstm(decoder.lstm, decoder.embed(decoder_inputs(x)), lengths)
-    logits = decoder.output(out)
+    logits = lm.decoder.logits(decoder_inputs(x), lengths)
     logits[..., :EOS_ID] = -float("inf")
     right = (logits.argmax(-1) == x) & length_mask(lengths, x.shape[1])
     return float((right.sum(1).double() / lengths.double()).mean())

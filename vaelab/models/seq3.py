@@ -433,11 +433,9 @@ class Seq3(TextModel):
     def lm_prior(self, onehots: torch.Tensor, logq: torch.Tensor, m: torch.Tensor) -> torch.Tensor:
         """Σ_t KL(p_LM(· | y_<t) ‖ q_t) per sentence (B,); the language model reads the sampled
         words."""
-        lm = self.lm
         ids = onehots.argmax(-1).detach()
         inputs = torch.cat([torch.full_like(ids[:, :1], BOS_ID), ids[:, :-1]], 1)
-        out, _ = run_lstm(lm.lstm, lm.embed(inputs), m)
-        logp = lm.output(out).log_softmax(-1)[..., BANNED:]
+        logp = self.lm.logits(inputs, m).log_softmax(-1)[..., BANNED:]
         logp = logp - logp.logsumexp(-1, keepdim=True)  # the LM, renormalised over the words y may take
         if self.config.point:  # KL(q_t ‖ p_LM): q_t lives on the input's words
             q = logq[..., BANNED:].exp()
@@ -461,8 +459,7 @@ class Seq3(TextModel):
         if self.lm is None:
             raise VaelabError(NEEDS_FUSION_LM)
         with torch.no_grad():
-            out, _ = run_lstm(self.lm.lstm, self.lm.embed(decoder_inputs(x)), lengths)
-            return self.config.lm_fusion * self.lm.output(out).log_softmax(-1)
+            return self.config.lm_fusion * self.lm.logits(decoder_inputs(x), lengths).log_softmax(-1)
 
     def fusion_step(self, word: torch.Tensor, state):
         """(β · log p_LM(· | the words so far) (B, V), the language model's next state) for

@@ -95,6 +95,12 @@ class SentenceDecoder(nn.Module):
         out, _ = run_lstm(self.lstm, self._inputs(inputs, z), lengths, state)
         return sentence_nll(self.drop_out(out), targets, length_mask(lengths, targets.shape[1]), self.output)
 
+    def logits(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Next-word logits (B, T, V) after each word of ``inputs`` (B, T), with no code and no
+        dropout: a trained language model read by another model (a prior, a fusion, a judge)."""
+        out, _ = run_lstm(self.lstm, self.embed(inputs), lengths)
+        return self.output(out)
+
     @torch.no_grad()
     def generate(self, n: int, max_length: int, *, z: torch.Tensor | None = None, state=None,
                  greedy: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
