@@ -538,12 +538,18 @@ def waits_for(row: Row) -> list[str]:
     return [o[5:-1] for o in (row.compare.options if row.compare else ()) if o.startswith("{row:") and o.endswith("}")]
 
 
-def yield_to_foreground(autogroup: Path = Path("/proc/self/autogroup"), nice: int = 19) -> bool:
-    """Lower this process's scheduling group to ``nice``; whether it could. Linux shares the CPU
-    between sessions' groups before ``nice`` counts within one, so a campaign started in a session
-    of its own (``setsid``, another terminal) competes with the user's work as an equal whatever
+def yield_to_foreground(autogroup: Path = Path("/proc/self/autogroup"), nice: int = 19, *,
+                        own_session: bool | None = None) -> bool:
+    """Lower this process's scheduling group to ``nice`` if the group is its own; whether it did.
+    Linux shares the CPU between sessions' groups before ``nice`` counts within one, so a campaign
+    started in a session of its own (``setsid``) competes with the user's work as an equal whatever
     each step's ``nice``; lowered, its group takes only what the user's work leaves. Steps inherit
-    the group. Where there are no groups (or no permission) nothing changes."""
+    the group. Only a session leader owns its group: run from a terminal, the group is the
+    terminal's, shared with the user's other work (which lowering would slow too, for as long as the
+    terminal lives), and there ``nice`` already ranks the campaign below that work. Where there are
+    no groups (or no permission) nothing changes."""
+    if not (os.getsid(0) == os.getpid() if own_session is None else own_session):
+        return False
     try:
         autogroup.write_text(f"{nice}\n")
         return True

@@ -859,5 +859,9 @@ def test_a_measured_row_outlives_its_run_directory_until_it_is_run_again(tmp_pat
 def test_the_campaign_lowers_its_scheduling_group_where_there_is_one(tmp_path):
     group = tmp_path / "autogroup"
     group.write_text("/autogroup-1 nice 0\n")
-    assert campaign.yield_to_foreground(group, nice=19) and group.read_text() == "19\n"
-    assert not campaign.yield_to_foreground(tmp_path / "none" / "autogroup")  # no groups: nothing, no error
+    assert not campaign.yield_to_foreground(group, own_session=False)  # a terminal's group: left alone
+    assert group.read_text() == "/autogroup-1 nice 0\n"
+    assert campaign.yield_to_foreground(group, nice=19, own_session=True) and group.read_text() == "19\n"
+    assert not campaign.yield_to_foreground(tmp_path / "none" / "autogroup", own_session=True)  # no groups
+    if os.getsid(0) != os.getpid():  # this test process leads no session: its group is left alone
+        assert not campaign.yield_to_foreground(group)
