@@ -193,8 +193,15 @@ def test_the_command_line_offers_copy(parsed):
     assert parsed("seq3", "--copy")[0].copy is True
 
 
-def test_compare_secret_code_passes_copy_and_records_it_only_when_on(monkeypatch, tmp_path):
+def compare_with_and_without(monkeypatch, tmp_path, setting: str):
+    """(the networks fit was asked for, the comparison without ``setting``, with it) of ``compare
+    secret-code`` on tiny data, its fit built from the network it is given; the command line's flag
+    for ``setting`` checked on the way."""
+    import argparse
     import importlib
+
+    from vaelab.compare.cli import add_compare_parser
+
     sc = importlib.import_module("vaelab.compare.secret_code")
     ds = tiny_dataset(30)
     lm = build("lstm-lm", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT)
@@ -203,22 +210,25 @@ def test_compare_secret_code_passes_copy_and_records_it_only_when_on(monkeypatch
     def fake_fit(family, train, out, net, config, progress):
         seen.append(net)
         return build(family, input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT,
-                     copy=net.get("copy", False))
+                     **{setting: net.get(setting, False)})
 
     monkeypatch.setattr(sc, "load_dataset", lambda *a, **k: ds)
     monkeypatch.setattr(sc, "load", lambda run: lm)
     monkeypatch.setattr(sc, "fit", fake_fit)
     plain = sc.secret_code(tmp_path / "a", lm_run="lm", weights=(0.0,), eval_size=5, progress=False)
-    copied = sc.secret_code(tmp_path / "b", lm_run="lm", weights=(0.0,), eval_size=5, progress=False, copy=True)
-    assert "copy" not in seen[0] and "copy" not in plain.settings["network"]
-    assert seen[1]["copy"] is True and copied.settings["network"]["copy"] is True
-    assert "pointer-generator" in copied.notes[0] and "pointer-generator" not in plain.notes[0]
-    from vaelab.compare.cli import add_compare_parser
-    import argparse
+    on = sc.secret_code(tmp_path / "b", lm_run="lm", weights=(0.0,), eval_size=5, progress=False, **{setting: True})
+    assert setting not in seen[0] and setting not in plain.settings["network"]  # recorded only when on
+    assert seen[1][setting] is True and on.settings["network"][setting] is True
     parser = argparse.ArgumentParser()
     add_compare_parser(parser.add_subparsers(dest="command"))
-    assert parser.parse_args(["compare", "secret-code", "--out", "o", "--copy"]).copy is True
-    assert parser.parse_args(["compare", "secret-code", "--out", "o"]).copy is False
+    assert getattr(parser.parse_args(["compare", "secret-code", "--out", "o", f"--{setting}"]), setting) is True
+    assert getattr(parser.parse_args(["compare", "secret-code", "--out", "o"]), setting) is False
+    return seen, plain, on
+
+
+def test_compare_secret_code_passes_copy_and_records_it_only_when_on(monkeypatch, tmp_path):
+    _, plain, copied = compare_with_and_without(monkeypatch, tmp_path, "copy")
+    assert "pointer-generator" in copied.notes[0] and "pointer-generator" not in plain.notes[0]
 
 
 def test_a_run_recorded_before_copy_existed_loads_resumes_and_is_reused_without_it(tmp_path):

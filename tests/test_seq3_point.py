@@ -10,7 +10,7 @@ from vaelab.errors import VaelabError
 from vaelab.models.registry import build
 from vaelab.models.seq3 import BANNED, pointer_logits
 
-from test_seq3_copy import KEYS
+from test_seq3_copy import KEYS, compare_with_and_without
 from test_text import TINY_TEXT, tiny_dataset
 
 
@@ -80,30 +80,6 @@ def test_the_command_line_offers_point(parsed):
 
 
 def test_compare_secret_code_passes_point_and_records_it_only_when_on(monkeypatch, tmp_path):
-    import argparse
-    import importlib
-
-    from vaelab.compare.cli import add_compare_parser
-
-    sc = importlib.import_module("vaelab.compare.secret_code")
-    ds = tiny_dataset(30)
-    lm = build("lstm-lm", input_shape=[ds.shape[0]], vocabulary=ds.front_end["vocabulary"], **TINY_TEXT)
-    seen = []
-
-    def fake_fit(family, train, out, net, config, progress):
-        seen.append(net)
-        return _model(ds, point=net.get("point", False))
-
-    monkeypatch.setattr(sc, "load_dataset", lambda *a, **k: ds)
-    monkeypatch.setattr(sc, "load", lambda run: lm)
-    monkeypatch.setattr(sc, "fit", fake_fit)
-    plain = sc.secret_code(tmp_path / "a", lm_run="lm", weights=(0.0,), eval_size=5, progress=False)
-    pointed = sc.secret_code(tmp_path / "b", lm_run="lm", weights=(0.0,), eval_size=5, progress=False, point=True)
-    assert "point" not in seen[0] and "point" not in plain.settings["network"]
-    assert seen[1]["point"] is True and pointed.settings["network"]["point"] is True
+    _, plain, pointed = compare_with_and_without(monkeypatch, tmp_path, "point")
     assert pointed.rows[0]["copied"] == 1.0  # every middle word is the input's
     assert "pointer compressor" in pointed.notes[0] and "pointer compressor" not in plain.notes[0]
-    parser = argparse.ArgumentParser()
-    add_compare_parser(parser.add_subparsers(dest="command"))
-    assert parser.parse_args(["compare", "secret-code", "--out", "o", "--point"]).point is True
-    assert parser.parse_args(["compare", "secret-code", "--out", "o"]).point is False
