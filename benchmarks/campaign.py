@@ -6,8 +6,8 @@ one row after another, within a CPU-hour budget per row (issue 27's table).
     python benchmarks/campaign.py --confirm ROW [ROW ...]        # a stale figure still holds? (no retraining)
     python benchmarks/campaign.py --rerun ROW [--only ROW]       # train and measure a measured row again
 
-Each row trains with ``vaelab train FAMILY --profile paper ...`` under ``nice`` (and the
-campaign's scheduling group lowered too: :func:`yield_to_foreground`), one thread, one
+Each row trains with ``vaelab train FAMILY --profile paper ...`` under ``nice`` (and, when the
+campaign leads its own session, its scheduling group lowered too: :func:`yield_to_foreground`), one thread, one
 job at a time, each step a subprocess. A row whose paper length exceeds its budget trains in
 chunks (``--resume --epochs N``, extending) until its recorded training time (the per-epoch
 ``cpu_seconds`` of metrics.jsonl, or ``seconds`` where a line lacks them) reaches the budget; then the test figure is measured once, on the

@@ -218,8 +218,9 @@ class AttentionDecoder(nn.Module):
     """An LSTM decoder stepping one word at a time over a memory of encoder states (B, S, 2H):
     Luong et al. 2015's "general" attention with input feeding. Without attention the output
     is the LSTM state itself. Each step leaves its attention weights a_t (B, S) in the carry
-    (``"weights"``, zero on padded positions; ``"scores"``, the logits they are the softmax of), and with ``copy`` the pointer-generator's gate
-    logit w_g · [c_t; h_t; input] + b_g (B,) (``"gate"``; p_gen = σ of it)."""
+    (``"weights"``, zero on padded positions; ``"scores"``, the logits they are the softmax of),
+    and with ``copy`` the pointer-generator's gate logit w_g · [c_t; h_t; input] + b_g (B,)
+    (``"gate"``; p_gen = σ of it)."""
 
     def __init__(self, embedding: int, hidden: int, attention: bool, copy: bool = False):
         super().__init__()

@@ -16,6 +16,7 @@ import re
 import socket
 import sys
 import threading
+import time
 import warnings
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -227,10 +228,10 @@ class ExplorerServer(ThreadingHTTPServer):
             self._slots.release()
 
     def server_close(self):
-        """Stop listening, end every open connection, and wait (up to CLOSE_GRACE_S) for their
+        """Stop listening, end every open connection, and wait (CLOSE_GRACE_S in all) for their
         threads. Request threads are daemons, so that a stalled client cannot keep the process
         alive; but a daemon thread still running when the interpreter shuts down is stopped
-        wherever it is, and stopped inside torch's C++ that aborts the process (exit −6) after
+        wherever it is, and stopped inside torch's C++ that can abort the process (exit −6) after
         a clean "stopped". An idle keep-alive connection ends at once; a request being answered
         finishes first."""
         super().server_close()
@@ -241,12 +242,13 @@ class ExplorerServer(ThreadingHTTPServer):
                 request.shutdown(socket.SHUT_RD)  # a thread waiting for the next request reads EOF
             except OSError:
                 pass
+        deadline = time.monotonic() + CLOSE_GRACE_S
         for thread, _ in open_now:
             if thread is not threading.current_thread():
-                thread.join(CLOSE_GRACE_S)
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def open_connections(self) -> int:
-        """How many request threads are running (tests, and the close above)."""
+        """How many request threads are running."""
         with self._open_lock:
             return sum(t.is_alive() for t in self._open)
 
